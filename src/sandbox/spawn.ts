@@ -1,7 +1,22 @@
-// Contract stub: the real implementation lands with the addon (owner: sandbox side).
+/**
+ * The only caller of the addon's spawn: builds the plan, clones the sandbox,
+ * lets it run, and turns a setup failure into a SandboxSetupError with the
+ * step, the errno code, the path of the plan op and a remedy.
+ */
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import { debuglog } from 'node:util'
 import type { Readable } from 'node:stream'
-import type { Socket } from 'node:net'
+import { SandboxSetupError } from '../errors.js'
+import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
+import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
+import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
+import { hostLayout } from './host-layout.js'
+import { buildPlan, OP } from './plan.js'
+
+const debug = debuglog('vitest-pool-isolated')
 
 export interface SpawnRequest {
   /** Absolute path of the JS file node runs inside the sandbox (dist/worker/entry.js). */
@@ -27,7 +42,7 @@ export interface Sandbox {
   /** Host pid of the sandbox's init (PID 1 inside). */
   readonly pid: number
   /** fd 3 of the worker: a stream socket carrying length-prefixed v8 frames. */
-  readonly ipc: Socket
+  readonly ipc: net.Socket
   readonly stdout: Readable
   readonly stderr: Readable
   /** Resolves once init has exited and been reaped; never rejects. */
@@ -37,4 +52,120 @@ export interface Sandbox {
 }
 
 /** Builds the plan, spawns the sandbox, resolves once the worker's execve succeeded; rejects with SandboxSetupError. */
-export declare function spawnSandbox(req: SpawnRequest): Promise<Sandbox>
+export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
+  const plan = buildPlan({
+    layout: hostLayout(req.projectRoot, req.cwd),
+    options: req.options,
+    identity: { uid: process.geteuid!(), gid: process.getegid!() },
+    argv: [...req.execArgv, req.entry],
+    env: req.env,
+  })
+  return spawnPlan(plan)
+}
+
+/** Spawns an already built plan (integration tests use this to reach every setup step). */
+export async function spawnPlan(plan: NativePlan): Promise<Sandbox> {
+  const addon = native()
+  let raw
+  try {
+    raw = await addon.spawn(plan)
+  } catch (error) {
+    if (isStepError(error)) throw setupError(plan, error)
+    throw error
+  }
+  debug('sandbox %d cloned', raw.pid)
+
+  const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
+  // Nothing of the sandbox has run yet; this is where cgroups get attached.
+  fs.writeSync(raw.syncFd, Buffer.of(1))
+  fs.closeSync(raw.syncFd)
+
+  const failure = await readFailure(raw.errFd)
+  if (failure) {
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) fs.closeSync(fd)
+    await exited
+    throw setupError(plan, failure)
+  }
+  debug('sandbox %d: worker exec\'d', raw.pid)
+
+  const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
+  const stdout = new net.Socket({ fd: raw.stdoutFd, readable: true, writable: false })
+  const stderr = new net.Socket({ fd: raw.stderrFd, readable: true, writable: false })
+  let done = false
+  const exit = exited.then((e): SandboxExit => {
+    done = true
+    debug('sandbox %d exited: %o', raw.pid, e)
+    return {
+      code: e.code ?? (e.signal === null && e.initCode !== null ? e.initCode : null),
+      signal: signalName(e.signal ?? (e.code === null ? e.initSignal : null)),
+    }
+  })
+  return {
+    pid: raw.pid,
+    ipc,
+    stdout,
+    stderr,
+    exited: exit,
+    kill(signal = 'SIGTERM') {
+      if (done) return
+      const errno = addon.signal(raw.pidfd, os.constants.signals[signal])
+      if (errno !== 0 && errno !== os.constants.errno.ESRCH) debug('kill %s failed: errno %d', signal, errno)
+    },
+  }
+}
+
+/** Reads the child's failure record, or null on EOF (the worker's execve worked). */
+function readFailure(fd: number): Promise<NativeStepError | null> {
+  const buf = Buffer.alloc(12)
+  return new Promise((resolve, reject) => {
+    let got = 0
+    const next = () =>
+      fs.read(fd, buf, got, buf.length - got, null, (err, n) => {
+        if (err) {
+          fs.close(fd, () => reject(err))
+          return
+        }
+        got += n
+        if (n > 0 && got < buf.length) return next()
+        fs.close(fd, () => {})
+        if (got < buf.length) return resolve(null)
+        const step = STEPS[buf.readInt32LE(0)] ?? `unknown(${buf.readInt32LE(0)})`
+        resolve({ step, errno: buf.readInt32LE(4), opIndex: buf.readInt32LE(8) })
+      })
+    next()
+  })
+}
+
+function isStepError(e: unknown): e is NativeStepError {
+  return typeof e === 'object' && e !== null && 'step' in e && 'errno' in e
+}
+
+const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]))
+
+function setupError(plan: NativePlan, f: NativeStepError): SandboxSetupError {
+  const code = ERRNO_NAMES.get(f.errno) ?? `E${f.errno}`
+  const step = f.step as Step
+  return new SandboxSetupError({
+    step,
+    code,
+    errno: f.errno,
+    syscall: STEP_SYSCALL[step] ?? 'unknown',
+    path: pathOf(plan, step, f.opIndex),
+    hint: hintFor(step, code),
+  })
+}
+
+/** The path a failure is about: the op's source for a missing bind source, else its target. */
+function pathOf(plan: NativePlan, step: Step, opIndex: number): string | undefined {
+  const op = opIndex >= 0 ? plan.ops[opIndex] : undefined
+  if (op) return step === 'bind' && op.kind === OP.bind && op.src ? op.src : op.dst
+  if (step === 'exec') return plan.execPath
+  if (step === 'chdir') return plan.cwd
+  return undefined
+}
+
+function signalName(n: number | null): NodeJS.Signals | null {
+  if (n === null) return null
+  const entry = Object.entries(os.constants.signals).find(([, v]) => v === n)
+  return (entry?.[0] as NodeJS.Signals | undefined) ?? null
+}

@@ -1,0 +1,339 @@
+// N-API glue only: validate and marshal the plan, run the clone on a libuv
+// pool thread, watch exits through pidfds on the event loop, build error
+// objects that keep errno. Policy lives in TypeScript; the child side in C.
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+
+namespace {
+
+// Owns every string and array the plan points into; lives until the clone is
+// done (the child has its own copy of the memory from then on).
+struct PlanStorage {
+  std::deque<std::string> strings;
+  std::vector<char *> argv;
+  std::vector<char *> envp;
+  std::vector<plan_op> ops;
+  plan p{};
+
+  const char *keep(const std::string &s) {
+    strings.push_back(s);
+    return strings.back().c_str();
+  }
+};
+
+Napi::Error TypeErr(Napi::Env env, const std::string &what) {
+  return Napi::TypeError::New(env, "[vitest-pool-isolated] invalid sandbox plan: " + what +
+                                       ". This is a bug in vitest-pool-isolated.");
+}
+
+bool GetString(const Napi::Object &o, const char *key, std::string &out, std::string &err, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (optional && (v.IsUndefined() || v.IsNull())) return true;
+  if (!v.IsString()) {
+    err = std::string(key) + " must be a string";
+    return false;
+  }
+  out = v.As<Napi::String>().Utf8Value();
+  if (out.find('\0') != std::string::npos) {
+    err = std::string(key) + " contains a NUL byte";
+    return false;
+  }
+  return true;
+}
+
+bool GetNumber(const Napi::Object &o, const char *key, double &out, std::string &err) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) {
+    out = 0;
+    return true;
+  }
+  if (!v.IsNumber()) {
+    err = std::string(key) + " must be a number";
+    return false;
+  }
+  out = v.As<Napi::Number>().DoubleValue();
+  if (out < 0) {
+    err = std::string(key) + " must not be negative";
+    return false;
+  }
+  return true;
+}
+
+bool GetStringArray(const Napi::Object &o, const char *key, PlanStorage &s, std::vector<char *> &out,
+                    std::string &err) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) {
+    err = std::string(key) + " must be an array of strings";
+    return false;
+  }
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) {
+      err = std::string(key) + "[" + std::to_string(i) + "] must be a string";
+      return false;
+    }
+    std::string str = e.As<Napi::String>().Utf8Value();
+    if (str.find('\0') != std::string::npos) {
+      err = std::string(key) + "[" + std::to_string(i) + "] contains a NUL byte";
+      return false;
+    }
+    out.push_back(const_cast<char *>(s.keep(str)));
+  }
+  out.push_back(nullptr);
+  return true;
+}
+
+bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
+  double flags, uid, gid, root_size;
+  std::string uid_map, gid_map, hostname, cwd, exec_path;
+  if (!GetNumber(o, "flags", flags, err) || !GetNumber(o, "workerUid", uid, err) ||
+      !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) ||
+      !GetString(o, "uidMap", uid_map, err) || !GetString(o, "gidMap", gid_map, err) ||
+      !GetString(o, "hostname", hostname, err) || !GetString(o, "cwd", cwd, err) ||
+      !GetString(o, "execPath", exec_path, err) || !GetStringArray(o, "argv", s, s.argv, err) ||
+      !GetStringArray(o, "envp", s, s.envp, err))
+    return false;
+  if (cwd.empty() || cwd[0] != '/' || exec_path.empty() || exec_path[0] != '/') {
+    err = "cwd and execPath must be absolute paths";
+    return false;
+  }
+  Napi::Value ops_v = o.Get("ops");
+  if (!ops_v.IsArray()) {
+    err = "ops must be an array";
+    return false;
+  }
+  Napi::Array ops = ops_v.As<Napi::Array>();
+  s.ops.resize(ops.Length());
+  for (uint32_t i = 0; i < ops.Length(); i++) {
+    Napi::Value ov = ops.Get(i);
+    if (!ov.IsObject()) {
+      err = "ops[" + std::to_string(i) + "] must be an object";
+      return false;
+    }
+    Napi::Object op = ov.As<Napi::Object>();
+    double kind, oflags, mode, ouid, ogid, size;
+    std::string src, dst, data;
+    if (!GetNumber(op, "kind", kind, err) || !GetNumber(op, "flags", oflags, err) ||
+        !GetNumber(op, "mode", mode, err) || !GetNumber(op, "uid", ouid, err) ||
+        !GetNumber(op, "gid", ogid, err) || !GetNumber(op, "size", size, err) ||
+        !GetString(op, "src", src, err, true) || !GetString(op, "dst", dst, err) ||
+        !GetString(op, "data", data, err, true)) {
+      err = "ops[" + std::to_string(i) + "]." + err;
+      return false;
+    }
+    if (dst.empty() || dst[0] != '/' || (!src.empty() && src[0] != '/')) {
+      err = "ops[" + std::to_string(i) + "] paths must be absolute";
+      return false;
+    }
+    if (kind < OP_BIND || kind > OP_SEAL) {
+      err = "ops[" + std::to_string(i) + "].kind is unknown";
+      return false;
+    }
+    plan_op &t = s.ops[i];
+    t.kind = (uint32_t)kind;
+    t.flags = (uint32_t)oflags;
+    t.mode = (uint32_t)mode;
+    t.uid = (uint32_t)ouid;
+    t.gid = (uint32_t)ogid;
+    t.size = (uint64_t)size;
+    t.src = s.keep(src);
+    t.dst = s.keep(dst);
+    t.data = s.keep(data);
+    t.data_len = (uint32_t)data.size();
+  }
+  s.p.flags = (uint32_t)flags;
+  s.p.uid_map = s.keep(uid_map);
+  s.p.gid_map = s.keep(gid_map);
+  s.p.worker_uid = (uint32_t)uid;
+  s.p.worker_gid = (uint32_t)gid;
+  s.p.root_size = (uint64_t)root_size;
+  s.p.hostname = s.keep(hostname);
+  s.p.cwd = s.keep(cwd);
+  s.p.exec_path = s.keep(exec_path);
+  s.p.argv = s.argv.data();
+  s.p.envp = s.envp.data();
+  s.p.ops = s.ops.data();
+  s.p.op_count = (uint32_t)s.ops.size();
+  return true;
+}
+
+Napi::Object StepError(Napi::Env env, int step, int err) {
+  Napi::Object e = Napi::Object::New(env);
+  e.Set("step", step_names[step]);
+  e.Set("errno", err);
+  e.Set("opIndex", -1);
+  return e;
+}
+
+class SpawnWorker : public Napi::AsyncWorker {
+ public:
+  SpawnWorker(Napi::Env env, std::unique_ptr<PlanStorage> plan)
+      : Napi::AsyncWorker(env), plan_(std::move(plan)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    if (sandbox_spawn(&plan_->p, &result_, &failed_step_) != 0) err_ = errno;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_) {
+      deferred_.Reject(StepError(env, failed_step_, err_));
+      return;
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("pid", result_.pid);
+    r.Set("pidfd", result_.pidfd);
+    r.Set("syncFd", result_.sync_w);
+    r.Set("errFd", result_.err_r);
+    r.Set("statusFd", result_.status_r);
+    r.Set("ipcFd", result_.ipc);
+    r.Set("stdoutFd", result_.out_r);
+    r.Set("stderrFd", result_.errout_r);
+    deferred_.Resolve(r);
+  }
+
+ private:
+  std::unique_ptr<PlanStorage> plan_;
+  Napi::Promise::Deferred deferred_;
+  spawn_result result_{};
+  int failed_step_ = 0;
+  int err_ = 0;
+};
+
+Napi::Value Spawn(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    TypeErr(env, "spawn(plan) takes an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto storage = std::make_unique<PlanStorage>();
+  std::string err;
+  if (!Marshal(info[0].As<Napi::Object>(), *storage, err)) {
+    TypeErr(env, err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto *w = new SpawnWorker(env, std::move(storage));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// Exit watch: a pidfd becomes readable when the process exits; libuv polls it
+// on the event loop, so no thread of ours blocks and nothing else reaps.
+struct Watch {
+  uv_poll_t poll;
+  int pidfd;
+  int status_fd;
+  Napi::FunctionReference callback;
+  napi_env env;
+};
+
+void OnWatchClosed(uv_handle_t *h) { delete static_cast<Watch *>(h->data); }
+
+void OnPidfdReadable(uv_poll_t *handle, int, int) {
+  Watch *w = static_cast<Watch *>(handle->data);
+  int worker_status = -1;
+  ssize_t n;
+  do n = read(w->status_fd, &worker_status, sizeof worker_status);
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof worker_status) worker_status = -1;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  while (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
+  }
+  uv_poll_stop(handle);
+  close(w->status_fd);
+  close(w->pidfd);
+
+  Napi::Env env(w->env);
+  Napi::HandleScope scope(env);
+  Napi::Object r = Napi::Object::New(env);
+  if (worker_status >= 0) {
+    if (WIFEXITED(worker_status)) {
+      r.Set("code", WEXITSTATUS(worker_status));
+      r.Set("signal", env.Null());
+    } else {
+      r.Set("code", env.Null());
+      r.Set("signal", WTERMSIG(worker_status));
+    }
+  } else {
+    r.Set("code", env.Null());
+    r.Set("signal", env.Null());
+  }
+  // How init itself ended: killed (SIGKILL from us or PDEATHSIG) or exited.
+  r.Set("initCode", si.si_code == CLD_EXITED ? Napi::Value(Napi::Number::New(env, si.si_status)) : env.Null());
+  r.Set("initSignal", si.si_code == CLD_EXITED ? env.Null() : Napi::Value(Napi::Number::New(env, si.si_status)));
+  Napi::FunctionReference cb = std::move(w->callback);
+  uv_close(reinterpret_cast<uv_handle_t *>(handle), OnWatchClosed);
+  cb.MakeCallback(env.Global(), {r});
+}
+
+Napi::Value WatchExit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    TypeErr(env, "watch(pidfd, statusFd, callback)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uv_loop_t *loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  auto *w = new Watch();
+  w->pidfd = info[0].As<Napi::Number>().Int32Value();
+  w->status_fd = info[1].As<Napi::Number>().Int32Value();
+  w->callback = Napi::Persistent(info[2].As<Napi::Function>());
+  w->env = env;
+  w->poll.data = w;
+  int r = uv_poll_init(loop, &w->poll, w->pidfd);
+  if (r == 0) r = uv_poll_start(&w->poll, UV_READABLE, OnPidfdReadable);
+  if (r != 0) {
+    delete w;
+    Napi::Error::New(env, std::string("[vitest-pool-isolated] cannot watch the sandbox: ") + uv_strerror(r))
+        .ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Value Signal(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int pidfd = info[0].As<Napi::Number>().Int32Value();
+  int sig = info[1].As<Napi::Number>().Int32Value();
+  if (syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0) return Napi::Number::New(env, errno);
+  return Napi::Number::New(env, 0);
+}
+
+Napi::Value ProbeClone(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t flags = (uint64_t)info[0].As<Napi::Number>().Int64Value();
+  return Napi::Number::New(env, probe_clone(flags));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Array steps = Napi::Array::New(env, STEP_COUNT);
+  for (uint32_t i = 0; i < STEP_COUNT; i++) steps.Set(i, step_names[i]);
+  exports.Set("steps", steps);
+  exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("watch", Napi::Function::New(env, WatchExit));
+  exports.Set("signal", Napi::Function::New(env, Signal));
+  exports.Set("probeClone", Napi::Function::New(env, ProbeClone));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(isolated_sandbox, Init)

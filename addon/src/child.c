@@ -1,0 +1,412 @@
+/* The child side of the clone: runs in the new user, mount, PID, IPC, UTS,
+ * cgroup (and network) namespaces as PID 1, with all capabilities of the new
+ * user namespace and none outside it.
+ *
+ * This process was cloned from a multi-threaded Node process: until execve it
+ * may only make raw system calls. No malloc, no stdio, no locks, no C++.
+ * Paths are built in stack buffers; every string comes from the plan, which
+ * the parent marshalled before the clone.
+ *
+ * Setup is a flat list of steps in the order of steps.def. Each failure
+ * captures errno first and reports {step, errno, op index} over the CLOEXEC
+ * error pipe; EOF on that pipe tells the parent the worker's execve worked. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+
+#define PATH_BUF 4096
+/* Where the host's root and the new root live between the two pivots. */
+#define OLDROOT "/oldroot"
+#define NEWROOT "/newroot"
+
+static int err_fd = -1;
+static volatile pid_t worker_pid = -1;
+
+static ssize_t write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+/* errno first: nothing may run between the failing call and this. */
+static void __attribute__((noreturn)) fail(enum step step, int op_index) {
+  struct setup_failure f = {.step = step, .err = errno, .op_index = op_index};
+  if (f.err == 0) f.err = EIO;
+  write_all(err_fd, &f, sizeof f);
+  _exit(127);
+}
+
+/* dst = a + b, bounded; fails the step with ENAMETOOLONG. */
+static void join(char *dst, const char *a, const char *b, enum step step, int op) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la + lb + 1 > PATH_BUF) {
+    errno = ENAMETOOLONG;
+    fail(step, op);
+  }
+  memcpy(dst, a, la);
+  memcpy(dst + la, b, lb + 1);
+}
+
+/* mkdir -p inside our own tmpfs mounts. A component that would have to be
+ * created inside a read-only bind of a host directory fails with EROFS, which
+ * is the point: setup must never create anything on the host. */
+static int mkdir_p(char *path, mode_t mode) {
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    int r = mkdir(path, 0755);
+    int e = errno;
+    *p = '/';
+    if (r != 0 && e != EEXIST) {
+      errno = e;
+      return -1;
+    }
+  }
+  if (mkdir(path, mode) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* Creates the parent directories and an empty file as a bind target. */
+static int touch_p(char *path) {
+  char *slash = strrchr(path, '/');
+  if (slash && slash != path) {
+    *slash = '\0';
+    int r = mkdir_p(path, 0755);
+    *slash = '/';
+    if (r != 0) return -1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return errno == EEXIST ? 0 : -1;
+  close(fd);
+  return 0;
+}
+
+struct mount_attr_compat {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Read-only for the mount at path and everything below it. mount_setattr
+ * (5.12) leaves the locked flags (nosuid, nodev, noexec inherited from the
+ * host) alone, which the MS_REMOUNT|MS_BIND dance in a user namespace does
+ * not: that one fails with EPERM unless every locked flag is repeated. */
+static int seal(const char *path) {
+  struct mount_attr_compat attr = {.attr_set = 0x1 /* MOUNT_ATTR_RDONLY */};
+  return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr);
+}
+
+/* Appends a decimal number; snprintf is not async-signal-safe. */
+static char *put_num(char *p, uint64_t v, int base) {
+  char num[24];
+  int n = 0;
+  do num[n++] = (char)('0' + v % (uint64_t)base); while ((v /= (uint64_t)base) && n < 23);
+  while (n) *p++ = num[--n];
+  return p;
+}
+
+static char *put_str(char *p, const char *s) {
+  while (*s) *p++ = *s++;
+  return p;
+}
+
+/* "size=N,mode=0NNN,uid=N,gid=N" (ids as seen inside the user namespace). */
+static void tmpfs_options(char *p, uint64_t size, uint32_t mode, uint32_t uid, uint32_t gid) {
+  p = put_str(p, "size=");
+  p = put_num(p, size, 10);
+  p = put_str(p, ",mode=0");
+  p = put_num(p, mode & 07777, 8);
+  p = put_str(p, ",uid=");
+  p = put_num(p, uid, 10);
+  p = put_str(p, ",gid=");
+  p = put_num(p, gid, 10);
+  *p = '\0';
+}
+
+/* One plan op, with targets under NEWROOT and sources under OLDROOT. Runs
+ * between the two pivots: "/" is the throw-away base tmpfs. */
+static void run_op(const struct plan_op *op, int index) {
+  char target[PATH_BUF], source[PATH_BUF];
+  join(target, NEWROOT, op->dst, STEP_mkdir, index);
+  struct stat st;
+
+  switch (op->kind) {
+  case OP_BIND: {
+    join(source, OLDROOT, op->src, STEP_bind, index);
+    if ((op->flags & OPF_OPTIONAL) && stat(source, &st) != 0 && errno == ENOENT) return;
+    if ((op->flags & OPF_FILE) ? touch_p(target) : mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+    if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(STEP_bind, index);
+    /* nosuid always; nodev unless this is one of the few device binds. */
+    unsigned long extra = MS_NOSUID | ((op->flags & OPF_DEV) ? 0 : MS_NODEV);
+    struct mount_attr_compat attr = {
+        .attr_set = ((extra & MS_NOSUID) ? 0x2 : 0) | ((extra & MS_NODEV) ? 0x4 : 0)};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) != 0)
+      fail(STEP_seal, index);
+    break;
+  }
+  case OP_TMPFS: {
+    if (mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+    char opts[160];
+    tmpfs_options(opts, op->size, op->mode, op->uid, op->gid);
+    if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(STEP_tmpfs, index);
+    break;
+  }
+  case OP_PROC:
+    if (mkdir_p(target, 0555)) fail(STEP_mkdir, index);
+    if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+      fail(STEP_proc, index);
+    break;
+  case OP_DEVPTS:
+    if (mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+    if (mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=620") != 0)
+      fail(STEP_devpts, index);
+    break;
+  case OP_SYMLINK: {
+    char *slash = strrchr(target, '/');
+    *slash = '\0';
+    if (mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+    *slash = '/';
+    if (symlink(op->data, target) != 0 && errno != EEXIST) fail(STEP_symlink, index);
+    break;
+  }
+  case OP_FILE: {
+    /* Written into the base tmpfs (detached later), then bound over dst so a
+     * read-only /etc can carry generated hosts and hostname files. */
+    char staged[32] = "/f";
+    *put_num(staged + 2, (uint64_t)index, 10) = '\0';
+    int fd = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) fail(STEP_write_file, index);
+    if (write_all(fd, op->data, op->data_len) < 0) fail(STEP_write_file, index);
+    close(fd);
+    if (stat(target, &st) != 0) {
+      if (errno != ENOENT || touch_p(target) != 0) fail(STEP_mkdir, index);
+    }
+    if (mount(staged, target, NULL, MS_BIND, NULL) != 0) fail(STEP_bind, index);
+    break;
+  }
+  case OP_MKDIR:
+    if (mkdir_p(target, op->mode ? op->mode : 0755)) fail(STEP_mkdir, index);
+    break;
+  case OP_SEAL:
+    /* A path inside an earlier mount (e.g. /proc/sys) becomes its own mount,
+     * then read-only. */
+    if ((op->flags & OPF_OPTIONAL) && lstat(target, &st) != 0 && errno == ENOENT) return;
+    if (mount(target, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(STEP_bind, index);
+    break;
+  default:
+    errno = EINVAL;
+    fail(STEP_mkdir, index);
+  }
+  if ((op->flags & OPF_RO) || op->kind == OP_SEAL) {
+    if (seal(target) != 0) fail(STEP_seal, index);
+  }
+}
+
+/* Brings lo up in the new network namespace: a socket and one ioctl. */
+static void loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) fail(STEP_loopback, -1);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) fail(STEP_loopback, -1);
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) fail(STEP_loopback, -1);
+  close(s);
+}
+
+/* Moves fd to exactly `to`, clearing CLOEXEC (dup2 of a fd onto itself would
+ * keep the flag). */
+static int move_fd(int fd, int to) {
+  if (fd == to) return fcntl(fd, F_SETFD, 0);
+  return dup2(fd, to) < 0 ? -1 : 0;
+}
+
+/* Worker side: the forked child of init, after pivot_root. Leaves only fds
+ * 0-3, gives up every capability and execs node. */
+static void __attribute__((noreturn)) worker_main(const struct plan *plan, const struct child_fds *fds) {
+  /* Park everything above 10 first so the moves below cannot clobber. */
+  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) fail(STEP_dup_fds, -1);
+  int parked[5];
+  int src[5] = {null_fd, fds->out_w, fds->errout_w, fds->ipc, err_fd};
+  for (int i = 0; i < 5; i++) {
+    parked[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+    if (parked[i] < 0) fail(STEP_dup_fds, -1);
+  }
+  err_fd = parked[4];
+  for (int i = 0; i < 4; i++)
+    if (move_fd(parked[i], i) != 0) fail(STEP_dup_fds, -1);
+  /* The error pipe stays (CLOEXEC) at fd 4 until execve closes it. */
+  if (dup3(err_fd, 4, O_CLOEXEC) < 0) fail(STEP_dup_fds, -1);
+  err_fd = 4;
+  if (syscall(SYS_close_range, 5, ~0U, 0) != 0) fail(STEP_close_fds, -1);
+
+  /* The bounding set needs CAP_SETPCAP, which setresuid away from 0 drops. */
+  for (int cap = 0; cap <= 63; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail(STEP_drop_caps, -1);
+  }
+  if (setresgid(plan->worker_gid, plan->worker_gid, plan->worker_gid) != 0) fail(STEP_set_ids, -1);
+  if (setresuid(plan->worker_uid, plan->worker_uid, plan->worker_uid) != 0) fail(STEP_set_ids, -1);
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) fail(STEP_drop_caps, -1);
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capset, &hdr, data) != 0) fail(STEP_drop_caps, -1);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(STEP_no_new_privs, -1);
+
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(plan->exec_path, plan->argv, plan->envp);
+  fail(STEP_exec, -1);
+}
+
+static void forward_signal(int sig) {
+  if (worker_pid > 0) kill(worker_pid, sig);
+}
+
+/* Closes every inherited fd except ours. The clone copied the whole fd table
+ * of Vitest, including the pipes of other sandboxes: holding those would
+ * keep their EOFs from arriving. */
+static void close_inherited(const struct child_fds *fds) {
+  int keep[6] = {fds->sync_r, fds->err_w, fds->status_w, fds->ipc, fds->out_w, fds->errout_w};
+  for (int i = 1; i < 6; i++) /* insertion sort, no libc qsort */
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned lo = 0;
+  for (int i = 0; i < 6; i++) {
+    if ((unsigned)keep[i] > lo) syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
+    lo = (unsigned)keep[i] + 1;
+  }
+  syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+void child_main(const struct plan *plan, const struct child_fds *fds) {
+  err_fd = fds->err_w;
+  close_inherited(fds);
+
+  /* Die with the thread that cloned us (a libuv pool thread, alive as long
+   * as Vitest is). Set before the sync read: if Vitest is already gone, the
+   * read sees EOF and we stop there. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(STEP_pdeathsig, -1);
+
+  /* The parent writes our uid/gid maps (and may attach cgroups), then one
+   * byte. Until then we are uid "nobody" without a usable mapping. */
+  char go;
+  ssize_t n;
+  do n = read(fds->sync_r, &go, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    if (n == 0) errno = EPIPE;
+    fail(STEP_sync_wait, -1);
+  }
+  close(fds->sync_r);
+
+  /* Cloned from node, we would show up as "node" in ps; say what we are. */
+  prctl(PR_SET_NAME, "isolated-init", 0, 0, 0);
+
+  /* A new session: no controlling terminal, so TIOCSTI has nothing to push into. */
+  if (setsid() < 0) fail(STEP_setsid, -1);
+
+  /* Nothing we mount may propagate back to the host's mount namespace. */
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(STEP_make_private, -1);
+
+  /* Like bubblewrap: a throw-away tmpfs becomes "/" with the host's root
+   * under /oldroot, so sources are always reachable at /oldroot/<path>, even
+   * those under /tmp, which the base tmpfs briefly covered. */
+  if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") != 0)
+    fail(STEP_base_tmpfs, -1);
+  if (chdir("/tmp") != 0 || mkdir("newroot", 0755) != 0 || mkdir("oldroot", 0755) != 0)
+    fail(STEP_pivot_base, -1);
+  if (syscall(SYS_pivot_root, ".", "oldroot") != 0) fail(STEP_pivot_base, -1);
+  if (chdir("/") != 0) fail(STEP_pivot_base, -1);
+
+  {
+    char opts[160];
+    tmpfs_options(opts, plan->root_size, 0755, 0, 0);
+    if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(STEP_root_tmpfs, -1);
+  }
+
+  for (uint32_t i = 0; i < plan->op_count; i++) run_op(&plan->ops[i], (int)i);
+
+  /* The host's tree leaves our mount namespace for good. */
+  if (umount2(OLDROOT, MNT_DETACH) != 0) fail(STEP_detach_oldroot, -1);
+
+  /* pivot_root(".", ".") stacks the base tmpfs on top of the new root;
+   * detaching "." then removes it (the trick nsjail documents in mnt.cc). */
+  if (chdir(NEWROOT) != 0) fail(STEP_pivot_root, -1);
+  if (syscall(SYS_pivot_root, ".", ".") != 0) fail(STEP_pivot_root, -1);
+  if (umount2(".", MNT_DETACH) != 0) fail(STEP_pivot_root, -1);
+  if (chdir("/") != 0) fail(STEP_pivot_root, -1);
+  /* The root itself is read-only too: tests write only to /tmp, $HOME and
+   * what the options mount writable. Not recursive: those stay writable. */
+  {
+    struct mount_attr_compat attr = {.attr_set = 0x1};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, &attr, sizeof attr) != 0) fail(STEP_seal, -1);
+  }
+  if (chdir(plan->cwd) != 0) fail(STEP_chdir, -1);
+
+  if (plan->flags & PLAN_LOOPBACK) loopback_up();
+  if (sethostname(plan->hostname, strlen(plan->hostname)) != 0) fail(STEP_hostname, -1);
+
+  /* init forwards these to the worker; PID 1 ignores what it has no handler for. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (unsigned i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+
+  /* A raw clone, not fork(): glibc's fork runs atfork handlers and takes
+   * locks that another Vitest thread may have held when we were cloned. */
+  pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  if (pid < 0) fail(STEP_fork_worker, -1);
+  if (pid == 0) worker_main(plan, fds);
+  worker_pid = pid;
+
+  /* Only the worker may hold these now: their EOFs tell the parent that the
+   * worker exec'd (error pipe) or exited (ipc, stdio). */
+  close(fds->err_w);
+  close(fds->ipc);
+  close(fds->out_w);
+  close(fds->errout_w);
+
+  /* Reap everything; leave with the worker. Exiting PID 1 makes the kernel
+   * kill whatever is left in the namespace (detached servers, sleeps). */
+  for (;;) {
+    int status;
+    pid_t r = waitpid(-1, &status, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      _exit(125); /* ECHILD without having seen the worker: cannot happen */
+    }
+    if (r == pid) {
+      write_all(fds->status_w, &status, sizeof status);
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+  }
+}

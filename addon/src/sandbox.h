@@ -1,0 +1,125 @@
+/* Shared between the N-API glue (binding.cc), the parent side (spawn.c) and
+ * the child side (child.c). Everything the child needs is in struct plan,
+ * fully built (pointers and all) before clone3: the child of a multi-threaded
+ * process may not allocate. */
+#ifndef ISOLATED_SANDBOX_H
+#define ISOLATED_SANDBOX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum step {
+#define STEP(name) STEP_##name,
+#include "steps.def"
+#undef STEP
+  STEP_COUNT
+};
+
+extern const char *const step_names[STEP_COUNT];
+
+/* Mount plan op kinds. Paths: src is a host path, dst a path inside the
+ * sandbox; both absolute. The numbers are part of the TS contract
+ * (src/sandbox/plan.ts). */
+enum op_kind {
+  OP_BIND = 1,    /* bind src at dst (dir or file, per OPF_FILE) */
+  OP_TMPFS = 2,   /* fresh tmpfs at dst: size bytes, mode, owned by the worker */
+  OP_PROC = 3,    /* fresh procfs of the new PID namespace at dst */
+  OP_DEVPTS = 4,  /* new devpts instance at dst */
+  OP_SYMLINK = 5, /* symlink at dst pointing to data */
+  OP_FILE = 6,    /* a file with content data bound over dst */
+  OP_MKDIR = 7,   /* a directory at dst, mode */
+  OP_SEAL = 8,    /* make the mount at dst read-only (recursive) */
+};
+
+enum op_flags {
+  OPF_RO = 1u << 0,       /* read-only once mounted (mount_setattr, recursive) */
+  OPF_FILE = 1u << 1,     /* the target is a file, not a directory */
+  OPF_OPTIONAL = 1u << 2, /* skip silently when the source does not exist */
+  OPF_DEV = 1u << 3,      /* keep device nodes usable (only for /dev/null & co) */
+};
+
+struct plan_op {
+  uint32_t kind;
+  uint32_t flags;
+  uint32_t mode;
+  uint32_t uid; /* tmpfs owner, inside the namespace */
+  uint32_t gid;
+  uint64_t size;
+  const char *src;
+  const char *dst;
+  const char *data;
+  uint32_t data_len;
+};
+
+enum plan_flags {
+  PLAN_NEW_NET = 1u << 0,  /* new network namespace */
+  PLAN_LOOPBACK = 1u << 1, /* bring lo up in it */
+};
+
+struct plan {
+  uint32_t flags;
+  /* Written by the parent into /proc/<pid>/{uid,gid}_map. */
+  const char *uid_map;
+  const char *gid_map;
+  /* Ids inside the namespace: setup runs as 0 (all capabilities in the new
+   * user namespace); the worker switches to these and drops everything. */
+  uint32_t worker_uid;
+  uint32_t worker_gid;
+  uint64_t root_size; /* size of the tmpfs root */
+  const char *hostname;
+  const char *cwd;
+  const char *exec_path;
+  char *const *argv;
+  char *const *envp;
+  const struct plan_op *ops;
+  uint32_t op_count;
+};
+
+/* What the child reports when a step fails; EOF instead means execve worked. */
+struct setup_failure {
+  int32_t step;
+  int32_t err;
+  int32_t op_index; /* -1 when the step is not tied to a plan op */
+};
+
+/* The fds the child side uses; all O_CLOEXEC. */
+struct child_fds {
+  int sync_r;   /* parent writes one byte when the child may go on */
+  int err_w;    /* struct setup_failure on failure */
+  int status_w; /* init writes the worker's wait status here before exiting */
+  int ipc;      /* becomes fd 3 of the worker */
+  int out_w;    /* becomes fd 1 */
+  int errout_w; /* becomes fd 2 */
+};
+
+/* Never returns. Runs in the cloned child (PID 1 of the new PID namespace). */
+void child_main(const struct plan *plan, const struct child_fds *fds) __attribute__((noreturn));
+
+struct spawn_result {
+  pid_t pid;
+  int pidfd;
+  int sync_w;   /* write one byte (then close) to let the child run its setup */
+  int err_r;    /* read: struct setup_failure, or EOF once the worker exec'd */
+  int status_r; /* read (non-blocking) after exit: the worker's wait status */
+  int ipc;      /* our end of the worker's fd 3 */
+  int out_r;
+  int errout_r;
+};
+
+/* Parent side: clone3 into new namespaces, write the id maps. The child is
+ * left waiting on sync_w so a caller can attach cgroups before it runs.
+ * Returns 0, or -1 with *failed_step and errno set (nothing left behind). */
+int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
+
+/* Feature probe: clone3 with these CLONE_* flags and a child that exits at
+ * once. Returns 0 or an errno. Creates nothing that outlives the call. */
+int probe_clone(uint64_t flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,100 @@
+/**
+ * Kernel feature probe: can this machine build our sandbox, and if not,
+ * exactly why and what to change. Each feature carries its own reason.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import { SandboxUnsupportedError } from './errors.js'
+import { native } from './native/binding.js'
+
+export interface FeatureReport {
+  ok: boolean
+  reason?: string
+  remedy?: string
+}
+
+export interface ProbeReport {
+  ok: boolean
+  features: Record<string, FeatureReport>
+}
+
+const CLONE = {
+  newuser: 0x10000000, newns: 0x00020000, newpid: 0x20000000, newnet: 0x40000000,
+  newipc: 0x08000000, newuts: 0x04000000, newcgroup: 0x02000000, pidfd: 0x00001000,
+} as const
+
+function readSysctl(path: string): string | undefined {
+  try {
+    return fs.readFileSync(path, 'utf8').trim()
+  } catch {
+    return undefined
+  }
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [maj = 0, min = 0] = os.release().split(/[.-]/).map(Number)
+  return maj > major || (maj === major && min >= minor)
+}
+
+/** Why user namespaces are refused, from the sysctls that can refuse them. */
+function usernsRemedy(errno: number): Pick<FeatureReport, 'reason' | 'remedy'> {
+  if (readSysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0' && process.geteuid?.() !== 0) {
+    return {
+      reason: 'unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)',
+      remedy: 'sudo sysctl -w kernel.unprivileged_userns_clone=1',
+    }
+  }
+  if (readSysctl('/proc/sys/user/max_user_namespaces') === '0') {
+    return { reason: 'user.max_user_namespaces is 0', remedy: 'sudo sysctl -w user.max_user_namespaces=15000' }
+  }
+  if (readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1' && process.geteuid?.() !== 0) {
+    return {
+      reason: 'AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10+)',
+      remedy:
+        'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give node an AppArmor profile that allows "userns,"',
+    }
+  }
+  const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`
+  return {
+    reason: `clone3 with new namespaces failed with ${code}`,
+    remedy:
+      errno === os.constants.errno.EPERM || errno === os.constants.errno.ENOSYS
+        ? 'inside a container, allow namespaces (Docker: --security-opt seccomp=unconfined, or a profile that allows clone3 and unshare)'
+        : 'check the kernel configuration (CONFIG_USER_NS and the other *_NS options)',
+  }
+}
+
+/** Probes every kernel feature the sandbox needs. Creates nothing that outlives the call. */
+export function probe(): ProbeReport {
+  const features: Record<string, FeatureReport> = {}
+  let addon
+  try {
+    addon = native()
+    features.addon = { ok: true }
+  } catch (error) {
+    features.addon = { ok: false, reason: (error as Error).message, remedy: 'npm rebuild vitest-pool-isolated' }
+  }
+
+  features.kernel = kernelAtLeast(5, 12)
+    ? { ok: true }
+    : { ok: false, reason: `kernel ${os.release()} is older than 5.12 (no mount_setattr)`, remedy: 'use Linux 5.12 or newer' }
+
+  if (addon) {
+    const userns = addon.probeClone(CLONE.newuser)
+    features.userns = userns === 0 ? { ok: true } : { ok: false, ...usernsRemedy(userns) }
+    const all = Object.values(CLONE).reduce((a, b) => a + b, 0)
+    const namespaces = addon.probeClone(all)
+    features.namespaces =
+      namespaces === 0
+        ? { ok: true }
+        : { ok: false, ...usernsRemedy(namespaces), reason: `clone3 into user, mount, PID, net, IPC, UTS and cgroup namespaces failed (errno ${namespaces})` }
+  }
+  return { ok: Object.values(features).every((f) => f.ok), features }
+}
+
+/** Throws SandboxUnsupportedError for the first missing feature. */
+export function assertSupported(report: ProbeReport = probe()): void {
+  for (const [feature, f] of Object.entries(report.features)) {
+    if (!f.ok) throw new SandboxUnsupportedError({ feature, reason: f.reason ?? 'unknown', remedy: f.remedy ?? '' })
+  }
+}

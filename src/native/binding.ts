@@ -1,0 +1,114 @@
+/**
+ * The one loader of the native addon and its typed surface. Everything that
+ * talks to the kernel goes through here; policy stays in TypeScript.
+ */
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import { STEPS } from './steps.js'
+
+export interface NativePlanOp {
+  kind: number
+  flags: number
+  mode?: number
+  uid?: number
+  gid?: number
+  size?: number
+  src?: string
+  dst: string
+  data?: string
+}
+
+export interface NativePlan {
+  flags: number
+  uidMap: string
+  gidMap: string
+  workerUid: number
+  workerGid: number
+  rootSize: number
+  hostname: string
+  cwd: string
+  execPath: string
+  argv: string[]
+  envp: string[]
+  ops: NativePlanOp[]
+}
+
+export interface NativeSpawned {
+  pid: number
+  pidfd: number
+  syncFd: number
+  errFd: number
+  statusFd: number
+  ipcFd: number
+  stdoutFd: number
+  stderrFd: number
+}
+
+/** How a spawn that failed in the parent (clone, id maps) is reported. */
+export interface NativeStepError {
+  step: string
+  errno: number
+  opIndex: number
+}
+
+export interface NativeExit {
+  /** The worker's exit code / signal number as init saw them (null when unknown). */
+  code: number | null
+  signal: number | null
+  /** How init itself ended. */
+  initCode: number | null
+  initSignal: number | null
+}
+
+export interface NativeAddon {
+  readonly steps: readonly string[]
+  spawn(plan: NativePlan): Promise<NativeSpawned>
+  watch(pidfd: number, statusFd: number, onExit: (exit: NativeExit) => void): void
+  /** pidfd_send_signal; returns 0 or an errno. */
+  signal(pidfd: number, signal: number): number
+  /** clone3 with these flags and a child that exits at once; returns 0 or an errno. */
+  probeClone(flags: number): number
+}
+
+/** Package root: dist/native/binding.js → ../.. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+let loaded: NativeAddon | undefined
+
+export function native(): NativeAddon {
+  if (loaded) return loaded
+  const require = createRequire(import.meta.url)
+  const candidates = [
+    path.join(packageRoot, 'build/Release/isolated_sandbox.node'),
+    path.join(packageRoot, 'build/Debug/isolated_sandbox.node'),
+  ]
+  const tried: string[] = []
+  for (const file of candidates) {
+    try {
+      const addon = require(file) as NativeAddon
+      checkSteps(addon, file)
+      loaded = addon
+      return addon
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException
+      if (e.code !== 'MODULE_NOT_FOUND') throw error
+      tried.push(file)
+    }
+  }
+  throw new Error(
+    `[vitest-pool-isolated] the native addon is not built. Tried:\n  ${tried.join('\n  ')}\n` +
+      `Build it with \`npm rebuild vitest-pool-isolated\` (needs cmake and a C/C++ compiler).`,
+  )
+}
+
+/** A stale build would misname every setup failure: say "rebuild" instead. */
+function checkSteps(addon: NativeAddon, file: string): void {
+  const same = addon.steps.length === STEPS.length && addon.steps.every((s, i) => s === STEPS[i])
+  if (!same) {
+    throw new Error(
+      `[vitest-pool-isolated] the native addon at ${file} was built from other sources ` +
+        `(its setup steps differ from this version's). Rebuild it: \`npm rebuild vitest-pool-isolated\`.`,
+    )
+  }
+}

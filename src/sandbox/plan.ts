@@ -1,0 +1,132 @@
+/**
+ * Pure: options + host layout → the ordered namespace and mount plan the
+ * native child walks. Every policy decision about what the sandbox shows is
+ * made here, where it can be read and unit-tested; the C side only executes.
+ */
+import path from 'node:path'
+import type { ResolvedIsolatedOptions } from '../options.js'
+import type { NativePlan, NativePlanOp } from '../native/binding.js'
+import type { HostLayout } from './host-layout.js'
+
+/** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
+export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8 } as const
+export const OPF = { ro: 1, file: 2, optional: 4, dev: 8 } as const
+export const PLAN = { newNet: 1, loopback: 2 } as const
+
+/** The unprivileged id the worker gets when Vitest runs as root (nobody/nogroup). */
+export const ROOT_WORKER_ID = 65534
+
+/** Device nodes bound from the host; everything else in /dev does not exist. */
+const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty']
+
+/** Parts of /proc that would let a process change the host kernel. */
+const PROC_READ_ONLY = ['/proc/sys', '/proc/sysrq-trigger', '/proc/irq', '/proc/bus']
+
+export interface Identity {
+  /** Host ids of the Vitest process. */
+  uid: number
+  gid: number
+}
+
+export interface PlanInput {
+  layout: HostLayout
+  options: ResolvedIsolatedOptions
+  identity: Identity
+  argv: string[]
+  env: Record<string, string | undefined>
+}
+
+export function buildPlan({ layout, options, identity, argv, env }: PlanInput): NativePlan {
+  const root = identity.uid === 0
+  // As root, setup runs as namespace root mapped to host root (so it can
+  // reach a project below a mode-700 /root), and the worker drops to an
+  // unprivileged id that owns nothing on the host. Rootless, the one id we
+  // have is mapped to itself.
+  const workerUid = root ? ROOT_WORKER_ID : identity.uid
+  const workerGid = root ? ROOT_WORKER_ID : identity.gid
+  const uidMap = root ? `0 0 1\n${ROOT_WORKER_ID} ${ROOT_WORKER_ID} 1\n` : `${identity.uid} ${identity.uid} 1\n`
+  const gidMap = root ? `0 0 1\n${ROOT_WORKER_ID} ${ROOT_WORKER_ID} 1\n` : `${identity.gid} ${identity.gid} 1\n`
+
+  const mounts: NativePlanOp[] = []
+  for (const link of layout.symlinks) mounts.push({ kind: OP.symlink, flags: 0, dst: link.path, data: link.target })
+  for (const dir of layout.readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
+
+  mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
+  for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })
+
+  mounts.push({ kind: OP.tmpfs, flags: 0, dst: '/dev', mode: 0o755, size: 1 << 20 })
+  for (const d of DEVICES) {
+    mounts.push({ kind: OP.bind, flags: OPF.file | OPF.dev | OPF.optional, src: `/dev/${d}`, dst: `/dev/${d}` })
+  }
+  for (const [name, target] of [
+    ['fd', '/proc/self/fd'],
+    ['stdin', '/proc/self/fd/0'],
+    ['stdout', '/proc/self/fd/1'],
+    ['stderr', '/proc/self/fd/2'],
+    ['ptmx', 'pts/ptmx'],
+  ]) {
+    mounts.push({ kind: OP.symlink, flags: 0, dst: `/dev/${name}`, data: target })
+  }
+  mounts.push({ kind: OP.devpts, flags: 0, dst: '/dev/pts' })
+  mounts.push({ kind: OP.tmpfs, flags: 0, dst: '/dev/shm', mode: 0o1777, size: options.tmpSizeBytes })
+
+  mounts.push({ kind: OP.tmpfs, flags: 0, dst: '/tmp', mode: 0o1777, size: options.tmpSizeBytes })
+  const home = env.HOME
+  // A $HOME inside a bound directory stays that directory (read-only): a
+  // tmpfs there would hide the project.
+  const homeDir = home && path.isAbsolute(home) ? path.resolve(home) : undefined
+  if (homeDir && homeDir !== '/' && !layout.readOnly.some((d) => homeDir === d || homeDir.startsWith(`${d}/`))) {
+    mounts.push({
+      kind: OP.tmpfs, flags: 0, dst: homeDir, mode: 0o700,
+      uid: workerUid, gid: workerGid, size: options.tmpSizeBytes,
+    })
+  }
+
+  for (const m of options.mounts) {
+    if (m.kind === 'tmpfs') {
+      mounts.push({ kind: OP.tmpfs, flags: 0, dst: m.target, mode: 0o755, uid: workerUid, gid: workerGid, size: m.sizeBytes })
+    } else {
+      mounts.push({ kind: OP.bind, flags: m.writable ? 0 : OPF.ro, src: m.source, dst: m.target })
+    }
+  }
+
+  const hostsFile = `127.0.0.1\tlocalhost ${options.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`
+  mounts.push({ kind: OP.file, flags: OPF.ro, dst: '/etc/hosts', data: hostsFile })
+  mounts.push({ kind: OP.file, flags: OPF.ro, dst: '/etc/hostname', data: `${options.hostname}\n` })
+
+  const ops = sortByDepth(mounts)
+  ops.push({ kind: OP.mkdir, flags: 0, dst: layout.cwd, mode: 0o755 })
+
+  const envp = Object.entries(env)
+    .filter((e): e is [string, string] => typeof e[1] === 'string')
+    .map(([k, v]) => `${k}=${v}`)
+
+  const network = options.network
+  return {
+    flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0),
+    uidMap,
+    gidMap,
+    workerUid,
+    workerGid,
+    rootSize: 1 << 20,
+    hostname: options.hostname,
+    cwd: layout.cwd,
+    execPath: layout.execPath,
+    argv: [layout.execPath, ...argv],
+    envp,
+    ops,
+  }
+}
+
+/**
+ * Parents before children, otherwise in plan order: a mount made later over a
+ * path would hide what was mounted below it (the project under a tmpfs /tmp
+ * or $HOME must come after that tmpfs).
+ */
+function sortByDepth(ops: NativePlanOp[]): NativePlanOp[] {
+  const depth = (p: string) => (p === '/' ? 0 : p.split('/').length - 1)
+  return ops
+    .map((op, i) => ({ op, i }))
+    .sort((a, b) => depth(a.op.dst) - depth(b.op.dst) || a.i - b.i)
+    .map((x) => x.op)
+}
