@@ -20,7 +20,7 @@ export interface ProbeReport {
 
 const CLONE = {
   newuser: 0x10000000, newns: 0x00020000, newpid: 0x20000000, newnet: 0x40000000,
-  newipc: 0x08000000, newuts: 0x04000000, newcgroup: 0x02000000, pidfd: 0x00001000,
+  newipc: 0x08000000, newuts: 0x04000000, newcgroup: 0x02000000,
 } as const
 
 function readSysctl(path: string): string | undefined {

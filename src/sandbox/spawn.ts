@@ -122,12 +122,12 @@ function readFailure(fd: number): Promise<NativeStepError | null> {
     const next = () =>
       fs.read(fd, buf, got, buf.length - got, null, (err, n) => {
         if (err) {
-          fs.close(fd, () => reject(err))
-          return
+          fs.closeSync(fd)
+          return reject(err)
         }
         got += n
         if (n > 0 && got < buf.length) return next()
-        fs.close(fd, () => {})
+        fs.closeSync(fd)
         if (got < buf.length) return resolve(null)
         const step = STEPS[buf.readInt32LE(0)] ?? `unknown(${buf.readInt32LE(0)})`
         resolve({ step, errno: buf.readInt32LE(4), opIndex: buf.readInt32LE(8) })

@@ -98,7 +98,7 @@ describe('sandbox', () => {
     let server: net.Server
     let port = 0
     beforeAll(async () => {
-      server = net.createServer((s) => s.end('host'))
+      server = net.createServer((s) => s.on('error', () => {}).end('host'))
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
       port = (server.address() as net.AddressInfo).port
     })

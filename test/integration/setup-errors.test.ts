@@ -1,0 +1,120 @@
+// Every setup step a plan can make fail, reached once with a bad plan and
+// asserted as { step, code, path }: the child's errno travels back intact and
+// names the op that failed. Nothing may be left behind.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { beforeAll, describe, expect, test } from 'vitest'
+import { SandboxSetupError } from '../../src/errors.js'
+import { STEPS } from '../../src/native/steps.js'
+import type { NativePlan } from '../../src/native/binding.js'
+import { hostLayout } from '../../src/sandbox/host-layout.js'
+import { buildPlan, OP, OPF } from '../../src/sandbox/plan.js'
+import { spawnPlan } from '../../src/sandbox/spawn.js'
+import { requireKernel } from '../support/kernel.js'
+
+await requireKernel()
+
+const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
+const identity = { uid: process.geteuid!(), gid: process.getegid!() }
+
+function basePlan(): NativePlan {
+  return buildPlan({
+    layout: hostLayout(repo, repo),
+    options: { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 1 << 24, mounts: [], env: {} },
+    identity,
+    argv: [path.join(repo, 'test/integration/probes/report.mjs')],
+    env: { PATH: process.env.PATH },
+  })
+}
+
+/** Steps no plan can make fail: they fail only when the kernel refuses (covered by the probe and hints). */
+const KERNEL_ONLY = [
+  'clone', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
+  'root_tmpfs', 'detach_oldroot', 'pivot_root', 'loopback', 'fork_worker', 'dup_fds', 'close_fds',
+  'drop_caps', 'no_new_privs',
+]
+
+const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan) => void }[] = [
+  { step: 'uid_map', code: 'EINVAL', mutate: (p) => { p.uidMap = 'not a map\n' } },
+  { step: 'gid_map', code: 'EINVAL', mutate: (p) => { p.gidMap = 'not a map\n' } },
+  {
+    step: 'bind', code: 'ENOENT', path: '/isolated-missing-source',
+    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: '/isolated-missing-source', dst: '/mnt/x' }),
+  },
+  {
+    // Creating a mount point inside a read-only bind of a host directory would
+    // create it on the host: refused by the read-only mount itself.
+    step: 'mkdir', code: 'EROFS', path: '/usr/isolated-missing-target',
+    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: repo, dst: '/usr/isolated-missing-target' }),
+  },
+  {
+    step: 'tmpfs', code: 'EINVAL', path: '/mnt/unmapped-owner',
+    mutate: (p) => p.ops.push({ kind: OP.tmpfs, flags: 0, dst: '/mnt/unmapped-owner', mode: 0o755, uid: 12345, gid: 12345, size: 1 << 20 }),
+  },
+  {
+    step: 'proc', code: 'ENOTDIR', path: '/etc/hostname',
+    mutate: (p) => p.ops.push({ kind: OP.proc, flags: 0, dst: '/etc/hostname' }),
+  },
+  {
+    step: 'devpts', code: 'ENOTDIR', path: '/etc/hosts',
+    mutate: (p) => p.ops.push({ kind: OP.devpts, flags: 0, dst: '/etc/hosts' }),
+  },
+  {
+    step: 'symlink', code: 'EROFS', path: '/usr/isolated-link',
+    mutate: (p) => p.ops.push({ kind: OP.symlink, flags: 0, dst: '/usr/isolated-link', data: '/tmp' }),
+  },
+  {
+    // Generated files are staged in the 1 MiB base tmpfs.
+    step: 'write_file', code: 'ENOSPC', path: '/mnt/big',
+    mutate: (p) => p.ops.push({ kind: OP.file, flags: 0, dst: '/mnt/big', data: 'x'.repeat(2 << 20) }),
+  },
+  {
+    // mount_setattr wants the root of a mount; a plain directory is not one.
+    step: 'seal', code: 'EINVAL', path: '/mnt/not-a-mount',
+    mutate: (p) => p.ops.push({ kind: OP.mkdir, flags: OPF.ro, dst: '/mnt/not-a-mount' }),
+  },
+  {
+    step: 'chdir', code: 'ENOENT', path: '/isolated-missing-cwd',
+    mutate: (p) => {
+      p.cwd = '/isolated-missing-cwd'
+      p.ops = p.ops.filter((op) => op.kind !== OP.mkdir)
+    },
+  },
+  { step: 'hostname', code: 'EINVAL', mutate: (p) => { p.hostname = 'h'.repeat(65) } },
+  { step: 'set_ids', code: 'EINVAL', mutate: (p) => { p.workerUid = 12345 } },
+  {
+    step: 'exec', code: 'ENOENT', path: '/usr/bin/isolated-missing-node',
+    mutate: (p) => { p.execPath = '/usr/bin/isolated-missing-node' },
+  },
+]
+
+describe('setup failures', () => {
+  // The first spawn creates the event loop's lasting fds (pool threads, epoll): count after it.
+  beforeAll(async () => {
+    const plan = basePlan()
+    plan.uidMap = 'not a map\n'
+    await spawnPlan(plan).catch(() => {})
+  })
+
+  test('every step is either reached below or listed as kernel-only', () => {
+    const covered = [...cases.map((c) => c.step), ...KERNEL_ONLY].sort()
+    expect(covered).toEqual([...STEPS].sort())
+  })
+
+  test.each(cases)('$step fails with $code', async ({ step, code, path: where, mutate }) => {
+    const plan = basePlan()
+    mutate(plan)
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length
+    const error = await spawnPlan(plan).then(
+      () => { throw new Error('the sandbox started') },
+      (e: unknown) => e,
+    )
+    expect(error).toBeInstanceOf(SandboxSetupError)
+    const e = error as SandboxSetupError
+    expect({ step: e.step, code: e.code, path: e.path }).toEqual({ step, code, path: where })
+    expect(e.message).toContain(`step "${step}"`)
+    // Nothing half-created stays open on our side (the child is reaped before the rejection).
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore)
+  })
+})
