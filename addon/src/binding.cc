@@ -55,10 +55,10 @@ bool GetString(const Napi::Object &o, const char *key, std::string &out, std::st
   return true;
 }
 
-bool GetNumber(const Napi::Object &o, const char *key, double &out, std::string &err) {
+bool GetNumber(const Napi::Object &o, const char *key, double &out, std::string &err, double fallback = 0) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) {
-    out = 0;
+    out = fallback;
     return true;
   }
   if (!v.IsNumber()) {
@@ -129,8 +129,8 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     double kind, oflags, mode, ouid, ogid, size;
     std::string src, dst, data;
     if (!GetNumber(op, "kind", kind, err) || !GetNumber(op, "flags", oflags, err) ||
-        !GetNumber(op, "mode", mode, err) || !GetNumber(op, "uid", ouid, err) ||
-        !GetNumber(op, "gid", ogid, err) || !GetNumber(op, "size", size, err) ||
+        !GetNumber(op, "mode", mode, err) || !GetNumber(op, "uid", ouid, err, OWNER_UNSET) ||
+        !GetNumber(op, "gid", ogid, err, OWNER_UNSET) || !GetNumber(op, "size", size, err) ||
         !GetString(op, "src", src, err, true) || !GetString(op, "dst", dst, err) ||
         !GetString(op, "data", data, err, true)) {
       err = "ops[" + std::to_string(i) + "]." + err;

@@ -135,10 +135,14 @@ static void tmpfs_options(char *p, uint64_t size, uint32_t mode, uint32_t uid, u
   p = put_num(p, size, 10);
   p = put_str(p, ",mode=0");
   p = put_num(p, mode & 07777, 8);
-  p = put_str(p, ",uid=");
-  p = put_num(p, uid, 10);
-  p = put_str(p, ",gid=");
-  p = put_num(p, gid, 10);
+  if (uid != OWNER_UNSET) {
+    p = put_str(p, ",uid=");
+    p = put_num(p, uid, 10);
+  }
+  if (gid != OWNER_UNSET) {
+    p = put_str(p, ",gid=");
+    p = put_num(p, gid, 10);
+  }
   *p = '\0';
 }
 
@@ -347,7 +351,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
 
   {
     char opts[160];
-    tmpfs_options(opts, plan->root_size, 0755, 0, 0);
+    tmpfs_options(opts, plan->root_size, 0755, OWNER_UNSET, OWNER_UNSET);
     if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(STEP_root_tmpfs, -1);
   }
 

@@ -42,6 +42,9 @@ enum op_flags {
   OPF_DEV = 1u << 3,      /* keep device nodes usable (only for /dev/null & co) */
 };
 
+/* tmpfs uid/gid not given: owned by whoever mounts it (the setup's own ids). */
+#define OWNER_UNSET 4294967295u
+
 struct plan_op {
   uint32_t kind;
   uint32_t flags;
