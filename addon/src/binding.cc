@@ -99,10 +99,10 @@ bool GetStringArray(const Napi::Object &o, const char *key, PlanStorage &s, std:
 }
 
 bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
-  double flags, uid, gid, root_size;
+  double flags, uid, gid, root_size, cgroup_fd;
   std::string uid_map, gid_map, hostname, cwd, exec_path;
   if (!GetNumber(o, "flags", flags, err) || !GetNumber(o, "workerUid", uid, err) ||
-      !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) ||
+      !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) || !GetNumber(o, "cgroupFd", cgroup_fd, err, -1) ||
       !GetString(o, "uidMap", uid_map, err) || !GetString(o, "gidMap", gid_map, err) ||
       !GetString(o, "hostname", hostname, err) || !GetString(o, "cwd", cwd, err) ||
       !GetString(o, "execPath", exec_path, err) || !GetStringArray(o, "argv", s, s.argv, err) ||
@@ -162,6 +162,7 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   s.p.worker_uid = (uint32_t)uid;
   s.p.worker_gid = (uint32_t)gid;
   s.p.root_size = (uint64_t)root_size;
+  s.p.cgroup_fd = (int)cgroup_fd;
   s.p.hostname = s.keep(hostname);
   s.p.cwd = s.keep(cwd);
   s.p.exec_path = s.keep(exec_path);

@@ -73,6 +73,7 @@ struct plan {
   uint32_t worker_uid;
   uint32_t worker_gid;
   uint64_t root_size; /* size of the tmpfs root */
+  int cgroup_fd;      /* v2: clone straight into this cgroup (CLONE_INTO_CGROUP); -1 for none */
   const char *hostname;
   const char *cwd;
   const char *exec_path;

@@ -69,6 +69,11 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   memset(&args, 0, sizeof args);
   args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                CLONE_NEWCGROUP | CLONE_PIDFD | ((plan->flags & PLAN_NEW_NET) ? CLONE_NEWNET : 0);
+  if (plan->cgroup_fd >= 0) {
+    /* Atomic: the child never runs a single instruction outside its cgroup. */
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = (uint64_t)plan->cgroup_fd;
+  }
   args.pidfd = (uint64_t)(uintptr_t)&pidfd;
   args.exit_signal = SIGCHLD;
 

@@ -26,6 +26,8 @@ export interface NativePlan {
   workerUid: number
   workerGid: number
   rootSize: number
+  /** v2: clone3(CLONE_INTO_CGROUP) into this cgroup directory fd. */
+  cgroupFd?: number
   hostname: string
   cwd: string
   execPath: string

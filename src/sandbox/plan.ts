@@ -3,6 +3,7 @@
  * native child walks. Every policy decision about what the sandbox shows is
  * made here, where it can be read and unit-tested; the C side only executes.
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import type { NativePlan, NativePlanOp } from '../native/binding.js'
@@ -29,6 +30,8 @@ export interface Identity {
 }
 
 export interface PlanInput {
+  /** Whether a mount source is a file (binds of files need a file as target). */
+  isFile?: (source: string) => boolean
   layout: HostLayout
   options: ResolvedIsolatedOptions
   identity: Identity
@@ -36,7 +39,7 @@ export interface PlanInput {
   env: Record<string, string | undefined>
 }
 
-export function buildPlan({ layout, options, identity, argv, env }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, isFile = statIsFile }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -86,7 +89,7 @@ export function buildPlan({ layout, options, identity, argv, env }: PlanInput): 
     if (m.kind === 'tmpfs') {
       mounts.push({ kind: OP.tmpfs, flags: 0, dst: m.target, mode: 0o755, uid: workerUid, gid: workerGid, size: m.sizeBytes })
     } else {
-      mounts.push({ kind: OP.bind, flags: m.writable ? 0 : OPF.ro, src: m.source, dst: m.target })
+      mounts.push({ kind: OP.bind, flags: (m.writable ? 0 : OPF.ro) | (isFile(m.source) ? OPF.file : 0), src: m.source, dst: m.target })
     }
   }
 
@@ -115,6 +118,14 @@ export function buildPlan({ layout, options, identity, argv, env }: PlanInput): 
     argv: [layout.execPath, ...argv],
     envp,
     ops,
+  }
+}
+
+function statIsFile(source: string): boolean {
+  try {
+    return !fs.statSync(source).isDirectory()
+  } catch {
+    return false // a missing source fails in the bind step, with its path
   }
 }
 

@@ -8,7 +8,8 @@ import net from 'node:net'
 import os from 'node:os'
 import { debuglog } from 'node:util'
 import type { Readable } from 'node:stream'
-import { SandboxSetupError } from '../errors.js'
+import { IsolatedError, SandboxSetupError } from '../errors.js'
+import type { FileCgroup } from '../cgroup/index.js'
 import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
@@ -30,6 +31,8 @@ export interface SpawnRequest {
   /** Vitest project root; the plan also mounts the workspace root holding node_modules. */
   projectRoot: string
   options: ResolvedIsolatedOptions
+  /** The test file's cgroup; the sandbox is in it before any of its code runs. */
+  cgroup?: FileCgroup
 }
 
 export interface SandboxExit {
@@ -60,12 +63,13 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     argv: [...req.execArgv, req.entry],
     env: req.env,
   })
-  return spawnPlan(plan)
+  return spawnPlan(plan, req.cgroup)
 }
 
 /** Spawns an already built plan (integration tests use this to reach every setup step). */
-export async function spawnPlan(plan: NativePlan): Promise<Sandbox> {
+export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<Sandbox> {
   const addon = native()
+  if (cgroup?.intoFd !== undefined) plan = { ...plan, cgroupFd: cgroup.intoFd }
   let raw
   try {
     raw = await addon.spawn(plan)
@@ -76,7 +80,15 @@ export async function spawnPlan(plan: NativePlan): Promise<Sandbox> {
   debug('sandbox %d cloned', raw.pid)
 
   const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
-  // Nothing of the sandbox has run yet; this is where cgroups get attached.
+  // Nothing of the sandbox has run yet: on cgroup v1 this is where it joins its cgroup.
+  try {
+    cgroup?.attach(raw.pid)
+  } catch (error) {
+    addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
+    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) fs.closeSync(fd)
+    await exited
+    throw new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error })
+  }
   fs.writeSync(raw.syncFd, Buffer.of(1))
   fs.closeSync(raw.syncFd)
 

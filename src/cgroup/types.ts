@@ -1,0 +1,66 @@
+/**
+ * One cgroup per test file, behind one small interface for both cgroup
+ * versions. Plain file I/O; the only kernel help needed from the addon is
+ * CLONE_INTO_CGROUP (v2), which takes the fd this interface hands out.
+ */
+
+export type LimitName = 'memory' | 'cpu' | 'pids'
+
+export interface Limits {
+  memoryBytes?: number
+  cpus?: number
+  pids?: number
+}
+
+export interface Usage {
+  memoryPeakBytes: number | null
+  cpuUserMs: number | null
+  cpuSystemMs: number | null
+  pidsPeak: number | null
+  /** The kernel's OOM killer killed something in this cgroup (its counter, not a guess from a signal). */
+  oomKilled: boolean
+}
+
+export interface LimitSupport {
+  ok: boolean
+  /** Why this limit cannot be enforced here. */
+  reason?: string
+  /** The exact command or setting that makes it work. */
+  remedy?: string
+}
+
+export interface FileCgroup {
+  readonly name: string
+  /** v2: an O_DIRECTORY fd of the cgroup for CLONE_INTO_CGROUP; the caller must not close it. */
+  readonly intoFd: number | undefined
+  /** Moves the (still waiting) sandbox init into the cgroup; v2 with intoFd does nothing. */
+  attach(pid: number): void
+  usage(): Usage
+  /** Kills every process left in the cgroup and waits until it is empty. */
+  kill(): Promise<void>
+  /** kill(), then removes the cgroup directories. Idempotent. */
+  remove(): Promise<void>
+}
+
+export interface CgroupDriver {
+  readonly version: 1 | 2
+  /** Where our cgroups are created (per controller on v1). */
+  readonly parents: readonly string[]
+  readonly support: Record<LimitName, LimitSupport>
+  create(limits: Limits): FileCgroup
+  /** Removes cgroups of earlier runs whose Vitest process is gone. Returns their paths. */
+  removeStale(): Promise<string[]>
+}
+
+/** cgroup names carry the Vitest pid so a later run can tell stale ones: vitest-isolated-<pid>-<n>. */
+export const NAME_PREFIX = 'vitest-isolated-'
+export const NAME_PATTERN = /^vitest-isolated-(\d+)-(\d+)$/
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

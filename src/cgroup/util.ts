@@ -1,0 +1,115 @@
+import fs from 'node:fs'
+import path from 'node:path'
+
+/** Where this process's cgroups are, per hierarchy. */
+export interface Hierarchies {
+  /** v1 controller → the directory of this process's cgroup in that hierarchy. */
+  v1: Map<string, string>
+  /** The directory of this process's cgroup in the v2 (unified) hierarchy, if mounted. */
+  unified: string | undefined
+  /** True when the v2 hierarchy is the only one (no v1 controller mounted). */
+  pureV2: boolean
+}
+
+const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids']
+
+/**
+ * Reads /proc/self/mountinfo and /proc/self/cgroup (or the texts given, for
+ * tests against a fake tree): which hierarchies are mounted where, and which
+ * cgroup we are in within each.
+ */
+export function findHierarchies(
+  mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8'),
+  selfCgroup = fs.readFileSync('/proc/self/cgroup', 'utf8'),
+): Hierarchies {
+  const own = new Map<string, string>() // controller (or '' for v2) → path in hierarchy
+  for (const line of selfCgroup.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line)
+    if (!m) continue
+    if (m[1] === '0' && m[2] === '') own.set('', m[3])
+    else for (const c of m[2].split(',')) own.set(c, m[3])
+  }
+  const v1 = new Map<string, string>()
+  let unified: string | undefined
+  for (const line of mountinfo.split('\n')) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+    const sep = line.indexOf(' - ')
+    if (sep < 0) continue
+    const left = line.slice(0, sep).split(' ')
+    const [fstype, , superOptions = ''] = line.slice(sep + 3).split(' ')
+    const root = unescape(left[3])
+    const mountPoint = unescape(left[4])
+    if (fstype === 'cgroup2') {
+      const p = own.get('')
+      if (p !== undefined && p.startsWith(root)) unified = path.join(mountPoint, path.relative(root, p))
+    } else if (fstype === 'cgroup') {
+      for (const c of superOptions.split(',')) {
+        if (!V1_CONTROLLERS.includes(c) || v1.has(c)) continue
+        const p = own.get(c)
+        if (p !== undefined && p.startsWith(root)) v1.set(c, path.join(mountPoint, path.relative(root, p)))
+      }
+    }
+  }
+  return { v1, unified, pureV2: v1.size === 0 && unified !== undefined }
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+}
+
+export function writeFile(dir: string, file: string, value: string): void {
+  fs.writeFileSync(path.join(dir, file), value)
+}
+
+export function readNumber(file: string): number | null {
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim())
+    return Number.isFinite(n) ? n : null
+  } catch {
+    return null
+  }
+}
+
+/** "key value" lines (memory.events, cpu.stat, memory.oom_control). */
+export function readKeyed(file: string): Map<string, number> | undefined {
+  try {
+    const out = new Map<string, number>()
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      const [k, v] = line.trim().split(/\s+/)
+      if (k && v !== undefined) out.set(k, Number(v))
+    }
+    return out
+  } catch {
+    return undefined
+  }
+}
+
+/** Waits until a cgroup has no process left (cgroup.procs empty), up to ~2 s. */
+export async function emptied(dir: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    let procs = ''
+    try {
+      procs = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
+    } catch {
+      return
+    }
+    if (procs.trim() === '') return
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+/** rmdir of a cgroup can see EBUSY for a moment after its last process died. */
+export async function rmdirRetry(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      fs.rmdirSync(dir)
+      return
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return
+      if (code !== 'EBUSY' || i >= 200) throw error
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  }
+}

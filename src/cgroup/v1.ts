@@ -1,0 +1,168 @@
+/**
+ * cgroup v1: one directory per controller hierarchy (memory, cpu, cpuacct,
+ * pids, freezer), each under the hierarchy's cgroup of the Vitest process.
+ * The sandbox's init is moved in by writing its pid to every cgroup.procs
+ * while it waits on the sync pipe, before anything of it runs. On a hybrid
+ * host the unified (v2) hierarchy, which has no limit controllers, is used
+ * only for cgroup.kill.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { emptied, readNumber, readKeyed, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+
+const CPU_PERIOD_US = 100_000
+
+export function createV1Driver(h: Hierarchies): CgroupDriver {
+  const dir = (controller: string) => h.v1.get(controller)
+  const parents = [...new Set([...h.v1.values(), ...(h.unified ? [h.unified] : [])])]
+  const support: Record<LimitName, LimitSupport> = {
+    memory: probe(dir('memory'), 'memory.limit_in_bytes', 'memory'),
+    cpu: probe(dir('cpu'), 'cpu.cfs_quota_us', 'cpu'),
+    pids: probe(dir('pids'), 'pids.max', 'pids'),
+  }
+  let seq = 0
+
+  return {
+    version: 1,
+    parents,
+    support,
+    create(limits: Limits): FileCgroup {
+      const name = `${NAME_PREFIX}${process.pid}-${++seq}`
+      const dirs = parents.map((p) => path.join(p, name))
+      const made: string[] = []
+      try {
+        for (const d of dirs) {
+          fs.mkdirSync(d)
+          made.push(d)
+        }
+        const at = (controller: string) => path.join(dir(controller)!, name)
+        if (limits.memoryBytes !== undefined && dir('memory')) {
+          writeFile(at('memory'), 'memory.limit_in_bytes', String(limits.memoryBytes))
+          // Swap off: memsw limits memory+swap; it exists only with swap accounting.
+          if (fs.existsSync(path.join(at('memory'), 'memory.memsw.limit_in_bytes'))) {
+            writeFile(at('memory'), 'memory.memsw.limit_in_bytes', String(limits.memoryBytes))
+          }
+        }
+        if (limits.cpus !== undefined && dir('cpu')) {
+          writeFile(at('cpu'), 'cpu.cfs_period_us', String(CPU_PERIOD_US))
+          writeFile(at('cpu'), 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))))
+        }
+        if (limits.pids !== undefined && dir('pids')) writeFile(at('pids'), 'pids.max', String(limits.pids))
+      } catch (error) {
+        for (const d of made.reverse()) fs.rmSync(d, { recursive: false, force: true })
+        throw error
+      }
+      return fileCgroup(name, dirs, dir, h.unified ? path.join(h.unified, name) : undefined)
+    },
+    async removeStale() {
+      const removed: string[] = []
+      for (const parent of parents) {
+        for (const entry of safeReaddir(parent)) {
+          const m = NAME_PATTERN.exec(entry)
+          if (!m || pidAlive(Number(m[1]))) continue
+          const d = path.join(parent, entry)
+          await killV1(d, h.unified && parent === h.unified ? d : undefined)
+          await rmdirRetry(d)
+          removed.push(d)
+        }
+      }
+      return removed
+    },
+  }
+}
+
+function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | undefined, unified: string | undefined): FileCgroup {
+  const at = (controller: string) => {
+    const d = dir(controller)
+    return d ? path.join(d, name) : undefined
+  }
+  let removed = false
+  const kill = async () => {
+    for (const d of dirs) await killV1(d, unified)
+  }
+  return {
+    name,
+    intoFd: undefined,
+    attach(pid: number) {
+      for (const d of dirs) writeFile(d, 'cgroup.procs', String(pid))
+    },
+    usage(): Usage {
+      const mem = at('memory')
+      const acct = at('cpuacct')
+      const pids = at('pids')
+      const oom = mem ? readKeyed(path.join(mem, 'memory.oom_control')) : undefined
+      const ns = (file: string) => {
+        const v = acct ? readNumber(path.join(acct, file)) : null
+        return v === null ? null : Math.round(v / 1e6)
+      }
+      return {
+        memoryPeakBytes: mem ? readNumber(path.join(mem, 'memory.max_usage_in_bytes')) : null,
+        cpuUserMs: ns('cpuacct.usage_user'),
+        cpuSystemMs: ns('cpuacct.usage_sys'),
+        pidsPeak: pids ? readNumber(path.join(pids, 'pids.peak')) : null,
+        oomKilled: (oom?.get('oom_kill') ?? 0) > 0,
+      }
+    },
+    kill,
+    async remove() {
+      if (removed) return
+      await kill()
+      for (const d of dirs) await rmdirRetry(d)
+      removed = true
+    },
+  }
+}
+
+/** cgroup.kill where the unified hierarchy has it; else SIGKILL every member until none is left. */
+async function killV1(dir: string, unified: string | undefined): Promise<void> {
+  if (!fs.existsSync(dir)) return
+  if (unified && dir === unified && fs.existsSync(path.join(dir, 'cgroup.kill'))) {
+    writeFile(dir, 'cgroup.kill', '1')
+    await emptied(dir)
+    return
+  }
+  for (let round = 0; round < 100; round++) {
+    const pids = readPids(dir)
+    if (pids.length === 0) return
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {}
+    }
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+function readPids(dir: string): number[] {
+  try {
+    return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir)
+  } catch {
+    return []
+  }
+}
+
+function probe(dir: string | undefined, file: string, controller: string): LimitSupport {
+  if (!dir) {
+    return { ok: false, reason: `the cgroup v1 ${controller} controller is not mounted`, remedy: `mount it: mount -t cgroup -o ${controller} cgroup /sys/fs/cgroup/${controller}` }
+  }
+  try {
+    fs.accessSync(dir, fs.constants.W_OK)
+  } catch {
+    return {
+      ok: false,
+      reason: `${dir} is not writable by uid ${process.geteuid?.()} (cgroup v1 has no safe delegation)`,
+      remedy: `run as root, or chown ${dir} to this user`,
+    }
+  }
+  void file
+  return { ok: true }
+}

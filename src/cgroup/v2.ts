@@ -1,0 +1,207 @@
+/**
+ * cgroup v2: one cgroup per test file under the Vitest process's own cgroup,
+ * the sandbox placed in it atomically by clone3(CLONE_INTO_CGROUP).
+ *
+ * The "no internal processes" rule: a non-root cgroup that has processes
+ * cannot enable controllers for its children. So when Vitest sits in such a
+ * cgroup (a delegated systemd scope, a CI job's cgroup), its processes are
+ * first moved into a leaf `vitest-isolated-<pid>-main` beside the per-file
+ * cgroups, as systemd asks of delegated subtrees.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { emptied, readKeyed, readNumber, rmdirRetry, writeFile } from './util.js'
+
+const CPU_PERIOD_US = 100_000
+const WANTED: Record<LimitName, string> = { memory: 'memory', cpu: 'cpu', pids: 'pids' }
+const MAIN_LEAF = /^vitest-isolated-(\d+)-main$/
+
+export const DELEGATION_REMEDY = 'systemd-run --user --scope -p Delegate=yes npx vitest'
+
+export function createV2Driver(own: string): CgroupDriver {
+  const support = prepare(own)
+  let seq = 0
+
+  return {
+    version: 2,
+    parents: [own],
+    support,
+    create(limits: Limits): FileCgroup {
+      const name = `${NAME_PREFIX}${process.pid}-${++seq}`
+      const dir = path.join(own, name)
+      fs.mkdirSync(dir)
+      let fd: number | undefined
+      try {
+        if (limits.memoryBytes !== undefined && support.memory.ok) {
+          writeFile(dir, 'memory.max', String(limits.memoryBytes))
+          if (fs.existsSync(path.join(dir, 'memory.swap.max'))) writeFile(dir, 'memory.swap.max', '0')
+        }
+        if (limits.cpus !== undefined && support.cpu.ok) {
+          writeFile(dir, 'cpu.max', `${Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))} ${CPU_PERIOD_US}`)
+        }
+        if (limits.pids !== undefined && support.pids.ok) writeFile(dir, 'pids.max', String(limits.pids))
+        fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+      } catch (error) {
+        fs.rmdirSync(dir)
+        throw error
+      }
+      return fileCgroup(name, dir, fd)
+    },
+    async removeStale() {
+      const removed: string[] = []
+      for (const entry of safeReaddir(own)) {
+        const d = path.join(own, entry)
+        const m = NAME_PATTERN.exec(entry)
+        if (m && !pidAlive(Number(m[1]))) {
+          await kill(d)
+          await rmdirRetry(d)
+          removed.push(d)
+          continue
+        }
+        // A main leaf of a dead run may still hold that run's parent shell: only an empty one goes.
+        const main = MAIN_LEAF.exec(entry)
+        if (main && !pidAlive(Number(main[1]))) {
+          try {
+            fs.rmdirSync(d)
+            removed.push(d)
+          } catch {}
+        }
+      }
+      return removed
+    },
+  }
+}
+
+function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
+  let removed = false
+  return {
+    name,
+    intoFd: fd,
+    attach() {
+      // CLONE_INTO_CGROUP already placed the sandbox.
+    },
+    usage(): Usage {
+      const cpu = readKeyed(path.join(dir, 'cpu.stat'))
+      const events = readKeyed(path.join(dir, 'memory.events'))
+      const us = (k: string) => {
+        const v = cpu?.get(k)
+        return v === undefined ? null : Math.round(v / 1000)
+      }
+      return {
+        memoryPeakBytes: readNumber(path.join(dir, 'memory.peak')),
+        cpuUserMs: us('user_usec'),
+        cpuSystemMs: us('system_usec'),
+        pidsPeak: readNumber(path.join(dir, 'pids.peak')),
+        oomKilled: (events?.get('oom_kill') ?? 0) > 0,
+      }
+    },
+    kill: () => kill(dir),
+    async remove() {
+      if (removed) return
+      removed = true
+      await kill(dir)
+      fs.closeSync(fd)
+      await rmdirRetry(dir)
+    },
+  }
+}
+
+async function kill(dir: string): Promise<void> {
+  if (!fs.existsSync(dir)) return
+  if (fs.existsSync(path.join(dir, 'cgroup.kill'))) {
+    writeFile(dir, 'cgroup.kill', '1')
+  } else {
+    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+      } catch {}
+    }
+  }
+  await emptied(dir)
+}
+
+/** Makes `own` able to hold per-file cgroups with the limit controllers enabled; says why not otherwise. */
+function prepare(own: string): Record<LimitName, LimitSupport> {
+  const all = (s: LimitSupport) => ({ memory: s, cpu: s, pids: s })
+  try {
+    fs.accessSync(path.join(own, 'cgroup.procs'), fs.constants.W_OK)
+    fs.accessSync(own, fs.constants.W_OK)
+  } catch {
+    return all({
+      ok: false,
+      reason: `the cgroup ${own} is not delegated to uid ${process.geteuid?.()}`,
+      remedy: `start Vitest in a delegated cgroup: ${DELEGATION_REMEDY}`,
+    })
+  }
+  const available = readWords(path.join(own, 'cgroup.controllers'))
+  let enabled = readWords(path.join(own, 'cgroup.subtree_control'))
+  const missing = Object.values(WANTED).filter((c) => available.has(c) && !enabled.has(c))
+  if (missing.length > 0) {
+    const problem = enableControllers(own, missing)
+    enabled = readWords(path.join(own, 'cgroup.subtree_control'))
+    if (problem) {
+      const out: Record<LimitName, LimitSupport> = all({ ok: true })
+      for (const [limit, c] of Object.entries(WANTED) as [LimitName, string][]) {
+        if (!enabled.has(c)) out[limit] = { ok: false, reason: problem, remedy: `start Vitest in a delegated cgroup: ${DELEGATION_REMEDY}` }
+      }
+      return out
+    }
+  }
+  const out = {} as Record<LimitName, LimitSupport>
+  for (const [limit, c] of Object.entries(WANTED) as [LimitName, string][]) {
+    out[limit] = enabled.has(c)
+      ? { ok: true }
+      : {
+          ok: false,
+          reason: `the ${c} controller is not available in ${own} (cgroup.controllers: ${[...available].join(' ') || 'none'})`,
+          remedy: `enable it in the parent's cgroup.subtree_control, or ${DELEGATION_REMEDY}`,
+        }
+  }
+  return out
+}
+
+/** Returns a reason when the controllers could not be enabled. */
+function enableControllers(own: string, controllers: string[]): string | undefined {
+  const write = () => writeFile(own, 'cgroup.subtree_control', controllers.map((c) => `+${c}`).join(' '))
+  try {
+    write()
+    return undefined
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EBUSY') return `cannot enable ${controllers.join(', ')} in ${own}: ${(error as Error).message}`
+  }
+  // EBUSY: processes live in `own`. Move them into a leaf of their own.
+  const leaf = path.join(own, `${NAME_PREFIX}${process.pid}-main`)
+  try {
+    if (!fs.existsSync(leaf)) fs.mkdirSync(leaf)
+    for (let round = 0; round < 5; round++) {
+      const pids = fs.readFileSync(path.join(own, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+      if (pids.length === 0) break
+      for (const pid of pids) {
+        try {
+          writeFile(leaf, 'cgroup.procs', pid)
+        } catch {}
+      }
+    }
+    write()
+    return undefined
+  } catch (error) {
+    return `cannot enable ${controllers.join(', ')} in ${own}: processes that Vitest cannot move live there (${(error as Error).message})`
+  }
+}
+
+function readWords(file: string): Set<string> {
+  try {
+    return new Set(fs.readFileSync(file, 'utf8').trim().split(/\s+/).filter(Boolean))
+  } catch {
+    return new Set()
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir)
+  } catch {
+    return []
+  }
+}
