@@ -113,3 +113,12 @@ export async function rmdirRetry(dir: string): Promise<void> {
     }
   }
 }
+
+/** Members of a cgroup; none when it is gone. */
+export function readPids(dir: string): number[] {
+  try {
+    return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}

@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readNumber, readKeyed, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+import { emptied, readNumber, readKeyed, readPids, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 
@@ -131,14 +131,6 @@ async function killV1(dir: string, unified: string | undefined): Promise<void> {
       } catch {}
     }
     await new Promise((r) => setTimeout(r, 5))
-  }
-}
-
-function readPids(dir: string): number[] {
-  try {
-    return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
-  } catch {
-    return []
   }
 }
 

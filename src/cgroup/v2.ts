@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readKeyed, readNumber, rmdirRetry, writeFile } from './util.js'
+import { emptied, readKeyed, readNumber, readPids, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 const WANTED: Record<LimitName, string> = { memory: 'memory', cpu: 'cpu', pids: 'pids' }
@@ -112,9 +112,9 @@ async function kill(dir: string): Promise<void> {
   if (fs.existsSync(path.join(dir, 'cgroup.kill'))) {
     writeFile(dir, 'cgroup.kill', '1')
   } else {
-    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+    for (const pid of readPids(dir)) {
       try {
-        process.kill(Number(pid), 'SIGKILL')
+        process.kill(pid, 'SIGKILL')
       } catch {}
     }
   }
