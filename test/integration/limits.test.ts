@@ -1,0 +1,103 @@
+// Limits on a real cgroup (v1 on these machines, v2 in the VM run): the
+// kernel's own counters say what happened, and no cgroup is left behind.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, test } from 'vitest'
+import { cgroupDriver, type Limits } from '../../src/cgroup/index.js'
+import { spawnSandbox } from '../../src/sandbox/spawn.js'
+import type { ResolvedIsolatedOptions } from '../../src/options.js'
+import { requireKernel } from '../support/kernel.js'
+import { requireCgroups } from '../support/cgroups.js'
+
+await requireKernel()
+const driver = await requireCgroups()
+
+const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
+const defaults: ResolvedIsolatedOptions = { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 64 << 20, mounts: [], env: {} }
+
+async function collect(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = ''
+  for await (const chunk of stream) text += chunk
+  return text
+}
+
+async function run(limit: string, limits: Limits, options: Partial<ResolvedIsolatedOptions> = {}) {
+  const cgroup = driver!.create(limits)
+  try {
+    const started = Date.now()
+    const sandbox = await spawnSandbox({
+      entry: path.join(repo, 'test/integration/probes/limits.mjs'),
+      execArgv: [],
+      env: { PATH: process.env.PATH, LIMIT: limit },
+      cwd: repo,
+      projectRoot: repo,
+      options: { ...defaults, ...options },
+      cgroup,
+    })
+    sandbox.ipc.destroy()
+    const [stdout, stderr, exit] = await Promise.all([collect(sandbox.stdout), collect(sandbox.stderr), sandbox.exited])
+    const usage = cgroup.usage()
+    return { stdout, stderr, exit, usage, wallMs: Date.now() - started, result: stdout ? JSON.parse(stdout) : undefined }
+  } finally {
+    await cgroup.remove()
+  }
+}
+
+function ours(): string[] {
+  const found: string[] = []
+  for (const parent of driver?.parents ?? []) {
+    for (const e of fs.readdirSync(parent)) if (e.startsWith(`vitest-isolated-${process.pid}-`)) found.push(path.join(parent, e))
+  }
+  return found
+}
+
+describe(`cgroup v${driver?.version} limits`, () => {
+  afterAll(() => {
+    expect(ours()).toEqual([])
+  })
+
+  test('1 GiB under a 128 MiB memory limit: killed, and the OOM counter says so', async () => {
+    const { exit, usage, result } = await run('memory', { memoryBytes: 128 << 20 })
+    expect(result).toBeUndefined()
+    expect(exit.signal).toBe('SIGKILL')
+    expect(usage.oomKilled).toBe(true)
+    expect(usage.memoryPeakBytes).toBeGreaterThan(100 << 20)
+    expect(usage.memoryPeakBytes).toBeLessThanOrEqual(128 << 20)
+  })
+
+  test('a busy loop under cpus: 0.5 gets at most ~half a CPU', async () => {
+    const { exit, usage, result, wallMs } = await run('cpu', { cpus: 0.5 })
+    expect(exit.code).toBe(0)
+    expect(result.wallMs).toBeGreaterThanOrEqual(2000)
+    const cpuMs = usage.cpuUserMs! + usage.cpuSystemMs!
+    expect(cpuMs / wallMs).toBeLessThanOrEqual(0.55)
+    expect(cpuMs / wallMs).toBeGreaterThan(0.3)
+  })
+
+  test('a fork bomb under pids: 64 sees EAGAIN and the peak sits at the limit', async () => {
+    const { exit, usage, result } = await run('pids', { pids: 64 })
+    expect(exit.code).toBe(0)
+    expect(result.eagain).toBe(true)
+    expect(usage.pidsPeak).toBe(64)
+  })
+
+  test('filling /tmp past tmpSize gives ENOSPC inside; the host disk is untouched', async () => {
+    const { result } = await run('tmp', {}, { tmpSizeBytes: 8 << 20 })
+    expect(result.code).toBe('ENOSPC')
+    expect(result.size).toBe(8 << 20)
+  })
+
+  test('a crashed worker leaves no cgroup; a new driver removes stale ones of dead runs', async () => {
+    const { exit } = await run('memory', { memoryBytes: 64 << 20 })
+    expect(exit.signal).toBe('SIGKILL')
+    expect(ours()).toEqual([])
+    // A cgroup named after a Vitest process that no longer exists.
+    const parent = driver!.parents[0]
+    const stale = path.join(parent, 'vitest-isolated-999999999-1')
+    fs.mkdirSync(stale)
+    const removed = await driver!.removeStale()
+    expect(removed).toContain(stale)
+    expect(fs.existsSync(stale)).toBe(false)
+  })
+})
