@@ -1,0 +1,9 @@
+export { isolated, isolatedPool } from './plugin.js'
+export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork } from './options.js'
+export {
+  IsolatedError,
+  IsolatedOptionsError,
+  ProtocolError,
+  SandboxSetupError,
+  SandboxUnsupportedError,
+} from './errors.js'

@@ -1,0 +1,418 @@
+import { isAbsolute, normalize, resolve } from 'node:path'
+import { IsolatedOptionsError, type OptionProblem } from './errors.js'
+
+/** An extra bind mount of a host path into the sandbox. */
+export interface IsolatedBindMount {
+  /** Absolute host path to mount. It must exist. */
+  source: string
+  /** Absolute path inside the sandbox. Default: the same as `source`. */
+  target?: string
+  /** Let the test write through to the host. Default: `false` (read-only). */
+  writable?: boolean
+}
+
+/** An extra empty, writable tmpfs inside the sandbox. */
+export interface IsolatedTmpfsMount {
+  /** Absolute path inside the sandbox where the tmpfs appears. */
+  tmpfs: string
+  /** Size cap: bytes, or a size like `'64M'`. Default: the same as `tmpSize`. Counted against `memory`. */
+  size?: string | number
+}
+
+/** One entry of {@link IsolatedOptions.mounts}. */
+export type IsolatedMount = IsolatedBindMount | IsolatedTmpfsMount
+
+/** How the sandbox reaches the network. */
+export type IsolatedNetwork = 'loopback' | 'none' | 'host'
+
+/**
+ * Options of the isolated pool. Every field is optional. Sizes are bytes or a string with a binary
+ * unit: `'256K'`, `'512M'`, `'1.5G'`, `'1T'` (also `'512MiB'`, `'512Mi'`).
+ */
+export interface IsolatedOptions {
+  /**
+   * Memory limit per test file (cgroup `memory.max`, swap off); the file fails with "killed by the
+   * memory limit" when it is exceeded. Default: no limit. Environment: `VITEST_ISOLATED_MEMORY`.
+   * Needs a cgroup memory controller Vitest may write to.
+   */
+  memory?: number | string
+  /**
+   * CPU quota per test file, in CPUs (`0.5` = half of one CPU, `2` = two CPUs). Default: no limit.
+   * Environment: `VITEST_ISOLATED_CPUS`. Needs a cgroup cpu controller.
+   */
+  cpus?: number
+  /**
+   * Maximum number of tasks (processes and threads) per test file. Default: no limit. Node itself
+   * uses 7-11 threads before running anything, so keep it at 32 or more. Environment:
+   * `VITEST_ISOLATED_PIDS`. Needs a cgroup pids controller.
+   */
+  pids?: number
+  /**
+   * Wall-clock limit per test file in milliseconds; the whole sandbox is killed when it is
+   * exceeded. Default: no limit (Vitest's own `testTimeout` still applies per test). Environment:
+   * `VITEST_ISOLATED_TIMEOUT`.
+   */
+  timeout?: number
+  /**
+   * `'loopback'`: a private network with only `lo` up, so tests may bind the same port in parallel.
+   * `'none'`: no interface at all. `'host'`: the host's network (not hermetic). Default:
+   * `'loopback'`. Environment: `VITEST_ISOLATED_NETWORK`.
+   */
+  network?: IsolatedNetwork
+  /** Hostname inside the sandbox, so tests cannot depend on the machine's. Default: `'isolated'`. */
+  hostname?: string
+  /** Size of the sandbox's private `/tmp` (a tmpfs, counted against `memory`). Default: `'256M'`. */
+  tmpSize?: number | string
+  /** Extra mounts: host paths (read-only unless `writable`) or empty tmpfs directories. Default: none. */
+  mounts?: IsolatedMount[]
+  /** Extra environment variables for the worker, over Vitest's own. Default: none. */
+  env?: Record<string, string>
+  /**
+   * Per-file usage report. `file`: where to write the JSON array. Default: no report.
+   * Environment: `VITEST_ISOLATED_REPORT` (the file).
+   */
+  report?: { file?: string }
+}
+
+/** A mount after validation: paths absolute and normalised, defaults applied. */
+export type ResolvedMount =
+  | { kind: 'bind'; source: string; target: string; writable: boolean }
+  | { kind: 'tmpfs'; target: string; sizeBytes: number }
+
+/** {@link IsolatedOptions} after validation, environment overrides and defaults. */
+export interface ResolvedIsolatedOptions {
+  memoryBytes?: number
+  cpus?: number
+  pids?: number
+  timeoutMs?: number
+  network: IsolatedNetwork
+  hostname: string
+  tmpSizeBytes: number
+  mounts: ResolvedMount[]
+  env: Record<string, string>
+  /** Absolute path of the usage report. */
+  reportFile?: string
+}
+
+const DEFAULT_HOSTNAME = 'isolated'
+const DEFAULT_TMP_SIZE = '256M'
+const NETWORKS: readonly IsolatedNetwork[] = ['loopback', 'none', 'host']
+const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report'] as const
+const BIND_KEYS = ['source', 'target', 'writable'] as const
+const TMPFS_KEYS = ['tmpfs', 'size'] as const
+const REPORT_KEYS = ['file'] as const
+
+const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
+const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
+// Binary units only: 'M' is MiB as in cgroups, Docker and systemd. 'MB' is refused rather than
+// guessed at, since some readers take it as 10^6.
+const SIZE_RE = /^(\d+(?:\.\d+)?|\.\d+)\s*(?:([KMGT])(?:i|iB)?|B)?$/i
+
+/** Where a value came from, to name it in messages. */
+interface Source {
+  option: string
+  variable?: string
+}
+
+/**
+ * Validates the user's options, applies the `VITEST_ISOLATED_*` environment overrides (the
+ * environment beats the config) and the defaults.
+ *
+ * @param user what was passed to `isolated()` / `isolatedPool()`
+ * @param env the environment to read overrides from
+ * @throws {IsolatedOptionsError} listing every problem found, in the config and in the environment
+ */
+export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = process.env): ResolvedIsolatedOptions {
+  const problems: OptionProblem[] = []
+  const report = (source: Source, text: string): void => {
+    const subject = source.variable
+      ? `environment variable ${source.variable} (option "${source.option}")`
+      : `option "${source.option}"`
+    problems.push({ option: source.option, message: `${subject} ${text}` })
+  }
+
+  let input: Record<string, unknown> = {}
+  if (user !== undefined && user !== null) {
+    if (isPlainObject(user)) input = user
+    else report({ option: '(options)' }, `must be an object; received ${describe(user)}`)
+  }
+  checkUnknownKeys(input, KNOWN_KEYS, '', report)
+
+  // Every value is validated even when the environment overrides it: a broken config stays
+  // broken, and should not start failing the day the variable is unset.
+  const fromEnv = (name: string): string | undefined => {
+    const value = env[name]
+    return value === undefined || value.trim() === '' ? undefined : value.trim()
+  }
+
+  const memoryBytes = pick(
+    parseSize(input.memory, { option: 'memory' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_MEMORY'), text => parseSize(text, { option: 'memory', variable: 'VITEST_ISOLATED_MEMORY' }, report)),
+  )
+  const cpus = pick(
+    parseCpus(input.cpus, { option: 'cpus' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_CPUS'), text => parseCpus(numberFromText(text), { option: 'cpus', variable: 'VITEST_ISOLATED_CPUS' }, report, text)),
+  )
+  const pids = pick(
+    parseInteger(input.pids, 1, { option: 'pids' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_PIDS'), text => parseInteger(integerFromText(text), 1, { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, report, text)),
+  )
+  const timeoutMs = pick(
+    parseInteger(input.timeout, 1, { option: 'timeout' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_TIMEOUT'), text => parseInteger(integerFromText(text), 1, { option: 'timeout', variable: 'VITEST_ISOLATED_TIMEOUT' }, report, text)),
+  )
+  const network = pick(
+    parseNetwork(input.network, { option: 'network' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_NETWORK'), text => parseNetwork(text, { option: 'network', variable: 'VITEST_ISOLATED_NETWORK' }, report)),
+  ) ?? 'loopback'
+  const hostname = parseHostname(input.hostname, { option: 'hostname' }, report) ?? DEFAULT_HOSTNAME
+  const tmpSizeBytes = parseSize(input.tmpSize, { option: 'tmpSize' }, report) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
+  const mounts = parseMounts(input.mounts, tmpSizeBytes, report)
+  const extraEnv = parseEnv(input.env, report)
+  const reportFile = pick(
+    parseReport(input.report, report),
+    envValue(fromEnv('VITEST_ISOLATED_REPORT'), text => parsePath(text, { option: 'report.file', variable: 'VITEST_ISOLATED_REPORT' }, report)),
+  )
+
+  if (problems.length > 0) throw new IsolatedOptionsError(problems)
+
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv }
+  if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
+  if (cpus !== undefined) resolved.cpus = cpus
+  if (pids !== undefined) resolved.pids = pids
+  if (timeoutMs !== undefined) resolved.timeoutMs = timeoutMs
+  if (reportFile !== undefined) resolved.reportFile = reportFile
+  return resolved
+}
+
+type Report = (source: Source, text: string) => void
+
+/** A value from the environment wins over one from the config. */
+function pick<T>(fromConfig: T | undefined, fromEnvironment: T | undefined): T | undefined {
+  return fromEnvironment !== undefined ? fromEnvironment : fromConfig
+}
+
+function envValue<T>(text: string | undefined, parse: (text: string) => T | undefined): T | undefined {
+  return text === undefined ? undefined : parse(text)
+}
+
+/**
+ * Parses a size into bytes: a positive integer, or a string like '512M'. Returns undefined for
+ * undefined and for invalid values (after reporting them).
+ */
+function parseSize(value: unknown, source: Source, report: Report): number | undefined {
+  if (value === undefined) return undefined
+  const bytes = sizeToBytes(value)
+  if (bytes === undefined) report(source, `must be ${SIZE_FORMS}; received ${describe(value)}`)
+  return bytes
+}
+
+/** Bytes of a size, or undefined when the value is not a valid positive size. */
+export function sizeToBytes(value: unknown): number | undefined {
+  if (typeof value === 'number') {
+    return Number.isSafeInteger(value) && value > 0 ? value : undefined
+  }
+  if (typeof value !== 'string') return undefined
+  const match = SIZE_RE.exec(value.trim())
+  if (!match) return undefined
+  const unit = UNITS[(match[2] ?? '').toUpperCase()]
+  // Fractions round down to whole bytes; the kernel rounds limits to pages anyway.
+  const bytes = Math.floor(Number(match[1]) * unit)
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined
+}
+
+function parseCpus(value: unknown, source: Source, report: Report, raw: unknown = value): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value
+  report(source, `must be a number of CPUs greater than 0, like 1 or 0.5; received ${describe(raw)}`)
+  return undefined
+}
+
+function parseInteger(value: unknown, min: number, source: Source, report: Report, raw: unknown = value): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return value
+  const what = source.option === 'timeout' ? 'a whole number of milliseconds' : 'a whole number'
+  report(source, `must be ${what} of at least ${min}; received ${describe(raw)}`)
+  return undefined
+}
+
+/** Numbers written in the environment; anything unparsable becomes NaN, which validation refuses. */
+function numberFromText(text: string): number {
+  return /^[+]?(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : Number.NaN
+}
+
+function integerFromText(text: string): number {
+  return /^\d+$/.test(text) ? Number(text) : Number.NaN
+}
+
+function parseNetwork(value: unknown, source: Source, report: Report): IsolatedNetwork | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && (NETWORKS as readonly string[]).includes(value)) return value as IsolatedNetwork
+  report(source, `must be one of ${NETWORKS.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
+  return undefined
+}
+
+// RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each. The whole name is
+// capped at 64, the kernel's HOST_NAME_MAX for sethostname(2).
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i
+
+function parseHostname(value: unknown, source: Source, report: Report): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && value.length > 0 && value.length <= 64 && value.split('.').every(label => LABEL_RE.test(label))) {
+    return value
+  }
+  report(source, 'must be a hostname of at most 64 characters: dot-separated labels of letters, digits and inner hyphens, '
+    + `like 'isolated' or 'test-box.local'; received ${describe(value)}`)
+  return undefined
+}
+
+/** An absolute path, normalised (no trailing slash, no `..`). */
+function parsePath(value: unknown, source: Source, report: Report, { absolute = false } = {}): string | undefined {
+  if (typeof value === 'string' && value.length > 0 && !value.includes('\0')) {
+    if (!absolute) return resolve(value)
+    if (isAbsolute(value)) return stripTrailingSlash(normalize(value))
+  }
+  report(source, `must be ${absolute ? 'an absolute path' : 'a path'}${absolute ? ', like \'/opt/data\'' : ''}; received ${describe(value)}`)
+  return undefined
+}
+
+function stripTrailingSlash(path: string): string {
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
+}
+
+function parseMounts(value: unknown, defaultTmpfsBytes: number, report: Report): ResolvedMount[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) {
+    report({ option: 'mounts' }, `must be an array of { source, target?, writable? } or { tmpfs, size? }; received ${describe(value)}`)
+    return []
+  }
+  const mounts: ResolvedMount[] = []
+  value.forEach((entry: unknown, index) => {
+    const at = `mounts[${index}]`
+    if (!isPlainObject(entry)) {
+      report({ option: at }, `must be { source, target?, writable? } or { tmpfs, size? }; received ${describe(entry)}`)
+      return
+    }
+    const isBind = 'source' in entry
+    const isTmpfs = 'tmpfs' in entry
+    if (isBind === isTmpfs) {
+      report({ option: at }, `must have exactly one of "source" (a bind mount) or "tmpfs" (an empty tmpfs); received ${describe(entry)}`)
+      return
+    }
+    if (isBind) {
+      checkUnknownKeys(entry, BIND_KEYS, `${at}.`, report)
+      const source = parsePath(entry.source, { option: `${at}.source` }, report, { absolute: true })
+      const target = entry.target === undefined
+        ? source
+        : parsePath(entry.target, { option: `${at}.target` }, report, { absolute: true })
+      let writable = false
+      if (entry.writable !== undefined) {
+        if (typeof entry.writable === 'boolean') writable = entry.writable
+        else report({ option: `${at}.writable` }, `must be true or false; received ${describe(entry.writable)}`)
+      }
+      if (target === '/') report({ option: `${at}.target` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
+      else if (source !== undefined && target !== undefined) mounts.push({ kind: 'bind', source, target, writable })
+    }
+    else {
+      checkUnknownKeys(entry, TMPFS_KEYS, `${at}.`, report)
+      const target = parsePath(entry.tmpfs, { option: `${at}.tmpfs` }, report, { absolute: true })
+      const sizeBytes = entry.size === undefined ? defaultTmpfsBytes : parseSize(entry.size, { option: `${at}.size` }, report)
+      if (target === '/') report({ option: `${at}.tmpfs` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
+      else if (target !== undefined && sizeBytes !== undefined) mounts.push({ kind: 'tmpfs', target, sizeBytes })
+    }
+  })
+  return mounts
+}
+
+// Environment names the kernel and libc accept in execve: anything without '=' and NUL.
+const ENV_NAME_RE = /^[^=\0]+$/
+
+function parseEnv(value: unknown, report: Report): Record<string, string> {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) {
+    report({ option: 'env' }, `must be an object of string values, like { TZ: 'UTC' }; received ${describe(value)}`)
+    return {}
+  }
+  const env: Record<string, string> = {}
+  for (const [name, item] of Object.entries(value)) {
+    if (!ENV_NAME_RE.test(name)) {
+      report({ option: `env[${JSON.stringify(name)}]` }, `must have a name without '=' or NUL characters; received ${describe(name)}`)
+    }
+    else if (typeof item !== 'string' || item.includes('\0')) {
+      report({ option: `env.${name}` }, `must be a string without NUL characters; received ${describe(item)}`)
+    }
+    else {
+      env[name] = item
+    }
+  }
+  return env
+}
+
+function parseReport(value: unknown, report: Report): string | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) {
+    report({ option: 'report' }, `must be an object like { file: 'isolated-report.json' }; received ${describe(value)}`)
+    return undefined
+  }
+  checkUnknownKeys(value, REPORT_KEYS, 'report.', report)
+  if (value.file === undefined) return undefined
+  return parsePath(value.file, { option: 'report.file' }, report)
+}
+
+function checkUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, report: Report): void {
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue
+    const suggestion = closest(key, known)
+    const hint = suggestion ? `; did you mean "${prefix}${suggestion}"?` : ''
+    report({ option: `${prefix}${key}` }, `is not a known option (known: ${known.join(', ')})${hint}`)
+  }
+}
+
+/** The known key nearest to `key` by edit distance, if it is near enough to be a plausible typo. */
+function closest(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, substitution)
+    }
+    previous = current
+  }
+  return previous[b.length]
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** The received value, short enough for a one-line message. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'bigint') return `${value}n`
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'symbol') return value.toString()
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value)
+  try {
+    const json = JSON.stringify(value)
+    if (json !== undefined && json.length <= 80) return json
+  }
+  catch {}
+  return Array.isArray(value) ? `an array of ${value.length} items` : 'an object'
+}

@@ -1,0 +1,60 @@
+// From vitest/config rather than vite: that module adds `configureVitest` to Vite's Plugin type.
+import type { Plugin } from 'vitest/config'
+import type { PoolRunnerInitializer, VitestPluginContext } from 'vitest/node'
+import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
+
+const POOL_NAME = 'isolated'
+
+/**
+ * The isolated pool as a Vitest `PoolRunnerInitializer`, for `test.pool: isolatedPool(options)`.
+ * Prefer the {@link isolated} plugin, which also makes `--pool=isolated` work and forces
+ * `isolate: true`.
+ *
+ * @throws {IsolatedOptionsError} at once, when the options or `VITEST_ISOLATED_*` variables are invalid
+ */
+export function isolatedPool(options?: IsolatedOptions): PoolRunnerInitializer {
+  return createPool(resolveOptions(options))
+}
+
+function createPool(resolved: ResolvedIsolatedOptions): PoolRunnerInitializer {
+  return {
+    name: POOL_NAME,
+    createPoolWorker: poolOptions => new IsolatedPoolWorker(poolOptions, resolved),
+  }
+}
+
+/**
+ * A Vite plugin that installs the isolated pool in every project whose pool is `'isolated'`,
+ * whether from the config (`test.pool: 'isolated'`) or the command line (`vitest --pool=isolated`).
+ *
+ * With `test.projects`, a plugin in the root config reaches only the projects that `extends: true`.
+ *
+ * @param options limits and mounts of the sandboxes; validated here, so a bad config fails before any test runs
+ * @throws {IsolatedOptionsError} when the options or `VITEST_ISOLATED_*` variables are invalid
+ */
+export function isolated(options?: IsolatedOptions): Plugin {
+  const pool = createPool(resolveOptions(options))
+  return {
+    name: 'vitest-pool-isolated',
+    configureVitest({ project }: VitestPluginContext) {
+      const { config } = project
+      // Only this hook can install a runner for `--pool=isolated`: the CLI overwrites
+      // `test.pool` with the bare string after the config file was read.
+      if (config.pool !== POOL_NAME) return
+      config.poolRunner = pool
+      // With isolate: false Vitest reuses one worker, and so one sandbox, for several files.
+      config.isolate = true
+      if (!config.snapshotEnvironment) {
+        config.snapshotEnvironment = SNAPSHOT_ENVIRONMENT
+      }
+      else if (config.snapshotEnvironment !== SNAPSHOT_ENVIRONMENT) {
+        project.vitest.logger.warn(
+          `[vitest-pool-isolated] project "${project.name || config.root}" sets its own snapshotEnvironment `
+          + `(${config.snapshotEnvironment}); inside the sandbox the project is read-only, so its snapshot `
+          + 'writes will fail with EROFS unless it sends them to the host itself.',
+        )
+      }
+    },
+  }
+}

@@ -1,0 +1,334 @@
+import { describe, expect, test } from 'vitest'
+import { IsolatedOptionsError } from '../../src/errors.js'
+import { resolveOptions, sizeToBytes, type IsolatedOptions } from '../../src/options.js'
+
+const MiB = 2 ** 20
+const GiB = 2 ** 30
+
+/** The error resolveOptions throws, for assertions on it. */
+function problemsOf(user: unknown, env: NodeJS.ProcessEnv = {}): IsolatedOptionsError {
+  try {
+    resolveOptions(user as IsolatedOptions, env)
+  }
+  catch (error) {
+    expect(error).toBeInstanceOf(IsolatedOptionsError)
+    return error as IsolatedOptionsError
+  }
+  throw new Error('resolveOptions accepted the options')
+}
+
+describe('defaults', () => {
+  test('no options', () => {
+    expect(resolveOptions(undefined, {})).toEqual({
+      network: 'loopback',
+      hostname: 'isolated',
+      tmpSizeBytes: 256 * MiB,
+      mounts: [],
+      env: {},
+    })
+  })
+
+  test('an empty object is the same as none', () => {
+    expect(resolveOptions({}, {})).toEqual(resolveOptions(undefined, {}))
+  })
+
+  test('unset limits stay absent, not undefined-valued keys', () => {
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['env', 'hostname', 'mounts', 'network', 'tmpSizeBytes'])
+  })
+
+  test('reads process.env when no environment is passed', () => {
+    const saved = process.env.VITEST_ISOLATED_PIDS
+    process.env.VITEST_ISOLATED_PIDS = '77'
+    try {
+      expect(resolveOptions({}).pids).toBe(77)
+    }
+    finally {
+      if (saved === undefined) delete process.env.VITEST_ISOLATED_PIDS
+      else process.env.VITEST_ISOLATED_PIDS = saved
+    }
+  })
+})
+
+describe('sizes (memory, tmpSize)', () => {
+  test.each([
+    [1, 1],
+    [536870912, 512 * MiB],
+    ['1024', 1024],
+    ['256K', 256 * 1024],
+    ['512M', 512 * MiB],
+    ['512m', 512 * MiB],
+    ['1G', GiB],
+    ['1.5G', 1.5 * GiB],
+    ['2T', 2 * 2 ** 40],
+    ['512MiB', 512 * MiB],
+    ['512Mi', 512 * MiB],
+    ['100B', 100],
+    [' 64M ', 64 * MiB],
+    ['64 M', 64 * MiB],
+    ['.5K', 512],
+  ])('%j is %d bytes', (input, bytes) => {
+    expect(sizeToBytes(input)).toBe(bytes)
+    expect(resolveOptions({ memory: input }, {}).memoryBytes).toBe(bytes)
+    expect(resolveOptions({ tmpSize: input }, {}).tmpSizeBytes).toBe(bytes)
+  })
+
+  test('fractions round down to whole bytes', () => {
+    expect(sizeToBytes('1.0001K')).toBe(1024)
+  })
+
+  test.each([
+    'lots', '', '512MB', '1KB', '-1G', '0', 0, -5, 1.5, Number.NaN, Infinity, '1e9', '1 G B', 'G', true, null, {}, [],
+    '0.0001', Number.MAX_SAFE_INTEGER + 2,
+  ])('%j is refused', (input) => {
+    const error = problemsOf({ memory: input })
+    expect(error.problems).toHaveLength(1)
+    expect(error.problems[0]!.option).toBe('memory')
+    expect(error.message).toContain('option "memory" must be a byte count or a size like \'512M\' or \'1G\'; received ')
+  })
+
+  test('the message quotes the value received', () => {
+    expect(problemsOf({ memory: 'lots' }).message).toBe(
+      '[vitest-pool-isolated] option "memory" must be a byte count or a size like \'512M\' or \'1G\'; received "lots"',
+    )
+    expect(problemsOf({ tmpSize: -1 }).message).toBe(
+      '[vitest-pool-isolated] option "tmpSize" must be a byte count or a size like \'512M\' or \'1G\'; received -1',
+    )
+  })
+})
+
+describe('cpus', () => {
+  test.each([1, 0.5, 2, 16, 0.01])('%d is accepted', (cpus) => {
+    expect(resolveOptions({ cpus }, {}).cpus).toBe(cpus)
+  })
+  test.each([0, -1, Number.NaN, Infinity, '1', null])('%j is refused', (cpus) => {
+    expect(problemsOf({ cpus }).message).toContain('option "cpus" must be a number of CPUs greater than 0, like 1 or 0.5; received ')
+  })
+})
+
+describe('pids', () => {
+  test.each([1, 32, 256, 4096])('%d is accepted', (pids) => {
+    expect(resolveOptions({ pids }, {}).pids).toBe(pids)
+  })
+  test.each([0, -1, 1.5, '256', Number.NaN])('%j is refused', (pids) => {
+    expect(problemsOf({ pids }).message).toContain('option "pids" must be a whole number of at least 1; received ')
+  })
+})
+
+describe('timeout', () => {
+  test.each([1, 30_000])('%d is accepted', (timeout) => {
+    expect(resolveOptions({ timeout }, {}).timeoutMs).toBe(timeout)
+  })
+  test.each([0, -1, 1.5, '30s', Infinity])('%j is refused', (timeout) => {
+    expect(problemsOf({ timeout }).message).toContain('option "timeout" must be a whole number of milliseconds of at least 1; received ')
+  })
+})
+
+describe('network', () => {
+  test.each(['loopback', 'none', 'host'] as const)('%s is accepted', (network) => {
+    expect(resolveOptions({ network }, {}).network).toBe(network)
+  })
+  test.each(['bridge', 'LOOPBACK', '', 1])('%j is refused', (network) => {
+    expect(problemsOf({ network }).message).toContain('option "network" must be one of \'loopback\', \'none\', \'host\'; received ')
+  })
+})
+
+describe('hostname', () => {
+  test.each(['isolated', 'a', 'test-box', 'test-box.local', 'A1', 'x'.repeat(63), `${'a'.repeat(31)}.${'b'.repeat(32)}`])('%s is accepted', (hostname) => {
+    expect(resolveOptions({ hostname }, {}).hostname).toBe(hostname)
+  })
+  test.each(['', '-box', 'box-', 'a..b', '.a', 'a.', 'under_score', 'sp ace', 'x'.repeat(64) + 'y', `${'a'.repeat(32)}.${'b'.repeat(32)}`, 'x'.repeat(64), 42])('%j is refused', (hostname) => {
+    expect(problemsOf({ hostname }).message).toContain('option "hostname" must be a hostname of at most 64 characters')
+  })
+})
+
+describe('mounts', () => {
+  test('bind mounts: target defaults to source, read-only by default, paths normalised', () => {
+    expect(resolveOptions({
+      mounts: [
+        { source: '/opt/data' },
+        { source: '/srv/cache/', target: '/cache', writable: true },
+        { source: '/a/b/../c' },
+      ],
+    }, {}).mounts).toEqual([
+      { kind: 'bind', source: '/opt/data', target: '/opt/data', writable: false },
+      { kind: 'bind', source: '/srv/cache', target: '/cache', writable: true },
+      { kind: 'bind', source: '/a/c', target: '/a/c', writable: false },
+    ])
+  })
+
+  test('tmpfs mounts: size defaults to tmpSize', () => {
+    expect(resolveOptions({ tmpSize: '64M', mounts: [{ tmpfs: '/scratch' }, { tmpfs: '/big', size: '1G' }, { tmpfs: '/n', size: 4096 }] }, {}).mounts).toEqual([
+      { kind: 'tmpfs', target: '/scratch', sizeBytes: 64 * MiB },
+      { kind: 'tmpfs', target: '/big', sizeBytes: GiB },
+      { kind: 'tmpfs', target: '/n', sizeBytes: 4096 },
+    ])
+  })
+
+  test('relative paths are refused', () => {
+    const error = problemsOf({ mounts: [{ source: 'data' }, { source: '/x', target: 'y' }, { tmpfs: './t' }] })
+    expect(error.problems.map(p => p.option)).toEqual(['mounts[0].source', 'mounts[1].target', 'mounts[2].tmpfs'])
+    expect(error.problems[0]!.message).toBe('option "mounts[0].source" must be an absolute path, like \'/opt/data\'; received "data"')
+  })
+
+  test('bad entries are refused, each with its index', () => {
+    const error = problemsOf({
+      mounts: [
+        'x',
+        { source: '/a', tmpfs: '/b' },
+        {},
+        { source: '/a', writable: 'yes' },
+        { tmpfs: '/t', size: 'big' },
+        { source: '/a', readonly: true },
+        { source: '/' },
+        { tmpfs: '/' },
+        { source: '/a\0b' },
+      ],
+    })
+    expect(error.problems.map(p => p.option)).toEqual([
+      'mounts[0]',
+      'mounts[1]',
+      'mounts[2]',
+      'mounts[3].writable',
+      'mounts[4].size',
+      'mounts[5].readonly',
+      'mounts[6].target',
+      'mounts[7].tmpfs',
+      'mounts[8].source',
+    ])
+  })
+
+  test('not an array', () => {
+    expect(problemsOf({ mounts: { source: '/a' } }).message).toContain('option "mounts" must be an array of { source, target?, writable? } or { tmpfs, size? }; received {"source":"/a"}')
+  })
+})
+
+describe('env', () => {
+  test('strings are passed on', () => {
+    expect(resolveOptions({ env: { TZ: 'UTC', EMPTY: '' } }, {}).env).toEqual({ TZ: 'UTC', EMPTY: '' })
+  })
+  test('non-strings and bad names are refused', () => {
+    const error = problemsOf({ env: { A: 1, B: undefined, 'C=D': 'x', E: 'a\0b' } })
+    expect(error.problems.map(p => p.option)).toEqual(['env.A', 'env.B', 'env["C=D"]', 'env.E'])
+  })
+  test('not an object', () => {
+    expect(problemsOf({ env: ['A=1'] }).problems[0]!.option).toBe('env')
+  })
+})
+
+describe('report', () => {
+  test('file is made absolute against the working directory', () => {
+    expect(resolveOptions({ report: { file: 'out/report.json' } }, {}).reportFile).toBe(`${process.cwd()}/out/report.json`)
+    expect(resolveOptions({ report: { file: '/tmp/r.json' } }, {}).reportFile).toBe('/tmp/r.json')
+    expect(resolveOptions({ report: {} }, {}).reportFile).toBeUndefined()
+  })
+  test('bad values are refused', () => {
+    expect(problemsOf({ report: 'r.json' }).problems[0]!.option).toBe('report')
+    expect(problemsOf({ report: { file: '' } }).problems[0]!.option).toBe('report.file')
+    expect(problemsOf({ report: { path: 'r.json' } }).message).toContain('option "report.path" is not a known option (known: file)')
+  })
+})
+
+describe('unknown keys', () => {
+  test('are named, with the closest known key', () => {
+    const error = problemsOf({ memroy: '1G' })
+    expect(error.problems).toEqual([{
+      option: 'memroy',
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report); did you mean "memory"?'),
+    }])
+  })
+  test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {
+    expect(problemsOf({ [key]: 1 }).message).toContain(`did you mean "${suggestion}"?`)
+  })
+  test('without a plausible match, no suggestion', () => {
+    expect(problemsOf({ colour: 'red' }).message).not.toContain('did you mean')
+  })
+  test('in a mount entry, the suggestion carries the path', () => {
+    expect(problemsOf({ mounts: [{ source: '/a', writeable: true }] }).message).toContain('did you mean "mounts[0].writable"?')
+  })
+})
+
+test('options that are not an object are refused', () => {
+  expect(problemsOf('512M').message).toBe('[vitest-pool-isolated] option "(options)" must be an object; received "512M"')
+  expect(problemsOf([1]).problems).toHaveLength(1)
+})
+
+describe('environment overrides', () => {
+  test('each variable sets its option', () => {
+    expect(resolveOptions({}, {
+      VITEST_ISOLATED_MEMORY: '1G',
+      VITEST_ISOLATED_CPUS: '0.5',
+      VITEST_ISOLATED_PIDS: '128',
+      VITEST_ISOLATED_TIMEOUT: '30000',
+      VITEST_ISOLATED_NETWORK: 'none',
+      VITEST_ISOLATED_REPORT: '/tmp/report.json',
+    })).toMatchObject({
+      memoryBytes: GiB,
+      cpus: 0.5,
+      pids: 128,
+      timeoutMs: 30000,
+      network: 'none',
+      reportFile: '/tmp/report.json',
+    })
+  })
+
+  test('the environment beats the config', () => {
+    const config: IsolatedOptions = { memory: '512M', cpus: 2, pids: 64, timeout: 1000, network: 'host', report: { file: '/a.json' } }
+    expect(resolveOptions(config, {
+      VITEST_ISOLATED_MEMORY: '2G',
+      VITEST_ISOLATED_CPUS: '1',
+      VITEST_ISOLATED_PIDS: '256',
+      VITEST_ISOLATED_TIMEOUT: '5000',
+      VITEST_ISOLATED_NETWORK: 'loopback',
+      VITEST_ISOLATED_REPORT: '/b.json',
+    })).toMatchObject({ memoryBytes: 2 * GiB, cpus: 1, pids: 256, timeoutMs: 5000, network: 'loopback', reportFile: '/b.json' })
+  })
+
+  test('the config applies when the variable is unset or empty', () => {
+    expect(resolveOptions({ memory: '512M', network: 'host' }, { VITEST_ISOLATED_MEMORY: '', VITEST_ISOLATED_NETWORK: '  ' })).toMatchObject({
+      memoryBytes: 512 * MiB,
+      network: 'host',
+    })
+  })
+
+  test('a bad variable names the variable and the option', () => {
+    expect(problemsOf({}, { VITEST_ISOLATED_MEMORY: 'lots' }).message).toBe(
+      '[vitest-pool-isolated] environment variable VITEST_ISOLATED_MEMORY (option "memory") must be a byte count or a size like \'512M\' or \'1G\'; received "lots"',
+    )
+  })
+
+  test.each([
+    ['VITEST_ISOLATED_CPUS', 'two', 'cpus'],
+    ['VITEST_ISOLATED_CPUS', '0', 'cpus'],
+    ['VITEST_ISOLATED_CPUS', '1e3', 'cpus'],
+    ['VITEST_ISOLATED_PIDS', '1.5', 'pids'],
+    ['VITEST_ISOLATED_PIDS', '0x10', 'pids'],
+    ['VITEST_ISOLATED_TIMEOUT', '30s', 'timeout'],
+    ['VITEST_ISOLATED_TIMEOUT', '-1', 'timeout'],
+    ['VITEST_ISOLATED_NETWORK', 'bridge', 'network'],
+  ])('%s=%s is refused', (variable, value, option) => {
+    const error = problemsOf({}, { [variable]: value })
+    expect(error.problems).toEqual([{ option, message: expect.stringContaining(`environment variable ${variable} (option "${option}")`) }])
+    expect(error.message).toContain(`received ${JSON.stringify(value)}`)
+  })
+
+  test('a bad config value is reported even when the environment overrides it', () => {
+    const error = problemsOf({ memory: 'lots' }, { VITEST_ISOLATED_MEMORY: '1G' })
+    expect(error.problems.map(p => p.option)).toEqual(['memory'])
+  })
+})
+
+test('every problem is collected into one error, listed', () => {
+  const error = problemsOf({
+    memory: 'lots',
+    cpus: 0,
+    pids: 0.5,
+    hostname: '-',
+    mounts: [{ source: 'rel' }],
+    colour: 'red',
+  }, { VITEST_ISOLATED_NETWORK: 'bridge' })
+  expect(error.problems.map(p => p.option).sort()).toEqual(['colour', 'cpus', 'hostname', 'memory', 'mounts[0].source', 'network', 'pids'])
+  const lines = error.message.split('\n')
+  expect(lines[0]).toBe('[vitest-pool-isolated] 7 problems with the options:')
+  expect(lines.slice(1)).toHaveLength(7)
+  for (const problem of error.problems) expect(lines).toContain(`  - ${problem.message}`)
+})

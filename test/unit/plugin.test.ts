@@ -1,0 +1,68 @@
+import type { VitestPluginContext } from 'vitest/node'
+import { describe, expect, test, vi } from 'vitest'
+import { IsolatedOptionsError } from '../../src/errors.js'
+import * as api from '../../src/index.js'
+import { isolated, isolatedPool } from '../../src/plugin.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from '../../src/pool-worker.js'
+
+vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
+
+function context(config: Record<string, unknown>) {
+  const warn = vi.fn()
+  const project = { name: 'p', config: { root: '/p', isolate: false, ...config }, vitest: { logger: { warn } } }
+  return { ctx: { project } as unknown as VitestPluginContext, config: project.config as Record<string, unknown>, warn }
+}
+
+function configure(plugin: ReturnType<typeof isolated>, ctx: VitestPluginContext): void {
+  const hook = plugin.configureVitest as (ctx: VitestPluginContext) => void
+  hook(ctx)
+}
+
+describe('isolated()', () => {
+  test('is a plugin named vitest-pool-isolated', () => {
+    expect(isolated().name).toBe('vitest-pool-isolated')
+  })
+
+  test('validates eagerly', () => {
+    expect(() => isolated({ memory: 'lots' })).toThrow(IsolatedOptionsError)
+    expect(() => isolatedPool({ cpus: -1 })).toThrow(IsolatedOptionsError)
+  })
+
+  test('installs the runner, forces isolate and sets the snapshot environment for pool "isolated"', () => {
+    const { ctx, config, warn } = context({ pool: 'isolated' })
+    configure(isolated({ pids: 64 }), ctx)
+    expect(config.isolate).toBe(true)
+    expect(config.snapshotEnvironment).toBe(SNAPSHOT_ENVIRONMENT)
+    expect(SNAPSHOT_ENVIRONMENT).toMatch(/\/worker\/snapshot-env\.js$/)
+    const runner = config.poolRunner as ReturnType<typeof isolatedPool>
+    expect(runner.name).toBe('isolated')
+    const options = { project: { vitest: { logger: { outputStream: process.stdout, errorStream: process.stderr } } } }
+    expect(runner.createPoolWorker(options as never)).toBeInstanceOf(IsolatedPoolWorker)
+    expect(warn).not.toHaveBeenCalled()
+  })
+
+  test('leaves other pools alone', () => {
+    const { ctx, config } = context({ pool: 'forks' })
+    configure(isolated(), ctx)
+    expect(config).toEqual({ root: '/p', isolate: false, pool: 'forks' })
+  })
+
+  test('keeps a snapshot environment of the user\'s, with a warning', () => {
+    const { ctx, config, warn } = context({ pool: 'isolated', snapshotEnvironment: '/p/snap-env.ts' })
+    configure(isolated(), ctx)
+    expect(config.snapshotEnvironment).toBe('/p/snap-env.ts')
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^\[vitest-pool-isolated\] project "p" sets its own snapshotEnvironment \(\/p\/snap-env\.ts\).*EROFS/))
+  })
+})
+
+test('the package exports only the public API', () => {
+  expect(Object.keys(api).sort()).toEqual([
+    'IsolatedError',
+    'IsolatedOptionsError',
+    'ProtocolError',
+    'SandboxSetupError',
+    'SandboxUnsupportedError',
+    'isolated',
+    'isolatedPool',
+  ])
+})

@@ -1,0 +1,306 @@
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { PassThrough } from 'node:stream'
+import type { PoolOptions, WorkerRequest } from 'vitest/node'
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
+import { SandboxSetupError } from '../../src/errors.js'
+import { Channel } from '../../src/ipc/channel.js'
+import { resolveOptions } from '../../src/options.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool-worker.js'
+import { spawnSandbox, type Sandbox, type SandboxExit, type SpawnRequest } from '../../src/sandbox/spawn.js'
+
+vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
+
+/** Two connected Unix sockets, like the sandbox's socketpair. */
+async function pair(): Promise<[net.Socket, net.Socket]> {
+  const file = path.join(os.tmpdir(), `vitest-pool-isolated-pw-${process.pid}-${Math.random().toString(36).slice(2)}.sock`)
+  const server = net.createServer()
+  const accepted = new Promise<net.Socket>(resolve => server.once('connection', resolve))
+  await new Promise<void>(resolve => server.listen(file, resolve))
+  const client = net.connect(file)
+  const [a] = await Promise.all([accepted, new Promise(resolve => client.once('connect', resolve))])
+  server.close()
+  return [a, client]
+}
+
+interface Fake {
+  sandbox: Sandbox
+  /** The worker's end of the channel. */
+  inside: Channel
+  insideSocket: net.Socket
+  kills: string[]
+  exit: (exit: SandboxExit) => void
+  /** Whether SIGTERM ends the fake sandbox (a worker that ignores it needs SIGKILL). */
+  obeysSigterm: boolean
+}
+
+async function fakeSandbox(): Promise<Fake> {
+  const [host, inside] = await pair()
+  let exit!: (exit: SandboxExit) => void
+  const exited = new Promise<SandboxExit>(resolve => (exit = resolve))
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const fake: Fake = {
+    inside: new Channel(inside),
+    insideSocket: inside,
+    kills: [],
+    exit: (e) => {
+      stdout.end()
+      stderr.end()
+      inside.destroy()
+      exit(e)
+    },
+    obeysSigterm: true,
+    sandbox: {
+      pid: 4242,
+      ipc: host,
+      stdout,
+      stderr,
+      exited,
+      kill(signal = 'SIGTERM') {
+        fake.kills.push(signal)
+        if (signal === 'SIGKILL' || fake.obeysSigterm) fake.exit({ code: null, signal })
+      },
+    },
+  }
+  return fake
+}
+
+let root: string
+let out: PassThrough
+let err: PassThrough
+let fake: Fake
+let worker: IsolatedPoolWorker
+
+function poolOptions(): PoolOptions {
+  return {
+    distPath: '/somewhere/node_modules/vitest/dist',
+    method: 'run',
+    execArgv: ['--conditions=test'],
+    env: { FROM_VITEST: '1', SHARED: 'vitest' },
+    environment: { name: 'node', options: null },
+    project: {
+      name: 'p',
+      config: { root },
+      serializedConfig: { root },
+      vitest: {
+        logger: { outputStream: out, errorStream: err },
+        snapshot: { resolvePath: (file: string) => path.join(path.dirname(file), '__snapshots__', `${path.basename(file)}.snap`) },
+      },
+    },
+  } as unknown as PoolOptions
+}
+
+function next<T = unknown>(channel: Channel): Promise<T> {
+  return new Promise(resolve => channel.once('message', resolve as (value: unknown) => void))
+}
+
+function eventOf<T = unknown>(w: IsolatedPoolWorker, event: string): Promise<T> {
+  return new Promise((resolve) => {
+    const listener = (value: unknown) => {
+      w.off(event, listener)
+      resolve(value as T)
+    }
+    w.on(event, listener)
+  })
+}
+
+const startMessage = (config: Record<string, unknown> = {}) => ({
+  __vitest_worker_request__: true,
+  type: 'start',
+  poolId: 1,
+  workerId: 1,
+  options: { reportMemory: false },
+  context: { environment: { name: 'node', options: null }, config: { root, ...config }, pool: 'isolated' },
+  traces: { enabled: false },
+}) as unknown as WorkerRequest
+
+const runMessage = (files: string[]) => ({
+  __vitest_worker_request__: true,
+  type: 'run',
+  context: { files: files.map(filepath => ({ filepath })), providedContext: {}, environment: { name: 'node', options: null }, workerId: 1 },
+}) as unknown as WorkerRequest
+
+beforeEach(async () => {
+  root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-pw-')))
+  out = new PassThrough()
+  err = new PassThrough()
+  fake = await fakeSandbox()
+  vi.mocked(spawnSandbox).mockReset().mockResolvedValue(fake.sandbox)
+  worker = new IsolatedPoolWorker(poolOptions(), resolveOptions({ env: { SHARED: 'ours', EXTRA: 'x' } }, {}))
+})
+
+afterEach(async () => {
+  fake.insideSocket.destroy()
+  fs.rmSync(root, { recursive: true, force: true })
+})
+
+test('start() spawns the worker entry with Vitest\'s worker module, env and execArgv', async () => {
+  await worker.start()
+  const request = vi.mocked(spawnSandbox).mock.calls[0]![0] as SpawnRequest
+  expect(request.entry).toBe(WORKER_ENTRY)
+  expect(WORKER_ENTRY).toMatch(/\/worker\/entry\.js$/)
+  expect(request.execArgv).toEqual(['--conditions=test'])
+  expect(request.env).toEqual({
+    FROM_VITEST: '1',
+    SHARED: 'ours',
+    EXTRA: 'x',
+    VITEST_ISOLATED_WORKER_MODULE: '/somewhere/node_modules/vitest/dist/worker.js',
+  })
+  expect(request.cwd).toBe(process.cwd())
+  expect(request.projectRoot).toBe(root)
+  expect(request.options.network).toBe('loopback')
+  expect(worker.name).toBe('isolated')
+  expect(worker.cacheFs).toBeUndefined()
+  expect(worker.sandbox).toBe(fake.sandbox)
+  await worker.start()
+  expect(spawnSandbox).toHaveBeenCalledTimes(1)
+})
+
+test('start() rejects with the sandbox\'s setup error', async () => {
+  const error = new SandboxSetupError({ step: 'bind', code: 'ENOENT', errno: 2, syscall: 'mount', path: '/x' })
+  vi.mocked(spawnSandbox).mockRejectedValue(error)
+  await expect(worker.start()).rejects.toBe(error)
+  expect(() => worker.sandbox).toThrow(/This is a bug in vitest-pool-isolated/)
+})
+
+test('messages go both ways; the start request points at our snapshot environment', async () => {
+  await worker.start()
+  const received = next<{ context: { config: { snapshotEnvironment?: string } } }>(fake.inside)
+  worker.send(startMessage())
+  expect((await received).context.config.snapshotEnvironment).toBe(SNAPSHOT_ENVIRONMENT)
+
+  const own = next<{ context: { config: { snapshotEnvironment?: string } } }>(fake.inside)
+  worker.send(startMessage({ snapshotEnvironment: '/user/env.js' }))
+  expect((await own).context.config.snapshotEnvironment).toBe('/user/env.js')
+
+  const message = eventOf(worker, 'message')
+  fake.inside.send({ __vitest_worker_response__: true, type: 'started' })
+  expect(await message).toEqual({ __vitest_worker_response__: true, type: 'started' })
+  expect(worker.deserialize('x')).toBe('x')
+})
+
+describe('snapshot file requests', () => {
+  test('are answered and never reach Vitest', async () => {
+    await worker.start()
+    const forwarded: unknown[] = []
+    worker.on('message', m => forwarded.push(m))
+    const testFile = path.join(root, 'test', 'a.test.ts')
+    const run = next(fake.inside)
+    worker.send(runMessage([testFile]))
+    await run
+
+    const snap = path.join(root, 'test', '__snapshots__', 'a.test.ts.snap')
+    const ok = next(fake.inside)
+    fake.inside.send({ __isolated__: 'fs', id: 1, op: 'write', path: snap, content: 'snap' })
+    expect(await ok).toEqual({ __isolated__: 'fs-result', id: 1 })
+    expect(fs.readFileSync(snap, 'utf8')).toBe('snap')
+
+    const refused = next<{ error: { code: string, message: string } }>(fake.inside)
+    fake.inside.send({ __isolated__: 'fs', id: 2, op: 'write', path: path.join(root, 'package.json'), content: '{}' })
+    expect(await refused).toMatchObject({ __isolated__: 'fs-result', id: 2, error: { code: 'EACCES' } })
+    expect(fs.existsSync(path.join(root, 'package.json'))).toBe(false)
+    expect(forwarded).toEqual([])
+  })
+
+  test('before any run request, nothing may be written', async () => {
+    await worker.start()
+    const refused = next(fake.inside)
+    fake.inside.send({ __isolated__: 'fs', id: 1, op: 'write', path: path.join(root, 'x.txt'), content: '' })
+    expect(await refused).toMatchObject({ error: { code: 'EACCES' } })
+  })
+})
+
+describe('a broken channel', () => {
+  test('garbage while Vitest waits is an error event naming the file, and the sandbox is killed', async () => {
+    await worker.start()
+    worker.send(runMessage([path.join(root, 'a.test.ts')]))
+    const error = eventOf<Error>(worker, 'error')
+    fake.insideSocket.write('console.log went to fd 3\n')
+    const e = await error
+    expect(e.message).toMatch(/^\[vitest-pool-isolated\] the sandboxed worker running .*a\.test\.ts broke the IPC protocol, so it was killed: \[vitest-pool-isolated\] IPC protocol error: received a frame header announcing/)
+    expect(fake.kills).toContain('SIGKILL')
+  })
+
+  test('garbage between requests kills the sandbox without an error event nobody hears', async () => {
+    await worker.start()
+    const errors: unknown[] = []
+    worker.on('error', e => errors.push(e))
+    const exit = eventOf(worker, 'exit')
+    fake.insideSocket.write('garbage!')
+    await exit
+    expect(fake.kills).toEqual(['SIGKILL'])
+    expect(errors).toEqual([])
+  })
+
+  test('fd 3 closed by the worker while Vitest waits: an error, then the sandbox is stopped', async () => {
+    await worker.start()
+    worker.send(runMessage([path.join(root, 'a.test.ts')]))
+    fake.obeysSigterm = false
+    const error = eventOf<Error>(worker, 'error')
+    fake.insideSocket.end()
+    expect((await error).message).toMatch(/closed its IPC channel \(fd 3\) while Vitest waited for its answer to "run"/)
+    expect(fake.kills).toEqual(['SIGTERM'])
+    await fake.sandbox.exited
+    expect(fake.kills).toEqual(['SIGTERM', 'SIGKILL'])
+  })
+})
+
+test('exit is reported with code and signal, also to a listener that comes late', async () => {
+  await worker.start()
+  const early = new Promise(resolve => worker.on('exit', (...args: unknown[]) => resolve(args)))
+  fake.exit({ code: 3, signal: null })
+  expect(await early).toEqual([3, null])
+  const late = new Promise(resolve => worker.on('exit', (...args: unknown[]) => resolve(args)))
+  expect(await late).toEqual([3, null])
+})
+
+describe('stop()', () => {
+  test('SIGTERM, waits for the exit, drains and unpipes the output', async () => {
+    const outMax = out.getMaxListeners()
+    await worker.start()
+    expect(out.getMaxListeners()).toBe(outMax + 1)
+    const chunks: string[] = []
+    out.on('data', chunk => chunks.push(String(chunk)))
+    ;(fake.sandbox.stdout as PassThrough).write('last words\n')
+    const messages: unknown[] = []
+    worker.on('message', m => messages.push(m))
+    await worker.stop()
+    expect(fake.kills).toEqual(['SIGTERM'])
+    expect(chunks.join('')).toBe('last words\n')
+    expect(out.getMaxListeners()).toBe(outMax)
+    expect(out.writableEnded).toBe(false)
+    expect(() => worker.sandbox).toThrow(/torn down or never started. This is a bug in vitest-pool-isolated/)
+  })
+
+  test('SIGKILL after 500 ms when the worker ignores SIGTERM', async () => {
+    await worker.start()
+    fake.obeysSigterm = false
+    const started = Date.now()
+    await worker.stop()
+    expect(fake.kills).toEqual(['SIGTERM', 'SIGKILL'])
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450)
+  })
+
+  test('a worker that exits when its channel ends is not signalled', async () => {
+    await worker.start()
+    fake.inside.on('close', () => fake.exit({ code: 0, signal: null }))
+    await worker.stop()
+    expect(fake.kills).toEqual([])
+  })
+
+  test('an already exited sandbox is not signalled', async () => {
+    await worker.start()
+    const exit = eventOf(worker, 'exit')
+    fake.exit({ code: 0, signal: null })
+    await exit
+    await worker.stop()
+    expect(fake.kills).toEqual([])
+  })
+
+  test('before start() it is an invariant failure', async () => {
+    await expect(worker.stop()).rejects.toThrow(/This is a bug in vitest-pool-isolated/)
+  })
+})
