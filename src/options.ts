@@ -72,7 +72,17 @@ export interface IsolatedOptions {
    * Environment: `VITEST_ISOLATED_REPORT` (the file).
    */
   report?: { file?: string }
+  /**
+   * What to do when a limit (`memory`, `cpus`, `pids`) cannot be enforced on this machine (no
+   * writable cgroup, no delegation): `'try'` warns once with the reason and the remedy and runs
+   * without it; `'require'` fails before any test runs; `'off'` does not apply limits at all.
+   * Never silently unlimited. Default: `'try'`. Environment: `VITEST_ISOLATED_ENFORCE`.
+   */
+  enforce?: IsolatedEnforce
 }
+
+/** See {@link IsolatedOptions.enforce}. */
+export type IsolatedEnforce = 'require' | 'try' | 'off'
 
 /** A mount after validation: paths absolute and normalised, defaults applied. */
 export type ResolvedMount =
@@ -92,12 +102,14 @@ export interface ResolvedIsolatedOptions {
   env: Record<string, string>
   /** Absolute path of the usage report. */
   reportFile?: string
+  enforce: IsolatedEnforce
 }
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
 const NETWORKS: readonly IsolatedNetwork[] = ['loopback', 'none', 'host']
-const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report'] as const
+const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce'] as const
+const ENFORCE: readonly IsolatedEnforce[] = ['require', 'try', 'off']
 const BIND_KEYS = ['source', 'target', 'writable'] as const
 const TMPFS_KEYS = ['tmpfs', 'size'] as const
 const REPORT_KEYS = ['file'] as const
@@ -165,6 +177,10 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     parseNetwork(input.network, { option: 'network' }, report),
     envValue(fromEnv('VITEST_ISOLATED_NETWORK'), text => parseNetwork(text, { option: 'network', variable: 'VITEST_ISOLATED_NETWORK' }, report)),
   ) ?? 'loopback'
+  const enforce = pick(
+    parseEnforce(input.enforce, { option: 'enforce' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_ENFORCE'), text => parseEnforce(text, { option: 'enforce', variable: 'VITEST_ISOLATED_ENFORCE' }, report)),
+  ) ?? 'try'
   const hostname = parseHostname(input.hostname, { option: 'hostname' }, report) ?? DEFAULT_HOSTNAME
   const tmpSizeBytes = parseSize(input.tmpSize, { option: 'tmpSize' }, report) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
   const mounts = parseMounts(input.mounts, tmpSizeBytes, report)
@@ -176,7 +192,7 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids
@@ -249,6 +265,13 @@ function parseNetwork(value: unknown, source: Source, report: Report): IsolatedN
   if (value === undefined) return undefined
   if (typeof value === 'string' && (NETWORKS as readonly string[]).includes(value)) return value as IsolatedNetwork
   report(source, `must be one of ${NETWORKS.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
+  return undefined
+}
+
+function parseEnforce(value: unknown, source: Source, report: Report): IsolatedEnforce | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && (ENFORCE as readonly string[]).includes(value)) return value as IsolatedEnforce
+  report(source, `must be one of ${ENFORCE.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
   return undefined
 }
 

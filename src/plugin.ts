@@ -3,6 +3,8 @@ import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, VitestPluginContext } from 'vitest/node'
 import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
+import { IsolatedReporter } from './reporter.js'
+import { Supervisor } from './supervisor.js'
 
 const POOL_NAME = 'isolated'
 
@@ -14,13 +16,14 @@ const POOL_NAME = 'isolated'
  * @throws {IsolatedOptionsError} at once, when the options or `VITEST_ISOLATED_*` variables are invalid
  */
 export function isolatedPool(options?: IsolatedOptions): PoolRunnerInitializer {
-  return createPool(resolveOptions(options))
+  return createPool(new Supervisor(resolveOptions(options)))
 }
 
-function createPool(resolved: ResolvedIsolatedOptions): PoolRunnerInitializer {
+function createPool(supervisor: Supervisor): PoolRunnerInitializer {
+  const resolved: ResolvedIsolatedOptions = supervisor.options
   return {
     name: POOL_NAME,
-    createPoolWorker: poolOptions => new IsolatedPoolWorker(poolOptions, resolved),
+    createPoolWorker: poolOptions => new IsolatedPoolWorker(poolOptions, resolved, supervisor),
   }
 }
 
@@ -34,15 +37,24 @@ function createPool(resolved: ResolvedIsolatedOptions): PoolRunnerInitializer {
  * @throws {IsolatedOptionsError} when the options or `VITEST_ISOLATED_*` variables are invalid
  */
 export function isolated(options?: IsolatedOptions): Plugin {
-  const pool = createPool(resolveOptions(options))
+  const supervisor = new Supervisor(resolveOptions(options))
+  const pool = createPool(supervisor)
+  const withReporter = new WeakSet<object>()
   return {
     name: 'vitest-pool-isolated',
-    configureVitest({ project }: VitestPluginContext) {
+    async configureVitest({ project, vitest }: VitestPluginContext) {
+      // Also without --pool=isolated: with --merge-reports the summary comes from the blobs' meta.
+      if (!withReporter.has(vitest)) {
+        withReporter.add(vitest)
+        vitest.config.reporters.push(new IsolatedReporter(supervisor))
+      }
       const { config } = project
       // Only this hook can install a runner for `--pool=isolated`: the CLI overwrites
       // `test.pool` with the bare string after the config file was read.
       if (config.pool !== POOL_NAME) return
       config.poolRunner = pool
+      // `enforce: 'require'` fails here, before any test runs.
+      await supervisor.prepare(vitest)
       // With isolate: false Vitest reuses one worker, and so one sandbox, for several files.
       config.isolate = true
       if (!config.snapshotEnvironment) {

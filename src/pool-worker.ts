@@ -1,19 +1,25 @@
 import { EventEmitter } from 'node:events'
-import { resolve } from 'node:path'
+import { relative, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { debuglog } from 'node:util'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
-import { IsolatedError } from './errors.js'
 import { Channel } from './ipc/channel.js'
 import { isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import { spawnSandbox, type Sandbox, type SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
+import type { FileCgroup } from './cgroup/index.js'
+import { FileTracker } from './file-tracker.js'
+import { META_KEY } from './reporter.js'
+import { Supervisor } from './supervisor.js'
+import { judge, type FileReport } from './verdict.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
+/** How long a closed channel may precede the sandbox's exit before we end the sandbox. */
+const CHANNEL_CLOSE_GRACE = 200
 /** Same grace as Vitest's forks pool between SIGTERM and SIGKILL. */
 const SIGKILL_TIMEOUT = 500
 /** How long `stop()` lets the worker exit on its own after ending the channel, before SIGTERM. */
@@ -53,14 +59,29 @@ export class IsolatedPoolWorker implements PoolWorker {
   private pending: Pending | undefined
   private stopping = false
   private brokenChannel = false
+  private readonly supervisor: Supervisor
+  private cgroup: FileCgroup | undefined
+  private startedAt = 0
+  private timer: NodeJS.Timeout | undefined
+  private timedOut = false
+  private readonly tracker = new FileTracker()
+  /** Per-file records of the current run, shared with the file tasks' meta and the reporter. */
+  private readonly reports = new Map<string, FileReport>()
+  /** The sandbox ended during a request and we answered it on the worker's behalf. */
+  private answeredForWorker = false
+  /** Settles when the exit was handled (verdict, usage, cgroup removed). */
+  private exitHandled: Promise<void> | undefined
+  /** Why we killed the worker ourselves, when it broke the channel. */
+  private brokeChannel: string | undefined
 
   /**
    * @param options what Vitest's pool passes to every worker
    * @param resolved the validated pool options
    */
-  constructor(options: PoolOptions, resolved: ResolvedIsolatedOptions) {
+  constructor(options: PoolOptions, resolved: ResolvedIsolatedOptions, supervisor = new Supervisor(resolved)) {
     this.options = options
     this.resolved = resolved
+    this.supervisor = supervisor
     this.stdout = options.project.vitest.logger.outputStream
     this.stderr = options.project.vitest.logger.errorStream
   }
@@ -84,6 +105,11 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   /** Sends a Vitest lifecycle request or birpc frame into the sandbox. */
   send(message: WorkerRequest): void {
+    if (this.answeredForWorker && isWorkerRequest(message) && message.type === 'stop') {
+      // The sandbox is gone (a limit or a crash ended it) and its file was already failed.
+      setImmediate(() => this.events.emit('message', { __vitest_worker_response__: true, type: 'stopped' }))
+      return
+    }
     const channel = this.channelOrThrow
     let outgoing: unknown = message
     if (isWorkerRequest(message)) {
@@ -115,15 +141,39 @@ export class IsolatedPoolWorker implements PoolWorker {
       VITEST_ISOLATED_WORKER_MODULE: resolve(this.options.distPath, 'worker.js'),
     }
     debug('starting sandbox for %s', this.options.project.name || this.options.project.config.root)
-    const sandbox = await spawnSandbox({
-      entry: WORKER_ENTRY,
-      execArgv: this.options.execArgv,
-      env,
-      cwd: process.cwd(),
-      projectRoot: this.options.project.config.root,
-      options: this.resolved,
-    })
+    await this.supervisor.prepare(this.options.project.vitest)
+    this.startedAt = Date.now()
+    const cgroup = this.supervisor.createCgroup()
+    let sandbox: Sandbox
+    try {
+      sandbox = await spawnSandbox({
+        entry: WORKER_ENTRY,
+        execArgv: this.options.execArgv,
+        env,
+        cwd: process.cwd(),
+        projectRoot: this.options.project.config.root,
+        options: this.resolved,
+        cgroup,
+      })
+    }
+    catch (error) {
+      await cgroup?.remove()
+      this.supervisor.record({
+        file: this.options.project.config.root, verdict: 'setup-error', exitCode: null, signal: null,
+        wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null, memoryPeakBytes: null,
+        pidsPeak: null, oomKilled: false, message: (error as Error).message.split('\n')[0],
+      })
+      throw error
+    }
+    this.cgroup = cgroup
     this._sandbox = sandbox
+    if (this.resolved.timeoutMs !== undefined) {
+      this.timer = setTimeout(() => {
+        this.timedOut = true
+        debug('sandbox %d: per-file timeout of %d ms', sandbox.pid, this.resolved.timeoutMs)
+        sandbox.kill('SIGKILL')
+      }, this.resolved.timeoutMs)
+    }
     debug('sandbox %d started', sandbox.pid)
 
     const channel = new Channel(sandbox.ipc)
@@ -138,11 +188,8 @@ export class IsolatedPoolWorker implements PoolWorker {
     sandbox.stdout.pipe(this.stdout, { end: false })
     sandbox.stderr.pipe(this.stderr, { end: false })
 
-    void sandbox.exited.then((exit) => {
-      this.exit = exit
-      debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
-      this.events.emit('exit', exit.code, exit.signal)
-    })
+    this.exitHandled = sandbox.exited.then(exit => this.onExit(sandbox, exit))
+    this.supervisor.track(this.exitHandled)
   }
 
   async stop(): Promise<void> {
@@ -160,6 +207,8 @@ export class IsolatedPoolWorker implements PoolWorker {
       await sandbox.exited
       clearTimeout(sigkill)
     }
+    // The cgroup is removed and the usage recorded before Vitest may exit.
+    await this.exitHandled
     // The worker's last lines may still sit in the pipes after it exited.
     await drain([sandbox.stdout, sandbox.stderr], STDIO_DRAIN_TIMEOUT)
     sandbox.stdout.unpipe(this.stdout)
@@ -196,11 +245,119 @@ export class IsolatedPoolWorker implements PoolWorker {
       this.onIsolatedMessage(message)
       return
     }
+    this.tracker.observe(message)
+    if (isWorkerResponse(message) && message.type === 'testfileFinished') {
+      // After the RPC calls already queued (the file's last results) have reached Vitest's state.
+      setImmediate(() => {
+        this.recordFinishedFiles()
+        this.onMessage_(message)
+      })
+      return
+    }
+    this.onMessage_(message)
+  }
+
+  private onMessage_(message: unknown): void {
     if (isWorkerResponse(message)) {
       const answered = message.type === 'started' ? 'start' : message.type === 'stopped' ? 'stop' : 'run'
       if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
     }
     this.events.emit('message', message)
+  }
+
+  /** The usage record of each file the worker just finished, onto the file task's meta. */
+  private recordFinishedFiles(): void {
+    const usage = this.cgroup?.usage()
+    const { state } = this.options.project.vitest
+    for (const file of this.testFiles) {
+      const id = this.tracker.idOf(file)
+      const task = id ? state.idMap.get(id) : undefined
+      const { verdict } = judge({ file, timedOut: false, usage, testsFailed: task?.result?.state === 'fail' })
+      const report = this.makeReport(file, verdict, usage, null, null)
+      this.reports.set(file, report)
+      if (task) (task.meta as Record<string, unknown>)[META_KEY] = report
+    }
+  }
+
+  private makeReport(file: string, verdict: FileReport['verdict'], usage: ReturnType<FileCgroup['usage']> | undefined, exitCode: number | null, signal: string | null, message?: string): FileReport {
+    const report: FileReport = {
+      file, verdict, exitCode, signal, wallMs: Date.now() - this.startedAt,
+      cpuUserMs: usage?.cpuUserMs ?? null, cpuSystemMs: usage?.cpuSystemMs ?? null,
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
+      oomKilled: usage?.oomKilled ?? false,
+    }
+    if (message) report.message = message
+    return report
+  }
+
+  /**
+   * The sandbox is gone. During a request Vitest is waiting on, that is a verdict on the file
+   * (memory limit, timeout, signal, crash), told in Vitest's own terms: the file fails with the
+   * sentence that names the cause, and the request is answered on the dead worker's behalf.
+   */
+  private async onExit(sandbox: Sandbox, exit: SandboxExit): Promise<void> {
+    clearTimeout(this.timer)
+    this.exit = exit
+    debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
+    const usage = this.cgroup?.usage()
+    try {
+      await this.cgroup?.remove()
+    }
+    catch (error) {
+      debug('could not remove cgroup %s: %s', this.cgroup?.name, (error as Error).message)
+    }
+    // Files that finished normally: their records get the final exit status.
+    for (const report of this.reports.values()) {
+      report.exitCode = exit.code
+      report.signal = exit.signal
+      this.supervisor.record(report)
+    }
+    const pending = this.pending
+    if (this.stopping || pending === undefined || pending === 'stop') {
+      this.events.emit('exit', exit.code, exit.signal)
+      return
+    }
+    const o = this.resolved
+    const files = this.testFiles.filter(f => !this.reports.has(f))
+    const { verdict, message } = judge({
+      file: files.map(f => relative(this.options.project.config.root, f)).join(', ') || 'the test file',
+      exit, usage, timedOut: this.timedOut, timeoutMs: o.timeoutMs, reason: this.brokeChannel,
+      memoryBytes: this.supervisor.limits.memoryBytes, pids: this.supervisor.limits.pids,
+    })
+    const error = { name: 'IsolatedSandboxError', message: `[vitest-pool-isolated] ${message}`, stack: '' }
+    debug('verdict %s: %s', verdict, message)
+    if (pending === 'start') {
+      // Vitest reports this as "Failed to start isolated worker" with our error as the cause.
+      this.answeredForWorker = true
+      this.events.emit('message', { __vitest_worker_response__: true, type: 'started', error: Object.assign(new Error(error.message), { name: error.name }) })
+      return
+    }
+    const { project } = this.options
+    const root = project.config.root
+    for (const file of files) {
+      const report = this.makeReport(file, verdict, usage, exit.code, exit.signal, message)
+      this.supervisor.record(report)
+      const running = this.runningTests(file)
+      for (const rpc of this.tracker.failureMessages(file, { root, name: project.name }, error, running, { [META_KEY]: report })) {
+        this.events.emit('message', rpc)
+      }
+    }
+    this.answeredForWorker = true
+    this.pending = undefined
+    this.events.emit('message', { __vitest_worker_response__: true, type: 'testfileFinished' })
+  }
+
+  /** Tests of the file that had started but not finished when the sandbox died. */
+  private runningTests(file: string): string[] {
+    const id = this.tracker.idOf(file)
+    const task = id ? this.options.project.vitest.state.idMap.get(id) : undefined
+    const out: string[] = []
+    const walk = (t: { id: string; type: string; result?: { state?: string }; tasks?: unknown[] }) => {
+      if (t.type === 'test' && t.result?.state === 'run') out.push(t.id)
+      for (const child of (t.tasks ?? []) as typeof t[]) walk(child)
+    }
+    if (task) walk(task as Parameters<typeof walk>[0])
+    return out
   }
 
   private onIsolatedMessage(message: IsolatedMessage): void {
@@ -222,45 +379,29 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   private onProtocolError(error: Error): void {
     this.brokenChannel = true
-    const files = this.testFiles.length ? ` running ${this.testFiles.join(', ')}` : ''
-    this.fail(new IsolatedError(
-      `[vitest-pool-isolated] the sandboxed worker${files} broke the IPC protocol, so it was killed: ${error.message}`,
-      { cause: error },
-    ))
+    this.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${error.message}`
+    debug('protocol error: %s', error.message)
     this._sandbox?.kill('SIGKILL')
   }
 
   private onChannelClose(): void {
     if (this.stopping || this.brokenChannel || this.exit) return
-    // The worker exits when its channel closes, so this is normally followed by 'exit' at once.
-    // If user code closed fd 3 but the process lives on, waiting for a reply would hang.
-    const waiting = this.pending ? ` while Vitest waited for its answer to "${this.pending}"` : ''
-    this.fail(new IsolatedError(`[vitest-pool-isolated] the sandboxed worker closed its IPC channel (fd 3)${waiting}; test code must not close or reuse fd 3.`))
     const sandbox = this._sandbox
-    if (sandbox) {
+    if (!sandbox) return
+    // A dying worker's channel closes a moment before init reports its exit: that exit carries
+    // the verdict (memory limit, signal). Only a worker that lives on without its channel (user
+    // code closed fd 3) is killed here, since waiting for its answer would hang.
+    const grace = setTimeout(() => {
+      if (this.exit) return
+      const waiting = this.pending ? ` while Vitest waited for its answer to "${this.pending}"` : ''
+      this.brokeChannel = `closed its IPC channel (fd 3)${waiting}; test code must not close or reuse fd 3`
       const sigkill = setTimeout(() => sandbox.kill('SIGKILL'), SIGKILL_TIMEOUT)
       void sandbox.exited.then(() => clearTimeout(sigkill))
       sandbox.kill('SIGTERM')
-    }
+    }, CHANNEL_CLOSE_GRACE)
+    void sandbox.exited.then(() => clearTimeout(grace))
   }
 
-  /**
-   * Reports a worker failure to PoolRunner. Only while Vitest waits for an answer: between two
-   * requests nobody in Vitest listens, and an unheard 'error' there would crash Vitest itself.
-   * The exit that follows is reported either way.
-   */
-  private fail(error: Error): void {
-    if (this.pending === undefined || this.stopping || this.events.listenerCount('error') === 0) {
-      debug('%s', error.message)
-      return
-    }
-    try {
-      this.events.emit('error', error)
-    }
-    catch (thrown) {
-      debug('error listener threw: %s', (thrown as Error)?.message ?? thrown)
-    }
-  }
 }
 
 function isWorkerRequest(message: unknown): message is WorkerRequest {

@@ -14,7 +14,7 @@ await requireKernel()
 const driver = await requireCgroups()
 
 const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
-const defaults: ResolvedIsolatedOptions = { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 64 << 20, mounts: [], env: {} }
+const defaults: ResolvedIsolatedOptions = { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 64 << 20, mounts: [], env: {}, enforce: 'try' }
 
 async function collect(stream: NodeJS.ReadableStream): Promise<string> {
   let text = ''

@@ -22,6 +22,7 @@ export const defaults: ResolvedIsolatedOptions = {
   tmpSizeBytes: 64 << 20,
   mounts: [],
   env: {},
+  enforce: 'try',
 }
 
 async function collect(stream: NodeJS.ReadableStream): Promise<string> {

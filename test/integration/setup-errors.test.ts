@@ -21,7 +21,7 @@ const identity = { uid: process.geteuid!(), gid: process.getegid!() }
 function basePlan(): NativePlan {
   return buildPlan({
     layout: hostLayout(repo, repo),
-    options: { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 1 << 24, mounts: [], env: {} },
+    options: { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 1 << 24, mounts: [], env: {}, enforce: 'try' },
     identity,
     argv: [path.join(repo, 'test/integration/probes/report.mjs')],
     env: { PATH: process.env.PATH },

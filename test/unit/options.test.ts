@@ -25,6 +25,7 @@ describe('defaults', () => {
       tmpSizeBytes: 256 * MiB,
       mounts: [],
       env: {},
+      enforce: 'try',
     })
   })
 
@@ -33,7 +34,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['env', 'hostname', 'mounts', 'network', 'tmpSizeBytes'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'tmpSizeBytes'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -215,6 +216,17 @@ describe('env', () => {
   })
 })
 
+describe('enforce', () => {
+  test('require, try or off; the environment wins', () => {
+    expect(resolveOptions({ enforce: 'require' }, {}).enforce).toBe('require')
+    expect(resolveOptions({ enforce: 'require' }, { VITEST_ISOLATED_ENFORCE: 'off' }).enforce).toBe('off')
+  })
+
+  test('anything else names the option and the accepted forms', () => {
+    expect(problemsOf({ enforce: 'always' }).message).toBe('[vitest-pool-isolated] option "enforce" must be one of \'require\', \'try\', \'off\'; received "always"')
+  })
+})
+
 describe('report', () => {
   test('file is made absolute against the working directory', () => {
     expect(resolveOptions({ report: { file: 'out/report.json' } }, {}).reportFile).toBe(`${process.cwd()}/out/report.json`)
@@ -233,7 +245,7 @@ describe('unknown keys', () => {
     const error = problemsOf({ memroy: '1G' })
     expect(error.problems).toEqual([{
       option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report); did you mean "memory"?'),
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce); did you mean "memory"?'),
     }])
   })
   test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {

@@ -9,13 +9,14 @@ vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
 
 function context(config: Record<string, unknown>) {
   const warn = vi.fn()
-  const project = { name: 'p', config: { root: '/p', isolate: false, ...config }, vitest: { logger: { warn } } }
-  return { ctx: { project } as unknown as VitestPluginContext, config: project.config as Record<string, unknown>, warn }
+  const vitest = { logger: { warn }, config: { reporters: [] as unknown[] } }
+  const project = { name: 'p', config: { root: '/p', isolate: false, ...config }, vitest }
+  return { ctx: { project, vitest } as unknown as VitestPluginContext, config: project.config as Record<string, unknown>, warn, vitest }
 }
 
-function configure(plugin: ReturnType<typeof isolated>, ctx: VitestPluginContext): void {
-  const hook = plugin.configureVitest as (ctx: VitestPluginContext) => void
-  hook(ctx)
+async function configure(plugin: ReturnType<typeof isolated>, ctx: VitestPluginContext): Promise<void> {
+  const hook = plugin.configureVitest as (ctx: VitestPluginContext) => Promise<void>
+  await hook(ctx)
 }
 
 describe('isolated()', () => {
@@ -28,9 +29,9 @@ describe('isolated()', () => {
     expect(() => isolatedPool({ cpus: -1 })).toThrow(IsolatedOptionsError)
   })
 
-  test('installs the runner, forces isolate and sets the snapshot environment for pool "isolated"', () => {
+  test('installs the runner, forces isolate and sets the snapshot environment for pool "isolated"', async () => {
     const { ctx, config, warn } = context({ pool: 'isolated' })
-    configure(isolated({ pids: 64 }), ctx)
+    await configure(isolated({ pids: 64, enforce: 'off' }), ctx)
     expect(config.isolate).toBe(true)
     expect(config.snapshotEnvironment).toBe(SNAPSHOT_ENVIRONMENT)
     expect(SNAPSHOT_ENVIRONMENT).toMatch(/\/worker\/snapshot-env\.js$/)
@@ -41,15 +42,16 @@ describe('isolated()', () => {
     expect(warn).not.toHaveBeenCalled()
   })
 
-  test('leaves other pools alone', () => {
-    const { ctx, config } = context({ pool: 'forks' })
-    configure(isolated(), ctx)
+  test('leaves other pools alone, but adds the usage reporter (for --merge-reports)', async () => {
+    const { ctx, config, vitest } = context({ pool: 'forks' })
+    await configure(isolated(), ctx)
+    expect(vitest.config.reporters).toHaveLength(1)
     expect(config).toEqual({ root: '/p', isolate: false, pool: 'forks' })
   })
 
-  test('keeps a snapshot environment of the user\'s, with a warning', () => {
+  test('keeps a snapshot environment of the user\'s, with a warning', async () => {
     const { ctx, config, warn } = context({ pool: 'isolated', snapshotEnvironment: '/p/snap-env.ts' })
-    configure(isolated(), ctx)
+    await configure(isolated({ enforce: 'off' }), ctx)
     expect(config.snapshotEnvironment).toBe('/p/snap-env.ts')
     expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^\[vitest-pool-isolated\] project "p" sets its own snapshotEnvironment \(\/p\/snap-env\.ts\).*EROFS/))
   })

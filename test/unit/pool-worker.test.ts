@@ -86,7 +86,8 @@ function poolOptions(): PoolOptions {
       config: { root },
       serializedConfig: { root },
       vitest: {
-        logger: { outputStream: out, errorStream: err },
+        logger: { outputStream: out, errorStream: err, warn: () => {} },
+        state: { idMap: new Map() },
         snapshot: { resolvePath: (file: string) => path.join(path.dirname(file), '__snapshots__', `${path.basename(file)}.snap`) },
       },
     },
@@ -129,7 +130,8 @@ beforeEach(async () => {
   err = new PassThrough()
   fake = await fakeSandbox()
   vi.mocked(spawnSandbox).mockReset().mockResolvedValue(fake.sandbox)
-  worker = new IsolatedPoolWorker(poolOptions(), resolveOptions({ env: { SHARED: 'ours', EXTRA: 'x' } }, {}))
+  // enforce: 'off': no cgroups, this is about the transport (test/integration covers the limits).
+  worker = new IsolatedPoolWorker(poolOptions(), resolveOptions({ env: { SHARED: 'ours', EXTRA: 'x' }, enforce: 'off' }, {}))
 })
 
 afterEach(async () => {
@@ -213,14 +215,35 @@ describe('snapshot file requests', () => {
   })
 })
 
+/** The messages a worker emits until it answers the run request (testfileFinished). */
+function untilFinished(w: IsolatedPoolWorker): Promise<any[]> {
+  const messages: any[] = []
+  return new Promise((resolve) => {
+    w.on('message', (m) => {
+      messages.push(m)
+      if (m?.__vitest_worker_response__ && m.type === 'testfileFinished') resolve(messages)
+    })
+  })
+}
+
+/** The error a synthesized onTaskUpdate failed the file with. */
+function fileError(messages: any[]): string | undefined {
+  const update = messages.find(m => m?.t === 'q' && m.m === 'onTaskUpdate')
+  return update?.a[0].at(-1)[1].errors[0].message
+}
+
 describe('a broken channel', () => {
-  test('garbage while Vitest waits is an error event naming the file, and the sandbox is killed', async () => {
+  test('garbage while Vitest waits: the file fails naming the cause, and the sandbox is killed', async () => {
     await worker.start()
-    worker.send(runMessage([path.join(root, 'a.test.ts')]))
-    const error = eventOf<Error>(worker, 'error')
+    const file = path.join(root, 'a.test.ts')
+    worker.send(runMessage([file]))
+    const done = untilFinished(worker)
     fake.insideSocket.write('console.log went to fd 3\n')
-    const e = await error
-    expect(e.message).toMatch(/^\[vitest-pool-isolated\] the sandboxed worker running .*a\.test\.ts broke the IPC protocol, so it was killed: \[vitest-pool-isolated\] IPC protocol error: received a frame header announcing/)
+    const messages = await done
+    expect(fileError(messages)).toMatch(/^\[vitest-pool-isolated\] a\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: \[vitest-pool-isolated\] IPC protocol error: received a frame header announcing/)
+    // The file was never queued by the worker: it is queued for it, then failed early.
+    expect(messages[0]).toMatchObject({ t: 'q', m: 'onQueued', a: [{ filepath: file, name: 'a.test.ts' }] })
+    expect(messages[1].a[1]).toEqual([[messages[0].a[0].id, 'suite-failed-early']])
     expect(fake.kills).toContain('SIGKILL')
   })
 
@@ -235,16 +258,26 @@ describe('a broken channel', () => {
     expect(errors).toEqual([])
   })
 
-  test('fd 3 closed by the worker while Vitest waits: an error, then the sandbox is stopped', async () => {
+  test('fd 3 closed by a worker that lives on while Vitest waits: stopped, and the file fails saying so', async () => {
     await worker.start()
     worker.send(runMessage([path.join(root, 'a.test.ts')]))
     fake.obeysSigterm = false
-    const error = eventOf<Error>(worker, 'error')
+    const done = untilFinished(worker)
     fake.insideSocket.end()
-    expect((await error).message).toMatch(/closed its IPC channel \(fd 3\) while Vitest waited for its answer to "run"/)
-    expect(fake.kills).toEqual(['SIGTERM'])
-    await fake.sandbox.exited
+    const messages = await done
+    expect(fileError(messages)).toMatch(/closed its IPC channel \(fd 3\) while Vitest waited for its answer to "run"; test code must not close or reuse fd 3/)
     expect(fake.kills).toEqual(['SIGTERM', 'SIGKILL'])
+  })
+
+  test('after answering for a dead worker, its stop request is answered too', async () => {
+    await worker.start()
+    worker.send(runMessage([path.join(root, 'a.test.ts')]))
+    const done = untilFinished(worker)
+    fake.insideSocket.write('garbage!')
+    await done
+    const stopped = eventOf<any>(worker, 'message')
+    worker.send({ __vitest_worker_request__: true, type: 'stop' } as unknown as WorkerRequest)
+    expect(await stopped).toEqual({ __vitest_worker_response__: true, type: 'stopped' })
   })
 })
 

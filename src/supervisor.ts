@@ -1,0 +1,106 @@
+/**
+ * What the pool does once per run rather than once per file: pick the cgroup
+ * driver, decide which limits can be enforced (and say so once), remove
+ * cgroups left by killed runs, and keep the per-file usage records that the
+ * reporter prints and writes.
+ */
+import { debuglog } from 'node:util'
+import type { Vitest } from 'vitest/node'
+import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from './cgroup/index.js'
+import { SandboxUnsupportedError } from './errors.js'
+import type { ResolvedIsolatedOptions } from './options.js'
+import type { FileReport } from './verdict.js'
+
+const debug = debuglog('vitest-pool-isolated')
+
+const OPTION_OF: Record<LimitName, string> = { memory: 'memory', cpu: 'cpus', pids: 'pids' }
+
+export class Supervisor {
+  readonly options: ResolvedIsolatedOptions
+  /** The limits that are really applied (requested and enforceable). */
+  limits: Limits = {}
+  private driver: CgroupDriver | null = null
+  private prepared: Promise<void> | undefined
+  private readonly records: FileReport[] = []
+  private readonly inFlight = new Set<Promise<unknown>>()
+
+  constructor(options: ResolvedIsolatedOptions) {
+    this.options = options
+  }
+
+  /**
+   * Once per run, before the first sandbox: `require` throws here (before any test runs) when a
+   * requested limit cannot be enforced; `try` warns once with the reason and the remedy.
+   */
+  prepare(vitest: Vitest): Promise<void> {
+    this.prepared ??= this.doPrepare(vitest)
+    return this.prepared
+  }
+
+  private async doPrepare(vitest: Vitest): Promise<void> {
+    const o = this.options
+    const requested: Partial<Record<LimitName, number>> = {}
+    if (o.memoryBytes !== undefined) requested.memory = o.memoryBytes
+    if (o.cpus !== undefined) requested.cpu = o.cpus
+    if (o.pids !== undefined) requested.pids = o.pids
+    if (o.enforce === 'off') return
+
+    this.driver = cgroupDriver()
+    const driver = this.driver
+    if (driver) {
+      try {
+        const stale = await driver.removeStale()
+        if (stale.length) debug('removed %d stale cgroups: %o', stale.length, stale)
+      } catch (error) {
+        debug('could not remove stale cgroups: %s', (error as Error).message)
+      }
+    }
+    const problems: string[] = []
+    let first: { feature: string; reason: string; remedy: string } | undefined
+    for (const [limit, value] of Object.entries(requested) as [LimitName, number][]) {
+      const support = driver?.support[limit] ?? { ok: false, reason: 'no cgroup hierarchy is mounted', remedy: 'mount cgroup2 at /sys/fs/cgroup' }
+      if (support.ok) {
+        if (limit === 'memory') this.limits.memoryBytes = value
+        else if (limit === 'cpu') this.limits.cpus = value
+        else this.limits.pids = value
+        continue
+      }
+      const remedy = support.remedy ?? ''
+      first ??= { feature: `${OPTION_OF[limit]} limit`, reason: support.reason ?? 'unknown', remedy }
+      problems.push(`"${OPTION_OF[limit]}" cannot be enforced: ${support.reason}.${remedy ? ` Remedy: ${remedy}` : ''}`)
+    }
+    if (problems.length === 0) return
+    if (o.enforce === 'require') {
+      throw new SandboxUnsupportedError({ ...first!, reason: `${problems.join('; ')} (enforce: 'require')` })
+    }
+    vitest.logger.warn(
+      `[vitest-pool-isolated] running WITHOUT these limits (enforce: 'try'; set enforce: 'require' or VITEST_ISOLATED_ENFORCE=require to fail instead):\n  ${problems.join('\n  ')}`,
+    )
+  }
+
+  /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
+  createCgroup(): FileCgroup | undefined {
+    const driver = this.driver
+    if (!driver || !Object.values(driver.support).some((s) => s.ok)) return undefined
+    return driver.create(this.limits)
+  }
+
+  record(report: FileReport): void {
+    this.records.push(report)
+  }
+
+  /** Tracks a sandbox's shutdown so the report can wait for final exit statuses. */
+  track(p: Promise<unknown>): void {
+    this.inFlight.add(p)
+    void p.finally(() => this.inFlight.delete(p))
+  }
+
+  async settled(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight])
+  }
+
+  /** Records of the run so far, and forgets them (watch mode starts a new run). */
+  takeRecords(): FileReport[] {
+    return this.records.splice(0)
+  }
+}
