@@ -2,7 +2,6 @@
 // pool thread, watch exits through pidfds on the event loop, build error
 // objects that keep errno. Policy lives in TypeScript; the child side in C.
 #include <napi.h>
-#include <uv.h>
 
 #include <cerrno>
 #include <csignal>
@@ -10,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/syscall.h>
@@ -236,55 +236,39 @@ Napi::Value Spawn(const Napi::CallbackInfo &info) {
   return p;
 }
 
-// Exit watch: a pidfd becomes readable when the process exits; libuv polls it
-// on the event loop, so no thread of ours blocks and nothing else reaps.
-struct Watch {
-  uv_poll_t poll;
-  int pidfd;
-  int status_fd;
-  Napi::FunctionReference callback;
-  napi_env env;
+// Exit watch: one thread per sandbox blocks in waitid(P_PIDFD) -- off the
+// main thread, without libuv's headers (not part of Node-API) -- and hands the
+// result to JS through a thread-safe function. libuv only reaps the pids it
+// spawned, so nothing else reaps ours.
+struct ExitInfo {
+  int worker_status;
+  siginfo_t si;
 };
 
-void OnWatchClosed(uv_handle_t *h) { delete static_cast<Watch *>(h->data); }
-
-void OnPidfdReadable(uv_poll_t *handle, int, int) {
-  Watch *w = static_cast<Watch *>(handle->data);
-  int worker_status = -1;
-  ssize_t n;
-  do n = read(w->status_fd, &worker_status, sizeof worker_status);
-  while (n < 0 && errno == EINTR);
-  if (n != (ssize_t)sizeof worker_status) worker_status = -1;
-  siginfo_t si;
-  memset(&si, 0, sizeof si);
-  while (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
-  }
-  uv_poll_stop(handle);
-  close(w->status_fd);
-  close(w->pidfd);
-
-  Napi::Env env(w->env);
-  Napi::HandleScope scope(env);
-  Napi::Object r = Napi::Object::New(env);
-  if (worker_status >= 0) {
-    if (WIFEXITED(worker_status)) {
-      r.Set("code", WEXITSTATUS(worker_status));
+void DeliverExit(Napi::Env env, Napi::Function cb, void *, ExitInfo *info) {
+  if (env != nullptr && cb != nullptr) {
+    Napi::Object r = Napi::Object::New(env);
+    int ws = info->worker_status;
+    if (ws >= 0 && WIFEXITED(ws)) {
+      r.Set("code", WEXITSTATUS(ws));
       r.Set("signal", env.Null());
+    } else if (ws >= 0) {
+      r.Set("code", env.Null());
+      r.Set("signal", WTERMSIG(ws));
     } else {
       r.Set("code", env.Null());
-      r.Set("signal", WTERMSIG(worker_status));
+      r.Set("signal", env.Null());
     }
-  } else {
-    r.Set("code", env.Null());
-    r.Set("signal", env.Null());
+    // How init itself ended: killed (SIGKILL from us, PDEATHSIG) or exited.
+    bool exited = info->si.si_code == CLD_EXITED;
+    r.Set("initCode", exited ? Napi::Value(Napi::Number::New(env, info->si.si_status)) : env.Null());
+    r.Set("initSignal", exited ? env.Null() : Napi::Value(Napi::Number::New(env, info->si.si_status)));
+    cb.Call({r});
   }
-  // How init itself ended: killed (SIGKILL from us or PDEATHSIG) or exited.
-  r.Set("initCode", si.si_code == CLD_EXITED ? Napi::Value(Napi::Number::New(env, si.si_status)) : env.Null());
-  r.Set("initSignal", si.si_code == CLD_EXITED ? env.Null() : Napi::Value(Napi::Number::New(env, si.si_status)));
-  Napi::FunctionReference cb = std::move(w->callback);
-  uv_close(reinterpret_cast<uv_handle_t *>(handle), OnWatchClosed);
-  cb.MakeCallback(env.Global(), {r});
+  delete info;
 }
+
+using ExitTsfn = Napi::TypedThreadSafeFunction<void, ExitInfo, DeliverExit>;
 
 Napi::Value WatchExit(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -292,21 +276,25 @@ Napi::Value WatchExit(const Napi::CallbackInfo &info) {
     TypeErr(env, "watch(pidfd, statusFd, callback)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  uv_loop_t *loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  auto *w = new Watch();
-  w->pidfd = info[0].As<Napi::Number>().Int32Value();
-  w->status_fd = info[1].As<Napi::Number>().Int32Value();
-  w->callback = Napi::Persistent(info[2].As<Napi::Function>());
-  w->env = env;
-  w->poll.data = w;
-  int r = uv_poll_init(loop, &w->poll, w->pidfd);
-  if (r == 0) r = uv_poll_start(&w->poll, UV_READABLE, OnPidfdReadable);
-  if (r != 0) {
-    delete w;
-    Napi::Error::New(env, std::string("[vitest-pool-isolated] cannot watch the sandbox: ") + uv_strerror(r))
-        .ThrowAsJavaScriptException();
-  }
+  int pidfd = info[0].As<Napi::Number>().Int32Value();
+  int status_fd = info[1].As<Napi::Number>().Int32Value();
+  ExitTsfn tsfn = ExitTsfn::New(env, info[2].As<Napi::Function>(), "vitest-pool-isolated exit watch", 0, 1);
+  std::thread([tsfn, pidfd, status_fd]() mutable {
+    auto *exit = new ExitInfo();
+    memset(&exit->si, 0, sizeof exit->si);
+    while (waitid(P_PIDFD, (id_t)pidfd, &exit->si, WEXITED) < 0 && errno == EINTR) {
+    }
+    // init wrote the worker's wait status just before it exited (non-blocking pipe).
+    exit->worker_status = -1;
+    ssize_t n;
+    do n = read(status_fd, &exit->worker_status, sizeof exit->worker_status);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof exit->worker_status) exit->worker_status = -1;
+    close(status_fd);
+    close(pidfd);
+    if (tsfn.BlockingCall(exit) != napi_ok) delete exit;
+    tsfn.Release();
+  }).detach();
   return env.Undefined();
 }
 
