@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Debian packages the build and the tests need, installed only when missing (needs root).
+#   cmake, make, g++  the native addon (cmake-js)
+#   passwd            useradd, for .ci/run's unprivileged user
+#   util-linux        runuser
+#   tar               copying the checkout for that user
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v make >/dev/null || need+=(make)
+command -v g++ >/dev/null || need+=(g++)
+command -v useradd >/dev/null || need+=(passwd)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v tar >/dev/null || need+=(tar)
+
+if ((${#need[@]} == 0)); then
+  echo "[setup-ci] build tools present"
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "[setup-ci] missing ${need[*]}: install them (sudo apt-get install ${need[*]}) or run as root" >&2
+  exit 1
+fi
+echo "[setup-ci] installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}"

@@ -1,0 +1,83 @@
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import tmp from 'tmp'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { copyFixtureAsInstalled } from '../support/fixture-copy.js'
+import { startHostProbes, waitUntilGone } from '../support/host-probes.js'
+import { requireKernel } from '../support/kernel.js'
+import { failedTests, outcomes } from '../support/report.js'
+import { REPO_ROOT } from '../support/repo.js'
+import { describeRun, runVitest } from '../support/run-vitest.js'
+import { expectSameSnapshotBehaviour, runSnapshotSteps } from '../support/snapshot-steps.js'
+
+// The acceptance check of the package as users get it: `npm pack`, installed next to vitest
+// 4.1.12 in a project outside this checkout (so nothing resolves from the repo), then the probes
+// and snapshots fixtures run there with `--pool=isolated`.
+
+const gate = await requireKernel()
+// Installing from the registry takes a while: E2E_SKIP_PACKED=1 skips this file locally, never in CI.
+const optOut = !process.env.CI && process.env.E2E_SKIP_PACKED === '1'
+if (optOut) console.warn('[e2e] skipping the packed-package check: E2E_SKIP_PACKED=1')
+const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_modules/vitest/package.json'), 'utf8')).version as string
+
+let project: tmp.DirResult | undefined
+let cli = ''
+
+function npm(args: string[], cwd: string): string {
+  return execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' } })
+}
+
+beforeAll(() => {
+  if (!gate.ok || optOut) return
+  // Not under /tmp or $HOME, which the sandbox replaces: the probes then see only their own files.
+  project = tmp.dirSync({ tmpdir: fs.existsSync('/var/tmp') ? '/var/tmp' : undefined, prefix: 'vitest-pool-isolated-packed-', unsafeCleanup: true })
+  const dir = project.name
+  // tmp creates it 0700; a user's project is 0755 (see copyFixture).
+  fs.chmodSync(dir, 0o755)
+  // dist/ is fresh (npm test builds it): pack without running prepare again.
+  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], REPO_ROOT)) as { filename: string }[]
+  const tarball = path.join(dir, packed[0]!.filename)
+  fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'packed-acceptance', private: true, type: 'module' }, null, 2)}\n`)
+  // The tarball's install script builds the addon, as on a user's machine.
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `vitest@${VITEST_VERSION}`], dir)
+  cli = path.join(dir, 'node_modules', 'vitest', 'vitest.mjs')
+}, 600_000)
+
+afterAll(() => {
+  project?.removeCallback()
+})
+
+test.skipIf(optOut)('packed: the installed package runs the probes fixture with every isolation fact holding', async () => {
+  const dir = path.join(project!.name, 'probes')
+  copyFixtureAsInstalled('probes', dir)
+  const host = await startHostProbes()
+  try {
+    const run = await runVitest({ root: dir, pool: 'isolated', cli, cwd: project!.name, env: host.env })
+    expect(run.report, describeRun(run)).toBeDefined()
+    expect(failedTests(run.report!, dir), describeRun(run)).toEqual([])
+    expect(run.exitCode, describeRun(run)).toBe(0)
+    const results = outcomes(run.report!, dir)
+    expect(Object.keys(results).length).toBeGreaterThanOrEqual(20)
+    expect(Object.values(results).every(status => status === 'passed'), JSON.stringify(results, null, 2)).toBe(true)
+    expect(await waitUntilGone(host.findSleeps), `sleep ${host.sleepMark} survived the run`).toEqual([])
+  }
+  finally {
+    for (const pid of host.findSleeps()) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      }
+      catch {}
+    }
+    await host.close()
+  }
+}, 300_000)
+
+test.skipIf(optOut)('packed: snapshots behave byte for byte as under forks', async () => {
+  const result = await runSnapshotSteps((pool) => {
+    const dir = path.join(project!.name, `snapshots-${pool}`)
+    copyFixtureAsInstalled('snapshots', dir)
+    return dir
+  }, { cli, cwd: project!.name })
+  expectSameSnapshotBehaviour(result)
+}, 300_000)
