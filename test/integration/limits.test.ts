@@ -9,9 +9,14 @@ import { spawnSandbox } from '../../src/sandbox/spawn.js'
 import type { ResolvedIsolatedOptions } from '../../src/options.js'
 import { requireKernel } from '../support/kernel.js'
 import { requireCgroups } from '../support/cgroups.js'
+import { Supervisor } from '../../src/supervisor.js'
+import { SandboxUnsupportedError } from '../../src/errors.js'
 
 await requireKernel()
-const driver = await requireCgroups()
+// cgroup v1 has no safe delegation: rootless there, limits cannot be enforced, and what must
+// hold instead is that they are refused loudly (tested at the end of this file).
+const rootlessV1 = process.geteuid!() !== 0 && cgroupDriver()?.version === 1
+const driver = rootlessV1 ? cgroupDriver() : await requireCgroups()
 
 const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
 const defaults: ResolvedIsolatedOptions = { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 64 << 20, mounts: [], env: {}, enforce: 'try' }
@@ -52,7 +57,8 @@ function ours(): string[] {
   return found
 }
 
-describe(`cgroup v${driver?.version} limits`, () => {
+// Not skipped but not defined where they cannot apply: rootless v1 gets the tests below instead.
+if (!rootlessV1) describe(`cgroup v${driver?.version} limits`, () => {
   afterAll(() => {
     expect(ours()).toEqual([])
   })
@@ -99,5 +105,33 @@ describe(`cgroup v${driver?.version} limits`, () => {
     const removed = await driver!.removeStale()
     expect(removed).toContain(stale)
     expect(fs.existsSync(stale)).toBe(false)
+  })
+})
+
+if (rootlessV1) describe('rootless on cgroup v1: limits are refused, never silently dropped', () => {
+  const options = (enforce: 'require' | 'try') => ({ ...defaults, memoryBytes: 128 << 20, pids: 64, enforce })
+  const vitest = (warnings: string[]) => ({ logger: { warn: (m: string) => warnings.push(m) } }) as never
+
+  test('the driver says why and what to do', () => {
+    expect(driver!.support.memory).toMatchObject({ ok: false, reason: expect.stringContaining('not writable') })
+    expect(driver!.support.memory.remedy).toBeTruthy()
+  })
+
+  test("enforce: 'require' fails before any sandbox exists", async () => {
+    const error = await new Supervisor(options('require')).prepare(vitest([])).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxUnsupportedError)
+    expect((error as Error).message).toMatch(/"memory" cannot be enforced/)
+    expect((error as Error).message).toMatch(/"pids" cannot be enforced/)
+  })
+
+  test("enforce: 'try' warns once with the remedy and applies no limit", async () => {
+    const warnings: string[] = []
+    const supervisor = new Supervisor(options('try'))
+    await supervisor.prepare(vitest(warnings))
+    await supervisor.prepare(vitest(warnings))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/running WITHOUT these limits/)
+    expect(warnings[0]).toMatch(/Remedy: /)
+    expect(supervisor.limits).toEqual({})
   })
 })
