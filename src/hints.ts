@@ -106,6 +106,8 @@ export const HINTS: Readonly<Record<string, string>> = {
   'set_ids:*': 'switching to the sandbox\'s user failed: the uid or gid is not mapped in its user namespace. ' + BUG,
   'drop_caps:*': 'dropping capabilities failed. ' + BUG,
   'no_new_privs:*': 'setting PR_SET_NO_NEW_PRIVS failed. ' + BUG,
+  'seccomp:EINVAL': 'the kernel refused the seccomp filter: the `seccomp.deny` list may be too long (the kernel takes 4096 instructions, about 2000 syscalls), or the kernel lacks CONFIG_SECCOMP_FILTER. Shorten the list, or set `seccomp: false` to run without the filter.',
+  'seccomp:*': 'installing the seccomp filter failed; set `seccomp: false` to run without it.',
 
   'exec:ENOENT': 'node is not visible inside the sandbox: its directory (or the target of a symbolic link on the way, '
     + 'as with nvm, volta or Nix shims) is not mounted. Add that directory to `mounts`, or run Vitest with a node that lives in /usr.',

@@ -1,5 +1,6 @@
 import { isAbsolute, normalize, resolve } from 'node:path'
 import { IsolatedOptionsError, type OptionProblem } from './errors.js'
+import { knownSyscalls } from './sandbox/seccomp.js'
 
 /** An extra bind mount of a host path into the sandbox. */
 export interface IsolatedBindMount {
@@ -79,6 +80,13 @@ export interface IsolatedOptions {
    * Never silently unlimited. Default: `'try'`. Environment: `VITEST_ISOLATED_ENFORCE`.
    */
   enforce?: IsolatedEnforce
+  /**
+   * The seccomp filter of the worker. Default (`true`): calls no test needs and attackers love
+   * fail with EPERM (keyctl, add_key, request_key, io_uring_*, bpf, perf_event_open, userfaultfd,
+   * kexec_*, init/finit/delete_module, open_by_handle_at, ioctl TIOCSTI). `{ deny: [...] }` adds
+   * syscalls (names, or numbers for this architecture); `false` turns the filter off.
+   */
+  seccomp?: boolean | { deny?: (string | number)[] }
 }
 
 /** See {@link IsolatedOptions.enforce}. */
@@ -103,12 +111,14 @@ export interface ResolvedIsolatedOptions {
   /** Absolute path of the usage report. */
   reportFile?: string
   enforce: IsolatedEnforce
+  /** false: no filter; otherwise the extra syscalls denied besides the defaults. */
+  seccomp: false | { deny: (string | number)[] }
 }
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
 const NETWORKS: readonly IsolatedNetwork[] = ['loopback', 'none', 'host']
-const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce'] as const
+const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp'] as const
 const ENFORCE: readonly IsolatedEnforce[] = ['require', 'try', 'off']
 const BIND_KEYS = ['source', 'target', 'writable'] as const
 const TMPFS_KEYS = ['tmpfs', 'size'] as const
@@ -181,6 +191,7 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     parseEnforce(input.enforce, { option: 'enforce' }, report),
     envValue(fromEnv('VITEST_ISOLATED_ENFORCE'), text => parseEnforce(text, { option: 'enforce', variable: 'VITEST_ISOLATED_ENFORCE' }, report)),
   ) ?? 'try'
+  const seccomp = parseSeccomp(input.seccomp, report)
   const hostname = parseHostname(input.hostname, { option: 'hostname' }, report) ?? DEFAULT_HOSTNAME
   const tmpSizeBytes = parseSize(input.tmpSize, { option: 'tmpSize' }, report) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
   const mounts = parseMounts(input.mounts, tmpSizeBytes, report)
@@ -192,7 +203,7 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids
@@ -266,6 +277,33 @@ function parseNetwork(value: unknown, source: Source, report: Report): IsolatedN
   if (typeof value === 'string' && (NETWORKS as readonly string[]).includes(value)) return value as IsolatedNetwork
   report(source, `must be one of ${NETWORKS.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
   return undefined
+}
+
+function parseSeccomp(value: unknown, report: Report): ResolvedIsolatedOptions['seccomp'] {
+  if (value === undefined || value === true) return { deny: [] }
+  if (value === false) return false
+  const forms = 'true, false, or { deny: [\'ptrace\', ...] } (syscall names or numbers)'
+  if (!isPlainObject(value)) {
+    report({ option: 'seccomp' }, `must be ${forms}; received ${describe(value)}`)
+    return { deny: [] }
+  }
+  checkUnknownKeys(value, ['deny'], 'seccomp.', report)
+  if (value.deny === undefined) return { deny: [] }
+  if (!Array.isArray(value.deny)) {
+    report({ option: 'seccomp.deny' }, `must be an array of syscall names or numbers; received ${describe(value.deny)}`)
+    return { deny: [] }
+  }
+  const known = knownSyscalls()
+  const deny: (string | number)[] = []
+  value.deny.forEach((entry: unknown, i) => {
+    if (typeof entry === 'number' && Number.isSafeInteger(entry) && entry >= 0) deny.push(entry)
+    else if (typeof entry === 'string' && known.includes(entry)) deny.push(entry)
+    else {
+      const suggestion = typeof entry === 'string' ? closest(entry, known) : undefined
+      report({ option: `seccomp.deny[${i}]` }, `must be a syscall number or one of the names known for ${process.arch} (${known.join(', ')})${suggestion ? `; did you mean "${suggestion}"?` : ''}; received ${describe(entry)}`)
+    }
+  })
+  return { deny }
 }
 
 function parseEnforce(value: unknown, source: Source, report: Report): IsolatedEnforce | undefined {

@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
+
 #include "sandbox.h"
 
 namespace {
@@ -27,6 +29,7 @@ struct PlanStorage {
   std::vector<char *> argv;
   std::vector<char *> envp;
   std::vector<plan_op> ops;
+  std::vector<sock_filter> filter;
   plan p{};
 
   const char *keep(const std::string &s) {
@@ -170,6 +173,44 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   s.p.envp = s.envp.data();
   s.p.ops = s.ops.data();
   s.p.op_count = (uint32_t)s.ops.size();
+
+  // seccomp: { deny: number[], tiocsti: boolean, ioctl: number } or absent for none.
+  Napi::Value sv = o.Get("seccomp");
+  if (!sv.IsUndefined() && !sv.IsNull()) {
+    if (!sv.IsObject()) {
+      err = "seccomp must be an object";
+      return false;
+    }
+    Napi::Object so = sv.As<Napi::Object>();
+    Napi::Value dv = so.Get("deny");
+    if (!dv.IsArray()) {
+      err = "seccomp.deny must be an array of syscall numbers";
+      return false;
+    }
+    Napi::Array da = dv.As<Napi::Array>();
+    std::vector<uint32_t> deny;
+    for (uint32_t i = 0; i < da.Length(); i++) {
+      Napi::Value e = da.Get(i);
+      if (!e.IsNumber()) {
+        err = "seccomp.deny[" + std::to_string(i) + "] must be a number";
+        return false;
+      }
+      deny.push_back(e.As<Napi::Number>().Uint32Value());
+    }
+    double ioctl_nr = 0;
+    if (!GetNumber(so, "ioctl", ioctl_nr, err)) return false;
+    bool tiocsti = so.Get("tiocsti").ToBoolean().Value();
+    // Longer than the kernel takes (BPF_MAXINSNS): prctl says EINVAL, at step "seccomp".
+    s.filter.resize(deny.size() * 2 + 16);
+    int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr,
+                                   s.filter.data(), (uint32_t)s.filter.size());
+    if (len < 0 || len > 65535) {
+      err = "seccomp filter does not fit";
+      return false;
+    }
+    s.p.seccomp = s.filter.data();
+    s.p.seccomp_len = (uint16_t)len;
+  }
   return true;
 }
 

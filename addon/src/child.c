@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -278,6 +280,12 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
   memset(data, 0, sizeof data);
   if (syscall(SYS_capset, &hdr, data) != 0) fail(STEP_drop_caps, -1);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(STEP_no_new_privs, -1);
+  /* Last before execve: the filter also applies to everything setup still
+   * had to do, so nothing of ours may need a denied call after this. */
+  if (plan->seccomp_len > 0) {
+    struct sock_fprog prog = {.len = plan->seccomp_len, .filter = (struct sock_filter *)plan->seccomp};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(STEP_seccomp, -1);
+  }
 
   sigset_t none;
   sigemptyset(&none);

@@ -81,6 +81,9 @@ struct plan {
   char *const *envp;
   const struct plan_op *ops;
   uint32_t op_count;
+  /* Installed by the worker before execve; len 0 for no filter. */
+  const struct sock_filter *seccomp;
+  uint16_t seccomp_len;
 };
 
 /* What the child reports when a step fails; EOF instead means execve worked. */
@@ -118,6 +121,12 @@ struct spawn_result {
  * left waiting on sync_w so a caller can attach cgroups before it runs.
  * Returns 0, or -1 with *failed_step and errno set (nothing left behind). */
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
+
+/* Builds the BPF deny list (EPERM for each syscall number, and for ioctl
+ * TIOCSTI when asked). Returns the number of instructions or -E2BIG. */
+struct sock_filter;
+int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,
+                         struct sock_filter *out, uint32_t max);
 
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
  * once. Returns 0 or an errno. Creates nothing that outlives the call. */

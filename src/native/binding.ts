@@ -34,6 +34,8 @@ export interface NativePlan {
   argv: string[]
   envp: string[]
   ops: NativePlanOp[]
+  /** Installed by the worker right before execve; absent for none. */
+  seccomp?: { deny: number[]; tiocsti: boolean; ioctl: number }
 }
 
 export interface NativeSpawned {

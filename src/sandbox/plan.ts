@@ -8,6 +8,7 @@ import path from 'node:path'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import type { NativePlan, NativePlanOp } from '../native/binding.js'
 import type { HostLayout } from './host-layout.js'
+import { seccompFilter } from './seccomp.js'
 
 /** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
 export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8 } as const
@@ -118,6 +119,7 @@ export function buildPlan({ layout, options, identity, argv, env, isFile = statI
     argv: [layout.execPath, ...argv],
     envp,
     ops,
+    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny) }),
   }
 }
 

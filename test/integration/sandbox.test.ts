@@ -9,21 +9,14 @@ import { fileURLToPath } from 'node:url'
 import tmp from 'tmp'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
-import type { ResolvedIsolatedOptions } from '../../src/options.js'
+import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options.js'
 import { requireKernel } from '../support/kernel.js'
 
 const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
 const probeScript = path.join(repo, 'test/integration/probes/report.mjs')
 await requireKernel()
 
-export const defaults: ResolvedIsolatedOptions = {
-  network: 'loopback',
-  hostname: 'isolated',
-  tmpSizeBytes: 64 << 20,
-  mounts: [],
-  env: {},
-  enforce: 'try',
-}
+export const defaults: ResolvedIsolatedOptions = resolveOptions({ tmpSize: 64 << 20 }, {})
 
 async function collect(stream: NodeJS.ReadableStream): Promise<string> {
   let text = ''

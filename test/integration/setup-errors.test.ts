@@ -11,6 +11,7 @@ import type { NativePlan } from '../../src/native/binding.js'
 import { hostLayout } from '../../src/sandbox/host-layout.js'
 import { buildPlan, OP, OPF } from '../../src/sandbox/plan.js'
 import { spawnPlan } from '../../src/sandbox/spawn.js'
+import { resolveOptions } from '../../src/options.js'
 import { requireKernel } from '../support/kernel.js'
 
 await requireKernel()
@@ -21,7 +22,7 @@ const identity = { uid: process.geteuid!(), gid: process.getegid!() }
 function basePlan(): NativePlan {
   return buildPlan({
     layout: hostLayout(repo, repo),
-    options: { network: 'loopback', hostname: 'isolated', tmpSizeBytes: 1 << 24, mounts: [], env: {}, enforce: 'try' },
+    options: resolveOptions({ tmpSize: 1 << 24 }, {}),
     identity,
     argv: [path.join(repo, 'test/integration/probes/report.mjs')],
     env: { PATH: process.env.PATH },
@@ -83,6 +84,11 @@ const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan
   },
   { step: 'hostname', code: 'EINVAL', mutate: (p) => { p.hostname = 'h'.repeat(65) } },
   { step: 'set_ids', code: 'EINVAL', mutate: (p) => { p.workerUid = 12345 } },
+  {
+    // 5000 denied numbers make a BPF program past the kernel's 4096 instructions.
+    step: 'seccomp', code: 'EINVAL',
+    mutate: (p) => { p.seccomp = { deny: Array.from({ length: 5000 }, (_, i) => 1000 + i), tiocsti: true, ioctl: 16 } },
+  },
   {
     step: 'exec', code: 'ENOENT', path: '/usr/bin/isolated-missing-node',
     mutate: (p) => { p.execPath = '/usr/bin/isolated-missing-node' },

@@ -2,7 +2,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import v8 from 'node:v8'
-import { describe, expect, test } from 'vitest'
+import { describe, expect, test, vi } from 'vitest'
 import { ProtocolError } from '../../src/errors.js'
 import { Channel, encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from '../../src/ipc/channel.js'
 
@@ -148,7 +148,8 @@ describe('Channel', () => {
     const got: unknown[] = []
     right.on('message', value => got.push(value))
     for (const value of values) left.send(value)
-    await new Promise(resolve => setTimeout(resolve, 20))
+    // Not a fixed sleep: under load the socket may deliver later.
+    await vi.waitFor(() => expect(got).toHaveLength(values.length))
     expect(got).toEqual(values)
     const reply = next(left, 'message')
     right.send({ reply: true })

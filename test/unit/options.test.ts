@@ -26,6 +26,7 @@ describe('defaults', () => {
       mounts: [],
       env: {},
       enforce: 'try',
+      seccomp: { deny: [] },
     })
   })
 
@@ -34,7 +35,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'tmpSizeBytes'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'seccomp', 'tmpSizeBytes'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -227,6 +228,20 @@ describe('enforce', () => {
   })
 })
 
+describe('seccomp', () => {
+  test('on by default; false turns it off; deny takes known names and numbers', () => {
+    expect(resolveOptions({}, {}).seccomp).toEqual({ deny: [] })
+    expect(resolveOptions({ seccomp: false }, {}).seccomp).toBe(false)
+    expect(resolveOptions({ seccomp: { deny: ['ptrace', 400] } }, {}).seccomp).toEqual({ deny: ['ptrace', 400] })
+  })
+
+  test('an unknown name is named, with the closest known one', () => {
+    const error = problemsOf({ seccomp: { deny: ['ptrase'] } })
+    expect(error.problems[0]!.option).toBe('seccomp.deny[0]')
+    expect(error.message).toContain('did you mean "ptrace"?')
+  })
+})
+
 describe('report', () => {
   test('file is made absolute against the working directory', () => {
     expect(resolveOptions({ report: { file: 'out/report.json' } }, {}).reportFile).toBe(`${process.cwd()}/out/report.json`)
@@ -245,7 +260,7 @@ describe('unknown keys', () => {
     const error = problemsOf({ memroy: '1G' })
     expect(error.problems).toEqual([{
       option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce); did you mean "memory"?'),
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp); did you mean "memory"?'),
     }])
   })
   test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {

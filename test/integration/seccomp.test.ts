@@ -1,0 +1,55 @@
+// The seccomp deny list, checked by the kernel's answers to raw system calls
+// made from inside the sandbox (python3's ctypes, from the host's /usr).
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, test } from 'vitest'
+import { resolveOptions } from '../../src/options.js'
+import { DEFAULT_DENY, syscallTable } from '../../src/sandbox/seccomp.js'
+import { spawnSandbox } from '../../src/sandbox/spawn.js'
+import { requireKernel } from '../support/kernel.js'
+
+await requireKernel()
+
+const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
+
+async function collect(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = ''
+  for await (const chunk of stream) text += chunk
+  return text
+}
+
+async function syscalls(seccomp: boolean | { deny: string[] }): Promise<Record<string, string>> {
+  const sandbox = await spawnSandbox({
+    entry: path.join(repo, 'test/integration/probes/seccomp.mjs'),
+    execArgv: [],
+    env: { PATH: '/usr/bin:/bin', SYSCALLS: JSON.stringify(syscallTable()) },
+    cwd: repo,
+    projectRoot: repo,
+    options: resolveOptions({ seccomp }, {}),
+  })
+  sandbox.ipc.destroy()
+  const [stdout, stderr, exit] = await Promise.all([collect(sandbox.stdout), collect(sandbox.stderr), sandbox.exited])
+  expect(exit, stderr).toEqual({ code: 0, signal: null })
+  return JSON.parse(stdout)
+}
+
+describe.runIf(fs.existsSync('/usr/bin/python3'))('seccomp', () => {
+  test('every call of the default deny list fails with EPERM, and so does ioctl(TIOCSTI)', async () => {
+    const answers = await syscalls(true)
+    const denied = ['keyctl', 'add_key', 'request_key', 'io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'kexec_load', 'init_module', 'delete_module', 'open_by_handle_at', 'ioctl_TIOCSTI']
+    for (const name of denied) expect(answers[name], name).toBe('EPERM')
+    // Ordinary calls are untouched.
+    expect(answers.getpid).toBe('ok')
+    expect(answers.ioctl_FIONREAD).not.toBe('EPERM')
+    for (const name of DEFAULT_DENY) expect(syscallTable()![name], name).toBeTypeOf('number')
+  })
+
+  test('without the filter the same calls reach the kernel and fail for their own reasons', async () => {
+    const answers = await syscalls(false)
+    // No capability in the sandbox: the kernel itself refuses, but not all with EPERM.
+    expect(answers.ioctl_TIOCSTI).not.toBe('EPERM')
+    expect(answers.io_uring_setup).not.toBe('EPERM')
+    expect(answers.open_by_handle_at).not.toBe('EPERM')
+  })
+})
