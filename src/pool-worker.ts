@@ -8,7 +8,7 @@ import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
 import { Channel } from './ipc/channel.js'
 import { isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
 import type { ResolvedIsolatedOptions } from './options.js'
-import { spawnSandbox, type Sandbox, type SandboxExit } from './sandbox/spawn.js'
+import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
 import { FileTracker } from './file-tracker.js'
@@ -143,28 +143,26 @@ export class IsolatedPoolWorker implements PoolWorker {
     debug('starting sandbox for %s', this.options.project.name || this.options.project.config.root)
     await this.supervisor.prepare(this.options.project.vitest)
     this.startedAt = Date.now()
-    const cgroup = this.supervisor.createCgroup()
-    let sandbox: Sandbox
+    const { project } = this.options
+    let launched
     try {
-      sandbox = await spawnSandbox({
+      launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () => this.supervisor.launch({
         entry: WORKER_ENTRY,
         execArgv: this.options.execArgv,
         env,
         cwd: process.cwd(),
-        projectRoot: this.options.project.config.root,
-        options: this.resolved,
-        cgroup,
-      })
+        projectRoot: project.config.root,
+      }))
     }
     catch (error) {
-      await cgroup?.remove()
       this.supervisor.record({
-        file: this.options.project.config.root, verdict: 'setup-error', exitCode: null, signal: null,
+        file: project.config.root, verdict: 'setup-error', exitCode: null, signal: null,
         wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null, memoryPeakBytes: null,
         pidsPeak: null, oomKilled: false, message: (error as Error).message.split('\n')[0],
       })
       throw error
     }
+    const { sandbox, cgroup } = launched
     this.cgroup = cgroup
     this._sandbox = sandbox
     if (this.resolved.timeoutMs !== undefined) {
@@ -402,6 +400,11 @@ export class IsolatedPoolWorker implements PoolWorker {
     void sandbox.exited.then(() => clearTimeout(grace))
   }
 
+}
+
+/** One spare per worker slot (Vitest's resolved maxWorkers). */
+function spareSlots(maxWorkers: unknown): number {
+  return typeof maxWorkers === 'number' && maxWorkers >= 0 ? maxWorkers : 1
 }
 
 function isWorkerRequest(message: unknown): message is WorkerRequest {

@@ -10,10 +10,25 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
+import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
 const OPTION_OF: Record<LimitName, string> = { memory: 'memory', cpu: 'cpus', pids: 'pids' }
+
+/** A sandbox with its worker booted, in its own cgroup. */
+export interface Launched {
+  sandbox: Sandbox
+  cgroup: FileCgroup | undefined
+  /** Set once the sandbox has exited (a spare may die before it is used). */
+  exited: boolean
+}
+
+/** A spare being launched; `settled` never rejects, so an unused failure is never unhandled. */
+interface Spare {
+  launched: Promise<Launched>
+  settled: Promise<Launched | undefined>
+}
 
 export class Supervisor {
   readonly options: ResolvedIsolatedOptions
@@ -23,6 +38,9 @@ export class Supervisor {
   private prepared: Promise<void> | undefined
   private readonly records: FileReport[] = []
   private readonly inFlight = new Set<Promise<unknown>>()
+  /** Warm sandboxes per key (the Vitest project: same env, execArgv and root for all its files). */
+  private readonly spares = new Map<object, Spare[]>()
+  private closed = false
 
   constructor(options: ResolvedIsolatedOptions) {
     this.options = options
@@ -38,6 +56,8 @@ export class Supervisor {
   }
 
   private async doPrepare(vitest: Vitest): Promise<void> {
+    // Spares left at the end of the run are killed with their cgroups.
+    vitest.onClose?.(() => this.discardSpares())
     const o = this.options
     const requested: Partial<Record<LimitName, number>> = {}
     if (o.memoryBytes !== undefined) requested.memory = o.memoryBytes
@@ -83,6 +103,68 @@ export class Supervisor {
     const driver = this.driver
     if (!driver || !Object.values(driver.support).some((s) => s.ok)) return undefined
     return driver.create(this.limits)
+  }
+
+  /** Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. */
+  async launch(request: Omit<SpawnRequest, 'cgroup' | 'options'>): Promise<Launched> {
+    const cgroup = this.createCgroup()
+    try {
+      const sandbox = await spawnSandbox({ ...request, options: this.options, cgroup })
+      const launched: Launched = { sandbox, cgroup, exited: false }
+      void sandbox.exited.then(() => (launched.exited = true))
+      return launched
+    } catch (error) {
+      await cgroup?.remove()
+      throw error
+    }
+  }
+
+  /**
+   * A booted sandbox for the next file of `key`: a spare started while earlier files ran, or a
+   * new one. Either way one spare per worker slot is started for the files after it, so node's
+   * start-up (the bulk of a worker's cost) overlaps with running tests.
+   */
+  async acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
+    const queue = this.spares.get(key) ?? []
+    this.spares.set(key, queue)
+    let got: Launched | undefined
+    while (!got && queue.length > 0) {
+      const spare = queue.shift()!
+      const launched = await spare.settled
+      if (!launched) {
+        this.refill(queue, slots, launch)
+        return spare.launched // rejects with the spawn's error, as a fresh spawn would
+      }
+      if (launched.exited) await launched.cgroup?.remove()
+      else got = launched
+    }
+    if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
+    got ??= await launch()
+    this.refill(queue, slots, launch)
+    return got
+  }
+
+  private refill(queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
+    if (this.closed || queue.length >= slots) return
+    const launched = launch()
+    queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
+  }
+
+  /** Kills every spare and removes its cgroup; no new spares after this. */
+  async discardSpares(): Promise<void> {
+    this.closed = true
+    const all = [...this.spares.values()].flat()
+    this.spares.clear()
+    await Promise.all(all.map(async (spare) => {
+      const launched = await spare.settled
+      if (!launched) return
+      launched.sandbox.kill('SIGKILL')
+      launched.sandbox.ipc.destroy()
+      launched.sandbox.stdout.destroy()
+      launched.sandbox.stderr.destroy()
+      await launched.sandbox.exited
+      await launched.cgroup?.remove()
+    }))
   }
 
   record(report: FileReport): void {

@@ -88,6 +88,8 @@ function poolOptions(): PoolOptions {
       vitest: {
         logger: { outputStream: out, errorStream: err, warn: () => {} },
         state: { idMap: new Map() },
+        // No spares: each test is about one sandbox (spares are covered in test/e2e).
+        config: { maxWorkers: 0 },
         snapshot: { resolvePath: (file: string) => path.join(path.dirname(file), '__snapshots__', `${path.basename(file)}.snap`) },
       },
     },
