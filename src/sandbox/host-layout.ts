@@ -7,7 +7,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { createRequire } from 'node:module'
+import os from 'node:os'
 import { packageRoot } from '../native/binding.js'
+import { SandboxSetupError } from '../errors.js'
 
 export interface HostLayout {
   /** Top-level system entries that are symlinks on the host (/bin → usr/bin). */
@@ -27,14 +29,40 @@ const WORKSPACE_MARKERS = ['pnpm-workspace.yaml', 'lerna.json', 'rush.json']
 
 const cache = new Map<string, HostLayout>()
 
-export function hostLayout(projectRoot: string, cwd: string): HostLayout {
-  const key = `${projectRoot}\0${cwd}`
+/**
+ * @param workerUid the host uid the worker will run as: when it differs from ours (Vitest as
+ *   root, worker as 65534), every bound directory must be readable by it, or the run fails here
+ *   with the directory named instead of with EACCES somewhere inside a test.
+ */
+export function hostLayout(projectRoot: string, cwd: string, workerUid?: number): HostLayout {
+  const key = `${projectRoot}\0${cwd}\0${workerUid}`
   let layout = cache.get(key)
   if (!layout) {
     layout = discover(projectRoot, cwd)
+    if (workerUid !== undefined && workerUid !== process.geteuid?.()) checkReadable(layout.readOnly, workerUid)
     cache.set(key, layout)
   }
   return layout
+}
+
+/**
+ * The bound directories themselves must let "others" in: the worker's id owns nothing on the
+ * host. Their parents need not (the sandbox creates its own parents on its tmpfs), so a project
+ * below a mode-700 /root works as long as the project directory is 755.
+ */
+function checkReadable(dirs: string[], uid: number): void {
+  for (const dir of dirs) {
+    const st = fs.statSync(dir)
+    if (st.uid === uid || (st.mode & 0o005) === 0o005) continue
+    throw new SandboxSetupError({
+      step: 'plan',
+      code: 'EACCES',
+      errno: os.constants.errno.EACCES,
+      syscall: 'stat',
+      path: dir,
+      hint: `Vitest runs as root, so the sandboxed worker runs as the unprivileged uid ${uid}, which cannot read ${dir} (mode ${(st.mode & 0o777).toString(8)}). Make it readable (chmod o+rX ${dir}), or run Vitest as an ordinary user, whose worker keeps that user's id.`,
+    })
+  }
 }
 
 function discover(projectRoot: string, cwd: string): HostLayout {

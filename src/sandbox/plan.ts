@@ -30,6 +30,11 @@ export interface Identity {
   gid: number
 }
 
+/** The host uid the worker runs as. */
+export function workerUidOf(identity: Identity): number {
+  return identity.uid === 0 ? ROOT_WORKER_ID : identity.uid
+}
+
 export interface PlanInput {
   /** Whether a mount source is a file (binds of files need a file as target). */
   isFile?: (source: string) => boolean

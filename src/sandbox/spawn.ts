@@ -15,7 +15,7 @@ import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
 import { hostLayout } from './host-layout.js'
-import { buildPlan, OP } from './plan.js'
+import { buildPlan, OP, workerUidOf } from './plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -56,10 +56,11 @@ export interface Sandbox {
 
 /** Builds the plan, spawns the sandbox, resolves once the worker's execve succeeded; rejects with SandboxSetupError. */
 export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
+  const identity = { uid: process.geteuid!(), gid: process.getegid!() }
   const plan = buildPlan({
-    layout: hostLayout(req.projectRoot, req.cwd),
+    layout: hostLayout(req.projectRoot, req.cwd, workerUidOf(identity)),
     options: req.options,
-    identity: { uid: process.geteuid!(), gid: process.getegid!() },
+    identity,
     argv: [...req.execArgv, req.entry],
     env: req.env,
   })

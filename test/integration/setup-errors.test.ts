@@ -124,3 +124,37 @@ describe('setup failures', () => {
     expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore)
   })
 })
+
+describe.runIf(process.geteuid!() === 0)('as root: a project the unprivileged worker cannot read', () => {
+  test('is refused before anything is created, naming the directory and the fix; 755 works', async () => {
+    const { spawnSandbox } = await import('../../src/sandbox/spawn.js')
+    const dir = fs.mkdtempSync('/var/tmp/isolated-700-')
+    try {
+      fs.chmodSync(dir, 0o700)
+      // The sandbox shows this project, not the repo: the probe lives in it.
+      const probe = path.join(dir, 'uid.mjs')
+      fs.writeFileSync(probe, 'process.stdout.write(JSON.stringify({ uid: process.getuid() }))\n', { mode: 0o644 })
+      const request = {
+        entry: probe,
+        execArgv: [],
+        env: { PATH: process.env.PATH, PROBES: 'uid' },
+        cwd: dir,
+        projectRoot: dir,
+        options: resolveOptions({}, {}),
+      }
+      const error = await spawnSandbox(request).then(() => undefined, (e: unknown) => e)
+      expect(error).toBeInstanceOf(SandboxSetupError)
+      expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path }).toEqual({ step: 'plan', code: 'EACCES', path: dir })
+      expect((error as Error).message).toContain(`chmod o+rX ${dir}`)
+      fs.chmodSync(dir, 0o755)
+      const sandbox = await spawnSandbox(request)
+      sandbox.ipc.destroy()
+      sandbox.stderr.resume()
+      let out = ''
+      for await (const chunk of sandbox.stdout) out += chunk
+      expect(JSON.parse(out).uid).toBe(65534)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
