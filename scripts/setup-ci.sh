@@ -4,6 +4,7 @@
 #   passwd            useradd, for .ci/run's unprivileged user
 #   util-linux        runuser
 #   tar               copying the checkout for that user
+#   python3           raw system calls from inside the sandbox (the seccomp and escape tests)
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ command -v g++ >/dev/null || need+=(g++)
 command -v useradd >/dev/null || need+=(passwd)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v tar >/dev/null || need+=(tar)
+[[ -x /usr/bin/python3 ]] || need+=(python3)
 
 if ((${#need[@]} == 0)); then
   echo "[setup-ci] build tools present"

@@ -52,7 +52,8 @@ async function run(limit: string, limits: Limits, options: Partial<ResolvedIsola
 function ours(): string[] {
   const found: string[] = []
   for (const parent of driver?.parents ?? []) {
-    for (const e of fs.readdirSync(parent)) if (e.startsWith(`vitest-isolated-${process.pid}-`)) found.push(path.join(parent, e))
+    // The -main leaf holds Vitest itself on v2 (no internal processes rule); it stays for the run.
+    for (const e of fs.readdirSync(parent)) if (e.startsWith(`vitest-isolated-${process.pid}-`) && !e.endsWith('-main')) found.push(path.join(parent, e))
   }
   return found
 }
