@@ -371,18 +371,40 @@ function parseMounts(value: unknown, defaultTmpfsBytes: number, report: Report):
         if (typeof entry.writable === 'boolean') writable = entry.writable
         else report({ option: `${at}.writable` }, `must be true or false; received ${describe(entry.writable)}`)
       }
-      if (target === '/') report({ option: `${at}.target` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
+      const targetProblem = entry.target === undefined ? climbs(entry.source) : climbs(entry.target) ?? hides(target)
+      if (targetProblem) report({ option: entry.target === undefined ? `${at}.source` : `${at}.target` }, `${targetProblem}; received ${describe(entry.target ?? entry.source)}`)
+      else if (entry.target === undefined && hides(target)) report({ option: `${at}.source` }, `${hides(target)} (it is also the target); received ${describe(entry.source)}`)
+      else if (target === '/') report({ option: `${at}.target` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
       else if (source !== undefined && target !== undefined) mounts.push({ kind: 'bind', source, target, writable })
     }
     else {
       checkUnknownKeys(entry, TMPFS_KEYS, `${at}.`, report)
       const target = parsePath(entry.tmpfs, { option: `${at}.tmpfs` }, report, { absolute: true })
       const sizeBytes = entry.size === undefined ? defaultTmpfsBytes : parseSize(entry.size, { option: `${at}.size` }, report)
-      if (target === '/') report({ option: `${at}.tmpfs` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
+      const targetProblem = climbs(entry.tmpfs) ?? hides(target)
+      if (targetProblem) report({ option: `${at}.tmpfs` }, `${targetProblem}; received ${describe(entry.tmpfs)}`)
+      else if (target === '/') report({ option: `${at}.tmpfs` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
       else if (target !== undefined && sizeBytes !== undefined) mounts.push({ kind: 'tmpfs', target, sizeBytes })
     }
   })
   return mounts
+}
+
+/** Paths a mount must not cover: the sandbox's own system directories. */
+const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/proc', '/dev']
+
+/** A path written with `..` segments says one thing and mounts another: refused, not normalised. */
+function climbs(raw: unknown): string | undefined {
+  return typeof raw === 'string' && raw.split('/').includes('..')
+    ? 'must not contain \'..\' segments (write the path it means)'
+    : undefined
+}
+
+/** The system path a mount at `target` would cover (itself or something below it). */
+function hides(target: string | undefined): string | undefined {
+  if (target === undefined || target === '/') return undefined
+  const hidden = SYSTEM_PATHS.find(p => p === target || p.startsWith(`${target}/`))
+  return hidden ? `must not cover the system path ${hidden}, which the sandbox needs` : undefined
 }
 
 // Environment names the kernel and libc accept in execve: anything without '=' and NUL.

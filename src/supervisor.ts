@@ -11,6 +11,7 @@ import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
+import { checkMountsOnHost } from './sandbox/mount-check.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -56,6 +57,8 @@ export class Supervisor {
   }
 
   private async doPrepare(vitest: Vitest): Promise<void> {
+    // Before anything is created: a mount that cannot work fails the run here.
+    checkMountsOnHost(this.options.mounts)
     // Spares left at the end of the run are killed with their cgroups.
     vitest.onClose?.(() => this.discardSpares())
     const o = this.options

@@ -144,17 +144,17 @@ describe('hostname', () => {
 })
 
 describe('mounts', () => {
-  test('bind mounts: target defaults to source, read-only by default, paths normalised', () => {
+  test('bind mounts: target defaults to source, read-only by default, sources normalised (targets may not climb)', () => {
     expect(resolveOptions({
       mounts: [
         { source: '/opt/data' },
         { source: '/srv/cache/', target: '/cache', writable: true },
-        { source: '/a/b/../c' },
+        { source: '/a/b/../c', target: '/c' },
       ],
     }, {}).mounts).toEqual([
       { kind: 'bind', source: '/opt/data', target: '/opt/data', writable: false },
       { kind: 'bind', source: '/srv/cache', target: '/cache', writable: true },
-      { kind: 'bind', source: '/a/c', target: '/a/c', writable: false },
+      { kind: 'bind', source: '/a/c', target: '/c', writable: false },
     ])
   })
 
