@@ -191,6 +191,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   }
 
   async stop(): Promise<void> {
+    // Vitest stops a runner whose start() failed (a setup error): nothing to stop then.
+    if (!this._sandbox) return
     const sandbox = this.sandbox
     this.stopping = true
     // First end the channel: a worker that finished its teardown exits on that by itself, with

@@ -52,7 +52,11 @@ test('tmpSize 8M: filling /tmp gives ENOSPC at 8 MiB inside the sandbox, nothing
   await tmpfillCase()
 }, RUN)
 
-test('SIGKILL of Vitest mid-run: no sandbox process survives (PDEATHSIG), and the next run removes the cgroups it left', async (context) => {
+const sigkillTitle = refused
+  ? `SIGKILL of Vitest mid-run (${situation.label}, so no cgroups): no sandbox process survives (PDEATHSIG), the next run is clean`
+  : 'SIGKILL of Vitest mid-run: no sandbox process survives (PDEATHSIG), and the next run removes the cgroups it left'
+
+test(sigkillTitle, async (context) => {
   const started = startLimitsRun({ files: ['spin'], env: { VITEST_ISOLATED_TIMEOUT: undefined }, timeoutMs: 150_000 })
   const { pid, watcher } = started
   try {

@@ -124,9 +124,10 @@ export const VECTORS: Record<string, Vector> = {
   E68: { inside: 'only 0-3 and node\'s own', forks: 'all' },
   E69: { inside: 'EACCES (ENOENT without kcore)', forks: hostSays('kcore') },
   // main.test.ts: through Vitest main, on the host
-  E70: { inside: 'import rejected', forks: 'all' },
+  E70: { inside: 'import and rpc.fetch rejected', forks: 'all' },
   E71: { inside: 'annotate rejected or nothing copied', forks: 'all' },
   E72: { inside: 'EACCES from the pool', forks: 'all' },
+  E73: { inside: 'same answer for present and missing', forks: 'all' },
   // seccomp.test.ts
   SC01: { inside: 'EPERM', forks: reachable('keyctl'), skip: needsPython, seccomp: true },
   SC02: { inside: 'EPERM', forks: reachable('add_key'), skip: needsPython, seccomp: true },

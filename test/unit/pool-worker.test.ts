@@ -293,6 +293,12 @@ test('exit is reported with code and signal, also to a listener that comes late'
 })
 
 describe('stop()', () => {
+  test('after a failed start, stop() is a no-op (Vitest stops the runner anyway)', async () => {
+    vi.mocked(spawnSandbox).mockRejectedValueOnce(new Error('setup failed'))
+    await expect(worker.start()).rejects.toThrow('setup failed')
+    await expect(worker.stop()).resolves.toBeUndefined()
+  })
+
   test('SIGTERM, waits for the exit, drains and unpipes the output', async () => {
     const outMax = out.getMaxListeners()
     await worker.start()
@@ -335,7 +341,8 @@ describe('stop()', () => {
     expect(fake.kills).toEqual([])
   })
 
-  test('before start() it is an invariant failure', async () => {
-    await expect(worker.stop()).rejects.toThrow(/This is a bug in vitest-pool-isolated/)
+  test('before start() it is a no-op, and the sandbox getter an invariant failure', async () => {
+    await expect(worker.stop()).resolves.toBeUndefined()
+    expect(() => worker.sandbox).toThrow(/This is a bug in vitest-pool-isolated/)
   })
 })
