@@ -12,6 +12,9 @@ import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
 import { FileTracker } from './file-tracker.js'
+import { RpcGuard } from './rpc-guard.js'
+import { hostLayout } from './sandbox/host-layout.js'
+import { workerUidOf } from './sandbox/plan.js'
 import { META_KEY } from './reporter.js'
 import { Supervisor } from './supervisor.js'
 import { judge, type FileReport } from './verdict.js'
@@ -71,6 +74,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   private answeredForWorker = false
   /** Settles when the exit was handled (verdict, usage, cgroup removed). */
   private exitHandled: Promise<void> | undefined
+  /** Keeps main from reading, for the worker, files the sandbox does not show it. */
+  private guard: RpcGuard | undefined
   /** Why we killed the worker ourselves, when it broke the channel. */
   private brokeChannel: string | undefined
 
@@ -105,6 +110,8 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   /** Sends a Vitest lifecycle request or birpc frame into the sandbox. */
   send(message: WorkerRequest): void {
+    // main's answers to the worker's module requests: only files the sandbox could read itself.
+    message = this.guard?.onResponse(message) as WorkerRequest ?? message
     if (this.answeredForWorker && isWorkerRequest(message) && message.type === 'stop') {
       // The sandbox is gone (a limit or a crash ended it) and its file was already failed.
       setImmediate(() => this.events.emit('message', { __vitest_worker_response__: true, type: 'stopped' }))
@@ -163,6 +170,15 @@ export class IsolatedPoolWorker implements PoolWorker {
       throw error
     }
     const { sandbox, cgroup } = launched
+    const uid = process.geteuid?.() ?? 0
+    const workerUid = workerUidOf({ uid, gid: 0 })
+    this.guard = new RpcGuard({
+      roots: [
+        ...hostLayout(project.config.root, process.cwd(), workerUid).readOnly,
+        ...this.resolved.mounts.flatMap(m => (m.kind === 'bind' ? [m.source] : [])),
+      ],
+      otherUid: workerUid === uid ? undefined : workerUid,
+    })
     this.cgroup = cgroup
     this._sandbox = sandbox
     if (this.resolved.timeoutMs !== undefined) {
@@ -243,6 +259,11 @@ export class IsolatedPoolWorker implements PoolWorker {
   private onMessage(message: unknown): void {
     if (isIsolatedMessage(message)) {
       this.onIsolatedMessage(message)
+      return
+    }
+    const refusal = this.guard?.onRequest(message)
+    if (refusal) {
+      this.channel?.send(refusal)
       return
     }
     this.tracker.observe(message)
@@ -369,6 +390,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     const { project } = this.options
     void applySnapshotRequest(request, {
       testFiles: this.testFiles,
+      updateSnapshot: project.config.snapshotOptions?.updateSnapshot,
       resolveSnapshotPath: testFile => project.vitest.snapshot.resolvePath(testFile, { config: project.serializedConfig }),
     }).then((error) => {
       const channel = this.channel

@@ -31,8 +31,24 @@ import type { FsError, FsRequest } from './ipc/protocol.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
+/**
+ * Files the host itself executes or reads as configuration (Vite and Vitest configs, which the
+ * next run loads on the host, PostCSS and Babel configs Vite applies there, npm's package.json
+ * scripts and .npmrc, tsconfig paths) and dotfiles: never written for a test, whatever the mode,
+ * or a test could run code outside its sandbox on the next run.
+ */
+const HOST_EXECUTED = [
+  /\.config\.[cm]?[jt]sx?$/, /\.workspace\.[cm]?[jt]s$/, /^package(-lock)?\.json$/, /^[jt]sconfig.*\.json$/,
+  /rc(\.[cm]?[jt]s|\.json|\.ya?ml)?$/, /^\./,
+]
+
 /** What the policy needs to know about the worker's current run. */
 export interface SnapshotScope {
+  /**
+   * Vitest's snapshot update mode for the project: 'none' (CI) writes nothing, 'new' only
+   * creates, 'all' (`-u`) may also overwrite and remove.
+   */
+  updateSnapshot?: 'all' | 'new' | 'none'
   /** Absolute paths of the test files of the current run request. */
   testFiles: readonly string[]
   /** The snapshot file Vitest main resolves for a test file (as `rpc.resolveSnapshotPath` does). */
@@ -50,19 +66,44 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   }
   if (op !== 'write' && op !== 'remove' && op !== 'mkdir') return `unknown operation ${JSON.stringify(op)}`
   if (scope.testFiles.length === 0) return 'the worker has no test file running'
+  if (scope.updateSnapshot === 'none') return 'snapshots are not updated in this run (update mode "none", as in CI)'
 
   const snapshotFiles = await Promise.all(scope.testFiles.map(file => scope.resolveSnapshotPath(file)))
 
   if (op === 'remove') {
+    if (scope.updateSnapshot === 'new') return 'obsolete snapshot files are only removed when snapshots are updated (-u)'
     return snapshotFiles.includes(path) ? undefined : 'only the snapshot files of the running test files may be removed'
   }
   if (op === 'write' && (scope.testFiles.includes(path) || snapshotFiles.includes(path))) return undefined
   if (op === 'mkdir' && snapshotFiles.some(file => dirname(file) === path)) return undefined
 
-  for (const testFile of scope.testFiles) {
-    if (await isInsideTestDirectory(path, dirname(testFile))) return undefined
+  const inside = []
+  for (const testFile of scope.testFiles) inside.push(await isInsideTestDirectory(path, dirname(testFile)))
+  if (inside.some(Boolean)) {
+    // A file snapshot, as far as a path can tell. Refuse what the host would run or obey.
+    const name = path.slice(path.lastIndexOf(sep) + 1)
+    if (relativeSegments(path, scope.testFiles).some(segment => HOST_EXECUTED.some(re => re.test(segment))) || HOST_EXECUTED.some(re => re.test(name))) {
+      return `${name} is a file the host itself loads or runs (a config, package.json, an rc file or a dotfile), never a snapshot`
+    }
+    if (op === 'write' && scope.updateSnapshot === 'new' && await exists(path)) {
+      return 'an existing file is only overwritten when snapshots are updated (-u); this run only creates new ones'
+    }
+    return undefined
   }
   return `only the running test files, their snapshot files and paths inside their directories may be ${op === 'mkdir' ? 'created' : 'written'}`
+}
+
+async function exists(path: string): Promise<boolean> {
+  return fs.access(path).then(() => true, () => false)
+}
+
+/** The directory names between a test's directory and the path (dot directories are refused). */
+function relativeSegments(path: string, testFiles: readonly string[]): string[] {
+  for (const file of testFiles) {
+    const rel = relative(dirname(file), path)
+    if (!rel.startsWith('..') && !isAbsolute(rel)) return rel.split(sep).slice(0, -1)
+  }
+  return []
 }
 
 async function isInsideTestDirectory(path: string, directory: string): Promise<boolean> {

@@ -69,6 +69,9 @@ test(sigkillTitle, async (context) => {
     const deadline = Date.now() + 90_000
     while (!workerUp()) {
       if (Date.now() > deadline) throw new Error(`no sandbox of Vitest ${pid} came up within 90 s`)
+      if (!readProc(pid) || readProc(pid)!.state === 'Z') {
+        throw new Error(`Vitest ended before a sandbox came up\n${describeLimitsRun(await started.done)}`)
+      }
       await new Promise(resolve => setTimeout(resolve, 100))
     }
     // Let the spin start (the worker loads the file over RPC first).
@@ -85,7 +88,7 @@ test(sigkillTitle, async (context) => {
     expect(await watcher.leftoversAfter(5000), `processes of the killed run 5 s after the SIGKILL\n${log}`).toEqual([])
     expect(watcher.inits.length, log).toBeGreaterThan(0)
     const stale = cgroupsOf(pid)
-    context.annotate(`${watcher.inits.length} sandboxes killed with Vitest; ${stale.length} of ${before.length} cgroup directories left for the next run`)
+    await context.annotate(`${watcher.inits.length} sandboxes killed with Vitest; ${stale.length} of ${before.length} cgroup directories left for the next run`)
 
     // The next run (any file) removes them at its start, and leaves none of its own.
     const next = await runLimits({ files: ['fine'] })

@@ -31,7 +31,6 @@ export interface HostFacts {
   passwd: boolean
   lanAddress: boolean
   blockDevice: boolean
-  sysfsKnob: boolean
   /** kernel.yama.ptrace_scope, 0 without Yama: above 0 only descendants may be traced. */
   yamaPtraceScope: number
   /** What the harness's own user gets from the same call on the host. */
@@ -281,10 +280,18 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
   const linkSource = path.join(E2E_TMP_DIR, `${TAG}-link-source`)
   fs.writeFileSync(linkSource, '')
   const linkDir = fs.mkdtempSync(`/tmp/${TAG}-link-`)
-  const linkAcrossTmp = code(() => fs.linkSync(linkSource, path.join(linkDir, 'link')))
-  fs.rmSync(linkDir, { recursive: true, force: true })
-  fs.rmSync(linkSource, { force: true })
-  const handleDir = fs.mkdtempSync(`/tmp/${TAG}-handle-`)
+  let linkAcrossTmp: string
+  try {
+    linkAcrossTmp = code(() => fs.linkSync(linkSource, path.join(linkDir, 'link')))
+  }
+  finally {
+    fs.rmSync(linkDir, { recursive: true, force: true })
+    fs.rmSync(linkSource, { force: true })
+    try {
+      fs.rmdirSync(E2E_TMP_DIR) // unless a copy lives there
+    }
+    catch {}
+  }
   const hostCode: Record<string, string> = {
     'run': code(() => fs.readdirSync('/run')),
     'docker': ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/run/podman/podman.sock'].some(p => fs.existsSync(p)) ? 'exists' : 'ENOENT',
@@ -303,8 +310,13 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
   for (const op of ['keyctl', 'add_key', 'request_key', 'io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'kexec_file_load', 'finit_module', 'delete_module', 'tiocsti']) {
     hostCode[op] = pythonCode(op)
   }
-  hostCode.open_by_handle_at = pythonCode('open_by_handle_at', handleDir)
-  fs.rmSync(handleDir, { recursive: true, force: true })
+  const handleDir = fs.mkdtempSync(`/tmp/${TAG}-handle-`)
+  try {
+    hostCode.open_by_handle_at = pythonCode('open_by_handle_at', handleDir)
+  }
+  finally {
+    fs.rmSync(handleDir, { recursive: true, force: true })
+  }
   return {
     root: process.getuid!() === 0,
     capEff: BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`),
@@ -312,7 +324,6 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
     passwd: fs.existsSync('/usr/bin/passwd'),
     lanAddress,
     blockDevice: Boolean(blockDevice),
-    sysfsKnob: fs.existsSync(sysfsKnob),
     yamaPtraceScope: readNumber('/proc/sys/kernel/yama/ptrace_scope', 0),
     hostCode,
   }

@@ -162,6 +162,7 @@ export async function pidsCase(s: LimitsSituation, where: Where = {}): Promise<L
   expect(run.output, log).toMatch(/the shell could not start 500 children: [^\n]*(Cannot fork|Resource temporarily unavailable)/i)
   const bomb = usageOf(run, 'bomb.test.ts')
   expect(bomb, log).toMatchObject({ verdict: 'failed', pidsPeak: 64, oomKilled: false })
+  expect(run.output, log).toMatch(/ isolated {2}2 files: (?=[^\n]*1 failed)(?=[^\n]*1 ok)/)
   const fine = usageOf(run, 'fine.test.ts')
   expect(fine.verdict, log).toBe('ok')
   expect(fine.pidsPeak, log).toBeLessThan(64)
@@ -210,6 +211,8 @@ export async function cpusCase(s: LimitsSituation, where: Where = {}): Promise<L
   const log = describeLimitsRun(run)
   expect(fileStatuses(run, root), log).toEqual({ 'busy.test.ts': 'passed' })
   expect(run.exitCode, log).toBe(0)
+  expect(run.output, log).toMatch(/✓ busy\.test\.ts \(1 test\)/)
+  expect(run.output, log).toMatch(/ isolated {2}1 file: 1 ok/)
   const busy = usageOf(run, 'busy.test.ts')
   expect(busy.verdict, log).toBe('ok')
   if (s.kind === 'refused') {
@@ -258,6 +261,7 @@ export async function tmpfillCase(where: Where = {}): Promise<LimitsRun> {
   expect(fileStatuses(run, root), log).toEqual({ 'tmpfill.test.ts': 'passed' })
   expect(outcomes(run.report!, root), log).toEqual({ 'tmpfill.test.ts > writing past tmpSize gives ENOSPC at tmpSize': 'passed' })
   expect(run.exitCode, log).toBe(0)
+  expect(run.output, log).toMatch(/ isolated {2}1 file: 1 ok/)
   expect(usageOf(run, 'tmpfill.test.ts').verdict, log).toBe('ok')
   // Nothing of it on the host's /tmp: not the file, nor any new big file.
   const after = bigTmpFiles(4 * MiB)

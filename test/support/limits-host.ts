@@ -144,7 +144,7 @@ function environHas(pid: number, entry: string): boolean {
   }
 }
 
-function describe(p: ProcInfo): string {
+function describeProc(p: ProcInfo): string {
   let cmdline = ''
   try {
     cmdline = fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ')
@@ -225,7 +225,7 @@ export class RunWatcher {
     for (const p of listProcs()) {
       if (p.pid !== process.pid && environHas(p.pid, this.markEntry)) left.set(`${p.pid}:${p.start}`, p)
     }
-    return [...left.values()].map(describe)
+    return [...left.values()].map(describeProc)
   }
 
   /** `leftovers()`, polled until empty or the time is up. */

@@ -128,6 +128,8 @@ const runMessage = (files: string[]) => ({
 
 beforeEach(async () => {
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-pw-')))
+  // A user's project is 755; as root the worker (uid 65534) must be able to read it.
+  fs.chmodSync(root, 0o755)
   out = new PassThrough()
   err = new PassThrough()
   fake = await fakeSandbox()

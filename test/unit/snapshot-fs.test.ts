@@ -140,3 +140,48 @@ describe('apply', () => {
     expect(await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: testFile, content: 'x' }, broken)).toMatchObject({ code: 'EACCES' })
   })
 })
+
+describe('the update mode and files the host runs', () => {
+  const scopeFor = (dir: string, updateSnapshot: 'all' | 'new' | 'none') => ({
+    testFiles: [path.join(dir, 'a.test.ts')],
+    resolveSnapshotPath: (t: string) => path.join(path.dirname(t), '__snapshots__', `${path.basename(t)}.snap`),
+    updateSnapshot,
+  })
+
+  test('"none" (CI) writes and removes nothing', async () => {
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
+    try {
+      const scope = scopeFor(dir, 'none')
+      expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, '__snapshots__', 'a.test.ts.snap') }, scope)).toMatch(/update mode "none"/)
+      expect(await checkSnapshotRequest({ op: 'remove', path: path.join(dir, '__snapshots__', 'a.test.ts.snap') }, scope)).toMatch(/update mode "none"/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('"new" creates file snapshots but never overwrites an existing file, nor removes', async () => {
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
+    try {
+      fs.writeFileSync(path.join(dir, 'existing.txt'), 'x')
+      const scope = scopeFor(dir, 'new')
+      expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'out', 'new.txt') }, scope)).toBeUndefined()
+      expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'existing.txt') }, scope)).toMatch(/only overwritten when snapshots are updated/)
+      expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'existing.txt') }, scopeFor(dir, 'all'))).toBeUndefined()
+      expect(await checkSnapshotRequest({ op: 'remove', path: path.join(dir, '__snapshots__', 'a.test.ts.snap') }, scope)).toMatch(/only removed when snapshots are updated/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test.each(['vitest.config.ts', 'vite.config.mjs', 'postcss.config.js', 'package.json', '.npmrc', '.babelrc', 'tsconfig.json', '.github/workflows/x.yml', '.env'])(
+    'never %s, even with -u (the host loads or runs it)',
+    async (name) => {
+      const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
+      try {
+        expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, name) }, scopeFor(dir, 'all'))).toMatch(/the host itself loads or runs/)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    },
+  )
+})
