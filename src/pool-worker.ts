@@ -26,7 +26,7 @@ const CHANNEL_CLOSE_GRACE = 200
 /** Same grace as Vitest's forks pool between SIGTERM and SIGKILL. */
 const SIGKILL_TIMEOUT = 500
 /** How long `stop()` lets the worker exit on its own after ending the channel, before SIGTERM. */
-const GRACEFUL_EXIT_TIMEOUT = 100
+const GRACEFUL_EXIT_TIMEOUT = 1000
 /** How long `stop()` waits for the worker's last output to drain after it exited. */
 const STDIO_DRAIN_TIMEOUT = 500
 
@@ -294,7 +294,11 @@ export class IsolatedPoolWorker implements PoolWorker {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
       const { verdict } = judge({ file, timedOut: false, usage, testsFailed: task?.result?.state === 'fail' })
-      const report = this.makeReport(file, verdict, usage, null, null)
+      // The worker survived the pids limit (fork failed with EAGAIN), but say that it was hit.
+      const pids = this.supervisor.limits.pids
+      const hitPids = pids !== undefined && usage?.pidsPeak != null && usage.pidsPeak >= pids
+      const report = this.makeReport(file, verdict, usage, null, null,
+        hitPids ? `${relative(this.options.project.config.root, file)} hit the pids limit (${pids}); fork() failed with EAGAIN` : undefined)
       this.reports.set(file, report)
       if (task) (task.meta as Record<string, unknown>)[META_KEY] = report
     }

@@ -52,7 +52,8 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
     ` isolated  ${records.length} file${records.length === 1 ? '' : 's'}: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}`,
   ]
   for (const r of records) {
-    if (r.verdict !== 'ok' && r.verdict !== 'failed') lines.push(`   ${r.verdict.padEnd(11)} ${r.message ?? rel(r.file)}`)
+    // Every verdict a limit or a crash gave, and any file that hit a limit it survived.
+    if ((r.verdict !== 'ok' && r.verdict !== 'failed') || r.message) lines.push(`   ${r.verdict.padEnd(11)} ${r.message ?? rel(r.file)}`)
   }
   const top = (key: 'memoryPeakBytes' | 'wallMs', fmt: (n: number) => string) =>
     records

@@ -79,6 +79,7 @@ export class Supervisor {
       }
     }
     const problems: string[] = []
+    const remedies: string[] = []
     let first: { feature: string; reason: string; remedy: string } | undefined
     for (const [limit, value] of Object.entries(requested) as [LimitName, number][]) {
       const support = driver?.support[limit] ?? { ok: false, reason: 'no cgroup hierarchy is mounted', remedy: 'mount cgroup2 at /sys/fs/cgroup' }
@@ -90,14 +91,16 @@ export class Supervisor {
       }
       const remedy = support.remedy ?? ''
       first ??= { feature: `${OPTION_OF[limit]} limit`, reason: support.reason ?? 'unknown', remedy }
-      problems.push(`"${OPTION_OF[limit]}" cannot be enforced: ${support.reason}.${remedy ? ` Remedy: ${remedy}` : ''}`)
+      problems.push(`"${OPTION_OF[limit]}" cannot be enforced: ${support.reason}.`)
+      if (remedy && !remedies.includes(remedy)) remedies.push(remedy)
     }
     if (problems.length === 0) return
     if (o.enforce === 'require') {
-      throw new SandboxUnsupportedError({ ...first!, reason: `${problems.join('; ')} (enforce: 'require')` })
+      // The remedy is the error's own hint line; the reason lists what failed.
+      throw new SandboxUnsupportedError({ ...first!, reason: `${problems.join(' ')} (enforce: 'require')`, remedy: remedies.join('; or ') })
     }
     vitest.logger.warn(
-      `[vitest-pool-isolated] running WITHOUT these limits (enforce: 'try'; set enforce: 'require' or VITEST_ISOLATED_ENFORCE=require to fail instead):\n  ${problems.join('\n  ')}`,
+      `[vitest-pool-isolated] running WITHOUT these limits (enforce: 'try'; set enforce: 'require' or VITEST_ISOLATED_ENFORCE=require to fail instead):\n  ${problems.join('\n  ')}\n  Remedy: ${remedies.join('; or ')}`,
     )
   }
 

@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 /**
  * One cgroup per test file, behind one small interface for both cgroup
  * versions. Plain file I/O; the only kernel help needed from the addon is
@@ -52,9 +53,32 @@ export interface CgroupDriver {
   removeStale(): Promise<string[]>
 }
 
-/** cgroup names carry the Vitest pid so a later run can tell stale ones: vitest-isolated-<pid>-<n>. */
+/**
+ * cgroup names carry the Vitest pid and its PID namespace, so a later run can tell stale ones:
+ * vitest-isolated-<pid>-<n>-<pid ns inode>. A pid only means something in its own namespace; a
+ * cgroup of a run in another one is never killed, only removed once empty.
+ */
 export const NAME_PREFIX = 'vitest-isolated-'
-export const NAME_PATTERN = /^vitest-isolated-(\d+)-(\d+)$/
+export const NAME_PATTERN = /^vitest-isolated-(\d+)-(\d+)(?:-(\d+))?$/
+
+let pidNamespace: string | undefined
+export function ourPidNamespace(): string {
+  pidNamespace ??= String(fs.statSync('/proc/self/ns/pid').ino)
+  return pidNamespace
+}
+
+/** The name of our n-th cgroup. */
+export function cgroupName(n: number): string {
+  return `${NAME_PREFIX}${process.pid}-${n}-${ourPidNamespace()}`
+}
+
+/** 'kill': ours and its Vitest is gone; 'if-empty': another namespace's, remove only when empty; 'keep'. */
+export function staleness(name: string): 'kill' | 'if-empty' | 'keep' {
+  const m = NAME_PATTERN.exec(name)
+  if (!m) return 'keep'
+  if (m[3] !== undefined && m[3] !== ourPidNamespace()) return 'if-empty'
+  return pidAlive(Number(m[1])) ? 'keep' : 'kill'
+}
 
 export function pidAlive(pid: number): boolean {
   try {

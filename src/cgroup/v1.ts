@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
 import { emptied, readNumber, readKeyed, readPids, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -28,7 +28,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
     parents,
     support,
     create(limits: Limits): FileCgroup {
-      const name = `${NAME_PREFIX}${process.pid}-${++seq}`
+      const name = cgroupName(++seq)
       const dirs = parents.map((p) => path.join(p, name))
       const made: string[] = []
       try {
@@ -59,12 +59,14 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
       const removed: string[] = []
       for (const parent of parents) {
         for (const entry of safeReaddir(parent)) {
-          const m = NAME_PATTERN.exec(entry)
-          if (!m || pidAlive(Number(m[1]))) continue
+          const verdict = staleness(entry)
+          if (verdict === 'keep') continue
           const d = path.join(parent, entry)
-          await killV1(d, h.unified && parent === h.unified ? d : undefined)
-          await rmdirRetry(d)
-          removed.push(d)
+          if (verdict === 'kill') {
+            await killV1(d, h.unified && parent === h.unified ? d : undefined)
+            await rmdirRetry(d)
+            removed.push(d)
+          } else if (removeIfEmpty(d)) removed.push(d)
         }
       }
       return removed
@@ -134,6 +136,15 @@ async function killV1(dir: string, unified: string | undefined): Promise<void> {
   }
 }
 
+function removeIfEmpty(dir: string): boolean {
+  try {
+    fs.rmdirSync(dir)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function safeReaddir(dir: string): string[] {
   try {
     return fs.readdirSync(dir)
@@ -151,8 +162,8 @@ function probe(dir: string | undefined, file: string, controller: string): Limit
   } catch {
     return {
       ok: false,
-      reason: `${dir} is not writable by uid ${process.geteuid?.()} (cgroup v1 has no safe delegation)`,
-      remedy: `run as root, or chown ${dir} to this user`,
+      reason: `${dir} is not writable by uid ${process.geteuid?.()}, and cgroup v1 has no safe delegation`,
+      remedy: 'run Vitest as root, or on a cgroup v2 machine in a delegated cgroup (systemd-run --user --scope -p Delegate=yes npx vitest)',
     }
   }
   void file

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PATTERN, NAME_PREFIX, pidAlive, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
 import { emptied, readKeyed, readNumber, readPids, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -28,7 +28,7 @@ export function createV2Driver(own: string): CgroupDriver {
     parents: [own],
     support,
     create(limits: Limits): FileCgroup {
-      const name = `${NAME_PREFIX}${process.pid}-${++seq}`
+      const name = cgroupName(++seq)
       const dir = path.join(own, name)
       fs.mkdirSync(dir)
       let fd: number | undefined
@@ -52,11 +52,18 @@ export function createV2Driver(own: string): CgroupDriver {
       const removed: string[] = []
       for (const entry of safeReaddir(own)) {
         const d = path.join(own, entry)
-        const m = NAME_PATTERN.exec(entry)
-        if (m && !pidAlive(Number(m[1]))) {
+        const verdict = staleness(entry)
+        if (verdict === 'kill') {
           await kill(d)
           await rmdirRetry(d)
           removed.push(d)
+          continue
+        }
+        if (verdict === 'if-empty') {
+          try {
+            fs.rmdirSync(d)
+            removed.push(d)
+          } catch {}
           continue
         }
         // A main leaf of a dead run may still hold that run's parent shell: only an empty one goes.

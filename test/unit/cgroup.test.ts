@@ -65,7 +65,7 @@ describe('v1 driver', () => {
     // The kernel creates memsw only with swap accounting; pretend it does by pre-creating the dir.
     const cg = driver.create({ memoryBytes: 128 << 20, cpus: 0.5, pids: 64 })
     const at = (c: string, f: string) => fs.readFileSync(path.join(c, cg.name, f), 'utf8')
-    expect(cg.name).toMatch(new RegExp(`^vitest-isolated-${process.pid}-\\d+$`))
+    expect(cg.name).toMatch(new RegExp(`^vitest-isolated-${process.pid}-\\d+-\\d+$`))
     expect(at(memory, 'memory.limit_in_bytes')).toBe(String(128 << 20))
     expect(at(cpu, 'cpu.cfs_quota_us')).toBe('50000')
     expect(at(cpu, 'cpu.cfs_period_us')).toBe('100000')
@@ -95,9 +95,16 @@ describe('v1 driver', () => {
     fs.mkdirSync(path.join(memory, dead))
     fs.mkdirSync(path.join(memory, live))
     fs.mkdirSync(path.join(memory, 'someone-else'))
+    // A run in another PID namespace: its pid means nothing here, so it is never killed; an empty
+    // one goes, one with a member (a file, in this fake tree) stays.
+    const otherEmpty = 'vitest-isolated-1-1-4026531111'
+    const otherBusy = 'vitest-isolated-1-2-4026531111'
+    fs.mkdirSync(path.join(memory, otherEmpty))
+    fs.mkdirSync(path.join(memory, otherBusy))
+    fs.writeFileSync(path.join(memory, otherBusy, 'cgroup.procs'), '1\n')
     const driver = createV1Driver({ v1: new Map([['memory', memory]]), unified: undefined, pureV2: false })
-    expect(await driver.removeStale()).toEqual([path.join(memory, dead)])
-    expect(fs.readdirSync(memory).sort()).toEqual([live, 'someone-else'].sort())
+    expect((await driver.removeStale()).sort()).toEqual([path.join(memory, dead), path.join(memory, otherEmpty)].sort())
+    expect(fs.readdirSync(memory).sort()).toEqual([live, 'someone-else', otherBusy].sort())
   })
 
   test('a missing controller is reported with the reason, not silently ignored', () => {
