@@ -143,7 +143,7 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
       err = "ops[" + std::to_string(i) + "] paths must be absolute";
       return false;
     }
-    if (kind < OP_BIND || kind > OP_SEAL) {
+    if (kind < OP_BIND || kind > OP_WRITE) {
       err = "ops[" + std::to_string(i) + "].kind is unknown";
       return false;
     }

@@ -213,6 +213,12 @@ static void run_op(const struct plan_op *op, int index) {
   case OP_MKDIR:
     if (mkdir_p(target, op->mode ? op->mode : 0755)) fail(STEP_mkdir, index);
     break;
+  case OP_WRITE: {
+    int fd = open(target, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || write_all(fd, op->data, op->data_len) < 0) fail(STEP_write_file, index);
+    close(fd);
+    break;
+  }
   case OP_SEAL:
     /* A path inside an earlier mount (e.g. /proc/sys) becomes its own mount,
      * then read-only. */

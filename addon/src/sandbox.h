@@ -33,6 +33,7 @@ enum op_kind {
   OP_FILE = 6,    /* a file with content data bound over dst */
   OP_MKDIR = 7,   /* a directory at dst, mode */
   OP_SEAL = 8,    /* make the mount at dst read-only (recursive) */
+  OP_WRITE = 9,   /* write data into the existing file dst (a sysctl of the new namespaces) */
 };
 
 enum op_flags {

@@ -11,7 +11,7 @@ import type { HostLayout } from './host-layout.js'
 import { seccompFilter } from './seccomp.js'
 
 /** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
-export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8 } as const
+export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9 } as const
 export const OPF = { ro: 1, file: 2, optional: 4, dev: 8 } as const
 export const PLAN = { newNet: 1, loopback: 2 } as const
 
@@ -104,6 +104,11 @@ export function buildPlan({ layout, options, identity, argv, env, isFile = statI
   mounts.push({ kind: OP.file, flags: OPF.ro, dst: '/etc/hostname', data: `${options.hostname}\n` })
 
   const ops = sortByDepth(mounts)
+  // Right after the new /proc, before /proc/sys is sealed: no nested user namespaces. One would
+  // give test code every capability again over a copy of the mount table; the locked mounts
+  // hold, but the kernel code it opens up is large (bubblewrap's --disable-userns). The limit
+  // belongs to the sandbox's own user namespace, and the seal keeps the worker from raising it.
+  ops.splice(ops.findIndex(op => op.kind === OP.proc) + 1, 0, { kind: OP.write, flags: 0, dst: '/proc/sys/user/max_user_namespaces', data: '0' })
   ops.push({ kind: OP.mkdir, flags: 0, dst: layout.cwd, mode: 0o755 })
 
   const envp = Object.entries(env)

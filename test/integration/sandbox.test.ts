@@ -74,6 +74,12 @@ describe('sandbox', () => {
     expect(result.status.NoNewPrivs).toBe('1')
   })
 
+  test('no nested user namespace can be created inside (user.max_user_namespaces is 0 there)', async () => {
+    const { result } = await runProbes(['nestedUserns'])
+    expect(result.nestedUserns.status).not.toBe(0)
+    expect(result.nestedUserns.stderr).toMatch(/No space left on device/)
+  })
+
   test('as root the worker is an unprivileged id; rootless it keeps its own', async () => {
     const { result } = await runProbes(['uid'])
     const expected = process.geteuid!() === 0 ? 65534 : process.geteuid!()

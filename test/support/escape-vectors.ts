@@ -109,6 +109,9 @@ export const VECTORS: Record<string, Vector> = {
   E54: { inside: 'EPERM', forks: cap('mknod'), skip: needsPython },
   E55: { inside: 'EPERM', forks: 'n/a', skip: needsPython },
   E56: { inside: 'EINVAL', forks: 'none', skip: needsPython },
+  // Unprivileged user namespaces are allowed on the host (the sandbox needs them), so a forks
+  // worker creates one, as root or not.
+  E74: { inside: 'ENOSPC', forks: 'all', skip: needsPython },
   // kernel.test.ts
   E57: { inside: 'EACCES', forks: 'root' },
   E58: { inside: 'EACCES', forks: 'root' },

@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 
 const out = {}
 const wanted = (process.env.PROBES ?? '').split(',').filter(Boolean)
@@ -47,6 +47,10 @@ const probes = {
   rootWrite: () => attempt(() => fs.writeFileSync('/probe-root-write', 'x')),
   tmpWrite: () => attempt(() => { fs.writeFileSync('/tmp/probe', 'x'); return fs.readFileSync('/tmp/probe', 'utf8') }),
   uid: () => ({ uid: process.getuid(), gid: process.getgid() }),
+  nestedUserns: () => {
+    const r = spawnSync('unshare', ['-U', 'true'], { encoding: 'utf8' })
+    return { status: r.status, stderr: r.stderr.trim() }
+  },
 }
 
 async function connect(port) {
