@@ -1,0 +1,191 @@
+// Shared helpers of the bench scripts (no dependencies).
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { generateSuite } from './gen-suite.mjs'
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+export const VITEST = path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs')
+export const SUITES = path.join(REPO, 'bench', '.suites')
+export const RESULTS = path.join(REPO, 'bench', '.results')
+
+export function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return NaN
+  const pos = (s.length - 1) * q
+  const lo = Math.floor(pos)
+  const hi = Math.ceil(pos)
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+}
+export const median = (xs) => quantile(xs, 0.5)
+
+export const list = (text) => text.split(',').map((s) => s.trim()).filter(Boolean)
+export const intList = (text) => list(text).map((s) => {
+  const n = Number(s)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`not a positive integer: ${s}`)
+  return n
+})
+
+/** The suite of `files` x `tests` under bench/.suites, generated when missing (or always with regen). */
+export function ensureSuite(files, tests, regen = false) {
+  const dir = path.join(SUITES, `s${files}x${tests}`)
+  const marker = path.join(dir, 'vitest.config.mjs')
+  if (regen || !fs.existsSync(marker)) generateSuite({ files, tests, out: dir })
+  return dir
+}
+
+export function checkBuilt() {
+  const missing = ['dist/index.js', 'build/Release/isolated_sandbox.node', 'node_modules/vitest/vitest.mjs']
+    .map((f) => path.join(REPO, f)).filter((f) => !fs.existsSync(f))
+  if (missing.length > 0) {
+    console.error(`missing ${missing.join(', ')}: run npm install && npm run build first`)
+    process.exit(2)
+  }
+}
+
+// Runs are detached (own process group); take them down with us on Ctrl-C.
+const running = new Set()
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    for (const pid of running) {
+      try {
+        process.kill(-pid, 'SIGKILL')
+      }
+      catch {}
+    }
+    process.exit(130)
+  })
+}
+
+/**
+ * One `vitest run` of a suite with the JSON reporter. Resolves with wall time and what the
+ * report says; never rejects for a failing run (the caller reports it).
+ * onSpawn(child) is called right after the spawn (rss.mjs polls the child's /proc).
+ */
+export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0 }) {
+  const args = [VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
+    '--reporter=json', `--outputFile=${outFile}`]
+  fs.rmSync(outFile, { force: true })
+  return new Promise((resolve) => {
+    const t0 = performance.now()
+    const child = spawn(cmd ?? process.execPath, [...pre, ...(cmd ? [process.execPath] : []), ...args], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0' },
+      // its own process group, so a hung run can be killed with everything it started
+      detached: true,
+    })
+    running.add(child.pid)
+    let timedOut = null
+    const timer = timeoutMs > 0 && setTimeout(() => {
+      timedOut = processTree(child.pid)
+      try {
+        process.kill(-child.pid, 'SIGKILL')
+      }
+      catch {}
+    }, timeoutMs)
+    let out = ''
+    const keep = (d) => {
+      out += d
+      if (out.length > 1 << 20) out = out.slice(-(1 << 19))
+    }
+    child.stdout.on('data', keep)
+    child.stderr.on('data', keep)
+    onSpawn?.(child)
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - t0
+      if (timer) clearTimeout(timer)
+      running.delete(child.pid)
+      let report = null
+      try {
+        report = JSON.parse(fs.readFileSync(outFile, 'utf8'))
+      }
+      catch {}
+      resolve({ ms, code, signal, output: out, report, timedOut })
+    })
+  })
+}
+
+/** Problems with a run (empty when it exited 0 and every expected test passed). */
+export function checkRun(run, expectedFiles, expectedTests) {
+  const problems = []
+  if (run.timedOut) {
+    problems.push(`TIMED OUT after ${(run.ms / 1000).toFixed(0)} s and was killed; its process tree at that moment `
+      + '(pid, pid in its namespace, state, kernel wait channel, syscall nr, command):', ...run.timedOut)
+  }
+  if (run.code !== 0) problems.push(`exit ${run.code ?? run.signal}`)
+  const r = run.report
+  if (!r) problems.push('no JSON report written')
+  else {
+    if (r.numTotalTests !== expectedTests) problems.push(`${r.numTotalTests} tests instead of ${expectedTests}`)
+    if (r.numPassedTests !== expectedTests) problems.push(`${r.numPassedTests}/${expectedTests} tests passed (${r.numFailedTests} failed)`)
+    if (r.testResults?.length !== expectedFiles) problems.push(`${r.testResults?.length} files reported instead of ${expectedFiles}`)
+    const failed = (r.testResults ?? []).filter((f) => f.status !== 'passed')
+    for (const f of failed.slice(0, 3)) {
+      const a = (f.assertionResults ?? []).find((x) => x.status === 'failed')
+      const why = f.message || (a ? `${a.fullName}: ${a.failureMessages?.[0] ?? ''}` : '')
+      problems.push(`${path.relative(REPO, f.name)}: ${f.status}: ${why.split('\n').slice(0, 8).join(' | ')}`)
+    }
+    if (failed.length > 3) problems.push(`... and ${failed.length - 3} more failed files`)
+  }
+  return problems
+}
+
+export function loudFailure(title, run, problems) {
+  const bar = '!'.repeat(78)
+  console.error(`\n${bar}\n!! FAILED: ${title}\n!! ${problems.join('\n!! ')}\n!! --- output (last 60 lines) ---`)
+  console.error(run.output.trimEnd().split('\n').slice(-60).map((l) => `!! ${l}`).join('\n'))
+  console.error(bar)
+}
+
+export function machineFacts() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
+  let distro = ''
+  try {
+    distro = /PRETTY_NAME="([^"]+)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? ''
+  }
+  catch {}
+  return `${distro}, kernel ${os.release()}, ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`
+}
+
+export function pad(s, n, left = false) {
+  s = String(s)
+  return left ? s.padEnd(n) : s.padStart(n)
+}
+
+/** Lines describing a process and all its descendants (for the report of a hung run). */
+export function processTree(root) {
+  const kids = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (!kids.has(ppid)) kids.set(ppid, [])
+      kids.get(ppid).push(Number(name))
+    }
+    catch {}
+  }
+  const lines = []
+  const read = (f) => {
+    try {
+      return fs.readFileSync(f, 'utf8')
+    }
+    catch {
+      return ''
+    }
+  }
+  const walk = (pid, depth) => {
+    const status = read(`/proc/${pid}/status`)
+    const field = (k) => new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '?'
+    const cmd = read(`/proc/${pid}/cmdline`).split('\0').join(' ').trim().slice(0, 160)
+    lines.push(`${'  '.repeat(depth)}${pid} [ns ${field('NSpid')}] ${field('State')} wchan=${read(`/proc/${pid}/wchan`) || '?'} `
+      + `syscall=${read(`/proc/${pid}/syscall`).split(' ')[0].trim() || '?'} threads=${field('Threads')} ${field('Name')}: ${cmd}`)
+    for (const k of kids.get(pid) ?? []) walk(k, depth + 1)
+  }
+  walk(root, 0)
+  return lines
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Suite wall time: `vitest run --root SUITE --pool=P --maxWorkers=W` for each pool, suite size
+// and worker count, the commands alternated round-robin (this machine is noisy), R rounds.
+// Prints median and min per cell, the ratios isolated/forks and isolated/threads per
+// (files, workers), and the scaling of the big suite against the small one per pool.
+// Every run must exit 0 with every test passing (checked in its JSON report); failures are
+// printed loudly and left out of the medians.
+//
+//   node bench/suite.mjs                                   # 40 and 200 files, W 1 and 2, 5 rounds
+//   node bench/suite.mjs --files 40 --workers 1 --rounds 3 # a quick subset
+//   node bench/suite.mjs --pools isolated,forks --tests 10 --warmup 0 --json out.json
+//
+// A run that takes longer than --timeout (default 60 s + 3 s per file) is killed with its whole
+// process group and reported as failed, with its process tree (wait channels) at that moment.
+import fs from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+
+import { checkBuilt, checkRun, ensureSuite, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string', default: '40,200' },
+    tests: { type: 'string', default: '10' },
+    workers: { type: 'string', default: '1,2' },
+    pools: { type: 'string', default: 'isolated,forks,threads' },
+    rounds: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    timeout: { type: 'string', default: '0' }, // seconds per run; 0: 60 s + 3 s per test file
+    regen: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+})
+if (values.help) {
+  console.log('usage: node bench/suite.mjs [--files 40,200] [--tests 10] [--workers 1,2] [--pools isolated,forks,threads]\n'
+    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--regen] [--json FILE]')
+  process.exit(0)
+}
+checkBuilt()
+
+const FILES = intList(values.files)
+const TESTS = Number(values.tests)
+const WORKERS = intList(values.workers)
+const POOLS = list(values.pools)
+const ROUNDS = Number(values.rounds)
+const WARMUP = Number(values.warmup)
+
+const suites = new Map(FILES.map((n) => [n, ensureSuite(n, TESTS, values.regen)]))
+fs.mkdirSync(RESULTS, { recursive: true })
+
+// every (files, workers, pool) cell is one command; a round runs each once
+const cells = []
+for (const files of FILES) {
+  for (const workers of WORKERS) {
+    for (const pool of POOLS) cells.push({ files, workers, pool, times: [], failures: [] })
+  }
+}
+const key = (c) => `${c.files}/${c.workers}/${c.pool}`
+
+console.log(machineFacts())
+console.log(`suites ${FILES.map((n) => `${n}x${TESTS}`).join(', ')}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; `
+  + `${ROUNDS} rounds (+${WARMUP} warm-up), ${cells.length} commands per round, round-robin`)
+
+async function runCell(cell, { record }) {
+  const outFile = path.join(RESULTS, `suite-${cell.files}-${cell.workers}-${cell.pool}.json`)
+  const timeoutMs = (Number(values.timeout) || 60 + 3 * cell.files) * 1000
+  const run = await runVitest({ suite: suites.get(cell.files), pool: cell.pool, workers: cell.workers, outFile, timeoutMs })
+  const problems = checkRun(run, cell.files, cell.files * TESTS)
+  const title = `--pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`
+  if (problems.length > 0) {
+    cell.failures.push(problems.join('; '))
+    loudFailure(title, run, problems)
+  }
+  else if (record) cell.times.push(run.ms)
+  process.stdout.write(`  ${pad(title, 48, true)} ${(run.ms / 1000).toFixed(2)} s${problems.length ? '  FAILED' : ''}${record ? '' : '  (warm-up)'}\n`)
+}
+
+for (let w = 0; w < WARMUP; w++) {
+  console.log(`warm-up ${w + 1}/${WARMUP}`)
+  for (const cell of cells) await runCell(cell, { record: false })
+}
+for (let r = 0; r < ROUNDS; r++) {
+  console.log(`round ${r + 1}/${ROUNDS}`)
+  // rotate the start so that no command always follows the same one
+  for (let k = 0; k < cells.length; k++) await runCell(cells[(r + k) % cells.length], { record: true })
+}
+
+// --- report -------------------------------------------------------------------------------------
+
+const byKey = new Map(cells.map((c) => [key(c), c]))
+const med = (files, workers, pool) => median(byKey.get(`${files}/${workers}/${pool}`)?.times ?? [])
+const sec = (ms) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-')
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) : '-')
+
+console.log(`\nwall time (s), median / min of ${ROUNDS} rounds; ${machineFacts()}`)
+const head = ['files', 'workers', ...POOLS.map((p) => `${p} med / min`)]
+const hasIso = POOLS.includes('isolated')
+const others = POOLS.filter((p) => p !== 'isolated')
+if (hasIso) for (const p of others) head.push(`iso/${p}`)
+const rows = []
+for (const files of FILES) {
+  for (const workers of WORKERS) {
+    const row = [files, workers]
+    for (const pool of POOLS) {
+      const c = byKey.get(`${files}/${workers}/${pool}`)
+      const cell = `${sec(median(c.times))} / ${sec(Math.min(...c.times))}`
+      row.push(c.failures.length ? `${cell} (${c.failures.length} FAILED)` : cell)
+    }
+    if (hasIso) for (const p of others) row.push(ratio(med(files, workers, 'isolated'), med(files, workers, p)))
+    rows.push(row)
+  }
+}
+printTable(head, rows)
+
+if (FILES.length >= 2) {
+  const [small, big] = [Math.min(...FILES), Math.max(...FILES)]
+  const linear = (big / small).toFixed(1)
+  console.log(`\nscaling: ${big}-file median / ${small}-file median per pool (linear would be ${linear})`)
+  for (const workers of WORKERS) {
+    console.log(`  workers ${workers}: ${POOLS.map((p) => `${p} ${ratio(med(big, workers, p), med(small, workers, p))}`).join(', ')}`)
+  }
+}
+
+const failed = cells.filter((c) => c.failures.length > 0)
+if (failed.length > 0) {
+  console.error(`\n!! ${failed.reduce((n, c) => n + c.failures.length, 0)} FAILED RUNS (left out of the medians):`)
+  for (const c of failed) console.error(`!!   ${key(c)}: ${c.failures[0]}${c.failures.length > 1 ? ` (+${c.failures.length - 1} more)` : ''}`)
+  process.exitCode = 1
+}
+
+if (values.json) {
+  fs.writeFileSync(values.json, `${JSON.stringify({ machine: machineFacts(), tests: TESTS, rounds: ROUNDS, cells }, null, 2)}\n`)
+}
+
+function printTable(header, body) {
+  const widths = header.map((h, i) => Math.max(String(h).length, ...body.map((r) => String(r[i]).length)))
+  const line = (r) => `| ${r.map((x, i) => pad(x, widths[i])).join(' | ')} |`
+  console.log(line(header))
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
+  for (const r of body) console.log(line(r))
+}
