@@ -229,12 +229,20 @@ async function untilSpinning({ pid, watcher, done }: StartedFaultsRun): Promise<
   return cgroups
 }
 
-/** Kills what is left of a run's process group (its sandboxes are not in it: PDEATHSIG). */
-function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, 'SIGKILL')
+/**
+ * For `finally`: kills the run's process group (its sandboxes are not in it: PDEATHSIG) unless
+ * Vitest was already seen to end, after which its pid, the group's id, may name another process.
+ */
+function killUnlessEnded({ pid, done }: StartedFaultsRun): () => void {
+  let ended = false
+  void done.then(() => (ended = true), () => (ended = true))
+  return () => {
+    if (ended) return
+    try {
+      process.kill(-pid, 'SIGKILL')
+    }
+    catch {}
   }
-  catch {}
 }
 
 /** The next run (fine, fine2) passes, removes the cgroups `pid` left, and leaves nothing itself. */
@@ -250,6 +258,7 @@ async function expectNextRunClean(pid: number, left: number): Promise<void> {
 test('Ctrl-C: SIGINT to Vitest\'s process group mid-run ends it promptly with exit code 130; no process, cgroup, mount or temp entry left; the next run is clean', async (context) => {
   const started = startSpin()
   const { pid, done } = started
+  const cleanup = killUnlessEnded(started)
   try {
     const cgroups = await untilSpinning(started)
     // What a terminal's Ctrl-C does: SIGINT to the foreground process group. The sandboxes are
@@ -273,13 +282,14 @@ test('Ctrl-C: SIGINT to Vitest\'s process group mid-run ends it promptly with ex
     await expectNextRunClean(pid, left.length)
   }
   finally {
-    killGroup(pid)
+    cleanup()
   }
 }, CASE)
 
 test('SIGKILL of Vitest mid-run: no process, mount or temp entry left; the next run removes its cgroups and is clean', async (context) => {
   const started = startSpin()
   const { pid, done } = started
+  const cleanup = killUnlessEnded(started)
   try {
     const cgroups = await untilSpinning(started)
     process.kill(pid, 'SIGKILL')
@@ -293,6 +303,6 @@ test('SIGKILL of Vitest mid-run: no process, mount or temp entry left; the next 
     await expectNextRunClean(pid, left)
   }
   finally {
-    killGroup(pid)
+    cleanup()
   }
 }, CASE)
