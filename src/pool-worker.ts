@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { debuglog } from 'node:util'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
 import { Channel } from './ipc/channel.js'
-import { isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
+import { CHANNEL_LOST_EXIT, isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
@@ -343,6 +343,9 @@ export class IsolatedPoolWorker implements PoolWorker {
       return
     }
     const o = this.resolved
+    if (!this.brokeChannel && exit.code === CHANNEL_LOST_EXIT) {
+      this.brokeChannel = `lost its IPC channel (fd 3) while Vitest waited for its answer to "${pending}"; test code must not close or reuse fd 3`
+    }
     const files = this.testFiles.filter(f => !this.reports.has(f))
     const { verdict, message } = judge({
       file: files.map(f => relative(this.options.project.config.root, f)).join(', ') || 'the test file',
@@ -405,7 +408,7 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   private onProtocolError(error: Error): void {
     this.brokenChannel = true
-    this.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${error.message}`
+    this.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${error.message.replace(/^\[vitest-pool-isolated\] /, '')}`
     debug('protocol error: %s', error.message)
     this._sandbox?.kill('SIGKILL')
   }

@@ -39,6 +39,9 @@ export class Supervisor {
   private prepared: Promise<void> | undefined
   private readonly records: FileReport[] = []
   private readonly inFlight = new Set<Promise<unknown>>()
+  /** Sandboxes not yet exited and cgroups not yet removed, for the cleanup at process exit. */
+  private readonly live = new Set<Launched>()
+  private readonly liveCgroups = new Set<FileCgroup>()
   /** Warm sandboxes per key (the Vitest project: same env, execArgv and root for all its files). */
   private readonly spares = new Map<object, Spare[]>()
   private closed = false
@@ -61,6 +64,9 @@ export class Supervisor {
     checkMountsOnHost(this.options.mounts)
     // Spares left at the end of the run are killed with their cgroups.
     vitest.onClose?.(() => this.discardSpares())
+    // Ctrl-C: Vitest exits at once (process.exit), with no pool teardown. The sandboxes die with
+    // it (PDEATHSIG), but their cgroups would stay until the next run: remove them now.
+    process.once('exit', () => this.killAllSync())
     const o = this.options
     const requested: Partial<Record<LimitName, number>> = {}
     if (o.memoryBytes !== undefined) requested.memory = o.memoryBytes
@@ -108,7 +114,14 @@ export class Supervisor {
   createCgroup(): FileCgroup | undefined {
     const driver = this.driver
     if (!driver || !Object.values(driver.support).some((s) => s.ok)) return undefined
-    return driver.create(this.limits)
+    const cgroup = driver.create(this.limits)
+    this.liveCgroups.add(cgroup)
+    const remove = cgroup.remove.bind(cgroup)
+    cgroup.remove = async () => {
+      await remove()
+      this.liveCgroups.delete(cgroup)
+    }
+    return cgroup
   }
 
   /** Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. */
@@ -117,7 +130,11 @@ export class Supervisor {
     try {
       const sandbox = await spawnSandbox({ ...request, options: this.options, cgroup })
       const launched: Launched = { sandbox, cgroup, exited: false }
-      void sandbox.exited.then(() => (launched.exited = true))
+      this.live.add(launched)
+      void sandbox.exited.then(() => {
+        launched.exited = true
+        this.live.delete(launched)
+      })
       return launched
     } catch (error) {
       await cgroup?.remove()
@@ -171,6 +188,20 @@ export class Supervisor {
       await launched.sandbox.exited
       await launched.cgroup?.remove()
     }))
+  }
+
+  /** Kills every live sandbox and removes every cgroup still there, synchronously. */
+  killAllSync(): void {
+    for (const launched of this.live) launched.sandbox.kill('SIGKILL')
+    this.live.clear()
+    for (const cgroup of this.liveCgroups) {
+      try {
+        cgroup.removeSync()
+      } catch (error) {
+        debug('cgroup %s stays: %s', cgroup.name, (error as Error).message)
+      }
+    }
+    this.liveCgroups.clear()
   }
 
   record(report: FileReport): void {

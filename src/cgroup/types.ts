@@ -41,6 +41,11 @@ export interface FileCgroup {
   kill(): Promise<void>
   /** kill(), then removes the cgroup directories. Idempotent. */
   remove(): Promise<void>
+  /**
+   * The same, synchronously, for process 'exit' (Ctrl-C: Vitest exits at once, with no pool
+   * teardown): waits at most about a second for the members to die.
+   */
+  removeSync(): void
 }
 
 export interface CgroupDriver {

@@ -122,3 +122,23 @@ export function readPids(dir: string): number[] {
     return []
   }
 }
+
+/** Kills every member (cgroup.kill where the file exists), waits for none to be left, rmdirs. */
+export function removeCgroupSync(dir: string): void {
+  if (!fs.existsSync(dir)) return
+  try {
+    if (fs.existsSync(path.join(dir, 'cgroup.kill'))) fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1')
+    else for (const pid of readPids(dir)) process.kill(pid, 'SIGKILL')
+  } catch {}
+  for (let i = 0; i < 200; i++) {
+    try {
+      fs.rmdirSync(dir)
+      return
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return
+      if (code !== 'EBUSY') throw error
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+  }
+}

@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readNumber, readKeyed, readPids, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+import { emptied, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 
@@ -112,6 +112,12 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
       await kill()
       for (const d of dirs) await rmdirRetry(d)
       removed = true
+    },
+    removeSync() {
+      if (removed) return
+      removed = true
+      // The unified cgroup (cgroup.kill) first: it empties the others too.
+      for (const d of [...dirs].sort((a, b) => Number(b === unified) - Number(a === unified))) removeCgroupSync(d)
     },
   }
 }

@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readKeyed, readNumber, readPids, rmdirRetry, writeFile } from './util.js'
+import { emptied, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 const WANTED: Record<LimitName, string> = { memory: 'memory', cpu: 'cpu', pids: 'pids' }
@@ -110,6 +110,12 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
       await kill(dir)
       fs.closeSync(fd)
       await rmdirRetry(dir)
+    },
+    removeSync() {
+      if (removed) return
+      removed = true
+      fs.closeSync(fd)
+      removeCgroupSync(dir)
     },
   }
 }

@@ -50,3 +50,9 @@ export interface WorkerChannel {
   on(listener: (message: IsolatedMessage) => void): void
   off(listener: (message: IsolatedMessage) => void): void
 }
+
+/**
+ * The worker's exit code when its channel closed before Vitest's teardown (test code closed or
+ * reused fd 3, or main went away): main turns it into a sentence that says so.
+ */
+export const CHANNEL_LOST_EXIT = 86

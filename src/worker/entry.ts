@@ -8,7 +8,7 @@
 import net from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { Channel } from '../ipc/channel.js'
-import { CHANNEL_GLOBAL, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
+import { CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
 
 type VitestWorkerModule = typeof import('vitest/worker')
 type Listener = (message: unknown) => void
@@ -65,7 +65,7 @@ channelOn('error', (error) => {
 
 // Main gone (or the stream broken): nothing can report results any more, so stop rather than
 // let leftover timers keep a useless worker alive. After a clean teardown this is the normal end.
-channelOn('close', () => processExit(torndown ? 0 : 1))
+channelOn('close', () => processExit(torndown ? 0 : CHANNEL_LOST_EXIT))
 
 const workerChannel: WorkerChannel = {
   post: message => channelSend(message),

@@ -244,7 +244,7 @@ describe('a broken channel', () => {
     const done = untilFinished(worker)
     fake.insideSocket.write('console.log went to fd 3\n')
     const messages = await done
-    expect(fileError(messages)).toMatch(/^\[vitest-pool-isolated\] a\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: \[vitest-pool-isolated\] IPC protocol error: received a frame header announcing/)
+    expect(fileError(messages)).toMatch(/^\[vitest-pool-isolated\] a\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: IPC protocol error: received a frame header announcing/)
     // The file was never queued by the worker: it is queued for it, then failed early.
     expect(messages[0]).toMatchObject({ t: 'q', m: 'onQueued', a: [{ filepath: file, name: 'a.test.ts' }] })
     expect(messages[1].a[1]).toEqual([[messages[0].a[0].id, 'suite-failed-early']])
