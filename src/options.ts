@@ -49,7 +49,8 @@ export interface IsolatedOptions {
    */
   pids?: number
   /**
-   * Wall-clock limit per test file in milliseconds; the whole sandbox is killed when it is
+   * Wall-clock limit per test file in milliseconds, counted from when Vitest asks the worker to
+   * run the file (node's start-up is not counted); the whole sandbox is killed when it is
    * exceeded. Default: no limit (Vitest's own `testTimeout` still applies per test). Environment:
    * `VITEST_ISOLATED_TIMEOUT`.
    */

@@ -129,6 +129,7 @@ export class IsolatedPoolWorker implements PoolWorker {
         case 'collect':
           this.testFiles = message.context.files.map(file => file.filepath)
           this.pending = message.type
+          this.startTimeout()
           break
         case 'stop':
           this.pending = 'stop'
@@ -181,13 +182,6 @@ export class IsolatedPoolWorker implements PoolWorker {
     })
     this.cgroup = cgroup
     this._sandbox = sandbox
-    if (this.resolved.timeoutMs !== undefined) {
-      this.timer = setTimeout(() => {
-        this.timedOut = true
-        debug('sandbox %d: per-file timeout of %d ms', sandbox.pid, this.resolved.timeoutMs)
-        sandbox.kill('SIGKILL')
-      }, this.resolved.timeoutMs)
-    }
     debug('sandbox %d started', sandbox.pid)
 
     const channel = new Channel(sandbox.ipc)
@@ -284,6 +278,21 @@ export class IsolatedPoolWorker implements PoolWorker {
       if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
     }
     this.events.emit('message', message)
+  }
+
+  /**
+   * The per-file timeout counts from the run request: the file's own time, not node's start-up
+   * (which a slow machine or an emulated VM may stretch past a short limit).
+   */
+  private startTimeout(): void {
+    const ms = this.resolved.timeoutMs
+    const sandbox = this._sandbox
+    if (ms === undefined || !sandbox || this.timer) return
+    this.timer = setTimeout(() => {
+      this.timedOut = true
+      debug('sandbox %d: per-file timeout of %d ms', sandbox.pid, ms)
+      sandbox.kill('SIGKILL')
+    }, ms)
   }
 
   /** The usage record of each file the worker just finished, onto the file task's meta. */
