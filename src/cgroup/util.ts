@@ -99,18 +99,24 @@ export async function emptied(dir: string): Promise<void> {
   }
 }
 
+/** One rmdir of a cgroup: true when it is gone, false on EBUSY (members still dying). */
+function tryRmdir(dir: string): boolean {
+  try {
+    fs.rmdirSync(dir)
+    return true
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return true
+    if (code !== 'EBUSY') throw error
+    return false
+  }
+}
+
 /** rmdir of a cgroup can see EBUSY for a moment after its last process died. */
 export async function rmdirRetry(dir: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      fs.rmdirSync(dir)
-      return
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT') return
-      if (code !== 'EBUSY' || i >= 200) throw error
-      await new Promise((r) => setTimeout(r, 10))
-    }
+  for (let i = 0; !tryRmdir(dir); i++) {
+    if (i >= 200) throw new Error(`cgroup ${dir} still busy after 2 s`)
+    await new Promise((r) => setTimeout(r, 10))
   }
 }
 
@@ -130,15 +136,9 @@ export function removeCgroupSync(dir: string): void {
     if (fs.existsSync(path.join(dir, 'cgroup.kill'))) fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1')
     else for (const pid of readPids(dir)) process.kill(pid, 'SIGKILL')
   } catch {}
-  for (let i = 0; i < 200; i++) {
-    try {
-      fs.rmdirSync(dir)
-      return
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT') return
-      if (code !== 'EBUSY') throw error
-    }
+  // No event loop in an 'exit' handler: the thread sleeps between tries.
+  for (let i = 0; !tryRmdir(dir); i++) {
+    if (i >= 200) throw new Error(`cgroup ${dir} still busy after 1 s`)
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
   }
 }

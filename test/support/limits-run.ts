@@ -5,22 +5,11 @@ import path from 'node:path'
 import tmp from 'tmp'
 import { RunWatcher } from './limits-host.js'
 import { fixtureDir, REPO_ROOT, VITEST_CLI } from './repo.js'
-import type { JsonReport, VitestRun } from './run-vitest.js'
+import type { FileReport } from '../../src/verdict.js'
+import { childEnv as baseChildEnv, type JsonReport, type VitestRun } from './run-vitest.js'
 
-/** One record of our usage report (VITEST_ISOLATED_REPORT), as src/verdict.ts defines it. */
-export interface UsageRecord {
-  file: string
-  verdict: 'ok' | 'failed' | 'oom' | 'timeout' | 'signaled' | 'crashed' | 'setup-error'
-  exitCode: number | null
-  signal: string | null
-  wallMs: number
-  cpuUserMs: number | null
-  cpuSystemMs: number | null
-  memoryPeakBytes: number | null
-  pidsPeak: number | null
-  oomKilled: boolean
-  message?: string
-}
+/** One record of our usage report (VITEST_ISOLATED_REPORT). */
+export type UsageRecord = FileReport
 
 export const LIMITS_FIXTURE = fixtureDir('limits')
 
@@ -157,16 +146,9 @@ function readJson<T>(file: string): T | undefined {
  * VITEST_ISOLATED_* overrides; no colours.
  */
 function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (key.startsWith('VITEST') || key.startsWith('LIMITS_') || key === 'TEST' || key === 'NODE_ENV' || key === 'FORCE_COLOR') continue
-    env[key] = value
-  }
-  env.NO_COLOR = '1'
-  for (const [key, value] of Object.entries(extra)) {
-    if (value === undefined) delete env[key]
-    else env[key] = value
-  }
+  // The fixture's own LIMITS_* variables of an outer run must not leak into this one either.
+  const env = baseChildEnv(extra)
+  for (const key of Object.keys(env)) if (key.startsWith('LIMITS_') && !(key in extra)) delete env[key]
   return env
 }
 

@@ -104,7 +104,7 @@ export async function runVitest(options: RunOptions): Promise<VitestRun> {
  * The child must not inherit the variables the outer Vitest set for its own worker (VITEST_POOL_ID,
  * NODE_ENV=test, …) nor a developer's VITEST_ISOLATED_* overrides; colours would garble the text.
  */
-function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [key, value] of Object.entries(process.env)) {
     if (key.startsWith('VITEST') || key === 'TEST' || key === 'NODE_ENV' || key === 'FORCE_COLOR') continue
