@@ -278,8 +278,13 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
   for (int cap = 0; cap <= 63; cap++) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail(STEP_drop_caps, -1);
   }
-  if (setresgid(plan->worker_gid, plan->worker_gid, plan->worker_gid) != 0) fail(STEP_set_ids, -1);
-  if (setresuid(plan->worker_uid, plan->worker_uid, plan->worker_uid) != 0) fail(STEP_set_ids, -1);
+  /* Raw system calls, not glibc's setresgid/setresuid: those apply the change to every thread
+   * glibc believes the process has (SIGSETXID), and the thread list we were cloned with names
+   * Vitest's threads. If one of them was being created at the moment of the clone, glibc waits
+   * for it on a futex forever (seen once in 200 files). The kernel call changes this thread,
+   * which is all there is. */
+  if (syscall(SYS_setresgid, plan->worker_gid, plan->worker_gid, plan->worker_gid) != 0) fail(STEP_set_ids, -1);
+  if (syscall(SYS_setresuid, plan->worker_uid, plan->worker_uid, plan->worker_uid) != 0) fail(STEP_set_ids, -1);
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) fail(STEP_drop_caps, -1);
   struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
   struct __user_cap_data_struct data[2];

@@ -159,3 +159,36 @@ if (process.geteuid!() === 0) describe('as root: a project the unprivileged work
     }
   })
 })
+
+describe('spawning while Vitest creates threads', () => {
+  // glibc's setresuid waits, on a futex, for every thread it believes the process has; a thread
+  // being created at the moment of the clone made the worker hang forever before its execve
+  // (once in 200 files of a benchmark). The worker now switches ids with raw system calls.
+  test('200 sandboxes, with worker_threads starting and stopping all along, all run to the end', async () => {
+    const { Worker } = await import('node:worker_threads')
+    let churning = true
+    const churn = (async () => {
+      while (churning) {
+        const w = new Worker('setTimeout(() => {}, 1)', { eval: true })
+        await new Promise((resolve) => w.once('exit', resolve))
+      }
+    })()
+    try {
+      for (let i = 0; i < 200; i++) {
+        const plan = basePlan()
+        plan.execPath = '/bin/true'
+        plan.argv = ['/bin/true']
+        const sandbox = await spawnPlan(plan)
+        sandbox.ipc.destroy()
+        sandbox.stdout.destroy()
+        sandbox.stderr.destroy()
+        const exit = await Promise.race([sandbox.exited, new Promise(resolve => setTimeout(resolve, 10_000, 'hung'))])
+        if (exit === 'hung') sandbox.kill('SIGKILL')
+        expect(exit, `sandbox ${i}`).toEqual({ code: 0, signal: null })
+      }
+    } finally {
+      churning = false
+      await churn
+    }
+  }, 120_000)
+})
