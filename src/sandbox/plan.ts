@@ -111,7 +111,10 @@ export function buildPlan({ layout, options, identity, argv, env, isFile = statI
   ops.splice(ops.findIndex(op => op.kind === OP.proc) + 1, 0, { kind: OP.write, flags: 0, dst: '/proc/sys/user/max_user_namespaces', data: '0' })
   ops.push({ kind: OP.mkdir, flags: 0, dst: layout.cwd, mode: 0o755 })
 
-  const envp = Object.entries(env)
+  // The sandbox's temp directory is its own /tmp; a host TMPDIR would name a path that is not there.
+  const workerEnv = { ...env }
+  for (const name of ['TMPDIR', 'TMP', 'TEMP']) if (workerEnv[name] !== undefined) workerEnv[name] = '/tmp'
+  const envp = Object.entries(workerEnv)
     .filter((e): e is [string, string] => typeof e[1] === 'string')
     .map(([k, v]) => `${k}=${v}`)
 

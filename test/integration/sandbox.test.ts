@@ -154,6 +154,11 @@ describe('sandbox', () => {
     }
   })
 
+  test('a host TMPDIR becomes the sandbox\'s own /tmp', async () => {
+    const { result } = await runProbes(['tmpdir'], { TMPDIR: '/var/tmp/somewhere-on-the-host' })
+    expect(result.tmpdir).toEqual({ tmpdir: '/tmp', exists: true })
+  })
+
   test('/dev holds only the minimal set; fds 0-3 are ours and nothing of Vitest leaks in', async () => {
     // An fd open in Vitest while the sandbox is cloned: the clone copies the fd table.
     const marker = tmp.fileSync({ prefix: 'isolated-fd-leak-' })

@@ -63,7 +63,11 @@ function cgroups() {
 }
 
 const mounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length
-const tmpEntries = () => new Set(fs.readdirSync(os.tmpdir()))
+// A temp dir of our own (Vitest and Node follow TMPDIR): other processes on the machine create
+// entries in /tmp too, and must not count as our leaks.
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-soak-'))
+process.env.TMPDIR = tmpRoot
+const tmpEntries = () => new Set(fs.readdirSync(tmpRoot))
 const fds = () => fs.readdirSync('/proc/self/fd').length
 const mib = (n) => Math.round(n / 2 ** 20)
 
@@ -146,4 +150,5 @@ if (args.report) {
   }))
 }
 fs.rmSync(suite, { recursive: true, force: true })
+fs.rmSync(tmpRoot, { recursive: true, force: true })
 process.exit(problems.length ? 1 : 0)

@@ -36,6 +36,7 @@ const probes = {
   tmp: () => fs.readdirSync('/tmp'),
   home: () => ({ home: os.homedir(), entries: attempt(() => fs.readdirSync(os.homedir())) }),
   hostname: () => os.hostname(),
+  tmpdir: () => ({ tmpdir: os.tmpdir(), exists: fs.existsSync(os.tmpdir()) }),
   fds: () => Object.fromEntries(fs.readdirSync('/proc/self/fd').map((fd) => {
     try {
       return [fd, fs.readlinkSync(`/proc/self/fd/${fd}`)]
