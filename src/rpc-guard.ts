@@ -38,11 +38,19 @@ export interface GuardScope {
   otherUid?: number
 }
 
+/** Verdicts per scope, shared by every worker of the run: the same modules are asked for by every file. */
+const verdictCaches = new Map<string, Map<string, boolean>>()
+
 export class RpcGuard {
   private readonly pending = new Map<string, string>()
-  private readonly verdicts = new Map<string, boolean>()
+  private readonly verdicts: Map<string, boolean>
 
-  constructor(private readonly scope: GuardScope) {}
+  constructor(private readonly scope: GuardScope) {
+    const key = `${scope.otherUid}\0${scope.roots.join('\0')}`
+    let cache = verdictCaches.get(key)
+    if (!cache) verdictCaches.set(key, (cache = new Map()))
+    this.verdicts = cache
+  }
 
   /**
    * A request from the worker. Returns the refusal to send back instead of forwarding it, or
