@@ -56,6 +56,18 @@ export async function runProbes(
   return { result, stderr, exit, sandbox }
 }
 
+/** A sandbox whose worker waits forever (and exits 42 on SIGTERM). */
+function spawnHang(): Promise<Sandbox> {
+  return spawnSandbox({
+    entry: path.join(repo, 'test/integration/probes/hang.mjs'),
+    execArgv: [],
+    env: { PATH: process.env.PATH },
+    cwd: repo,
+    projectRoot: repo,
+    options: defaults,
+  })
+}
+
 describe('sandbox', () => {
   test('every namespace differs from the host\'s', async () => {
     const { result } = await runProbes(['ns'])
@@ -195,27 +207,13 @@ describe('sandbox', () => {
   test('the worker\'s exit code comes back; SIGKILL kills the whole sandbox', async () => {
     const { exit } = await runProbes([])
     expect(exit).toEqual({ code: 0, signal: null })
-    const sandbox = await spawnSandbox({
-      entry: path.join(repo, 'test/integration/probes/hang.mjs'),
-      execArgv: [],
-      env: { PATH: process.env.PATH },
-      cwd: repo,
-      projectRoot: repo,
-      options: defaults,
-    })
+    const sandbox = await spawnHang()
     sandbox.kill('SIGKILL')
     expect(await sandbox.exited).toEqual({ code: null, signal: 'SIGKILL' })
   })
 
   test('SIGTERM is forwarded by init to the worker', async () => {
-    const sandbox = await spawnSandbox({
-      entry: path.join(repo, 'test/integration/probes/hang.mjs'),
-      execArgv: [],
-      env: { PATH: process.env.PATH },
-      cwd: repo,
-      projectRoot: repo,
-      options: defaults,
-    })
+    const sandbox = await spawnHang()
     // Wait until the worker is up, or the signal may land before node handles it.
     for await (const chunk of sandbox.stdout) if (String(chunk).includes('ready')) break
     sandbox.kill('SIGTERM')

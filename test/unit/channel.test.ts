@@ -5,6 +5,7 @@ import v8 from 'node:v8'
 import { describe, expect, test, vi } from 'vitest'
 import { ProtocolError } from '../../src/errors.js'
 import { Channel, encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from '../../src/ipc/channel.js'
+import { socketPair } from '../support/socket-pair.js'
 
 const values: unknown[] = [
   { __vitest_worker_request__: true, type: 'start', n: 1 },
@@ -124,17 +125,7 @@ describe('framing', () => {
   })
 })
 
-/** Two connected Unix sockets, like the sandbox's socketpair. */
-async function pair(): Promise<[net.Socket, net.Socket]> {
-  const file = path.join(os.tmpdir(), `vitest-pool-isolated-channel-${process.pid}-${Math.random().toString(36).slice(2)}.sock`)
-  const server = net.createServer()
-  const accepted = new Promise<net.Socket>(resolve => server.once('connection', resolve))
-  await new Promise<void>(resolve => server.listen(file, resolve))
-  const client = net.connect(file)
-  const [a] = await Promise.all([accepted, new Promise(resolve => client.once('connect', resolve))])
-  server.close()
-  return [a, client]
-}
+const pair = socketPair
 
 function next<T = unknown>(channel: Channel, event: 'message' | 'close' | 'error'): Promise<T> {
   return new Promise(resolve => channel.once(event, resolve as (arg: unknown) => void))

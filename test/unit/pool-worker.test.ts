@@ -10,20 +10,11 @@ import { Channel } from '../../src/ipc/channel.js'
 import { resolveOptions } from '../../src/options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool-worker.js'
 import { spawnSandbox, type Sandbox, type SandboxExit, type SpawnRequest } from '../../src/sandbox/spawn.js'
+import { socketPair } from '../support/socket-pair.js'
 
 vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
 
-/** Two connected Unix sockets, like the sandbox's socketpair. */
-async function pair(): Promise<[net.Socket, net.Socket]> {
-  const file = path.join(os.tmpdir(), `vitest-pool-isolated-pw-${process.pid}-${Math.random().toString(36).slice(2)}.sock`)
-  const server = net.createServer()
-  const accepted = new Promise<net.Socket>(resolve => server.once('connection', resolve))
-  await new Promise<void>(resolve => server.listen(file, resolve))
-  const client = net.connect(file)
-  const [a] = await Promise.all([accepted, new Promise(resolve => client.once('connect', resolve))])
-  server.close()
-  return [a, client]
-}
+const pair = socketPair
 
 interface Fake {
   sandbox: Sandbox
