@@ -129,6 +129,8 @@ export class IsolatedPoolWorker implements PoolWorker {
         case 'collect':
           this.testFiles = message.context.files.map(file => file.filepath)
           this.pending = message.type
+          // A file's wall time, like its timeout, counts from here: node's start-up is not the file's.
+          if (!this.timer) this.startedAt = Date.now()
           this.startTimeout()
           break
         case 'stop':
