@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 import { generateSuite } from './gen-suite.mjs'
 
@@ -65,7 +65,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * report says; never rejects for a failing run (the caller reports it).
  * onSpawn(child) is called right after the spawn (rss.mjs polls the child's /proc).
  */
-export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0 }) {
+export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0, plugin }) {
   const args = [VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
     '--reporter=json', `--outputFile=${outFile}`]
   fs.rmSync(outFile, { force: true })
@@ -74,7 +74,7 @@ export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], 
     const child = spawn(cmd ?? process.execPath, [...pre, ...(cmd ? [process.execPath] : []), ...args], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0', ...(plugin ? { BENCH_ISOLATED_PLUGIN: plugin } : {}) },
       // its own process group, so a hung run can be killed with everything it started
       detached: true,
     })
@@ -188,4 +188,70 @@ export function processTree(root) {
   }
   walk(root, 0)
   return lines
+}
+
+/**
+ * Identifies the build under test: the newest mtime in dist/ and the addon's mtime. Others
+ * rebuild this repo while benches run; a change between runs is reported, not silently mixed.
+ */
+export function buildStamp(root = REPO) {
+  let newest = 0
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name)
+      if (e.isDirectory()) walk(p)
+      else newest = Math.max(newest, fs.statSync(p).mtimeMs)
+    }
+  }
+  try {
+    walk(path.join(root, 'dist'))
+  }
+  catch {}
+  let addon = 0
+  try {
+    addon = fs.statSync(path.join(root, 'build', 'Release', 'isolated_sandbox.node')).mtimeMs
+  }
+  catch {}
+  const iso = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : 'missing')
+  return `dist ${iso(newest)}, addon ${iso(addon)}`
+}
+
+/**
+ * --freeze: a copy of the current build (dist/, the addon, package.json) under
+ * bench/.build/<stamp>/, so a bench that runs for an hour measures one build even when others
+ * run `npm run build` meanwhile. The copy is inside the repo, so the sandbox binds it like
+ * dist/ and it resolves vitest from the repo's node_modules. Returns its root and plugin URL.
+ */
+export function freezeBuild() {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const stamp = buildStamp()
+    const name = stamp.replace(/[^0-9a-z]+/gi, '-').replace(/^-|-$/g, '')
+    const root = path.join(REPO, 'bench', '.build', name)
+    if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) {
+      const tmp = `${root}.tmp-${process.pid}`
+      fs.rmSync(tmp, { recursive: true, force: true })
+      fs.mkdirSync(path.join(tmp, 'build', 'Release'), { recursive: true })
+      fs.cpSync(path.join(REPO, 'dist'), path.join(tmp, 'dist'), { recursive: true })
+      fs.copyFileSync(path.join(REPO, 'build', 'Release', 'isolated_sandbox.node'), path.join(tmp, 'build', 'Release', 'isolated_sandbox.node'))
+      fs.copyFileSync(path.join(REPO, 'package.json'), path.join(tmp, 'package.json'))
+      // a rebuild while copying would leave a torn copy: only keep one made from a still build
+      if (buildStamp() !== stamp) {
+        fs.rmSync(tmp, { recursive: true, force: true })
+        sleep(5000)
+        continue
+      }
+      try {
+        fs.renameSync(tmp, root)
+      }
+      catch {
+        fs.rmSync(tmp, { recursive: true, force: true }) // another bench froze the same build
+      }
+    }
+    return { root, stamp, plugin: pathToFileURL(path.join(root, 'dist', 'index.js')).href }
+  }
+  throw new Error('--freeze: the build kept changing while it was copied; try again')
+}
+
+function sleep(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }

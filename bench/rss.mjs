@@ -8,12 +8,12 @@
 //            children main reaped itself (forks workers, and sandboxes), so it is the peak of
 //            the largest of them, not only main's
 //
-//   node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5]
+//   node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5] [--freeze]
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { checkBuilt, checkRun, ensureSuite, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
+import { buildStamp, checkBuilt, freezeBuild, checkRun, ensureSuite, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -23,12 +23,13 @@ const { values } = parseArgs({
     pools: { type: 'string', default: 'isolated,forks' },
     rounds: { type: 'string', default: '5' },
     interval: { type: 'string', default: '20' },
+    freeze: { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
-  console.log('usage: node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5] [--interval 20] [--json FILE]')
+  console.log('usage: node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5] [--interval 20] [--freeze] [--json FILE]')
   process.exit(0)
 }
 checkBuilt()
@@ -75,8 +76,9 @@ async function runOnce(cell) {
   let hwm = 0
   let timer
   const run = await runVitest({
-    suite, pool: cell.pool, workers: cell.workers, cmd: TIME, args: ['-v'], timeoutMs: (60 + 3 * FILES) * 1000,
-    outFile: path.join(RESULTS, `rss-${cell.workers}-${cell.pool}.json`),
+    suite, pool: cell.pool, workers: cell.workers, cmd: TIME, args: ['-v'], timeoutMs: (120 + 3 * FILES) * 1000,
+    outFile: path.join(RESULTS, `rss-${process.pid}-${cell.workers}-${cell.pool}.json`),
+    plugin: frozen?.plugin,
     onSpawn(child) {
       const poll = () => {
         nodePid ??= childOf(child.pid)
@@ -102,7 +104,11 @@ async function runOnce(cell) {
   console.log(`  ${pad(title, 46, true)} VmHWM ${(hwm / 1024).toFixed(1)} MiB, time maxrss ${(maxrss / 1024).toFixed(1)} MiB, ${(run.ms / 1000).toFixed(2)} s${problems.length ? '  FAILED' : ''}`)
 }
 
+const frozen = values.freeze ? freezeBuild() : undefined
+const stampNow = () => (frozen ? `frozen copy ${path.relative(process.cwd(), frozen.root)} of ${frozen.stamp}` : buildStamp())
+const stamp0 = stampNow()
 console.log(machineFacts())
+console.log(`build under test: ${stamp0}`)
 console.log(`suite ${FILES}x${TESTS}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; ${ROUNDS} rounds, round-robin`)
 for (let r = 0; r < ROUNDS; r++) {
   console.log(`round ${r + 1}/${ROUNDS}`)
@@ -121,6 +127,10 @@ if (POOLS.includes('isolated')) {
       console.log(`ratio isolated/${c.pool}, workers ${workers}: VmHWM ${(median(iso.hwm) / median(c.hwm)).toFixed(3)}, maxrss ${(median(iso.maxrss) / median(c.maxrss)).toFixed(3)}`)
     }
   }
+}
+if (stampNow() !== stamp0) {
+  console.error(`\n!! THE BUILD CHANGED DURING THE BENCH (${stamp0} -> ${stampNow()}); the results mix builds`)
+  process.exitCode = 1
 }
 if (cells.some((c) => c.failures)) {
   console.error('\n!! some runs FAILED (left out of the medians); see above')

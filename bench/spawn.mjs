@@ -11,7 +11,7 @@
 //            namespaces only, no mount plan; the floor of "new namespaces + fork + exec"
 //   spawn    plain child_process.spawn('/bin/true'): what launching any process costs from Node
 //
-//   node bench/spawn.mjs [--runs 200] [--as isolated-dev] [--json FILE]
+//   node bench/spawn.mjs [--runs 200] [--as isolated-dev] [--freeze] [--json FILE]
 //
 // With --as USER (as root) the same measurement is repeated as that unprivileged user via
 // runuser (the user is created with useradd -m when missing).
@@ -22,10 +22,9 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
-import { machineFacts, processTree, quantile } from './lib.mjs'
+import { buildStamp, freezeBuild, machineFacts, processTree, quantile } from './lib.mjs'
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const DIST = path.join(REPO, 'dist')
 
 const { values } = parseArgs({
   options: {
@@ -34,16 +33,21 @@ const { values } = parseArgs({
     as: { type: 'string' },
     tools: { type: 'string', default: 'ours,bwrap,unshare,spawn' },
     json: { type: 'string' },
+    freeze: { type: 'boolean', default: false },
+    dist: { type: 'string' }, // internal: the frozen dist the --as USER run uses
     child: { type: 'boolean', default: false }, // internal: the run as --as USER
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
-  console.log('usage: node bench/spawn.mjs [--runs K] [--warmup N] [--tools ours,bwrap,unshare,spawn] [--as USER] [--json FILE]')
+  console.log('usage: node bench/spawn.mjs [--runs K] [--warmup N] [--tools ours,bwrap,unshare,spawn] [--as USER] [--freeze] [--json FILE]')
   process.exit(0)
 }
 
 const HANG_MS = 10_000
+// --freeze: a copy of the build under bench/.build, so a rebuild meanwhile cannot mix builds
+const frozen = values.freeze && !values.dist ? freezeBuild() : undefined
+const DIST = values.dist ?? (frozen ? path.join(frozen.root, 'dist') : path.join(REPO, 'dist'))
 const RUNS = Number(values.runs)
 const WARMUP = Number(values.warmup)
 const TOOLS = values.tools.split(',').map((s) => s.trim()).filter(Boolean)
@@ -233,6 +237,7 @@ try {
   }
 
   console.log(machineFacts())
+  console.log(`build under test: ${frozen ? `frozen copy ${path.relative(REPO, frozen.root)} of ${frozen.stamp}` : buildStamp()}`)
   console.log(`runs ${RUNS}, warm-up ${WARMUP}; tools ${TOOLS.join(', ')}`)
   console.log(`plan: ${plan.ops.length} ops; binds ${layout.readOnly.join(' ')}; symlinks ${layout.symlinks.map((l) => l.path).join(' ')}`)
   results[label] = summarize(await measure())
@@ -242,7 +247,7 @@ try {
     if (process.geteuid() !== 0) throw new Error('--as needs root (runuser)')
     ensureUser(values.as)
     const r = spawnSync('runuser', ['-u', values.as, '--', process.execPath, fileURLToPath(import.meta.url),
-      '--child', '--runs', String(RUNS), '--warmup', String(WARMUP), '--tools', TOOLS.join(',')],
+      '--child', '--dist', DIST, '--runs', String(RUNS), '--warmup', String(WARMUP), '--tools', TOOLS.join(',')],
     { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 })
     if (r.status !== 0) {
       console.error(`!! the run as ${values.as} FAILED (exit ${r.status ?? r.signal})`)

@@ -9,14 +9,15 @@
 //   node bench/suite.mjs                                   # 40 and 200 files, W 1 and 2, 5 rounds
 //   node bench/suite.mjs --files 40 --workers 1 --rounds 3 # a quick subset
 //   node bench/suite.mjs --pools isolated,forks --tests 10 --warmup 0 --json out.json
+//   node bench/suite.mjs --freeze    # measure a frozen copy of the build (others rebuild dist/)
 //
-// A run that takes longer than --timeout (default 60 s + 3 s per file) is killed with its whole
+// A run that takes longer than --timeout (default 120 s + 3 s per file) is killed with its whole
 // process group and reported as failed, with its process tree (wait channels) at that moment.
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { checkBuilt, checkRun, ensureSuite, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
+import { buildStamp, checkBuilt, checkRun, ensureSuite, freezeBuild, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -26,15 +27,16 @@ const { values } = parseArgs({
     pools: { type: 'string', default: 'isolated,forks,threads' },
     rounds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
-    timeout: { type: 'string', default: '0' }, // seconds per run; 0: 60 s + 3 s per test file
+    timeout: { type: 'string', default: '0' }, // seconds per run; 0: 120 s + 3 s per test file
     regen: { type: 'boolean', default: false },
+    freeze: { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
   console.log('usage: node bench/suite.mjs [--files 40,200] [--tests 10] [--workers 1,2] [--pools isolated,forks,threads]\n'
-    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--regen] [--json FILE]')
+    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--freeze] [--regen] [--json FILE]')
   process.exit(0)
 }
 checkBuilt()
@@ -47,6 +49,8 @@ const ROUNDS = Number(values.rounds)
 const WARMUP = Number(values.warmup)
 
 const suites = new Map(FILES.map((n) => [n, ensureSuite(n, TESTS, values.regen)]))
+const frozen = values.freeze ? freezeBuild() : undefined
+const stampNow = () => (frozen ? `frozen copy ${path.relative(process.cwd(), frozen.root)} of ${frozen.stamp}` : buildStamp())
 fs.mkdirSync(RESULTS, { recursive: true })
 
 // every (files, workers, pool) cell is one command; a round runs each once
@@ -58,14 +62,23 @@ for (const files of FILES) {
 }
 const key = (c) => `${c.files}/${c.workers}/${c.pool}`
 
+const builds = new Map() // build stamp -> runs made with it
+let lastStamp
 console.log(machineFacts())
+console.log(`build under test: ${stampNow()}`)
 console.log(`suites ${FILES.map((n) => `${n}x${TESTS}`).join(', ')}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; `
   + `${ROUNDS} rounds (+${WARMUP} warm-up), ${cells.length} commands per round, round-robin`)
 
 async function runCell(cell, { record }) {
-  const outFile = path.join(RESULTS, `suite-${cell.files}-${cell.workers}-${cell.pool}.json`)
-  const timeoutMs = (Number(values.timeout) || 60 + 3 * cell.files) * 1000
-  const run = await runVitest({ suite: suites.get(cell.files), pool: cell.pool, workers: cell.workers, outFile, timeoutMs })
+  const stamp = stampNow()
+  if (lastStamp !== undefined && stamp !== lastStamp) {
+    console.error(`!! THE BUILD CHANGED DURING THE BENCH: now ${stamp} (someone ran npm run build); the results mix builds`)
+  }
+  lastStamp = stamp
+  builds.set(stamp, (builds.get(stamp) ?? 0) + 1)
+  const outFile = path.join(RESULTS, `suite-${process.pid}-${cell.files}-${cell.workers}-${cell.pool}.json`)
+  const timeoutMs = (Number(values.timeout) || 120 + 3 * cell.files) * 1000
+  const run = await runVitest({ suite: suites.get(cell.files), pool: cell.pool, workers: cell.workers, outFile, timeoutMs, plugin: frozen?.plugin })
   const problems = checkRun(run, cell.files, cell.files * TESTS)
   const title = `--pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`
   if (problems.length > 0) {
@@ -122,6 +135,13 @@ if (FILES.length >= 2) {
   }
 }
 
+const stamps = [...builds]
+if (stamps.length > 1) {
+  console.error(`\n!! THE BUILD CHANGED DURING THE BENCH; runs per build: ${stamps.map(([k, n]) => `${k}: ${n}`).join('; ')}`)
+  process.exitCode = 1
+}
+else console.log(`\nall runs used one build: ${stamps[0]?.[0]}`)
+
 const failed = cells.filter((c) => c.failures.length > 0)
 if (failed.length > 0) {
   console.error(`\n!! ${failed.reduce((n, c) => n + c.failures.length, 0)} FAILED RUNS (left out of the medians):`)
@@ -130,7 +150,7 @@ if (failed.length > 0) {
 }
 
 if (values.json) {
-  fs.writeFileSync(values.json, `${JSON.stringify({ machine: machineFacts(), tests: TESTS, rounds: ROUNDS, cells }, null, 2)}\n`)
+  fs.writeFileSync(values.json, `${JSON.stringify({ machine: machineFacts(), builds: Object.fromEntries(stamps), tests: TESTS, rounds: ROUNDS, cells }, null, 2)}\n`)
 }
 
 function printTable(header, body) {
