@@ -65,6 +65,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   private readonly supervisor: Supervisor
   private cgroup: FileCgroup | undefined
   private startedAt = 0
+  /** The cgroup's CPU counters at the run request: the file's CPU time is counted from there. */
+  private cpuAtStart: { user: number | null, system: number | null } = { user: 0, system: 0 }
   private timer: NodeJS.Timeout | undefined
   private timedOut = false
   private readonly tracker = new FileTracker()
@@ -129,8 +131,13 @@ export class IsolatedPoolWorker implements PoolWorker {
         case 'collect':
           this.testFiles = message.context.files.map(file => file.filepath)
           this.pending = message.type
-          // A file's wall time, like its timeout, counts from here: node's start-up is not the file's.
-          if (!this.timer) this.startedAt = Date.now()
+          // A file's wall and CPU time, like its timeout, count from here: node's start-up (done
+          // ahead of time in a spare) is not the file's, and both must cover the same interval.
+          if (!this.timer) {
+            this.startedAt = Date.now()
+            const usage = this.cgroup?.usage()
+            this.cpuAtStart = { user: usage?.cpuUserMs ?? null, system: usage?.cpuSystemMs ?? null }
+          }
           this.startTimeout()
           break
         case 'stop':
@@ -153,6 +160,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     debug('starting sandbox for %s', this.options.project.name || this.options.project.config.root)
     await this.supervisor.prepare(this.options.project.vitest)
     this.startedAt = Date.now()
+    this.cpuAtStart = { user: 0, system: 0 }
     const { project } = this.options
     let launched
     try {
@@ -318,7 +326,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   private makeReport(file: string, verdict: FileReport['verdict'], usage: ReturnType<FileCgroup['usage']> | undefined, exitCode: number | null, signal: string | null, message?: string): FileReport {
     const report: FileReport = {
       file, verdict, exitCode, signal, wallMs: Date.now() - this.startedAt,
-      cpuUserMs: usage?.cpuUserMs ?? null, cpuSystemMs: usage?.cpuSystemMs ?? null,
+      cpuUserMs: since(usage?.cpuUserMs, this.cpuAtStart.user),
+      cpuSystemMs: since(usage?.cpuSystemMs, this.cpuAtStart.system),
       memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
       oomKilled: usage?.oomKilled ?? false,
     }
@@ -481,4 +490,9 @@ async function drain(streams: Readable[], timeoutMs: number): Promise<void> {
     timeout,
   ])
   clearTimeout(timer)
+}
+
+/** A counter's growth since `start`; null when either reading is missing. */
+function since(now: number | null | undefined, start: number | null): number | null {
+  return now == null || start === null ? null : Math.max(0, now - start)
 }
