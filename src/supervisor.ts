@@ -62,11 +62,16 @@ export class Supervisor {
   private async doPrepare(vitest: Vitest): Promise<void> {
     // Before anything is created: a mount that cannot work fails the run here.
     checkMountsOnHost(this.options.mounts)
-    // Spares left at the end of the run are killed with their cgroups.
-    vitest.onClose?.(() => this.discardSpares())
     // Ctrl-C: Vitest exits at once (process.exit), with no pool teardown. The sandboxes die with
     // it (PDEATHSIG), but their cgroups would stay until the next run: remove them now.
-    process.once('exit', () => this.killAllSync())
+    const onExit = () => this.killAllSync()
+    process.once('exit', onExit)
+    // Spares left at the end of the run are killed with their cgroups. Once nothing is left, the
+    // exit hook goes too (a watch-mode restart makes a new supervisor).
+    vitest.onClose?.(async () => {
+      await this.discardSpares()
+      if (this.live.size === 0 && this.liveCgroups.size === 0) process.off('exit', onExit)
+    })
     const o = this.options
     const requested: Partial<Record<LimitName, number>> = {}
     if (o.memoryBytes !== undefined) requested.memory = o.memoryBytes

@@ -64,6 +64,8 @@ let out: PassThrough
 let err: PassThrough
 let fake: Fake
 let worker: IsolatedPoolWorker
+/** What the pool registered with Vitest's onClose; run after each test, as Vitest's close would. */
+let onClose: (() => unknown)[] = []
 
 function poolOptions(): PoolOptions {
   return {
@@ -78,6 +80,7 @@ function poolOptions(): PoolOptions {
       serializedConfig: { root },
       vitest: {
         logger: { outputStream: out, errorStream: err, warn: () => {} },
+        onClose: (fn: () => unknown) => onClose.push(fn),
         state: { idMap: new Map() },
         // No spares: each test is about one sandbox (spares are covered in test/e2e).
         config: { maxWorkers: 0 },
@@ -130,8 +133,18 @@ beforeEach(async () => {
 })
 
 afterEach(async () => {
+  for (const fn of onClose.splice(0)) await fn()
   fake.insideSocket.destroy()
   fs.rmSync(root, { recursive: true, force: true })
+})
+
+test('the cleanup hook on process exit is there while sandboxes may live, and gone once Vitest closed', async () => {
+  const before = process.listenerCount('exit')
+  await worker.start()
+  expect(process.listenerCount('exit')).toBe(before + 1)
+  await worker.stop()
+  for (const fn of onClose.splice(0)) await fn()
+  expect(process.listenerCount('exit')).toBe(before)
 })
 
 test('start() spawns the worker entry with Vitest\'s worker module, env and execArgv', async () => {
