@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,7 +24,7 @@
 namespace {
 
 // Owns every string and array the plan points into; lives until the clone is
-// done (the child has its own copy of the memory from then on).
+// done (the plan is written into a memfd for isolated-init before the clone).
 struct PlanStorage {
   std::deque<std::string> strings;
   std::vector<char *> argv;
@@ -353,7 +354,20 @@ Napi::Value ProbeClone(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, probe_clone(flags));
 }
 
+// isolated-init sits next to this .node file (CMakeLists.txt puts it there).
+std::string InitPath() {
+  Dl_info info{};
+  if (!dladdr(reinterpret_cast<void *>(&InitPath), &info) || !info.dli_fname) return "";
+  std::string self(info.dli_fname);
+  size_t slash = self.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/isolated-init";
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  std::string init = InitPath();
+  int init_errno = init.empty() ? ENOENT : (sandbox_set_init(init.c_str()) == 0 ? 0 : errno);
+  exports.Set("initPath", init);
+  exports.Set("initErrno", init_errno);
   Napi::Array steps = Napi::Array::New(env, STEP_COUNT);
   for (uint32_t i = 0; i < STEP_COUNT; i++) steps.Set(i, step_names[i]);
   exports.Set("steps", steps);

@@ -104,8 +104,31 @@ struct child_fds {
   int errout_w; /* becomes fd 2 */
 };
 
-/* Never returns. Runs in the cloned child (PID 1 of the new PID namespace). */
+/* Never returns. Runs in isolated-init (PID 1 of the new PID namespace). */
 void child_main(const struct plan *plan, const struct child_fds *fds) __attribute__((noreturn));
+
+/* Where the addon's clone child puts the fds before it execs isolated-init;
+ * everything else is closed. */
+enum init_fd {
+  INIT_FD_PLAN = 3, /* memfd: the plan image (plan_write) */
+  INIT_FD_SYNC,
+  INIT_FD_ERR,
+  INIT_FD_STATUS,
+  INIT_FD_IPC,
+  INIT_FD_OUT,
+  INIT_FD_ERROUT,
+  INIT_FD_END
+};
+
+/* The plan as a flat image across execve (plan_io.c). plan_write writes it
+ * to fd and rewinds; plan_read rebuilds the pointers (allocating), or
+ * returns -1 with errno (EBADMSG for a malformed image). */
+int plan_write(const struct plan *plan, int fd);
+int plan_read(int fd, struct plan *plan);
+
+/* The isolated-init executable the addon execs (an O_PATH fd); set once at
+ * load. Returns 0 or -1 with errno. */
+int sandbox_set_init(const char *path);
 
 struct spawn_result {
   pid_t pid;

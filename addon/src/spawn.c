@@ -1,13 +1,18 @@
 /* The parent side of the clone: runs in the Vitest process, on a libuv pool
- * thread (never the main thread). Creates the fds, clones the child into new
- * namespaces and writes its id maps; the child then waits on the sync pipe so
- * the caller can attach cgroups before anything of the sandbox runs. */
+ * thread (never the main thread). Creates the fds, writes the plan into a
+ * memfd, clones a child into new namespaces that execs isolated-init, and
+ * writes its id maps; init then waits on the sync pipe so the caller can
+ * attach cgroups before anything of the sandbox runs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,11 +20,129 @@
 
 #include "sandbox.h"
 
-const char *const step_names[STEP_COUNT] = {
-#define STEP(name) #name,
-#include "steps.def"
-#undef STEP
+/* isolated-init, opened once at load (O_PATH): the clone child execs it by fd. */
+static int init_fd = -1;
+
+int sandbox_set_init(const char *path) {
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (init_fd >= 0) close(init_fd);
+  init_fd = fd;
+  return 0;
+}
+
+/* clone3 with a stack of its own: the child calls fn(arg) there and never
+ * returns into the caller's frames (with CLONE_VM they are the parent's
+ * frames). The wrapper is a few instructions of assembly because glibc 2.36
+ * exports no clone3 and its clone() cannot pass CLONE_INTO_CGROUP.
+ * Returns the child's pid or -errno. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define HAVE_CLONE3_VM 1
+long isolated_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl isolated_clone3\n"
+    ".hidden isolated_clone3\n"
+    ".type isolated_clone3,@function\n"
+    "isolated_clone3:\n"
+    "  mov %rdx, %r8\n"   /* fn and arg survive the syscall in r8/r9 */
+    "  mov %rcx, %r9\n"
+    "  mov $435, %eax\n"  /* __NR_clone3 */
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"  /* child: new stack, no caller frames */
+    "  mov %r9, %rdi\n"
+    "  call *%r8\n"
+    "  mov %eax, %edi\n"
+    "  mov $231, %eax\n"  /* __NR_exit_group: fn returned */
+    "  syscall\n"
+    "  hlt\n"
+    "1: ret\n"
+    ".size isolated_clone3, .-isolated_clone3\n");
+#else
+__asm__(
+    ".text\n"
+    ".globl isolated_clone3\n"
+    ".hidden isolated_clone3\n"
+    ".type isolated_clone3,%function\n"
+    "isolated_clone3:\n"
+    "  mov x8, #435\n"    /* __NR_clone3; x2 (fn) and x3 (arg) survive svc */
+    "  svc #0\n"
+    "  cbnz x0, 1f\n"
+    "  mov x29, xzr\n"
+    "  mov x30, xzr\n"
+    "  mov x0, x3\n"
+    "  blr x2\n"
+    "  mov x8, #94\n"     /* __NR_exit_group */
+    "  svc #0\n"
+    "  brk #0\n"
+    "1: ret\n"
+    ".size isolated_clone3, .-isolated_clone3\n");
+#endif
+#endif
+
+#define CHILD_STACK_SIZE (64 * 1024)
+
+/* What the clone child needs; it shares our memory until its execve. */
+struct exec_child {
+  int fds[INIT_FD_END - INIT_FD_PLAN]; /* in INIT_FD_* order */
+  int init_fd;
+  int err; /* errno of a failed execve, read by the parent after CLONE_VFORK */
 };
+
+/* The clone child: runs on its own stack in Vitest's memory (CLONE_VM) while
+ * the cloning thread is suspended (CLONE_VFORK), with every signal blocked.
+ * Only system calls: put the fds at INIT_FD_*, close the rest, exec init. */
+static int exec_child(void *arg) {
+  struct exec_child *c = arg;
+  const int n = INIT_FD_END - INIT_FD_PLAN;
+  int parked[INIT_FD_END - INIT_FD_PLAN + 1];
+  int err_w = c->fds[INIT_FD_ERR - INIT_FD_PLAN];
+  /* Park above the target range first so no move clobbers a source. */
+  for (int i = 0; i <= n; i++) {
+    int src = i < n ? c->fds[i] : c->init_fd;
+    parked[i] = (int)syscall(SYS_fcntl, src, F_DUPFD_CLOEXEC, INIT_FD_END);
+    if (parked[i] < 0) goto fail;
+  }
+  for (int i = 0; i < n; i++)
+    if (syscall(SYS_dup3, parked[i], INIT_FD_PLAN + i, 0) < 0) goto fail;
+  err_w = INIT_FD_ERR;
+  /* Keep only INIT_FD_* and the init binary (CLOEXEC, gone with the exec). */
+  syscall(SYS_close_range, 0, INIT_FD_PLAN - 1, 0);
+  if (parked[n] > INIT_FD_END) syscall(SYS_close_range, INIT_FD_END, parked[n] - 1, 0);
+  syscall(SYS_close_range, parked[n] + 1, ~0U, 0);
+  {
+    /* Our ids have no mapping yet (the parent writes the maps once we have
+     * exec'd), so execve would count us as non-root in the new namespace and
+     * clear every capability. Carry them across as ambient capabilities;
+     * the worker clears them all before its own execve. */
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) != 0) goto fail;
+    data[0].inheritable = data[0].permitted;
+    data[1].inheritable = data[1].permitted;
+    if (syscall(SYS_capset, &hdr, data) != 0) goto fail;
+    for (int cap = 0; cap < 64; cap++) {
+      if (!(data[cap / 32].permitted & (1u << (cap % 32)))) continue;
+      if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) goto fail;
+    }
+  }
+  {
+    char *const argv[] = {(char *)"isolated-init", NULL};
+    char *const envp[] = {NULL};
+    syscall(SYS_execveat, parked[n], "", argv, envp, AT_EMPTY_PATH);
+  }
+fail:
+  c->err = errno ? errno : EIO;
+  {
+    /* Also on the error pipe, for the fallback without CLONE_VM. */
+    struct setup_failure f = {.step = STEP_exec_init, .err = c->err, .op_index = -1};
+    syscall(SYS_write, err_w, &f, sizeof f);
+  }
+  return 127;
+}
 
 static int write_proc_file(pid_t pid, const char *name, const char *content) {
   char path[64];
@@ -48,22 +171,31 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   /* [0] read end, [1] write end, every one O_CLOEXEC. */
   int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, status_p[2] = {-1, -1};
   int ipc[2] = {-1, -1}, out_p[2] = {-1, -1}, errout_p[2] = {-1, -1};
+  int plan_fd = -1;
   *failed_step = STEP_clone;
+  if (init_fd < 0) {
+    errno = ENOENT;
+    return -1;
+  }
   if (pipe2(sync_p, O_CLOEXEC) || pipe2(err_p, O_CLOEXEC) || pipe2(status_p, O_CLOEXEC | O_NONBLOCK) ||
       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ipc) || pipe2(out_p, O_CLOEXEC) ||
-      pipe2(errout_p, O_CLOEXEC)) {
+      pipe2(errout_p, O_CLOEXEC) || (plan_fd = memfd_create("isolated-plan", MFD_CLOEXEC)) < 0 ||
+      plan_write(plan, plan_fd) != 0) {
     int saved = errno;
     int all[] = {sync_p[0], sync_p[1], err_p[0], err_p[1], status_p[0], status_p[1],
-                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1]};
-    close_all(all, 12);
+                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd};
+    close_all(all, 13);
     errno = saved;
     return -1;
   }
   /* The child's status write end must block normally. */
   fcntl(status_p[1], F_SETFL, 0);
 
-  struct child_fds cfds = {.sync_r = sync_p[0], .err_w = err_p[1], .status_w = status_p[1],
-                           .ipc = ipc[1], .out_w = out_p[1], .errout_w = errout_p[1]};
+  struct exec_child child = {
+      .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1]},
+      .init_fd = init_fd,
+      .err = 0,
+  };
   int pidfd = -1;
   struct clone_args args;
   memset(&args, 0, sizeof args);
@@ -77,18 +209,60 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   args.pidfd = (uint64_t)(uintptr_t)&pidfd;
   args.exit_signal = SIGCHLD;
 
-  /* clone3, not unshare: unshare(CLONE_NEWUSER) fails with EINVAL in a
-   * multi-threaded process, and Node always is one. */
-  long pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) child_main(plan, &cfds);
+  /* No signal handler of Node's may run in a child that shares its memory;
+   * isolated-init unblocks them after the exec. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid;
+#ifdef HAVE_CLONE3_VM
+  /* Like posix_spawn: share our memory until the child's execve, which
+   * CLONE_VFORK waits for. A fork would copy Vitest's page tables and make
+   * every page Vitest then writes fault and be copied for as long as the
+   * sandbox lives: measured, that was most of the pool's cost in Vitest. */
+  void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    pid = -1;
+  } else {
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = CHILD_STACK_SIZE;
+    pid = isolated_clone3(&args, sizeof args, exec_child, &child);
+    if (pid < 0) {
+      errno = (int)-pid;
+      pid = -1;
+    }
+    int saved = errno;
+    munmap(stack, CHILD_STACK_SIZE);
+    errno = saved;
+  }
+#else
+  /* clone3 (not unshare: unshare(CLONE_NEWUSER) fails with EINVAL in a
+   * multi-threaded process, and Node always is one), fork-style. */
+  pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) syscall(SYS_exit_group, exec_child(&child));
+#endif
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(plan_fd);
 
   int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1]};
-  int saved = errno;
   close_all(child_ends, 6);
   int ours[] = {sync_p[1], err_p[0], status_p[0], ipc[0], out_p[0], errout_p[0]};
   if (pid < 0) {
     close_all(ours, 6);
     errno = saved;
+    return -1;
+  }
+  if (child.err) {
+    /* The child could not exec isolated-init; it has exited. */
+    *failed_step = STEP_exec_init;
+    siginfo_t si;
+    while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
+    }
+    close(pidfd);
+    close_all(ours, 6);
+    errno = child.err;
     return -1;
   }
 

@@ -67,6 +67,9 @@ export interface NativeExit {
 
 export interface NativeAddon {
   readonly steps: readonly string[]
+  /** The sandbox's PID 1 program, next to the addon, and the errno of opening it (0 when fine). */
+  readonly initPath: string
+  readonly initErrno: number
   spawn(plan: NativePlan): Promise<NativeSpawned>
   watch(pidfd: number, statusFd: number, onExit: (exit: NativeExit) => void): void
   /** pidfd_send_signal; returns 0 or an errno. */
@@ -92,6 +95,7 @@ export function native(): NativeAddon {
     try {
       const addon = require(file) as NativeAddon
       checkSteps(addon, file)
+      checkInit(addon)
       loaded = addon
       return addon
     } catch (error) {
@@ -115,4 +119,13 @@ function checkSteps(addon: NativeAddon, file: string): void {
         `(its setup steps differ from this version's). Rebuild it: \`npm rebuild vitest-pool-isolated\`.`,
     )
   }
+}
+
+/** The addon execs isolated-init for every sandbox; a missing one is a broken build. */
+function checkInit(addon: NativeAddon): void {
+  if (addon.initErrno === 0) return
+  throw new Error(
+    `[vitest-pool-isolated] the sandbox's init program ${addon.initPath || 'isolated-init'} cannot be opened ` +
+      `(errno ${addon.initErrno}); it is built with the addon. Rebuild it: \`npm rebuild vitest-pool-isolated\`.`,
+  )
 }

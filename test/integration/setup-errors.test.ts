@@ -1,7 +1,9 @@
 // Every setup step a plan can make fail, reached once with a bad plan and
 // asserted as { step, code, path }: the child's errno travels back intact and
 // names the op that failed. Nothing may be left behind.
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, test } from 'vitest'
@@ -29,9 +31,13 @@ function basePlan(): NativePlan {
   })
 }
 
-/** Steps no plan can make fail: they fail only when the kernel refuses (covered by the probe and hints). */
+/**
+ * Steps no plan can make fail: they fail only when the kernel refuses (covered by the probe and
+ * hints), or, for read_plan, when the addon and isolated-init come from different builds.
+ * exec_init has its own test below.
+ */
 const KERNEL_ONLY = [
-  'clone', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
+  'clone', 'exec_init', 'read_plan', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
   'root_tmpfs', 'detach_oldroot', 'pivot_root', 'loopback', 'fork_worker', 'dup_fds', 'close_fds',
   'drop_caps', 'no_new_privs',
 ]
@@ -122,6 +128,31 @@ describe('setup failures', () => {
     expect(e.message).toContain(`step "${step}"`)
     // Nothing half-created stays open on our side (the child is reaped before the rejection).
     expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore)
+  })
+})
+
+describe('the sandbox\'s init program', () => {
+  test('one that may not be executed fails the spawn at step exec_init with EACCES, leaving nothing behind', () => {
+    // A copy of the build whose isolated-init lost its execute bits; the addon finds the init
+    // program next to itself, so the copy uses the broken one. Run in a child process: an addon
+    // loaded here could not be unloaded.
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'isolated-noexec-'))
+    try {
+      fs.cpSync(path.join(repo, 'build/Release'), copy, { recursive: true })
+      fs.chmodSync(path.join(copy, 'isolated-init'), 0o644)
+      const script = `
+        const addon = require(${JSON.stringify(path.join(copy, 'isolated_sandbox.node'))})
+        const fdsBefore = require('fs').readdirSync('/proc/self/fd').length
+        addon.spawn(${JSON.stringify(basePlan())}).then(
+          () => { console.log(JSON.stringify({ started: true })); process.exit(1) },
+          (e) => console.log(JSON.stringify({ initErrno: addon.initErrno, step: e.step, errno: e.errno,
+            fdsLeft: require('fs').readdirSync('/proc/self/fd').length - fdsBefore })))`
+      const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+      expect(JSON.parse(out)).toEqual({ initErrno: 0, step: 'exec_init', errno: os.constants.errno.EACCES, fdsLeft: 0 })
+    }
+    finally {
+      fs.rmSync(copy, { recursive: true, force: true })
+    }
   })
 })
 
