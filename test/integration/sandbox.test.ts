@@ -134,6 +134,8 @@ describe('sandbox', () => {
   test('PID 1 is our init and the worker\'s parent', async () => {
     const { result } = await runProbes(['pid1'])
     expect(result.pid1.comm).toBe('isolated-init')
+    // Init is its own program, not a copy of Vitest: nothing of Vitest's command line shows.
+    expect(result.pid1.cmdline).toBe('isolated-init\0')
     expect(result.pid1.ppid).toBe(1)
     expect(result.pid1.pid).toBe(2)
     expect(result.pid1.pids).toEqual([1, 2])

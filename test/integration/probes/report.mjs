@@ -29,6 +29,7 @@ const probes = {
     pid: process.pid,
     ppid: process.ppid,
     comm: fs.readFileSync('/proc/1/comm', 'utf8').trim(),
+    cmdline: fs.readFileSync('/proc/1/cmdline', 'utf8'),
     pids: fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => a - b),
   }),
   writeProject: () => attempt(() => fs.writeFileSync(`${process.env.PROJECT_DIR}/.isolated-probe`, 'x')),
