@@ -1,11 +1,10 @@
-/* The child side of the clone: runs in the new user, mount, PID, IPC, UTS,
- * cgroup (and network) namespaces as PID 1, with all capabilities of the new
- * user namespace and none outside it.
+/* The setup of a sandbox, run by isolated-init (init_main.c) as PID 1 of the
+ * new user, mount, PID, IPC, UTS, cgroup (and network) namespaces, with all
+ * capabilities of the new user namespace and none outside it.
  *
- * This process was cloned from a multi-threaded Node process: until execve it
- * may only make raw system calls. No malloc, no stdio, no locks, no C++.
- * Paths are built in stack buffers; every string comes from the plan, which
- * the parent marshalled before the clone.
+ * isolated-init is a fresh single-threaded program, but this file still
+ * sticks to plain system calls and stack buffers: it is the part of the
+ * sandbox that must be easy to audit, and it needs nothing more.
  *
  * Setup is a flat list of steps in the order of steps.def. Each failure
  * captures errno first and reports {step, errno, op index} over the CLOEXEC
@@ -278,11 +277,11 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
   for (int cap = 0; cap <= 63; cap++) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail(STEP_drop_caps, -1);
   }
-  /* Raw system calls, not glibc's setresgid/setresuid: those apply the change to every thread
-   * glibc believes the process has (SIGSETXID), and the thread list we were cloned with names
-   * Vitest's threads. If one of them was being created at the moment of the clone, glibc waits
-   * for it on a futex forever (seen once in 200 files). The kernel call changes this thread,
-   * which is all there is. */
+  /* Raw system calls, not glibc's setresgid/setresuid: those broadcast the change to every
+   * thread glibc believes the process has (SIGSETXID). When init was still a fork-style clone of
+   * Vitest, that list named Vitest's threads and one being created at the moment of the clone
+   * made glibc wait on a futex forever (once in 200 files). The kernel call changes this
+   * thread, which is all there is. */
   if (syscall(SYS_setresgid, plan->worker_gid, plan->worker_gid, plan->worker_gid) != 0) fail(STEP_set_ids, -1);
   if (syscall(SYS_setresuid, plan->worker_uid, plan->worker_uid, plan->worker_uid) != 0) fail(STEP_set_ids, -1);
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) fail(STEP_drop_caps, -1);
@@ -309,9 +308,9 @@ static void forward_signal(int sig) {
   if (worker_pid > 0) kill(worker_pid, sig);
 }
 
-/* Closes every inherited fd except ours. The clone copied the whole fd table
- * of Vitest, including the pipes of other sandboxes: holding those would
- * keep their EOFs from arriving. */
+/* Closes every fd except ours. The addon's clone child already left only
+ * INIT_FD_*; this keeps it so whatever the exec inherited (the pipes of other
+ * sandboxes would keep their EOFs from arriving). */
 static void close_inherited(const struct child_fds *fds) {
   int keep[6] = {fds->sync_r, fds->err_w, fds->status_w, fds->ipc, fds->out_w, fds->errout_w};
   for (int i = 1; i < 6; i++) /* insertion sort, no libc qsort */
@@ -333,8 +332,9 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   close_inherited(fds);
 
   /* Die with the thread that cloned us (a libuv pool thread, alive as long
-   * as Vitest is). Set before the sync read: if Vitest is already gone, the
-   * read sees EOF and we stop there. */
+   * as Vitest is); the parent is still that thread after our exec. Set
+   * before the sync read: if Vitest is already gone, the read sees EOF and we
+   * stop there. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(STEP_pdeathsig, -1);
 
   /* The parent writes our uid/gid maps (and may attach cgroups), then one
@@ -349,7 +349,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   }
   close(fds->sync_r);
 
-  /* Cloned from node, we would show up as "node" in ps; say what we are. */
+  /* Exec'd through an fd, our comm would be the fd's number; say what we are. */
   prctl(PR_SET_NAME, "isolated-init", 0, 0, 0);
 
   /* A new session: no controlling terminal, so TIOCSTI has nothing to push into. */
@@ -404,8 +404,8 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (unsigned i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
 
-  /* A raw clone, not fork(): glibc's fork runs atfork handlers and takes
-   * locks that another Vitest thread may have held when we were cloned. */
+  /* A raw clone, not fork(): nothing of glibc's fork machinery (atfork
+   * handlers, its locks) is wanted between setup and the worker's execve. */
   pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
   if (pid < 0) fail(STEP_fork_worker, -1);
   if (pid == 0) worker_main(plan, fds);

@@ -1,7 +1,7 @@
-/* Shared between the N-API glue (binding.cc), the parent side (spawn.c) and
- * the child side (child.c). Everything the child needs is in struct plan,
- * fully built (pointers and all) before clone3: the child of a multi-threaded
- * process may not allocate. */
+/* Shared between the N-API glue (binding.cc), the parent side (spawn.c),
+ * the plan image (plan_io.c) and isolated-init (init_main.c, child.c). The
+ * addon builds struct plan, writes it into a memfd and clones a child that
+ * execs isolated-init, which reads the plan back and sets the sandbox up. */
 #ifndef ISOLATED_SANDBOX_H
 #define ISOLATED_SANDBOX_H
 
