@@ -38,7 +38,7 @@ export function ensureSuite(files, tests, regen = false) {
 }
 
 export function checkBuilt() {
-  const missing = ['dist/index.js', 'build/Release/isolated_sandbox.node', 'node_modules/vitest/vitest.mjs']
+  const missing = ['dist/index.js', 'build/Release/isolated_sandbox.node', 'build/Release/isolated-init', 'node_modules/vitest/vitest.mjs']
     .map((f) => path.join(REPO, f)).filter((f) => !fs.existsSync(f))
   if (missing.length > 0) {
     console.error(`missing ${missing.join(', ')}: run npm install && npm run build first`)
@@ -232,7 +232,11 @@ export function freezeBuild() {
       fs.rmSync(tmp, { recursive: true, force: true })
       fs.mkdirSync(path.join(tmp, 'build', 'Release'), { recursive: true })
       fs.cpSync(path.join(REPO, 'dist'), path.join(tmp, 'dist'), { recursive: true })
-      fs.copyFileSync(path.join(REPO, 'build', 'Release', 'isolated_sandbox.node'), path.join(tmp, 'build', 'Release', 'isolated_sandbox.node'))
+      // The addon and the init program it execs for every sandbox, which must sit next to it.
+      for (const file of ['isolated_sandbox.node', 'isolated-init']) {
+        fs.copyFileSync(path.join(REPO, 'build', 'Release', file), path.join(tmp, 'build', 'Release', file))
+        fs.chmodSync(path.join(tmp, 'build', 'Release', file), 0o755)
+      }
       fs.copyFileSync(path.join(REPO, 'package.json'), path.join(tmp, 'package.json'))
       // a rebuild while copying would leave a torn copy: only keep one made from a still build
       if (buildStamp() !== stamp) {

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import type { Reporter, TestModule, Vitest } from 'vitest/node'
+import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/node'
 import type { Supervisor } from './supervisor.js'
 import { formatBytes, type FileReport } from './verdict.js'
 
@@ -19,6 +19,13 @@ export class IsolatedReporter implements Reporter {
 
   onInit(vitest: Vitest): void {
     this.vitest = vitest
+  }
+
+  /** How many files each project runs: the supervisor boots no spare sandbox beyond the last. */
+  onTestRunStart(specifications: ReadonlyArray<TestSpecification>): void {
+    const counts = new Map<object, number>()
+    for (const spec of specifications) counts.set(spec.project, (counts.get(spec.project) ?? 0) + 1)
+    this.supervisor.expectFiles(counts)
   }
 
   async onTestRunEnd(testModules: ReadonlyArray<TestModule>): Promise<void> {

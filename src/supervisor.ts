@@ -44,6 +44,8 @@ export class Supervisor {
   private readonly liveCgroups = new Set<FileCgroup>()
   /** Warm sandboxes per key (the Vitest project: same env, execArgv and root for all its files). */
   private readonly spares = new Map<object, Spare[]>()
+  /** Files still to come per key in this run, when known: no spare is booted for a file that never comes. */
+  private readonly pending = new Map<object, number>()
   private closed = false
 
   constructor(options: ResolvedIsolatedOptions) {
@@ -155,12 +157,14 @@ export class Supervisor {
   async acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
     const queue = this.spares.get(key) ?? []
     this.spares.set(key, queue)
+    const left = this.pending.get(key)
+    if (left !== undefined) this.pending.set(key, Math.max(0, left - 1))
     let got: Launched | undefined
     while (!got && queue.length > 0) {
       const spare = queue.shift()!
       const launched = await spare.settled
       if (!launched) {
-        this.refill(queue, slots, launch)
+        this.refill(key, queue, slots, launch)
         return spare.launched // rejects with the spawn's error, as a fresh spawn would
       }
       if (launched.exited) await launched.cgroup?.remove()
@@ -168,12 +172,22 @@ export class Supervisor {
     }
     if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
     got ??= await launch()
-    this.refill(queue, slots, launch)
+    this.refill(key, queue, slots, launch)
     return got
   }
 
-  private refill(queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
-    if (this.closed || queue.length >= slots) return
+  /**
+   * The number of files each key (project) runs in the run that starts now, from the reporter's
+   * onTestRunStart. Without it (the pool used without the plugin) spares fill every slot.
+   */
+  expectFiles(counts: ReadonlyMap<object, number>): void {
+    this.pending.clear()
+    for (const [key, count] of counts) this.pending.set(key, count)
+  }
+
+  private refill(key: object, queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
+    const wanted = Math.min(slots, this.pending.get(key) ?? slots)
+    if (this.closed || queue.length >= wanted) return
     const launched = launch()
     queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
   }
