@@ -66,7 +66,7 @@ export class IsolatedPoolWorker implements PoolWorker {
   private cgroup: FileCgroup | undefined
   private startedAt = 0
   /** The cgroup's CPU counters at the run request: the file's CPU time is counted from there. */
-  private cpuAtStart: { user: number | null, system: number | null } = { user: 0, system: 0 }
+  private cpuAtStart: ReturnType<FileCgroup['cpu']> = { cpuUserMs: 0, cpuSystemMs: 0 }
   private timer: NodeJS.Timeout | undefined
   private timedOut = false
   private readonly tracker = new FileTracker()
@@ -135,8 +135,7 @@ export class IsolatedPoolWorker implements PoolWorker {
           // ahead of time in a spare) is not the file's, and both must cover the same interval.
           if (!this.timer) {
             this.startedAt = Date.now()
-            const usage = this.cgroup?.usage()
-            this.cpuAtStart = { user: usage?.cpuUserMs ?? null, system: usage?.cpuSystemMs ?? null }
+            this.cpuAtStart = this.cgroup?.cpu() ?? { cpuUserMs: null, cpuSystemMs: null }
           }
           this.startTimeout()
           break
@@ -160,7 +159,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     debug('starting sandbox for %s', this.options.project.name || this.options.project.config.root)
     await this.supervisor.prepare(this.options.project.vitest)
     this.startedAt = Date.now()
-    this.cpuAtStart = { user: 0, system: 0 }
+    this.cpuAtStart = { cpuUserMs: 0, cpuSystemMs: 0 }
     const { project } = this.options
     let launched
     try {
@@ -326,8 +325,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   private makeReport(file: string, verdict: FileReport['verdict'], usage: ReturnType<FileCgroup['usage']> | undefined, exitCode: number | null, signal: string | null, message?: string): FileReport {
     const report: FileReport = {
       file, verdict, exitCode, signal, wallMs: Date.now() - this.startedAt,
-      cpuUserMs: since(usage?.cpuUserMs, this.cpuAtStart.user),
-      cpuSystemMs: since(usage?.cpuSystemMs, this.cpuAtStart.system),
+      cpuUserMs: since(usage?.cpuUserMs, this.cpuAtStart.cpuUserMs),
+      cpuSystemMs: since(usage?.cpuSystemMs, this.cpuAtStart.cpuSystemMs),
       memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
       oomKilled: usage?.oomKilled ?? false,
     }

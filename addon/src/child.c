@@ -308,28 +308,10 @@ static void forward_signal(int sig) {
   if (worker_pid > 0) kill(worker_pid, sig);
 }
 
-/* Closes every fd except ours. The addon's clone child already left only
- * INIT_FD_*; this keeps it so whatever the exec inherited (the pipes of other
- * sandboxes would keep their EOFs from arriving). */
-static void close_inherited(const struct child_fds *fds) {
-  int keep[6] = {fds->sync_r, fds->err_w, fds->status_w, fds->ipc, fds->out_w, fds->errout_w};
-  for (int i = 1; i < 6; i++) /* insertion sort, no libc qsort */
-    for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-      int t = keep[j];
-      keep[j] = keep[j - 1];
-      keep[j - 1] = t;
-    }
-  unsigned lo = 0;
-  for (int i = 0; i < 6; i++) {
-    if ((unsigned)keep[i] > lo) syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
-    lo = (unsigned)keep[i] + 1;
-  }
-  syscall(SYS_close_range, lo, ~0U, 0);
-}
-
 void child_main(const struct plan *plan, const struct child_fds *fds) {
+  /* Only INIT_FD_* are open: the addon's clone child closed everything else
+   * before it exec'd us. */
   err_fd = fds->err_w;
-  close_inherited(fds);
 
   /* Die with the thread that cloned us (a libuv pool thread, alive as long
    * as Vitest is); the parent is still that thread after our exec. Set

@@ -37,6 +37,8 @@ export interface FileCgroup {
   /** Moves the (still waiting) sandbox init into the cgroup; v2 with intoFd does nothing. */
   attach(pid: number): void
   usage(): Usage
+  /** Only the CPU counters of {@link usage}, for a baseline on the per-file path. */
+  cpu(): Pick<Usage, 'cpuUserMs' | 'cpuSystemMs'>
   /** Kills every process left in the cgroup and waits until it is empty. */
   kill(): Promise<void>
   /** kill(), then removes the cgroup directories. Idempotent. */

@@ -83,6 +83,14 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
   const kill = async () => {
     for (const d of dirs) await killV1(d, unified)
   }
+  const cpu = (): Pick<Usage, 'cpuUserMs' | 'cpuSystemMs'> => {
+    const acct = at('cpuacct')
+    const ns = (file: string) => {
+      const v = acct ? readNumber(path.join(acct, file)) : null
+      return v === null ? null : Math.round(v / 1e6)
+    }
+    return { cpuUserMs: ns('cpuacct.usage_user'), cpuSystemMs: ns('cpuacct.usage_sys') }
+  }
   return {
     name,
     intoFd: undefined,
@@ -91,21 +99,16 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
     },
     usage(): Usage {
       const mem = at('memory')
-      const acct = at('cpuacct')
       const pids = at('pids')
       const oom = mem ? readKeyed(path.join(mem, 'memory.oom_control')) : undefined
-      const ns = (file: string) => {
-        const v = acct ? readNumber(path.join(acct, file)) : null
-        return v === null ? null : Math.round(v / 1e6)
-      }
       return {
         memoryPeakBytes: mem ? readNumber(path.join(mem, 'memory.max_usage_in_bytes')) : null,
-        cpuUserMs: ns('cpuacct.usage_user'),
-        cpuSystemMs: ns('cpuacct.usage_sys'),
+        ...cpu(),
         pidsPeak: pids ? readNumber(path.join(pids, 'pids.peak')) : null,
         oomKilled: (oom?.get('oom_kill') ?? 0) > 0,
       }
     },
+    cpu,
     kill,
     async remove() {
       if (removed) return

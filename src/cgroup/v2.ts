@@ -82,6 +82,14 @@ export function createV2Driver(own: string): CgroupDriver {
 
 function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
   let removed = false
+  const cpu = (): Pick<Usage, 'cpuUserMs' | 'cpuSystemMs'> => {
+    const stat = readKeyed(path.join(dir, 'cpu.stat'))
+    const us = (k: string) => {
+      const v = stat?.get(k)
+      return v === undefined ? null : Math.round(v / 1000)
+    }
+    return { cpuUserMs: us('user_usec'), cpuSystemMs: us('system_usec') }
+  }
   return {
     name,
     intoFd: fd,
@@ -89,20 +97,15 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
       // CLONE_INTO_CGROUP already placed the sandbox.
     },
     usage(): Usage {
-      const cpu = readKeyed(path.join(dir, 'cpu.stat'))
       const events = readKeyed(path.join(dir, 'memory.events'))
-      const us = (k: string) => {
-        const v = cpu?.get(k)
-        return v === undefined ? null : Math.round(v / 1000)
-      }
       return {
         memoryPeakBytes: readNumber(path.join(dir, 'memory.peak')),
-        cpuUserMs: us('user_usec'),
-        cpuSystemMs: us('system_usec'),
+        ...cpu(),
         pidsPeak: readNumber(path.join(dir, 'pids.peak')),
         oomKilled: (events?.get('oom_kill') ?? 0) > 0,
       }
     },
+    cpu,
     kill: () => kill(dir),
     async remove() {
       if (removed) return
