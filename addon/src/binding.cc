@@ -19,6 +19,7 @@
 
 #include <linux/filter.h>
 
+#include "beneath.h"
 #include "sandbox.h"
 
 namespace {
@@ -354,6 +355,73 @@ Napi::Value ProbeClone(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, probe_clone(flags));
 }
 
+// Snapshot file operations below a base directory (beneath.c). Synchronous:
+// one small file per call. A failure throws an Error shaped like Node's
+// SystemError (code, errno, syscall, path), so JS keeps the errno.
+Napi::Value BeneathError(Napi::Env env, const std::string &base, const std::string &rel, const beneath_error &e) {
+  const char *code = strerrorname_np(e.err);
+  std::string path = base;
+  if (e.path_len > 0) path += (path.empty() || path.back() != '/' ? "/" : "") + rel.substr(0, e.path_len);
+  std::string message = std::string(code ? code : "EUNKNOWN") + ": " + strerror(e.err) + ", " + e.syscall + " '" + path + "'";
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, -e.err));
+  error.Set("syscall", Napi::String::New(env, e.syscall));
+  error.Set("path", Napi::String::New(env, path));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool BeneathArgs(const Napi::CallbackInfo &info, std::string &base, std::string &rel) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "[vitest-pool-isolated] (base, relativePath) must be strings. This is a bug in vitest-pool-isolated.")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  base = info[0].As<Napi::String>().Utf8Value();
+  rel = info[1].As<Napi::String>().Utf8Value();
+  if (base.empty() || base[0] != '/' || base.find('\0') != std::string::npos || rel.find('\0') != std::string::npos ||
+      (!rel.empty() && rel[0] == '/')) {
+    Napi::TypeError::New(env, "[vitest-pool-isolated] the base must be absolute and the path relative, without NUL bytes. "
+                              "This is a bug in vitest-pool-isolated.")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+Napi::Value BeneathMkdirs(const Napi::CallbackInfo &info) {
+  std::string base, rel;
+  if (!BeneathArgs(info, base, rel)) return info.Env().Undefined();
+  beneath_error e{};
+  if (beneath_mkdirs(base.c_str(), rel.c_str(), &e) != 0) return BeneathError(info.Env(), base, rel, e);
+  return info.Env().Undefined();
+}
+
+Napi::Value BeneathWrite(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string base, rel;
+  if (!BeneathArgs(info, base, rel)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsBuffer()) {
+    Napi::TypeError::New(env, "[vitest-pool-isolated] writeBeneath takes a Buffer. This is a bug in vitest-pool-isolated.")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
+  beneath_error e{};
+  if (beneath_write(base.c_str(), rel.c_str(), data.Data(), data.Length(), &e) != 0) return BeneathError(env, base, rel, e);
+  return env.Undefined();
+}
+
+Napi::Value BeneathRemove(const Napi::CallbackInfo &info) {
+  std::string base, rel;
+  if (!BeneathArgs(info, base, rel)) return info.Env().Undefined();
+  beneath_error e{};
+  if (beneath_remove(base.c_str(), rel.c_str(), &e) != 0) return BeneathError(info.Env(), base, rel, e);
+  return info.Env().Undefined();
+}
+
 // isolated-init sits next to this .node file (CMakeLists.txt puts it there).
 std::string InitPath() {
   Dl_info info{};
@@ -375,6 +443,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("watch", Napi::Function::New(env, WatchExit));
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("probeClone", Napi::Function::New(env, ProbeClone));
+  exports.Set("mkdirBeneath", Napi::Function::New(env, BeneathMkdirs));
+  exports.Set("writeBeneath", Napi::Function::New(env, BeneathWrite));
+  exports.Set("removeBeneath", Napi::Function::New(env, BeneathRemove));
   return exports;
 }
 

@@ -76,6 +76,32 @@ export interface NativeAddon {
   signal(pidfd: number, signal: number): number
   /** clone3 with these flags and a child that exits at once; returns 0 or an errno. */
   probeClone(flags: number): number
+  // Snapshot file operations for Vitest main (src/snapshot-fs.ts), resolved below `base`
+  // without following a symbolic link at any component (openat2 RESOLVE_BENEATH |
+  // RESOLVE_NO_SYMLINKS); `path` is relative to `base`, plain components only. Synchronous;
+  // each throws a NativeFsError.
+  /** mkdir -p, one component at a time. */
+  mkdirBeneath(base: string, path: string): void
+  /**
+   * Writes a fresh file and renames it onto the name (never opened, so a hard link or FIFO
+   * there is replaced, not written through); keeps an existing file's mode. The directory must
+   * exist. A symbolic link at the name is ELOOP.
+   */
+  writeBeneath(base: string, path: string, data: Buffer): void
+  /** Unlinks a regular file; a missing one is fine, anything else is refused. */
+  removeBeneath(base: string, path: string): void
+}
+
+/**
+ * What the *Beneath calls throw, shaped like Node's SystemError. A symbolic link on the way is
+ * ELOOP (or EXDEV when a component would leave the base); `path` names the component the
+ * call stopped at.
+ */
+export interface NativeFsError extends Error {
+  code: string
+  errno: number
+  syscall: string
+  path: string
 }
 
 /** Package root: dist/native/binding.js → ../.. */
