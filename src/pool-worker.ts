@@ -416,6 +416,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     const { project } = this.options
     void applySnapshotRequest(request, {
       testFiles: this.testFiles,
+      root: project.config.root, vitest: project.vitest,
       updateSnapshot: project.config.snapshotOptions?.updateSnapshot,
       resolveSnapshotPath: testFile => project.vitest.snapshot.resolvePath(testFile, { config: project.serializedConfig }),
     }).then((error) => {

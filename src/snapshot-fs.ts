@@ -13,34 +13,39 @@
  * - remove  only (b): Vitest removes nothing but an obsolete `.snap` file (`-u`);
  * - mkdir   (c), or the directory of (b).
  *
- * For (c), no path segment below the test's directory may be `node_modules` or `.git`, and the
- * nearest existing ancestor (or the file itself) must not resolve, through symbolic links, to
- * somewhere outside that directory. The project root was considered instead of the test's
- * directory and refused: it would let any test rewrite any source file of the project, where
- * this rule confines a test to its own directory. `toMatchFileSnapshot('../elsewhere/out.txt')`
- * is therefore refused (EACCES); the error says how to fix it. The price of (c): a test may
- * overwrite its neighbours (a test file at the project root, anything in the project but
- * node_modules and .git), since a file snapshot cannot be told from a source file by its path.
+ * For (c), no path segment below the test's directory may be a dot or `node_modules` segment,
+ * nor the name one the host loads (see src/host-loaded.ts). The project root was considered
+ * instead of the test's directory and refused: it would let any test rewrite any source file of
+ * the project, where this rule confines a test to its own directory.
+ * `toMatchFileSnapshot('../elsewhere/out.txt')` is therefore refused (EACCES); the error says how
+ * to fix it. The price of (c): a test may overwrite its neighbours (a test file at the project
+ * root, anything in the project but node_modules and dot directories), since a file snapshot
+ * cannot be told from a source file by its path.
+ *
+ * Above all three: nothing Vitest main loaded as code or configuration (its configs and what
+ * they import, globalSetup files and their imports, reporters; src/host-loaded.ts) is ever
+ * written or removed, whatever the update mode: the next run would execute it on the
+ * host, outside every sandbox.
+ *
+ * How: every operation resolves its path through the addon's openat2 calls
+ * (addon/src/beneath.c) from the project root (Vitest's `root`), or from `/` for a path outside
+ * it that the user's own `resolveSnapshotPath` chose, following no symbolic link at any
+ * component. So a link shipped in the project (a dangling one, a linked `__snapshots__`
+ * directory, a link in the middle of a path) can neither lead a write outside the project nor
+ * onto a protected file; such a write fails with EACCES naming the link. A write renames a
+ * fresh file onto the name, so a hard link or FIFO shipped at the target is replaced, not
+ * written through.
  *
  * Everything refused is answered with an EACCES error that the test sees.
  */
-import { promises as fs } from 'node:fs'
+import { promises as fs, readlinkSync } from 'node:fs'
 import { dirname, isAbsolute, normalize, relative, sep } from 'node:path'
 import { debuglog } from 'node:util'
+import { hostLoadedFiles, hostNameReason, isHostLoaded } from './host-loaded.js'
 import type { FsError, FsRequest } from './ipc/protocol.js'
+import { native, type NativeFsError } from './native/binding.js'
 
 const debug = debuglog('vitest-pool-isolated')
-
-/**
- * Files the host itself executes or reads as configuration (Vite and Vitest configs, which the
- * next run loads on the host, PostCSS and Babel configs Vite applies there, npm's package.json
- * scripts and .npmrc, tsconfig paths) and dotfiles: never written for a test, whatever the mode,
- * or a test could run code outside its sandbox on the next run.
- */
-const HOST_EXECUTED = [
-  /\.config\.[cm]?[jt]sx?$/, /\.workspace\.[cm]?[jt]s$/, /^package(-lock)?\.json$/, /^[jt]sconfig.*\.json$/,
-  /rc(\.[cm]?[jt]s|\.json|\.ya?ml)?$/, /^\./,
-]
 
 /** What the policy needs to know about the worker's current run. */
 export interface SnapshotScope {
@@ -53,6 +58,16 @@ export interface SnapshotScope {
   testFiles: readonly string[]
   /** The snapshot file Vitest main resolves for a test file (as `rpc.resolveSnapshotPath` does). */
   resolveSnapshotPath: (testFile: string) => string | Promise<string>
+  /**
+   * The project root (Vitest's `config.root`): the base below which paths inside it are
+   * resolved, following no symbolic link.
+   */
+  root: string
+  /**
+   * The Vitest instance: what its main process loaded as code or configuration
+   * (src/host-loaded.ts) is never touched.
+   */
+  vitest?: object
 }
 
 /**
@@ -68,6 +83,11 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   if (scope.testFiles.length === 0) return 'the worker has no test file running'
   if (scope.updateSnapshot === 'none') return 'snapshots are not updated in this run (update mode "none", as in CI)'
 
+  if (scope.vitest && isHostLoaded(path, hostLoadedFiles(scope.vitest))) {
+    return `${path} is a file Vitest main loaded as code or configuration (the config or a module it imports, a globalSetup file `
+      + 'or its imports, a reporter), which the next run executes on the host: a test may never change it'
+  }
+
   const snapshotFiles = await Promise.all(scope.testFiles.map(file => scope.resolveSnapshotPath(file)))
 
   if (op === 'remove') {
@@ -77,14 +97,11 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   if (op === 'write' && (scope.testFiles.includes(path) || snapshotFiles.includes(path))) return undefined
   if (op === 'mkdir' && snapshotFiles.some(file => dirname(file) === path)) return undefined
 
-  const inside = []
-  for (const testFile of scope.testFiles) inside.push(await isInsideTestDirectory(path, dirname(testFile)))
-  if (inside.some(Boolean)) {
+  const directory = scope.testFiles.map(file => dirname(file)).find(dir => isStrictlyInside(path, dir))
+  if (directory !== undefined) {
     // A file snapshot, as far as a path can tell. Refuse what the host would run or obey.
-    const name = path.slice(path.lastIndexOf(sep) + 1)
-    if (relativeSegments(path, scope.testFiles).some(segment => HOST_EXECUTED.some(re => re.test(segment))) || HOST_EXECUTED.some(re => re.test(name))) {
-      return `${name} is a file the host itself loads or runs (a config, package.json, an rc file or a dotfile), never a snapshot`
-    }
+    const reason = hostNameReason(path, directory)
+    if (reason !== undefined) return `${reason}, never a snapshot`
     if (op === 'write' && scope.updateSnapshot === 'new' && await exists(path)) {
       return 'an existing file is only overwritten when snapshots are updated (-u); this run only creates new ones'
     }
@@ -93,45 +110,18 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   return `only the running test files, their snapshot files and paths inside their directories may be ${op === 'mkdir' ? 'created' : 'written'}`
 }
 
+/** Anything but a symbolic link at the path: the addon refuses every link, with its own message. */
 async function exists(path: string): Promise<boolean> {
-  return fs.access(path).then(() => true, () => false)
+  return fs.lstat(path).then(st => !st.isSymbolicLink(), () => false)
 }
 
-/** The directory names between a test's directory and the path (dot directories are refused). */
-function relativeSegments(path: string, testFiles: readonly string[]): string[] {
-  for (const file of testFiles) {
-    const rel = relative(dirname(file), path)
-    if (!rel.startsWith('..') && !isAbsolute(rel)) return rel.split(sep).slice(0, -1)
-  }
-  return []
-}
-
-async function isInsideTestDirectory(path: string, directory: string): Promise<boolean> {
+/**
+ * Lexically strictly inside: whether a symbolic link leads elsewhere is the addon's to refuse
+ * (openat2 follows none), which made the realpath check that stood here redundant, and racy.
+ */
+function isStrictlyInside(path: string, directory: string): boolean {
   const rel = relative(directory, path)
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return false
-  if (rel.split(sep).some(segment => segment === 'node_modules' || segment === '.git')) return false
-  // A symbolic link inside the test's directory must not lead the write elsewhere.
-  const realDirectory = await fs.realpath(directory).catch(() => directory)
-  const realExisting = await realpathOfNearestExisting(path)
-  if (realExisting === undefined) return false
-  const realRel = relative(realDirectory, realExisting)
-  return realRel === '' || (!realRel.startsWith('..') && !isAbsolute(realRel))
-}
-
-async function realpathOfNearestExisting(path: string): Promise<string | undefined> {
-  let current = path
-  for (;;) {
-    try {
-      return await fs.realpath(current)
-    }
-    catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') return undefined
-    }
-    const parent = dirname(current)
-    if (parent === current) return undefined
-    current = parent
-  }
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
 }
 
 /**
@@ -157,27 +147,55 @@ export async function applySnapshotRequest(request: FsRequest, scope: SnapshotSc
         + `only its snapshots; ${refusal}. Keep toMatchFileSnapshot() files inside the test file's directory.`,
     }
   }
+  if (request.op === 'write' && typeof request.content !== 'string') {
+    return { code: 'EINVAL', syscall, path: request.path, message: `[vitest-pool-isolated] EINVAL: a snapshot write for '${request.path}' carried no text` }
+  }
+  const root = normalize(scope.root)
+  const base = isStrictlyInside(request.path, root) ? root : sep
+  const rel = relative(base, request.path)
   try {
+    const addon = native()
     switch (request.op) {
       case 'write':
-        if (typeof request.content !== 'string') {
-          return { code: 'EINVAL', syscall, path: request.path, message: `[vitest-pool-isolated] EINVAL: a snapshot write for '${request.path}' carried no text` }
-        }
-        await fs.mkdir(dirname(request.path), { recursive: true })
-        await fs.writeFile(request.path, request.content, 'utf-8')
+        if (dirname(rel) !== '.') addon.mkdirBeneath(base, dirname(rel))
+        addon.writeBeneath(base, rel, Buffer.from(request.content!, 'utf8'))
         break
       case 'remove':
-        await fs.rm(request.path, { force: true })
+        addon.removeBeneath(base, rel)
         break
       case 'mkdir':
-        await fs.mkdir(request.path, { recursive: true })
+        if (rel !== '') addon.mkdirBeneath(base, rel)
         break
     }
     debug('snapshot %s %s', request.op, request.path)
     return undefined
   }
   catch (error) {
-    const e = error as NodeJS.ErrnoException
+    const e = error as NativeFsError
+    if (e.code === 'ELOOP' || e.code === 'EXDEV') return linkRefusal(request.path, syscall, e, base)
     return { message: e.message ?? String(error), code: e.code, syscall: e.syscall, path: e.path }
+  }
+}
+
+/**
+ * A symbolic link on the way (ELOOP), or a component leading out of the base (EXDEV): the test
+ * sees EACCES naming the link and what to do.
+ */
+function linkRefusal(path: string, syscall: string, error: NativeFsError, base: string): FsError {
+  let target = ''
+  try {
+    target = ` (-> ${readlinkSync(error.path)})`
+  }
+  catch {}
+  const where = base === sep ? 'the snapshot path' : 'the project'
+  debug('refused snapshot write through link %s: %s', error.path, error.message)
+  return {
+    code: 'EACCES',
+    syscall,
+    path,
+    message: `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${path}': the isolated pool writes snapshots without following `
+      + `symbolic links, and ${error.path} is one${target} (${error.code}). A link in ${where} could otherwise lead the write outside it `
+      + 'or onto a file the host runs. Replace the link with the real directory or file, or point toMatchFileSnapshot() '
+      + '(or resolveSnapshotPath) at the real path.',
   }
 }

@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
+import { hostLoadedFiles } from '../../src/host-loaded.js'
 import { applySnapshotRequest, checkSnapshotRequest, type SnapshotScope } from '../../src/snapshot-fs.js'
 
 let root: string
@@ -16,6 +18,7 @@ beforeEach(() => {
   fs.writeFileSync(testFile, 'test source')
   fs.writeFileSync(path.join(root, 'src', 'index.ts'), 'source')
   scope = {
+    root,
     testFiles: [testFile],
     resolveSnapshotPath: file => path.join(path.dirname(file), '__snapshots__', `${path.basename(file)}.snap`),
   }
@@ -81,13 +84,6 @@ describe('policy', () => {
     expect(await checkSnapshotRequest({ op: 'remove', path: at('test', '__snapshots__', 'b.test.ts.snap') }, scope)).toBeTypeOf('string')
   })
 
-  test('a symbolic link below the test directory does not lead outside it', async () => {
-    fs.symlinkSync(at('src'), at('test', 'link'))
-    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'link', 'index.ts') }, scope)).toBeTypeOf('string')
-    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'link', 'new', 'file.txt') }, scope)).toBeTypeOf('string')
-    fs.symlinkSync(at('src', 'index.ts'), at('test', 'out.txt'))
-    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'out.txt') }, scope)).toBeTypeOf('string')
-  })
 
   test('the scope is a set of test files: each one\'s directory counts', async () => {
     const two: SnapshotScope = { ...scope, testFiles: [testFile, at('src', 'b.test.ts')] }
@@ -131,8 +127,8 @@ describe('apply', () => {
   test('a failing file operation reports the system error', async () => {
     fs.writeFileSync(at('test', 'blocker'), '')
     const error = await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: at('test', 'blocker', 'out.txt'), content: 'x' }, scope)
-    expect(error).toMatchObject({ code: 'EEXIST', syscall: 'mkdir' })
-    expect(error!.message).toContain('EEXIST')
+    expect(error).toMatchObject({ code: 'ENOTDIR', syscall: 'openat2', path: at('test', 'blocker') })
+    expect(error!.message).toContain('ENOTDIR')
   })
 
   test('a throwing resolveSnapshotPath is a refusal, not a crash', async () => {
@@ -143,6 +139,7 @@ describe('apply', () => {
 
 describe('the update mode and files the host runs', () => {
   const scopeFor = (dir: string, updateSnapshot: 'all' | 'new' | 'none') => ({
+    root: dir,
     testFiles: [path.join(dir, 'a.test.ts')],
     resolveSnapshotPath: (t: string) => path.join(path.dirname(t), '__snapshots__', `${path.basename(t)}.snap`),
     updateSnapshot,
@@ -174,14 +171,164 @@ describe('the update mode and files the host runs', () => {
   })
 
   test.each(['vitest.config.ts', 'vite.config.mjs', 'postcss.config.js', 'package.json', '.npmrc', '.babelrc', 'tsconfig.json', '.github/workflows/x.yml', '.env'])(
-    'never %s, even with -u (the host loads or runs it)',
+    'never %s, even with -u (the host loads or obeys it)',
     async (name) => {
       const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
       try {
-        expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, name) }, scopeFor(dir, 'all'))).toMatch(/the host itself loads or runs/)
+        expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, name) }, scopeFor(dir, 'all'))).toMatch(/the host loads/)
       } finally {
         fs.rmSync(dir, { recursive: true, force: true })
       }
     },
   )
+})
+
+// Links shipped in the project (issue 8, part 2): the addon resolves every path below the
+// project root without following a symbolic link, so none of these writes leaves the project.
+describe('links shipped in the project', () => {
+  let outside: string
+
+  beforeEach(() => {
+    outside = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-outside-')))
+  })
+
+  afterEach(() => {
+    fs.rmSync(outside, { recursive: true, force: true })
+  })
+
+  const write = (file: string, content = 'snapshot\n', s: SnapshotScope = scope) =>
+    applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: file, content }, s)
+
+  test.each(['new', 'all'] as const)('a dangling symlink: toMatchFileSnapshot does not create its target (update mode %s)', async (updateSnapshot) => {
+    fs.symlinkSync(path.join(outside, 'created'), at('test', 'dangling'))
+    const error = await write(at('test', 'dangling'), 'x', { ...scope, updateSnapshot })
+    expect(error).toMatchObject({ code: 'EACCES', syscall: 'open', path: at('test', 'dangling') })
+    expect(error!.message).toMatch(/^\[vitest-pool-isolated\] EACCES: permission denied, open '.*\/test\/dangling': the isolated pool writes snapshots without following symbolic links, and .*\/test\/dangling is one \(-> .*\/created\)/)
+    expect(error!.message).toMatch(/Replace the link with the real directory or file/)
+    expect(fs.readdirSync(outside)).toEqual([])
+    expect(fs.readlinkSync(at('test', 'dangling'))).toBe(path.join(outside, 'created'))
+  })
+
+  test('a symlinked __snapshots__ directory: the .snap is not written through it', async () => {
+    fs.symlinkSync(outside, at('test', '__snapshots__'))
+    const snap = at('test', '__snapshots__', 'a.test.ts.snap')
+    const error = await write(snap)
+    expect(error).toMatchObject({ code: 'EACCES', path: snap })
+    expect(error!.message).toContain(`${at('test', '__snapshots__')} is one (-> ${outside})`)
+    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 2, op: 'mkdir', path: at('test', '__snapshots__') }, scope)).toMatchObject({ code: 'EACCES' })
+    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 3, op: 'remove', path: snap }, { ...scope, updateSnapshot: 'all' })).toMatchObject({ code: 'EACCES' })
+    expect(fs.readdirSync(outside)).toEqual([])
+  })
+
+  test('a symbolic link in the middle of a path: neither a write nor a mkdir goes through it', async () => {
+    fs.mkdirSync(at('test', 'a'))
+    fs.symlinkSync(outside, at('test', 'a', 'link'))
+    const error = await write(at('test', 'a', 'link', 'b', 'c.txt'))
+    expect(error).toMatchObject({ code: 'EACCES' })
+    expect(error!.message).toContain(`${at('test', 'a', 'link')} is one`)
+    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 2, op: 'mkdir', path: at('test', 'a', 'link', 'b') }, scope)).toMatchObject({ code: 'EACCES' })
+    expect(fs.readdirSync(outside)).toEqual([])
+  })
+
+  test('a link to a file inside the project is refused too (it could name a protected file)', async () => {
+    fs.symlinkSync(at('src', 'index.ts'), at('test', 'out.txt'))
+    expect(await write(at('test', 'out.txt'), 'pwned', { ...scope, updateSnapshot: 'all' })).toMatchObject({ code: 'EACCES' })
+    expect(fs.readFileSync(at('src', 'index.ts'), 'utf8')).toBe('source')
+  })
+
+  test('a hard link at the target is replaced, not written through; the file keeps its mode', async () => {
+    const victim = path.join(outside, 'victim.txt')
+    fs.writeFileSync(victim, 'outside\n')
+    fs.chmodSync(victim, 0o640)
+    fs.linkSync(victim, at('test', 'out.txt'))
+    expect(await write(at('test', 'out.txt'), 'snapshot\n', { ...scope, updateSnapshot: 'all' })).toBeUndefined()
+    expect(fs.readFileSync(victim, 'utf8')).toBe('outside\n')
+    expect(fs.readFileSync(at('test', 'out.txt'), 'utf8')).toBe('snapshot\n')
+    const st = fs.statSync(at('test', 'out.txt'))
+    expect({ nlink: st.nlink, mode: (st.mode & 0o777).toString(8) }).toEqual({ nlink: 1, mode: '640' })
+    expect(fs.readdirSync(at('test')).filter(name => name.startsWith('.vpi-'))).toEqual([])
+  })
+
+  test('a FIFO at the target is replaced, not opened (which would block main)', async () => {
+    execFileSync('mkfifo', [at('test', 'out.txt')])
+    expect(await write(at('test', 'out.txt'), 'snapshot\n', { ...scope, updateSnapshot: 'all' })).toBeUndefined()
+    expect(fs.lstatSync(at('test', 'out.txt')).isFile()).toBe(true)
+  })
+
+  test('remove refuses anything but a regular file', async () => {
+    const snap = at('test', '__snapshots__', 'a.test.ts.snap')
+    fs.mkdirSync(path.dirname(snap))
+    fs.symlinkSync(path.join(outside, 'x'), snap)
+    const remove = { __isolated__: 'fs', id: 1, op: 'remove', path: snap } as const
+    expect(await applySnapshotRequest(remove, { ...scope, updateSnapshot: 'all' })).toMatchObject({ code: 'EACCES' })
+    expect(fs.lstatSync(snap).isSymbolicLink()).toBe(true)
+    fs.rmSync(snap)
+    fs.mkdirSync(snap)
+    expect(await applySnapshotRequest(remove, { ...scope, updateSnapshot: 'all' })).toMatchObject({ code: 'EISDIR' })
+  })
+
+  test('a snapshot path outside the root (a custom resolveSnapshotPath) is written from /, following no link', async () => {
+    const custom: SnapshotScope = { ...scope, resolveSnapshotPath: file => path.join(outside, 'snaps', `${path.basename(file)}.snap`) }
+    expect(await write(path.join(outside, 'snaps', 'a.test.ts.snap'), 'x', custom)).toBeUndefined()
+    expect(fs.readFileSync(path.join(outside, 'snaps', 'a.test.ts.snap'), 'utf8')).toBe('x')
+    fs.rmSync(path.join(outside, 'snaps'), { recursive: true })
+    fs.mkdirSync(path.join(outside, 'real'))
+    fs.symlinkSync(path.join(outside, 'real'), path.join(outside, 'snaps'))
+    expect(await write(path.join(outside, 'snaps', 'a.test.ts.snap'), 'x', custom)).toMatchObject({ code: 'EACCES' })
+    expect(fs.readdirSync(path.join(outside, 'real'))).toEqual([])
+  })
+})
+
+// What Vitest main loaded (issue 8, part 3): never written, whatever the name and mode.
+describe('files Vitest main loaded', () => {
+  /** A Vitest instance as src/host-loaded.ts reads it. */
+  const vitest = () => ({
+    vite: { config: { configFile: at('vitest.config.ts'), configFileDependencies: [at('vitest.config.ts'), at('test', 'config-helper.ts')] } },
+    runner: { evaluatedModules: { fileToModulesMap: new Map([[at('test', 'reporter.ts'), new Set()]]), idToModuleMap: new Map() } },
+    projects: [{
+      config: { globalSetup: [at('test', 'setup.ts')] },
+      runner: { evaluatedModules: { fileToModulesMap: new Map(), idToModuleMap: new Map([[`${at('test', 'setup-dep.ts')}?v=1`, { file: at('test', 'setup-dep.ts') }]]) } },
+    }],
+  })
+
+  beforeEach(() => {
+    for (const name of ['setup.ts', 'setup-dep.ts', 'config-helper.ts', 'reporter.ts']) fs.writeFileSync(at('test', name), `// ${name}\n`)
+  })
+
+  test('hostLoadedFiles derives the set from configs, runners and globalSetup (and require.cache)', () => {
+    const files = hostLoadedFiles(vitest())
+    for (const name of ['setup.ts', 'setup-dep.ts', 'config-helper.ts', 'reporter.ts']) expect(files).toContain(at('test', name))
+    expect(files).toContain(at('vitest.config.ts'))
+    expect([...files].some(file => file.includes(`${path.sep}node_modules${path.sep}`))).toBe(true)
+  })
+
+  test.each([
+    ['none', 'setup.ts'], ['new', 'setup.ts'], ['all', 'setup.ts'],
+    ['all', 'setup-dep.ts'], ['all', 'config-helper.ts'], ['all', 'reporter.ts'],
+  ] as const)('update mode %s: %s is refused', async (updateSnapshot, name) => {
+    const s: SnapshotScope = { ...scope, updateSnapshot, vitest: vitest() }
+    const file = at('test', name)
+    const error = await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: file, content: 'pwned' }, s)
+    expect(error).toMatchObject({ code: 'EACCES', path: file })
+    if (updateSnapshot !== 'none') expect(error!.message).toMatch(/loaded as code or configuration/)
+    expect(fs.readFileSync(file, 'utf8')).toBe(`// ${name}\n`)
+  })
+
+  test('removal too, even where resolveSnapshotPath names the file', async () => {
+    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: vitest(), resolveSnapshotPath: () => at('test', 'setup.ts') }
+    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'remove', path: at('test', 'setup.ts') }, s)).toMatchObject({ code: 'EACCES' })
+    expect(fs.existsSync(at('test', 'setup.ts'))).toBe(true)
+  })
+
+  test('a loaded file recorded under another name (through a link) is matched by its real path', async () => {
+    fs.symlinkSync(at('test'), at('alias'))
+    const aliased = { ...vitest(), projects: [{ config: { globalSetup: [at('alias', 'setup.ts')] } }] }
+    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: aliased }
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts') }, s)).toMatch(/loaded as code or configuration/)
+  })
+
+  test('a neighbour main did not load stays a legitimate file snapshot', async () => {
+    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: vitest() }
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'output.txt') }, s)).toBeUndefined()
+  })
 })
