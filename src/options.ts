@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { isAbsolute, normalize, resolve } from 'node:path'
 import { IsolatedOptionsError, type OptionProblem } from './errors.js'
 import { knownSyscalls } from './sandbox/seccomp.js'
@@ -43,8 +44,10 @@ export interface IsolatedOptions {
    */
   cpus?: number
   /**
-   * Maximum number of tasks (processes and threads) per test file. Default: no limit. Node itself
-   * uses 7-11 threads before running anything, so keep it at 32 or more. Environment:
+   * Maximum number of tasks (processes and threads) per test file. Default: no limit. At least
+   * {@link MIN_PIDS} (16): the sandbox uses 12 tasks before any test runs (node's threads and
+   * the sandbox's init), more with a larger `UV_THREADPOOL_SIZE`; smaller values are refused.
+   * Keep it at 32 or more when tests start processes or workers. Environment:
    * `VITEST_ISOLATED_PIDS`. Needs a cgroup pids controller.
    */
   pids?: number
@@ -115,6 +118,47 @@ export interface ResolvedIsolatedOptions {
   /** false: no filter; otherwise the extra syscalls denied besides the defaults. */
   seccomp: false | { deny: (string | number)[] }
 }
+
+/** Threads libuv and V8 start in node by default (UV_THREADPOOL_SIZE, --v8-pool-size). */
+const DEFAULT_UV_THREADS = 4
+const DEFAULT_V8_THREADS = 4
+/** Head room over what node needs to start: a child process, a thread of a native module. */
+const PIDS_MARGIN = 4
+
+/**
+ * Tasks (pids.max counts threads) a sandbox uses before it answers Vitest's `start`, measured
+ * with Node 20.20 and 22.23 on 1 and 2 CPUs (12 by default; with 11 node aborts, with 6 or
+ * fewer it hangs): isolated-init, node's main thread, its delayed-task scheduler and inspector
+ * signal thread, V8's platform workers (`--v8-pool-size`, 4 by default; 0 means one fewer than
+ * the CPUs) and libuv's thread pool (`UV_THREADPOOL_SIZE`, 4 by default, at most 1024).
+ *
+ * @param env the worker's environment (UV_THREADPOOL_SIZE, NODE_OPTIONS)
+ * @param execArgv the worker's node options
+ */
+export function tasksNodeNeeds(env: Record<string, string | undefined> = {}, execArgv: readonly string[] = []): number {
+  const uv = Number.parseInt(env.UV_THREADPOOL_SIZE ?? '', 10)
+  const uvThreads = Number.isNaN(uv) ? DEFAULT_UV_THREADS : Math.min(1024, Math.max(1, uv))
+  return 4 + uvThreads + v8PoolSize([...(env.NODE_OPTIONS?.split(/\s+/) ?? []), ...execArgv])
+}
+
+function v8PoolSize(args: readonly string[]): number {
+  let size = DEFAULT_V8_THREADS
+  args.forEach((arg, i) => {
+    const match = /^--v8[-_]pool[-_]size(?:=(.*))?$/.exec(arg)
+    if (!match) return
+    const value = Number.parseInt(match[1] ?? args[i + 1] ?? '', 10)
+    if (!Number.isNaN(value)) size = value >= 1 ? value : Math.max(1, availableParallelism() - 1)
+  })
+  return size
+}
+
+/** The smallest `pids` accepted for a worker with this environment: what node needs, plus a margin. */
+export function minimumPids(env: Record<string, string | undefined> = {}, execArgv: readonly string[] = []): number {
+  return tasksNodeNeeds(env, execArgv) + PIDS_MARGIN
+}
+
+/** The smallest `pids` accepted with node's defaults. */
+export const MIN_PIDS = minimumPids()
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
@@ -202,6 +246,15 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     envValue(fromEnv('VITEST_ISOLATED_REPORT'), text => parsePath(text, { option: 'report.file', variable: 'VITEST_ISOLATED_REPORT' }, report)),
   )
 
+  // A limit node cannot even start under leaves the worker aborting or hung before it answers
+  // Vitest: refused here, with the minimum, in the config and in the environment alike. The
+  // worker gets the shell's environment and the option's env (Vitest's test.env comes later;
+  // the worker's start-up watch covers it).
+  const workerEnv = { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE, NODE_OPTIONS: env.NODE_OPTIONS, ...extraEnv }
+  checkPidsFloor(input.pids, { option: 'pids' }, workerEnv, report)
+  const pidsText = fromEnv('VITEST_ISOLATED_PIDS')
+  if (pidsText !== undefined) checkPidsFloor(integerFromText(pidsText), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, workerEnv, report, pidsText)
+
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
   const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp }
@@ -262,6 +315,17 @@ function parseInteger(value: unknown, min: number, source: Source, report: Repor
   const what = source.option === 'timeout' ? 'a whole number of milliseconds' : 'a whole number'
   report(source, `must be ${what} of at least ${min}; received ${describe(raw)}`)
   return undefined
+}
+
+/** Refuses a valid whole `pids` below what node needs to start (other values are reported already). */
+function checkPidsFloor(value: unknown, source: Source, env: Record<string, string | undefined>, report: Report, raw: unknown = value): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) return
+  const minimum = minimumPids(env)
+  if (value >= minimum) return
+  const needs = minimum - PIDS_MARGIN
+  const uv = env.UV_THREADPOOL_SIZE
+  const what = minimum === MIN_PIDS ? '' : uv !== undefined && uv !== String(DEFAULT_UV_THREADS) ? ` with UV_THREADPOOL_SIZE=${uv}` : ' with these node options'
+  report(source, `must be at least ${minimum}: pids counts threads, and the sandbox uses ${needs} tasks (node's threads and the sandbox's init)${what} before any test runs; received ${describe(raw)}`)
 }
 
 /** Numbers written in the environment; anything unparsable becomes NaN, which validation refuses. */

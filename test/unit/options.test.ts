@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
-import { resolveOptions, sizeToBytes, type IsolatedOptions } from '../../src/options.js'
+import { MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
 
 const MiB = 2 ** 20
 const GiB = 2 ** 30
@@ -108,11 +108,52 @@ describe('cpus', () => {
 })
 
 describe('pids', () => {
-  test.each([1, 32, 256, 4096])('%d is accepted', (pids) => {
+  test.each([16, 32, 256, 4096])('%d is accepted', (pids) => {
     expect(resolveOptions({ pids }, {}).pids).toBe(pids)
   })
   test.each([0, -1, 1.5, '256', Number.NaN])('%j is refused', (pids) => {
     expect(problemsOf({ pids }).message).toContain('option "pids" must be a whole number of at least 1; received ')
+  })
+
+  // Measured: node and the sandbox's init use 12 tasks before the worker answers Vitest (11 made
+  // node abort, 5 and 6 left it hung); 16 leaves a margin.
+  test('the floor is 16: 12 tasks node and init need before any test runs, plus a margin', () => {
+    expect(tasksNodeNeeds()).toBe(12)
+    expect(MIN_PIDS).toBe(16)
+  })
+
+  test.each([1, 5, 12, 15])('%d is refused at config load, naming the option, the value and the minimum', (pids) => {
+    const error = problemsOf({ pids })
+    expect(error.problems).toEqual([{ option: 'pids', message: expect.any(String) }])
+    expect(error.message).toBe(`[vitest-pool-isolated] option "pids" must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node's threads and the sandbox's init) before any test runs; received ${pids}`)
+  })
+
+  test('VITEST_ISOLATED_PIDS=5 is refused naming the variable, the option, the value and the minimum', () => {
+    const error = problemsOf({}, { VITEST_ISOLATED_PIDS: '5' })
+    expect(error.problems).toEqual([{ option: 'pids', message: expect.any(String) }])
+    expect(error.message).toBe('[vitest-pool-isolated] environment variable VITEST_ISOLATED_PIDS (option "pids") must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node\'s threads and the sandbox\'s init) before any test runs; received "5"')
+  })
+
+  test('a config value below the floor is refused even when the environment overrides it', () => {
+    expect(problemsOf({ pids: 5 }, { VITEST_ISOLATED_PIDS: '64' }).problems.map(p => p.option)).toEqual(['pids'])
+    expect(problemsOf({ pids: 64 }, { VITEST_ISOLATED_PIDS: '8' }).message).toContain('VITEST_ISOLATED_PIDS (option "pids") must be at least 16')
+  })
+
+  test('a larger libuv thread pool raises the floor, from the shell or from the env option', () => {
+    expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '16' })).toBe(24)
+    expect(problemsOf({ pids: 20 }, { UV_THREADPOOL_SIZE: '16' }).message).toContain('option "pids" must be at least 28: pids counts threads, and the sandbox uses 24 tasks (node\'s threads and the sandbox\'s init) with UV_THREADPOOL_SIZE=16 before any test runs; received 20')
+    expect(problemsOf({ pids: 20, env: { UV_THREADPOOL_SIZE: '16' } }).message).toContain('must be at least 28')
+    expect(resolveOptions({ pids: 28, env: { UV_THREADPOOL_SIZE: '16' } }, {}).pids).toBe(28)
+    // libuv clamps the pool to 1..1024.
+    expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '0' })).toBe(9)
+    expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '99999' })).toBe(8 + 1024)
+    expect(resolveOptions({ pids: 13 }, { UV_THREADPOOL_SIZE: '1' }).pids).toBe(13)
+  })
+
+  test('--v8-pool-size in NODE_OPTIONS or execArgv changes what node needs', () => {
+    expect(tasksNodeNeeds({ NODE_OPTIONS: '--v8-pool-size=8' })).toBe(16)
+    expect(tasksNodeNeeds({}, ['--v8-pool-size', '1'])).toBe(9)
+    expect(problemsOf({ pids: 16 }, { NODE_OPTIONS: '--max-old-space-size=100 --v8-pool-size=8' }).message).toContain('must be at least 20')
   })
 })
 
