@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { copyEscapeFixture, projectFiles, startEscapeHost, type EscapeHost } from '../support/escape-host.js'
+import { copyEscapeFixture, filesBelow, linkTargetsOf, projectFiles, startEscapeHost, type EscapeHost } from '../support/escape-host.js'
 import { leaksUnderForks, vectorId, VECTORS } from '../support/escape-vectors.js'
 import { requireKernel } from '../support/kernel.js'
 import { describeRun, runVitest, type JsonReport, type Pool, type VitestRun } from '../support/run-vitest.js'
@@ -27,8 +27,9 @@ afterAll(async () => {
 })
 
 /**
- * Runs the fixture on a fresh copy under `pool`; returns id → status, the run, and the
- * copy's files before and after (node_modules aside).
+ * Runs the fixture on a fresh copy under `pool`; returns id → status, the run, the copy's
+ * files before and after (node_modules aside), and the files that appeared where the copy's
+ * links point (links.test.ts).
  */
 async function runEscape(pool: Pool) {
   const copy = copyEscapeFixture(host)
@@ -38,7 +39,7 @@ async function runEscape(pool: Pool) {
     runs[pool] = run
     expect(run.report, describeRun(run)).toBeDefined()
     if (process.env.ESCAPE_VERBOSE) console.log(`[escape] ${pool}:\n${outcomeLines(run.report!)}`)
-    return { run, status: statusById(run.report!), before, after: projectFiles(copy.dir) }
+    return { run, status: statusById(run.report!), before, after: projectFiles(copy.dir), throughLinks: filesBelow(linkTargetsOf(host, copy.dir)) }
   }
   finally {
     copy.remove()
@@ -96,7 +97,7 @@ function skipped(): Record<string, string> {
 }
 
 test('escape: inside --pool=isolated every vector fails to get out', async () => {
-  const { run, status, before, after } = await runEscape('isolated')
+  const { run, status, before, after, throughLinks } = await runEscape('isolated')
   expectEveryVectorRan(status)
   const skips = skipped()
   if (Object.keys(skips).length > 0) {
@@ -117,6 +118,7 @@ test('escape: inside --pool=isolated every vector fails to get out', async () =>
   // Nothing the vectors tried reached the host: not a scratch file in the copy, not a byte.
   expect(after, 'the project copy after the isolated run').toEqual(before)
   expect(fs.readFileSync(host.hostFile, 'utf8')).toBe(host.hostFileText)
+  expect(throughLinks, 'files written through the links of the project copy').toEqual([])
 
   const reachable = Object.keys(VECTORS).filter(id => VECTORS[id]!.seccomp && status[id] === 'failed')
   if (reachable.length > 0 && !SECCOMP) {
@@ -140,7 +142,7 @@ if (SECCOMP) test('escape: inside --pool=isolated every call of the seccomp deny
 })
 
 test('escape: under --pool=forks the vectors that apply leak (each probe sees a leak)', async () => {
-  const { run, status } = await runEscape('forks')
+  const { run, status, throughLinks } = await runEscape('forks')
   expect(run.exitCode, describeRun(run)).toBe(1)
   expectEveryVectorRan(status)
   const skips = skipped()
@@ -158,4 +160,6 @@ test('escape: under --pool=forks the vectors that apply leak (each probe sees a 
   const who = host.facts.root ? 'root' : `uid ${process.getuid!()}`
   const facts = JSON.stringify({ ...host.facts, capEff: host.facts.capEff.toString(16) })
   expect(actual, `under forks as ${who}; facts ${facts}\n${failures(run.report!, wrong)}`).toEqual(expected)
+  // E80-E82 wrote there, through the links (the end of the file may remove the .snap again).
+  expect(throughLinks).toEqual(expect.arrayContaining(['dangling-target', 'middle/deep/out.txt']))
 })

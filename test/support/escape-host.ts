@@ -18,6 +18,11 @@ export interface EscapeHost {
   /** The secret file outside every mounted directory, and its content. */
   hostFile: string
   hostFileText: string
+  /**
+   * Where the links of each project copy point (fixtures/escape/links.test.ts): a host temp dir,
+   * one subdirectory per copy (see {@link linkTargetsOf}), which must stay empty in the sandbox.
+   */
+  linkTargets: string
   /** Facts about this machine that decide which vectors leak under forks. */
   facts: HostFacts
   close(): Promise<void>
@@ -76,6 +81,8 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
 
   const work = tmp.dirSync({ prefix: `${TAG}-work-`, unsafeCleanup: true })
   cleanups.push(() => work.removeCallback())
+  const linkTargets = tmp.dirSync({ tmpdir: fs.existsSync('/var/tmp') ? '/var/tmp' : undefined, prefix: `${TAG}-links-`, unsafeCleanup: true })
+  cleanups.push(() => linkTargets.removeCallback())
 
   // TCP on the host's loopback; it keeps connections open (the wrapper's leaked socket).
   const sockets = new Set<net.Socket>()
@@ -155,6 +162,7 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
     cli,
     hostFile,
     hostFileText,
+    linkTargets: linkTargets.name,
     facts: hostFacts({ lanAddress: Boolean(lanAddress), blockDevice, sysfsKnob }),
     close,
   }
@@ -344,6 +352,7 @@ export function copyEscapeFixture(host: EscapeHost): FixtureCopy {
   fs.writeFileSync(path.join(dep, 'package.json'), JSON.stringify({ name: 'escape-dep', version: '1.0.0', main: 'index.js' }))
   fs.writeFileSync(path.join(dep, 'index.js'), 'module.exports = 1\n')
   fs.chmodSync(path.join(copy.dir, 'writes.test.ts'), 0o666)
+  writeLinkVectors(copy.dir, host)
   return copy
 }
 
@@ -370,4 +379,33 @@ export function projectFiles(dir: string): Record<string, string> {
   }
   walk(dir)
   return out
+}
+
+/** The host directory a copy's links point into (below {@link EscapeHost.linkTargets}). */
+export function linkTargetsOf(host: EscapeHost, copyDir: string): string {
+  return path.join(host.linkTargets, path.basename(copyDir))
+}
+
+/**
+ * The links of fixtures/escape/links.test.ts, shipped in the copy as a project could ship them:
+ * a dangling one, a linked __snapshots__ directory (the .snap of links.test.ts, at the copy's
+ * root), a link in the middle of a file snapshot's path. All point into the copy's own host
+ * temp dir, which a write that escapes creates files in (harmless, and proof of the leak).
+ */
+function writeLinkVectors(dir: string, host: EscapeHost): void {
+  const targets = linkTargetsOf(host, dir)
+  fs.mkdirSync(path.join(targets, 'snapshots'), { recursive: true })
+  fs.mkdirSync(path.join(targets, 'middle'))
+  fs.mkdirSync(path.join(dir, 'links'))
+  fs.symlinkSync(path.join(targets, 'dangling-target'), path.join(dir, 'links', 'dangling'))
+  fs.symlinkSync(path.join(targets, 'middle'), path.join(dir, 'links', 'middle'))
+  fs.symlinkSync(path.join(targets, 'snapshots'), path.join(dir, '__snapshots__'))
+}
+
+/** Every file below dir (directories only count through their files). */
+export function filesBelow(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter(entry => !entry.isDirectory())
+    .map(entry => path.relative(dir, path.join(entry.parentPath, entry.name)))
+    .sort()
 }

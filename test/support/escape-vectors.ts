@@ -131,6 +131,13 @@ export const VECTORS: Record<string, Vector> = {
   E71: { inside: 'annotate rejected or nothing copied', forks: 'all' },
   E72: { inside: 'EACCES from the pool', forks: 'all' },
   E73: { inside: 'same answer for present and missing', forks: 'all' },
+  // links.test.ts: snapshot writes main performs for the worker, aimed through links shipped in
+  // the project and at files main runs (under forks Vitest's own snapshot code follows them)
+  E80: { inside: 'EACCES from the pool, nothing created', forks: 'all' },
+  E81: { inside: 'EACCES from the pool, nothing created', forks: 'all' },
+  E82: { inside: 'EACCES from the pool, nothing created', forks: 'all' },
+  E83: { inside: 'EACCES from the pool', forks: 'all' },
+  E84: { inside: 'EACCES from the pool', forks: 'all' },
   // seccomp.test.ts
   SC01: { inside: 'EPERM', forks: reachable('keyctl'), skip: needsPython, seccomp: true },
   SC02: { inside: 'EPERM', forks: reachable('add_key'), skip: needsPython, seccomp: true },
