@@ -105,24 +105,34 @@ function realpathOf(file: string): string {
   return real
 }
 
+/** Extensions a module resolver tries for an import without one (Vite's, Node's require). */
+const MODULE_EXTENSION = /\.(?:[cm]?[jt]sx?|json|node)$/
+
 /**
- * Whether `path` is (by name or real path) one of the loaded files. The path itself is
+ * Whether `path` is (by name or real path) one of the loaded files, or would shadow one: a
+ * module with the same stem and another extension, or `x.js` beside a loaded `x/index.ts`,
+ * which an import without an extension would resolve to first at the next run. The path is
  * compared as given and through its real path when it exists, so neither a second name for a
- * loaded file nor a loaded file reached through a link slips by.
+ * loaded file nor a loaded file reached through a link slips by. Returns the loaded file, or
+ * undefined.
  */
-export function isHostLoaded(path: string, loaded: ReadonlySet<string>): boolean {
-  if (loaded.has(path)) return true
+export function hostLoadedMatch(path: string, loaded: ReadonlySet<string>): string | undefined {
   let real: string | undefined
   try {
     real = fs.realpathSync(path)
   }
   catch {}
-  if (real !== undefined && loaded.has(real)) return true
+  const names = real !== undefined && real !== path ? [path, real] : [path]
+  const stems = names.filter(name => MODULE_EXTENSION.test(name)).map(name => name.replace(MODULE_EXTENSION, ''))
   for (const file of loaded) {
-    const realFile = realpathOf(file)
-    if (realFile === path || (real !== undefined && realFile === real)) return true
+    for (const candidate of file === realpathOf(file) ? [file] : [file, realpathOf(file)]) {
+      if (names.includes(candidate)) return file
+      if (stems.length === 0 || !MODULE_EXTENSION.test(candidate)) continue
+      const stem = candidate.replace(MODULE_EXTENSION, '')
+      if (stems.some(s => s === stem || `${s}${sep}index` === stem)) return file
+    }
   }
-  return false
+  return undefined
 }
 
 /**

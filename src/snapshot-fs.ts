@@ -24,8 +24,8 @@
  *
  * Above all three: nothing Vitest main loaded as code or configuration (its configs and what
  * they import, globalSetup files and their imports, reporters; src/host-loaded.ts) is ever
- * written or removed, whatever the update mode: the next run would execute it on the
- * host, outside every sandbox.
+ * written, removed or shadowed by a new module of the same stem, whatever the update mode: the
+ * next run would execute it on the host, outside every sandbox.
  *
  * How: every operation resolves its path through the addon's openat2 calls
  * (addon/src/beneath.c) from the project root (Vitest's `root`), or from `/` for a path outside
@@ -41,7 +41,7 @@
 import { promises as fs, readlinkSync } from 'node:fs'
 import { dirname, isAbsolute, normalize, relative, sep } from 'node:path'
 import { debuglog } from 'node:util'
-import { hostLoadedFiles, hostNameReason, isHostLoaded } from './host-loaded.js'
+import { hostLoadedFiles, hostLoadedMatch, hostNameReason } from './host-loaded.js'
 import type { FsError, FsRequest } from './ipc/protocol.js'
 import { native, type NativeFsError } from './native/binding.js'
 
@@ -83,8 +83,10 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   if (scope.testFiles.length === 0) return 'the worker has no test file running'
   if (scope.updateSnapshot === 'none') return 'snapshots are not updated in this run (update mode "none", as in CI)'
 
-  if (scope.vitest && isHostLoaded(path, hostLoadedFiles(scope.vitest))) {
-    return `${path} is a file Vitest main loaded as code or configuration (the config or a module it imports, a globalSetup file `
+  const loaded = scope.vitest ? hostLoadedMatch(path, hostLoadedFiles(scope.vitest)) : undefined
+  if (loaded !== undefined) {
+    const what = loaded === path ? `${path} is a file` : `${path} would shadow ${loaded}, a module`
+    return `${what} Vitest main loaded as code or configuration (the config or a module it imports, a globalSetup file `
       + 'or its imports, a reporter), which the next run executes on the host: a test may never change it'
   }
 

@@ -138,6 +138,7 @@ export const VECTORS: Record<string, Vector> = {
   E82: { inside: 'EACCES from the pool, nothing created', forks: 'all' },
   E83: { inside: 'EACCES from the pool', forks: 'all' },
   E84: { inside: 'EACCES from the pool', forks: 'all' },
+  E85: { inside: 'EACCES from the pool, nothing created', forks: 'all' },
   // seccomp.test.ts
   SC01: { inside: 'EPERM', forks: reachable('keyctl'), skip: needsPython, seccomp: true },
   SC02: { inside: 'EPERM', forks: reachable('add_key'), skip: needsPython, seccomp: true },

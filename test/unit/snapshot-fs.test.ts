@@ -327,8 +327,22 @@ describe('files Vitest main loaded', () => {
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts') }, s)).toMatch(/loaded as code or configuration/)
   })
 
+  test.each(['setup.js', 'setup.mjs', 'config-helper.json', 'reporter.tsx'])('a new %s would shadow a loaded module (an import without extension): refused', async (name) => {
+    const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: vitest() }
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', name) }, s)).toMatch(/would shadow .*, a module Vitest main loaded/)
+  })
+
+  test('so would x.js beside a loaded x/index.ts', async () => {
+    const loaded = { projects: [{ config: { globalSetup: [at('test', 'lib', 'index.ts')] } }] }
+    const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: loaded }
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'lib.js') }, s)).toMatch(/would shadow/)
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'lib.txt') }, s)).toBeUndefined()
+  })
+
   test('a neighbour main did not load stays a legitimate file snapshot', async () => {
     const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: vitest() }
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'output.txt') }, s)).toBeUndefined()
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts.snap') }, s)).toBeUndefined()
+    expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.txt') }, s)).toBeUndefined()
   })
 })
