@@ -12,9 +12,9 @@ import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
 import { FileTracker } from './file-tracker.js'
-import { RpcGuard } from './rpc-guard.js'
-import { hostLayout } from './sandbox/host-layout.js'
-import { workerUidOf } from './sandbox/plan.js'
+import { runForWorker } from './guard/fs-gate.js'
+import { projectView } from './guard/project-view.js'
+import { RpcGuard } from './guard/rpc.js'
 import { META_KEY } from './reporter.js'
 import { Supervisor } from './supervisor.js'
 import { judge, type FileReport } from './verdict.js'
@@ -163,12 +163,15 @@ export class IsolatedPoolWorker implements PoolWorker {
     const { project } = this.options
     let launched
     try {
+      const { view, hide } = projectView(project, this.resolved)
+      this.guard = new RpcGuard(view, project.config.root)
       launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () => this.supervisor.launch({
         entry: WORKER_ENTRY,
         execArgv: this.options.execArgv,
         env,
         cwd: process.cwd(),
         projectRoot: project.config.root,
+        hide,
       }))
     }
     catch (error) {
@@ -180,15 +183,6 @@ export class IsolatedPoolWorker implements PoolWorker {
       throw error
     }
     const { sandbox, cgroup } = launched
-    const uid = process.geteuid?.() ?? 0
-    const workerUid = workerUidOf({ uid, gid: 0 })
-    this.guard = new RpcGuard({
-      roots: [
-        ...hostLayout(project.config.root, process.cwd(), workerUid).readOnly,
-        ...this.resolved.mounts.flatMap(m => (m.kind === 'bind' ? [m.source] : [])),
-      ],
-      otherUid: workerUid === uid ? undefined : workerUid,
-    })
     this.cgroup = cgroup
     this._sandbox = sandbox
     debug('sandbox %d started', sandbox.pid)
@@ -266,7 +260,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     }
     const refusal = this.guard?.onRequest(message)
     if (refusal) {
-      this.channel?.send(refusal)
+      if (refusal !== 'drop') this.channel?.send(refusal)
       return
     }
     this.tracker.observe(message)
@@ -286,7 +280,11 @@ export class IsolatedPoolWorker implements PoolWorker {
       const answered = message.type === 'started' ? 'start' : message.type === 'stopped' ? 'stop' : 'run'
       if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
     }
-    this.events.emit('message', message)
+    // Everything main does for this message, however long it takes, sees the host as the
+    // worker would (src/guard/fs-gate.ts).
+    const guard = this.guard
+    if (guard) runForWorker(guard.view, () => this.events.emit('message', message))
+    else this.events.emit('message', message)
   }
 
   /**

@@ -43,9 +43,11 @@ export interface PlanInput {
   identity: Identity
   argv: string[]
   env: Record<string, string | undefined>
+  /** Directories inside the binds that the sandbox covers with an empty read-only tmpfs. */
+  hide?: readonly string[]
 }
 
-export function buildPlan({ layout, options, identity, argv, env, isFile = statIsFile }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], isFile = statIsFile }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -59,6 +61,8 @@ export function buildPlan({ layout, options, identity, argv, env, isFile = statI
   const mounts: NativePlanOp[] = []
   for (const link of layout.symlinks) mounts.push({ kind: OP.symlink, flags: 0, dst: link.path, data: link.target })
   for (const dir of layout.readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
+  // Deeper than their bind, so sorted after it: what main keeps there is not the worker's to see.
+  for (const dir of hide) mounts.push({ kind: OP.tmpfs, flags: OPF.ro, dst: dir, mode: 0o755, size: 4096 })
 
   mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
   for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })

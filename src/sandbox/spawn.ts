@@ -33,6 +33,8 @@ export interface SpawnRequest {
   options: ResolvedIsolatedOptions
   /** The test file's cgroup; the sandbox is in it before any of its code runs. */
   cgroup?: FileCgroup
+  /** Directories inside the binds that the sandbox hides (see src/guard/project-view.ts). */
+  hide?: readonly string[]
 }
 
 export interface SandboxExit {
@@ -63,6 +65,7 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     identity,
     argv: [...req.execArgv, req.entry],
     env: req.env,
+    hide: req.hide,
   })
   return spawnPlan(plan, req.cgroup)
 }

@@ -119,6 +119,10 @@ test('escape: inside --pool=isolated every vector fails to get out', async () =>
   expect(after, 'the project copy after the isolated run').toEqual(before)
   expect(fs.readFileSync(host.hostFile, 'utf8')).toBe(host.hostFileText)
   expect(throughLinks, 'files written through the links of the project copy').toEqual([])
+  // Nor through Vitest main's log: code frames, source-map parse errors, leak summaries.
+  for (const text of [host.hostFileText, host.logFileText]) {
+    expect(run.output.includes(text.trim()) ? 'in the output' : 'absent', `${text.trim()} in the isolated run's output:\n${describeRun(run)}`).toBe('absent')
+  }
 
   const reachable = Object.keys(VECTORS).filter(id => VECTORS[id]!.seccomp && status[id] === 'failed')
   if (reachable.length > 0 && !SECCOMP) {
@@ -156,6 +160,8 @@ test('escape: under --pool=forks the vectors that apply leak (each probe sees a 
     expected[id] = leaks ? 'failed' : 'passed'
     actual[id] = status[id]!
   }
+  // The log vectors (E77, E90, E91) print the second secret into Vitest's output on the host.
+  expect(run.output.includes(host.logFileText.trim()) ? 'in the output' : 'absent', 'the log secret under forks').toBe('in the output')
   const wrong = Object.keys(expected).filter(id => actual[id] !== expected[id])
   const who = host.facts.root ? 'root' : `uid ${process.getuid!()}`
   const facts = JSON.stringify({ ...host.facts, capEff: host.facts.capEff.toString(16) })

@@ -19,6 +19,12 @@ export interface EscapeHost {
   hostFile: string
   hostFileText: string
   /**
+   * A second secret beside it, which only the vectors that aim at Vitest's log use (a source map
+   * naming it, code frames, leak stacks): its text in the output of a run is a leak through main.
+   */
+  logFile: string
+  logFileText: string
+  /**
    * Where the links of each project copy point (fixtures/escape/links.test.ts): a host temp dir,
    * one subdirectory per copy (see {@link linkTargetsOf}), which must stay empty in the sandbox.
    */
@@ -78,6 +84,9 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
   const hostFile = path.join(secretDir.name, 'secret.txt')
   const hostFileText = `host only ${TAG}\n`
   fs.writeFileSync(hostFile, hostFileText)
+  const logFile = path.join(secretDir.name, 'log-secret.txt')
+  const logFileText = `log only ${TAG}\n`
+  fs.writeFileSync(logFile, logFileText)
 
   const work = tmp.dirSync({ prefix: `${TAG}-work-`, unsafeCleanup: true })
   cleanups.push(() => work.removeCallback())
@@ -141,6 +150,11 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
 
   const env: Record<string, string> = {
     ESCAPE_HOST_FILE: hostFile,
+    ESCAPE_HOST_LOG_FILE: logFile,
+    // What they hold, for the vectors that look for it in what main answers (inside, the
+    // files themselves are not there to compare with).
+    ESCAPE_HOST_TEXT: hostFileText.trim(),
+    ESCAPE_HOST_LOG_TEXT: logFileText.trim(),
     ESCAPE_HOST_PID: String(sleeper.pid),
     ESCAPE_HOST_PORT: String(port),
     ESCAPE_HOST_ABSTRACT_SOCKET: abstractName,
@@ -162,6 +176,8 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
     cli,
     hostFile,
     hostFileText,
+    logFile,
+    logFileText,
     linkTargets: linkTargets.name,
     facts: hostFacts({ lanAddress: Boolean(lanAddress), blockDevice, sysfsKnob }),
     close,
@@ -353,6 +369,7 @@ export function copyEscapeFixture(host: EscapeHost): FixtureCopy {
   fs.writeFileSync(path.join(dep, 'index.js'), 'module.exports = 1\n')
   fs.chmodSync(path.join(copy.dir, 'writes.test.ts'), 0o666)
   writeLinkVectors(copy.dir, host)
+  writeMapVectors(copy.dir, host)
   return copy
 }
 
@@ -379,6 +396,25 @@ export function projectFiles(dir: string): Record<string, string> {
   }
   walk(dir)
   return out
+}
+
+/**
+ * Modules for the vectors that aim at Vitest main's own reads (fixtures/escape/main.test.ts):
+ * source maps naming the secrets, and globs whose pattern climbs from the copy into their
+ * directory. Written here because they name paths only known at run time.
+ */
+function writeMapVectors(dir: string, host: EscapeHost): void {
+  const maps = path.join(dir, 'maps')
+  fs.mkdirSync(maps)
+  const map = (sources: string[]) => JSON.stringify({ version: 3, sources, names: [], mappings: 'AAAA' })
+  const inline = Buffer.from(map([host.hostFile])).toString('base64')
+  fs.writeFileSync(path.join(maps, 'inline-map.js'), `export const value = 1\n//# sourceMappingURL=data:application/json;base64,${inline}\n`)
+  fs.writeFileSync(path.join(maps, 'external-map.js'), 'export const value = 2\n//# sourceMappingURL=external-map.js.map\n')
+  fs.writeFileSync(path.join(maps, 'external-map.js.map'), map([path.relative(maps, host.hostFile)]))
+  fs.writeFileSync(path.join(maps, 'log-map.js'), `export const value = 3\n//# sourceMappingURL=${host.logFile}\n`)
+  const climb = path.relative(maps, path.dirname(host.hostFile))
+  fs.writeFileSync(path.join(maps, 'glob.js'), `export const keys = Object.keys(import.meta.glob('${climb}/*'))\n`)
+  fs.writeFileSync(path.join(maps, 'glob-link.js'), "export const keys = Object.keys(import.meta.glob('../outside-absolute/*'))\n")
 }
 
 /** The host directory a copy's links point into (below {@link EscapeHost.linkTargets}). */

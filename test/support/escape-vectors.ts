@@ -131,6 +131,15 @@ export const VECTORS: Record<string, Vector> = {
   E71: { inside: 'annotate rejected or nothing copied', forks: 'all' },
   E72: { inside: 'EACCES from the pool', forks: 'all' },
   E73: { inside: 'same answer for present and missing', forks: 'all' },
+  E75: { inside: 'sourcesContent not filled in', forks: 'all' },
+  E76: { inside: 'sourcesContent not filled in', forks: 'all' },
+  // A log leak: the harness checks the output of both runs for the secret's text.
+  E77: { inside: 'no first bytes in the answer', forks: 'none' },
+  E78: { inside: 'no names', forks: 'all' },
+  E79: { inside: 'no names', forks: 'all' },
+  E90: { inside: 'refused', forks: 'all' },
+  E91: { inside: 'stack cleaned (see the output check)', forks: 'none' },
+  E92: { inside: 'cache hidden', forks: 'all' },
   // links.test.ts: snapshot writes main performs for the worker, aimed through links shipped in
   // the project and at files main runs (under forks Vitest's own snapshot code follows them)
   E80: { inside: 'EACCES from the pool, nothing created', forks: 'all' },

@@ -1,0 +1,312 @@
+/**
+ * Every RPC call a sandboxed worker makes to Vitest main, vetted on the host. Main runs with
+ * Vitest's privileges outside the sandbox, so the rule is the one of src/guard/view.ts: main
+ * reads, lists and writes for a worker only what that worker could itself.
+ *
+ * - A method this table does not know is refused, never passed through: a new Vitest may add
+ *   calls that read or name host files for the worker (Vitest 5's `fetchWarmModules`), and each
+ *   must be vetted here first.
+ * - While main serves a call, src/guard/fs-gate.ts holds its `fs` access to the worker's view.
+ * - Answers that name or carry files (fetch, resolve, transform) are checked again before they
+ *   leave main, for what the gate cannot see: a transform cached from main's own work, native
+ *   code. A source map's `sourcesContent` for a source outside the view is dropped.
+ * - Paths the worker hands main for later (error stacks main turns into code frames, leak
+ *   stacks, coverage entries whose sources the coverage provider reads at the end, module graph
+ *   entries, attachments) are checked or cleaned on the way in: main does that work after the
+ *   call, where the gate no longer applies.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { debuglog } from 'node:util'
+import { runForMain } from './fs-gate.js'
+import type { SandboxView } from './view.js'
+
+const debug = debuglog('vitest-pool-isolated')
+
+/** birpc frames as they travel (v8-serialized objects). */
+export interface RpcRequest {
+  t: 'q'
+  m: string
+  a: unknown[]
+  i?: string
+}
+export interface RpcResponse {
+  t: 's'
+  i: string
+  r?: unknown
+  e?: unknown
+}
+
+/** Shown in place of a stack frame's file that lies outside the sandbox. */
+export const HIDDEN_FILE = '<outside the sandbox>'
+
+type Check = (args: unknown[], guard: RpcGuard) => string | undefined
+
+/**
+ * Vitest 4.1's worker RPC (createMethodsRPC in vitest/dist/chunks/cli-api.*.js). Each entry
+ * vets the arguments in place and returns the reason to refuse, if any.
+ */
+const METHODS: Record<string, Check> = {
+  // Answers checked in onResponse; main's fs access is gated while it works on them.
+  fetch: () => undefined,
+  resolve: () => undefined,
+  transform: () => undefined,
+  // Adds a file to the module graph, which makes main print code frames from it.
+  ensureModuleGraphEntry: (args, guard) => firstRefused(guard, [args[0], args[1]]),
+  // Main copies each attachment's file, resolving a relative path against the project root.
+  onTaskArtifactRecord: (args, guard) => {
+    const paths = attachmentPaths(args[1])
+    return paths.some(p => !path.isAbsolute(p) && !p.startsWith('file://'))
+      ? firstRefused(guard, paths.map(p => (p.startsWith('file://') ? p : path.resolve(guard.root, p))))
+      : firstRefused(guard, paths)
+  },
+  onAfterSuiteRun: (args, guard) => {
+    const coverage = (args[0] as { coverage?: unknown } | undefined)?.coverage
+    // Vitest 5 sends the path of a file the worker wrote, which main reads at the end.
+    if (typeof coverage === 'string') return `coverage as a file the worker names (${coverage}) is not supported yet; main would read it on the host`
+    guard.cleanCoverage(coverage)
+    return undefined
+  },
+  onTaskUpdate: (args, guard) => guard.cleanStacks(args),
+  onCollected: (args, guard) => guard.cleanStacks(args),
+  onUnhandledError: (args, guard) => guard.cleanStacks(args),
+  onAsyncLeaks: (args, guard) => guard.cleanStacks(args),
+  onQueued: () => undefined,
+  onUserConsoleLog: () => undefined,
+  snapshotSaved: () => undefined,
+  resolveSnapshotPath: () => undefined,
+  onCancel: () => undefined,
+  getCountOfFailedTests: () => undefined,
+}
+
+/** The methods whose answers name or carry host files. */
+const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform'])
+
+export class RpcGuard {
+  private readonly pending = new Map<string, string>()
+
+  /**
+   * @param view what the worker could read itself
+   * @param root the project root, against which main resolves relative attachment paths
+   */
+  constructor(readonly view: SandboxView, readonly root: string = process.cwd()) {}
+
+  /**
+   * A request from the worker, possibly cleaned in place. Returns the refusal to send back
+   * instead of forwarding it ('drop' for an event, which has no answer), or undefined to forward.
+   */
+  onRequest(message: unknown): RpcResponse | 'drop' | undefined {
+    if (!isFrame(message, 'q')) {
+      // Lifecycle answers (testfileFinished, stopped) carry errors main prints with code frames.
+      if (typeof message === 'object' && message !== null && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__) this.cleanStacks([message])
+      return undefined
+    }
+    // birpc looks the method up with the name as given, echoes the id as given and applies the
+    // arguments as given: a name that is not a string (['fetch'] finds fetch too), an id that is
+    // not one (its answer would not be recognised below, and leave unchecked) or arguments that
+    // are no array (an array-like object is applied all the same) are refused, not forwarded.
+    if (!isRequest(message) || (message.i !== undefined && typeof message.i !== 'string') || (message.a !== undefined && !Array.isArray(message.a))) {
+      debug('dropped a malformed RPC request')
+      return 'drop'
+    }
+    const check = Object.hasOwn(METHODS, message.m) ? METHODS[message.m] : undefined
+    const reason = check
+      ? check(Array.isArray(message.a) ? message.a : [], this)
+      : `${JSON.stringify(message.m)} is not an RPC method vitest-pool-isolated knows; it lets a sandboxed worker call only the methods it has vetted`
+    if (reason !== undefined) {
+      debug('refused %s: %s', message.m, reason)
+      return message.i ? { t: 's', i: message.i, e: refusal(reason) } : 'drop'
+    }
+    if (ANSWER_CHECKED.has(message.m) && message.i) this.pending.set(message.i, message.m)
+    return undefined
+  }
+
+  /** An answer from main to the worker; replaced when it would hand out a file outside the rule. */
+  onResponse(answer: unknown): unknown {
+    if (!isResponse(answer)) return answer
+    let message: RpcResponse = answer
+    const method = this.pending.get(message.i)
+    if (!method) return message
+    this.pending.delete(message.i)
+    if (message.e !== undefined || message.r == null) return message
+    let r = message.r as { file?: unknown; id?: unknown; externalize?: unknown; code?: unknown; tmp?: unknown; cached?: unknown }
+    if (typeof r.tmp === 'string') {
+      // A transform from Vitest's module cache, which the worker would read from disk (it does
+      // whenever `cached` is there): the sandbox hides that cache (it holds main's own
+      // transforms too), so main sends the code.
+      const tmp = r.tmp
+      const { tmp: _, cached: __, ...rest } = r
+      r = { ...rest, code: runForMain(() => fs.readFileSync(tmp, 'utf8')) }
+      message = { ...message, r }
+    }
+    const files = [r.file, r.externalize, r.id].filter((f): f is string => typeof f === 'string')
+    const outside = files.find(f => !this.allowed(f))
+    if (outside !== undefined) {
+      debug('refused %s of %s: outside what the sandbox shows', method, outside)
+      // For resolve, "not found" is exactly what a missing file answers: no existence oracle.
+      if (method === 'resolve') return { t: 's', i: message.i, r: null }
+      return { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
+    }
+    if (typeof r.code === 'string') {
+      const code = this.cleanInlineMap(r.code, typeof r.file === 'string' ? r.file : undefined)
+      if (code !== r.code) return { ...message, r: { ...r, code } }
+    }
+    return message
+  }
+
+  /** True for ids that are no host file (virtual, builtins, URLs), or files the worker could read itself. */
+  allowed(id: string): boolean {
+    const file = hostPath(id)
+    return file === undefined || this.view.canRead(file)
+  }
+
+  /**
+   * Replaces, in every `stack` string and parsed `stacks` array found in the arguments, the file
+   * of each frame outside the view: main prints code frames from those files after the call.
+   */
+  cleanStacks(args: unknown[]): undefined {
+    walk(args, 0, (holder, key, value) => {
+      if (key === 'stack' && typeof value === 'string') holder[key] = this.cleanStack(value)
+      else if (key === 'stacks' && Array.isArray(value)) {
+        for (const frame of value as { file?: unknown }[]) {
+          if (frame && typeof frame.file === 'string' && !this.allowed(frame.file)) frame.file = HIDDEN_FILE
+        }
+      }
+    })
+    return undefined
+  }
+
+  private cleanStack(stack: string): string {
+    return stack.replace(FRAME_FILE, (match: string) => (this.allowed(match) ? match : HIDDEN_FILE))
+  }
+
+  /**
+   * Coverage entries for files outside the view are dropped: the provider reads their sources on
+   * the host when it writes the report (v8: `{ result: [{ url }] }`; istanbul: a map by path).
+   */
+  cleanCoverage(coverage: unknown): void {
+    if (!coverage || typeof coverage !== 'object') return
+    const v8 = coverage as { result?: unknown }
+    if (Array.isArray(v8.result)) {
+      v8.result = v8.result.filter((entry: { url?: unknown }) => typeof entry?.url !== 'string' || this.allowed(entry.url))
+      return
+    }
+    const map = coverage as Record<string, { path?: unknown } | undefined>
+    for (const key of Object.keys(map)) {
+      const file = typeof map[key]?.path === 'string' ? map[key]!.path as string : key
+      if (!this.allowed(key) || !this.allowed(file)) delete map[key]
+    }
+  }
+
+  /** Drops `sourcesContent` entries of an inline source map whose source lies outside the view. */
+  private cleanInlineMap(code: string, file: string | undefined): string {
+    const match = INLINE_MAP.exec(code)
+    if (!match) return code
+    let map: { sources?: unknown; sourcesContent?: unknown; sourceRoot?: unknown }
+    try {
+      map = JSON.parse(Buffer.from(match[2]!, 'base64').toString('utf8'))
+    }
+    catch {
+      return code
+    }
+    if (!Array.isArray(map.sources) || !Array.isArray(map.sourcesContent)) return code
+    const base = path.resolve(file ? path.dirname(file) : '/', typeof map.sourceRoot === 'string' ? map.sourceRoot : '')
+    let changed = false
+    map.sources.forEach((source: unknown, i: number) => {
+      const content = (map.sourcesContent as unknown[])[i]
+      if (typeof source !== 'string' || content == null) return
+      const resolved = source.startsWith('file://') || source.startsWith('/') ? source : path.resolve(base, source)
+      if (this.allowed(resolved)) return
+      ;(map.sourcesContent as unknown[])[i] = null
+      changed = true
+      debug('dropped the sourcesContent of %s from a source map: outside what the sandbox shows', resolved)
+    })
+    if (!changed) return code
+    const encoded = Buffer.from(JSON.stringify(map)).toString('base64')
+    return code.slice(0, match.index) + match[1] + encoded + code.slice(match.index + match[0].length)
+  }
+}
+
+/** The last inline base64 source map of a module (Vite appends it). */
+const INLINE_MAP = /(sourceMappingURL=data:application\/json;(?:charset=utf-8;)?base64,)([A-Za-z0-9+/=]+)(?![\s\S]*sourceMappingURL=data:)/
+
+/**
+ * A frame's file in a V8 stack: an absolute path or file URL followed by :line:column, either in
+ * parentheses (where it may contain spaces) or after "at ".
+ */
+const FRAME_FILE = /(?<=\()(?:file:\/\/)?\/[^()\n]*?(?=:\d+:\d+\))|(?<=^|\s)(?:file:\/\/)?\/[^\s():]*(?=:\d+:\d+)/gm
+
+/** The host path an id names, or undefined when it names none (virtual ids, builtins, http URLs). */
+function hostPath(id: string): string | undefined {
+  let file: string
+  if (id.startsWith('file://')) {
+    try {
+      file = fileURLToPath(id.replace(/[?#].*$/, ''))
+    }
+    catch {
+      return undefined
+    }
+  }
+  else if (id.startsWith('/')) file = id.replace(/[?#].*$/, '')
+  else return undefined
+  if (file.startsWith('/@fs/')) file = file.slice(4)
+  return file
+}
+
+function firstRefused(guard: RpcGuard, values: unknown[]): string | undefined {
+  for (const value of values) {
+    if (typeof value === 'string' && !guard.allowed(value)) return `${value} is outside what the sandbox shows`
+  }
+  return undefined
+}
+
+function attachmentPaths(artifact: unknown): string[] {
+  const a = artifact as { attachments?: { path?: unknown }[]; annotation?: { attachment?: { path?: unknown } } } | undefined
+  const paths = [a?.annotation?.attachment?.path, ...(Array.isArray(a?.attachments) ? a.attachments : []).map(x => x?.path)]
+  return paths.filter((p): p is string => typeof p === 'string')
+}
+
+/**
+ * Visits every own property (enumerable or not: a deserialized Error keeps `stack` and `cause`
+ * as non-enumerable properties) of objects and arrays, and the entries of Maps and Sets, to a
+ * bounded depth and size.
+ */
+function walk(value: unknown, depth: number, visit: (holder: Record<string, unknown>, key: string, value: unknown) => void, budget = { left: 100_000 }): void {
+  if (depth > 32 || !value || typeof value !== 'object' || --budget.left < 0) return
+  if (value instanceof Map) {
+    for (const [k, v] of value) {
+      walk(k, depth + 1, visit, budget)
+      walk(v, depth + 1, visit, budget)
+    }
+    return
+  }
+  if (value instanceof Set) {
+    for (const v of value) walk(v, depth + 1, visit, budget)
+    return
+  }
+  if (ArrayBuffer.isView(value)) return
+  for (const key of Object.getOwnPropertyNames(value)) {
+    const child = (value as Record<string, unknown>)[key]
+    visit(value as Record<string, unknown>, key, child)
+    if (child && typeof child === 'object') walk(child, depth + 1, visit, budget)
+  }
+}
+
+function refusal(reason: string, file?: string): Error {
+  const error = new Error(`[vitest-pool-isolated] EACCES: permission denied: ${reason}. Vitest main does for a sandboxed worker only what the worker could do itself`)
+  Object.assign(error, { code: 'EACCES' }, file ? { path: file } : {})
+  return error
+}
+
+function isFrame(m: unknown, t: 'q' | 's'): m is { t: string } {
+  return typeof m === 'object' && m !== null && (m as { t?: unknown }).t === t
+}
+
+function isRequest(m: unknown): m is RpcRequest {
+  return isFrame(m, 'q') && typeof (m as RpcRequest).m === 'string'
+}
+
+function isResponse(m: unknown): m is RpcResponse {
+  return typeof m === 'object' && m !== null && (m as RpcResponse).t === 's' && typeof (m as RpcResponse).i === 'string'
+}

@@ -1,0 +1,170 @@
+import fs, { readFileSync as namedReadFileSync } from 'node:fs'
+import { readFile as promisesReadFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { currentView, runForWorker } from '../../src/guard/fs-gate.js'
+import { HIDDEN_FILE, RpcGuard } from '../../src/guard/rpc.js'
+import { SandboxView } from '../../src/guard/view.js'
+
+// A fake host: `shown` is what a sandbox binds, `outside` is not bound, `shown/cache` is hidden.
+let base: string
+let shown: string
+let outside: string
+let view: SandboxView
+const secret = () => path.join(outside, 'secret.txt')
+
+beforeAll(() => {
+  base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'guard-')))
+  shown = path.join(base, 'shown')
+  outside = path.join(base, 'outside')
+  fs.mkdirSync(path.join(shown, 'cache'), { recursive: true })
+  fs.mkdirSync(outside)
+  fs.writeFileSync(path.join(shown, 'a.txt'), 'inside')
+  fs.writeFileSync(path.join(shown, 'cache', 'x.js'), 'cached')
+  fs.writeFileSync(path.join(outside, 'secret.txt'), 'secret')
+  fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(shown, 'link-out'))
+  fs.symlinkSync(outside, path.join(shown, 'dir-out'))
+  fs.writeFileSync(path.join(shown, 'private.txt'), 'mine', { mode: 0o600 })
+  view = new SandboxView({ roots: [shown], hidden: [path.join(shown, 'cache')] })
+})
+
+afterAll(() => {
+  fs.rmSync(base, { recursive: true, force: true })
+})
+
+describe('SandboxView', () => {
+  test('inside the binds: as it is; outside: ENOENT whether it exists or not', () => {
+    expect(view.access(path.join(shown, 'a.txt'))).toBe('ok')
+    expect(view.access(path.join(shown, 'missing.txt'))).toBe('ok') // the call itself says ENOENT
+    expect(view.access(path.join(outside, 'secret.txt'))).toBe('ENOENT')
+    expect(view.access(path.join(outside, 'missing.txt'))).toBe('ENOENT')
+    expect(view.access(base)).toBe('ENOENT')
+  })
+
+  test('a link out of the binds dangles, as inside the sandbox; lstat of the link itself is fine', () => {
+    expect(view.access(path.join(shown, 'link-out'))).toBe('ENOENT')
+    expect(view.access(path.join(shown, 'dir-out', 'secret.txt'))).toBe('ENOENT')
+    expect(view.access(path.join(shown, 'link-out'), { follow: false })).toBe('ok')
+  })
+
+  test('a hidden directory is not there for the worker; main may read its own cache there, not list it', () => {
+    expect(view.access(path.join(shown, 'cache'))).toBe('ENOENT')
+    expect(view.access(path.join(shown, 'cache', 'x.js'))).toBe('ENOENT')
+    expect(view.access(path.join(shown, 'cache', 'x.js'), { forMain: true })).toBe('ok')
+    expect(view.access(path.join(shown, 'cache'), { forMain: true, list: true })).toBe('ENOENT')
+  })
+
+  test('a worker of another uid: a file only its owner may read is EACCES', () => {
+    const other = new SandboxView({ roots: [shown], otherUid: process.getuid!() + 4242 })
+    expect(other.access(path.join(shown, 'private.txt'))).toBe('EACCES')
+    expect(other.access(path.join(shown, 'a.txt'))).toBe(fs.statSync(path.join(shown, 'a.txt')).mode & 0o004 ? 'ok' : 'EACCES')
+  })
+})
+
+describe('fs gate', () => {
+
+  test('outside a worker\'s request, fs is untouched', () => {
+    expect(currentView()).toBeUndefined()
+    expect(fs.readFileSync(secret(), 'utf8')).toBe('secret')
+  })
+
+  test('for a worker: reads, stats, listings and existence checks see only its view', async () => {
+    await runForWorker(view, async () => {
+      expect(() => fs.readFileSync(secret())).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'readFile', path: secret() }))
+      expect(() => namedReadFileSync(secret())).toThrow(/ENOENT/) // the ESM named binding too
+      expect(fs.existsSync(secret())).toBe(false)
+      expect(fs.existsSync(path.join(shown, 'a.txt'))).toBe(true)
+      expect(fs.statSync(secret(), { throwIfNoEntry: false })).toBeUndefined()
+      expect(() => fs.readdirSync(outside)).toThrow(/ENOENT/)
+      expect(() => fs.readdirSync(path.join(shown, 'dir-out'))).toThrow(/ENOENT/)
+      expect(() => fs.realpathSync(path.join(shown, 'link-out'))).toThrow(/ENOENT/)
+      expect(() => fs.realpathSync.native(path.join(shown, 'link-out'))).toThrow(/ENOENT/)
+      expect(() => fs.openSync(secret(), 'r')).toThrow(/ENOENT/)
+      expect(() => fs.createReadStream(secret())).toThrow(/ENOENT/)
+      await expect(fs.promises.readFile(secret())).rejects.toMatchObject({ code: 'ENOENT' })
+      await expect(promisesReadFile(secret())).rejects.toMatchObject({ code: 'ENOENT' })
+      await expect(fs.promises.readdir(outside)).rejects.toMatchObject({ code: 'ENOENT' })
+      await new Promise<void>((resolve) => {
+        fs.readFile(secret(), (error) => {
+          expect(error?.code).toBe('ENOENT')
+          resolve()
+        })
+      })
+      // Across timers and awaits: still the worker's request.
+      await new Promise(resolve => setTimeout(resolve, 5))
+      expect(fs.existsSync(secret())).toBe(false)
+      expect(fs.readFileSync(path.join(shown, 'a.txt'), 'utf8')).toBe('inside')
+      expect(fs.readdirSync(shown).sort()).toEqual(['a.txt', 'cache', 'dir-out', 'link-out', 'private.txt'])
+    })
+    expect(fs.existsSync(secret())).toBe(true)
+  })
+
+  test('writes are not gated (main writes only where Vitest chose the path)', () => {
+    const file = path.join(outside, 'written-by-main.txt')
+    runForWorker(view, () => fs.writeFileSync(file, 'ok'))
+    expect(fs.readFileSync(file, 'utf8')).toBe('ok')
+  })
+})
+
+describe('RpcGuard', () => {
+  const request = (m: string, a: unknown[], i = '1') => ({ t: 'q' as const, m, a, i })
+
+  test('a method it does not know is refused, not passed through; an event is dropped', () => {
+    const guard = new RpcGuard(view)
+    for (const m of ['fetchWarmModules', '__proto__', 'constructor', 'toString']) {
+      const answer = guard.onRequest(request(m, []))
+      expect(answer).toMatchObject({ t: 's', i: '1', e: { code: 'EACCES' } })
+      expect(String((answer as { e: Error }).e.message)).toContain('not an RPC method vitest-pool-isolated knows')
+    }
+    expect(guard.onRequest({ t: 'q', m: 'fetchWarmModules', a: [] })).toBe('drop')
+    expect(guard.onRequest(request('onUserConsoleLog', [{ content: 'hi' }]))).toBeUndefined()
+  })
+
+  test('a module graph entry for a file outside the view is refused', () => {
+    const guard = new RpcGuard(view)
+    expect(guard.onRequest(request('ensureModuleGraphEntry', [secret(), path.join(shown, 'a.txt')]))).toMatchObject({ e: { code: 'EACCES' } })
+    expect(guard.onRequest(request('ensureModuleGraphEntry', [path.join(shown, 'a.txt'), path.join(shown, 'a.txt')]))).toBeUndefined()
+  })
+
+  test('stack frames outside the view are replaced, in strings and parsed frames, deep in the arguments', () => {
+    const guard = new RpcGuard(view)
+    const inside = path.join(shown, 'a.txt')
+    const error = { message: 'x', stack: `Error: x\n    at f (${secret()}:1:2)\n    at file://${secret()}:3:4\n    at ${inside}:5:6`, stacks: [{ file: secret() }, { file: inside }], cause: { stack: `at ${secret()}:1:1` } }
+    const packs = [['id', { state: 'fail', errors: [error] }, {}]]
+    expect(guard.onRequest(request('onTaskUpdate', [packs, []]))).toBeUndefined()
+    expect(error.stack).toBe(`Error: x\n    at f (${HIDDEN_FILE}:1:2)\n    at ${HIDDEN_FILE}:3:4\n    at ${inside}:5:6`)
+    expect(error.stacks).toEqual([{ file: HIDDEN_FILE }, { file: inside }])
+    expect(error.cause.stack).toBe(`at ${HIDDEN_FILE}:1:1`)
+    const leak = { type: 'Timeout', stack: `Error\n    at ${secret()}:1:1` }
+    guard.onRequest(request('onAsyncLeaks', [[leak]]))
+    expect(leak.stack).not.toContain(secret())
+  })
+
+  test('coverage of files outside the view is dropped (v8 and istanbul)', () => {
+    const guard = new RpcGuard(view)
+    const inside = path.join(shown, 'a.txt')
+    const v8 = { result: [{ url: `file://${secret()}` }, { url: `file://${inside}` }, { url: 'node:fs' }] }
+    guard.onRequest(request('onAfterSuiteRun', [{ coverage: v8 }]))
+    expect(v8.result).toEqual([{ url: `file://${inside}` }, { url: 'node:fs' }])
+    const istanbul: Record<string, { path: string }> = { [secret()]: { path: secret() }, [inside]: { path: inside } }
+    guard.onRequest(request('onAfterSuiteRun', [{ coverage: istanbul }]))
+    expect(Object.keys(istanbul)).toEqual([inside])
+  })
+
+  test('answers: a fetched file outside the view is refused, a resolve answers null, an outside sourcesContent is dropped', () => {
+    const guard = new RpcGuard(view)
+    guard.onRequest(request('fetch', [secret()], '1'))
+    expect(guard.onResponse({ t: 's', i: '1', r: { file: secret(), code: 'x' } })).toMatchObject({ e: { code: 'EACCES' } })
+    guard.onRequest(request('resolve', ['x'], '2'))
+    expect(guard.onResponse({ t: 's', i: '2', r: { file: secret(), id: secret() } })).toEqual({ t: 's', i: '2', r: null })
+
+    const inside = path.join(shown, 'a.txt')
+    const map = { version: 3, sources: [secret(), './a.txt'], sourcesContent: ['secret', 'inside'], mappings: '' }
+    const code = `export {}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`
+    guard.onRequest(request('fetch', [inside], '3'))
+    const answer = guard.onResponse({ t: 's', i: '3', r: { file: inside, code } }) as { r: { code: string } }
+    const b64 = /base64,([A-Za-z0-9+/=]+)/.exec(answer.r.code)![1]!
+    expect(JSON.parse(Buffer.from(b64, 'base64').toString()).sourcesContent).toEqual([null, 'inside'])
+  })
+})
