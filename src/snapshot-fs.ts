@@ -141,12 +141,13 @@ export async function applySnapshotRequest(request: FsRequest, scope: SnapshotSc
   }
   if (refusal !== undefined) {
     debug('refused snapshot %s %s: %s', request.op, request.path, refusal)
+    const hint = refusal.startsWith('only the running') ? ' Keep toMatchFileSnapshot() files inside the test file\'s directory.' : ''
     return {
       code: 'EACCES',
       syscall,
       path: String(request.path),
       message: `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${String(request.path)}': the isolated pool lets a test write `
-        + `only its snapshots; ${refusal}. Keep toMatchFileSnapshot() files inside the test file's directory.`,
+        + `only its snapshots; ${refusal}.${hint}`,
     }
   }
   if (request.op === 'write' && typeof request.content !== 'string') {
