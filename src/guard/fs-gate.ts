@@ -73,6 +73,8 @@ const GATED: Record<string, { kind: Kind; arg?: number; opens?: boolean }> = {
 }
 
 let installed = false
+/** True while the gate itself looks at a path (synchronously), so its own fs calls are not gated. */
+let checking = false
 
 /** Patches `fs`, `fs/promises` (and their ESM bindings) once; outside a worker's request the patch only forwards. */
 export function installFsGate(): void {
@@ -97,8 +99,16 @@ function patch(target: Record<string, unknown>, name: string, spec: (typeof GATE
   if (typeof original !== 'function') return
   const gated = function (this: unknown, ...args: unknown[]) {
     const view = storage.getStore()
-    if (view) {
-      const denied = verdict(view, args, spec)
+    // The view's own checks (stat, realpath) go straight through.
+    if (view && !checking) {
+      let denied
+      checking = true
+      try {
+        denied = verdict(view, args, spec)
+      }
+      finally {
+        checking = false
+      }
       if (denied) {
         debug('fs gate: %s %s for a worker: %s', name, String(args[0]), denied)
         return refuse(name, style, syscall, denied, args)

@@ -68,12 +68,11 @@ export class SandboxView {
     const key = `${follow ? 'f' : 'n'}${seesHidden ? 'h' : '-'}${p}`
     const cached = this.verdicts.get(key)
     if (cached !== undefined) return cached
-    const { access, exists } = this.check(p, follow, seesHidden)
-    // A missing path is not remembered: it may be created later (a snapshot written by main).
-    if (exists) {
-      if (this.verdicts.size > CACHE_LIMIT) this.verdicts.clear()
-      this.verdicts.set(key, access)
-    }
+    const access = this.check(p, follow, seesHidden)
+    // A missing path is remembered too (Vite probes many): if it appears later, only main or the
+    // host put it there (the worker writes nothing on the host but snapshots, regular files).
+    if (this.verdicts.size > CACHE_LIMIT) this.verdicts.clear()
+    this.verdicts.set(key, access)
     return access
   }
 
@@ -87,20 +86,23 @@ export class SandboxView {
     return this.roots.some(r => inside(p, r)) && (seesHidden || !this.hidden.some(h => inside(p, h)))
   }
 
-  private check(p: string, follow: boolean, seesHidden: boolean): { access: Access; exists: boolean } {
-    if (!this.contains(p, seesHidden)) return { access: 'ENOENT', exists: true }
+  private check(p: string, follow: boolean, seesHidden: boolean): Access {
+    if (!this.contains(p, seesHidden)) return 'ENOENT'
+    // Nothing there (or a dangling link): the call itself answers ENOENT, as it would inside.
+    // Asked without an exception: Vite's resolver probes many missing paths.
+    const target = follow ? p : path.dirname(p)
     let real: string
     try {
-      real = follow ? realpathSync(p) : path.join(realpathSync(path.dirname(p)), path.basename(p))
+      if (!statSync(target, { throwIfNoEntry: false })) return 'ok'
+      real = follow ? realpathSync(p) : path.join(realpathSync(target), path.basename(p))
     }
     catch {
-      // Nothing there: the call itself answers ENOENT, as it would inside.
-      return { access: 'ok', exists: false }
+      return 'ok'
     }
-    if (!this.contains(real, seesHidden)) return { access: 'ENOENT', exists: true }
-    if (this.otherUid === undefined) return { access: 'ok', exists: true }
+    if (!this.contains(real, seesHidden)) return 'ENOENT'
+    if (this.otherUid === undefined) return 'ok'
     const root = this.roots.filter(r => inside(real, r)).sort((a, b) => b.length - a.length)[0]!
-    return { access: readableBy(real, root, this.otherUid, follow) ? 'ok' : 'EACCES', exists: true }
+    return readableBy(real, root, this.otherUid, follow) ? 'ok' : 'EACCES'
   }
 }
 
