@@ -74,9 +74,12 @@ export interface IsolatedOptions {
   env?: Record<string, string>
   /**
    * Per-file usage report. `file`: where to write the JSON array. Default: no report.
-   * Environment: `VITEST_ISOLATED_REPORT` (the file).
+   * Environment: `VITEST_ISOLATED_REPORT` (the file). `summary`: the few lines after Vitest's
+   * own output (counts per verdict, the heaviest and slowest files); `false` leaves them out.
+   * Default: `true`. They go to stderr whenever a reporter writes its machine-readable output to
+   * stdout (`--reporter=json` without `outputFile`), so that output stays parseable.
    */
-  report?: { file?: string }
+  report?: { file?: string; summary?: boolean }
   /**
    * What to do when a limit (`memory`, `cpus`, `pids`) cannot be enforced on this machine (no
    * writable cgroup, no delegation): `'try'` warns once with the reason and the remedy and runs
@@ -114,6 +117,8 @@ export interface ResolvedIsolatedOptions {
   env: Record<string, string>
   /** Absolute path of the usage report. */
   reportFile?: string
+  /** Whether the summary is printed after the run. */
+  summary: boolean
   enforce: IsolatedEnforce
   /** false: no filter; otherwise the extra syscalls denied besides the defaults. */
   seccomp: false | { deny: (string | number)[] }
@@ -167,7 +172,7 @@ const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 
 const ENFORCE: readonly IsolatedEnforce[] = ['require', 'try', 'off']
 const BIND_KEYS = ['source', 'target', 'writable'] as const
 const TMPFS_KEYS = ['tmpfs', 'size'] as const
-const REPORT_KEYS = ['file'] as const
+const REPORT_KEYS = ['file', 'summary'] as const
 
 const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
 const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
@@ -255,9 +260,11 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
   const pidsText = fromEnv('VITEST_ISOLATED_PIDS')
   if (pidsText !== undefined) checkPidsFloor(integerFromText(pidsText), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, workerEnv, report, pidsText)
 
+  const summary = parseSummary(input.report, report)
+
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp, summary }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids
@@ -505,6 +512,15 @@ function parseReport(value: unknown, report: Report): string | undefined {
   checkUnknownKeys(value, REPORT_KEYS, 'report.', report)
   if (value.file === undefined) return undefined
   return parsePath(value.file, { option: 'report.file' }, report)
+}
+
+function parseSummary(value: unknown, report: Report): boolean {
+  if (!isPlainObject(value) || value.summary === undefined) return true
+  if (typeof value.summary !== 'boolean') {
+    report({ option: 'report.summary' }, `must be true or false; received ${describe(value.summary)}`)
+    return true
+  }
+  return value.summary
 }
 
 function checkUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, report: Report): void {

@@ -1,9 +1,10 @@
 // From vitest/config rather than vite: that module adds `configureVitest` to Vite's Plugin type.
 import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, VitestPluginContext } from 'vitest/node'
+import { checkVitestVersion } from './compat.js'
 import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
-import { IsolatedReporter } from './reporter.js'
+import { reporterFor } from './reporter.js'
 import { Supervisor } from './supervisor.js'
 
 const POOL_NAME = 'isolated'
@@ -23,7 +24,11 @@ function createPool(supervisor: Supervisor): PoolRunnerInitializer {
   const resolved: ResolvedIsolatedOptions = supervisor.options
   return {
     name: POOL_NAME,
-    createPoolWorker: poolOptions => new IsolatedPoolWorker(poolOptions, resolved, supervisor),
+    createPoolWorker: (poolOptions) => {
+      // isolatedPool() without the plugin: the first worker is the first place that sees Vitest.
+      checkVitestVersion(poolOptions.project.vitest.version)
+      return new IsolatedPoolWorker(poolOptions, resolved, supervisor)
+    },
   }
 }
 
@@ -39,15 +44,12 @@ function createPool(supervisor: Supervisor): PoolRunnerInitializer {
 export function isolated(options?: IsolatedOptions): Plugin {
   const supervisor = new Supervisor(resolveOptions(options))
   const pool = createPool(supervisor)
-  const withReporter = new WeakSet<object>()
   return {
     name: 'vitest-pool-isolated',
     async configureVitest({ project, vitest }: VitestPluginContext) {
+      checkVitestVersion(vitest.version)
       // Also without --pool=isolated: with --merge-reports the summary comes from the blobs' meta.
-      if (!withReporter.has(vitest)) {
-        withReporter.add(vitest)
-        vitest.config.reporters.push(new IsolatedReporter(supervisor))
-      }
+      reporterFor(vitest, supervisor)
       const { config } = project
       // Only this hook can install a runner for `--pool=isolated`: the CLI overwrites
       // `test.pool` with the bare string after the config file was read.

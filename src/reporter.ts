@@ -6,16 +6,47 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/node'
+import { IsolatedError } from './errors.js'
 import type { Supervisor } from './supervisor.js'
 import { formatBytes, type FileReport } from './verdict.js'
 
 /** Key of our record in a file task's meta. */
 export const META_KEY = 'isolated'
 
+/**
+ * One reporter per Vitest run, whatever number of projects use the plugin (each with its own
+ * supervisor, possibly from its own copy of this module): it is found on the Vitest instance
+ * under a global symbol, and each plugin adds its supervisor to it.
+ */
+const REPORTER = Symbol.for('vitest-pool-isolated.reporter')
+
+interface SharedReporter {
+  add(supervisor: Supervisor): void
+}
+
+/** The run's reporter, created and installed in Vitest's reporters by the first plugin that asks. */
+export function reporterFor(vitest: Vitest, supervisor: Supervisor): void {
+  const holder = vitest as unknown as Record<symbol, SharedReporter | undefined>
+  let reporter = holder[REPORTER]
+  if (!reporter) {
+    const created = new IsolatedReporter()
+    reporter = created
+    Object.defineProperty(vitest, REPORTER, { value: created, configurable: true })
+    vitest.config.reporters.push(created)
+  }
+  reporter.add(supervisor)
+}
+
+/** Reporters whose machine-readable output goes to stdout when no outputFile is given for them. */
+const STDOUT_REPORTERS = new Set(['json', 'junit', 'tap', 'tap-flat'])
+
 export class IsolatedReporter implements Reporter {
   private vitest: Vitest | undefined
+  private readonly supervisors = new Set<Supervisor>()
 
-  constructor(private readonly supervisor: Supervisor) {}
+  add(supervisor: Supervisor): void {
+    this.supervisors.add(supervisor)
+  }
 
   onInit(vitest: Vitest): void {
     this.vitest = vitest
@@ -23,31 +54,60 @@ export class IsolatedReporter implements Reporter {
 
   /** How many files each project runs: the supervisor boots no spare sandbox beyond the last. */
   onTestRunStart(specifications: ReadonlyArray<TestSpecification>): void {
+    // Vitest would say only "Runner isolated is not supported", once per file.
+    const without = [...new Set(specifications.map(s => s.project))]
+      .filter(p => p.config.pool === 'isolated' && !p.config.poolRunner)
+    if (without.length > 0) {
+      const names = without.map(p => `"${p.name || p.config.root}"`).join(', ')
+      throw new IsolatedError(`[vitest-pool-isolated] ${without.length === 1 ? 'project' : 'projects'} ${names} ${without.length === 1 ? 'runs' : 'run'} with pool "isolated" but without the isolated() plugin. `
+        + 'With test.projects, a plugin in the root config reaches only the projects that set `extends: true`: add that to the project, or add `isolated()` to its plugins.')
+    }
     const counts = new Map<object, number>()
     for (const spec of specifications) counts.set(spec.project, (counts.get(spec.project) ?? 0) + 1)
-    this.supervisor.expectFiles(counts)
+    for (const supervisor of this.supervisors) supervisor.expectFiles(counts)
   }
 
   async onTestRunEnd(testModules: ReadonlyArray<TestModule>): Promise<void> {
     // Final exit statuses arrive when the sandboxes are down; they are already stopping.
-    await this.supervisor.settled()
+    await Promise.all([...this.supervisors].map(s => s.settled()))
     const byFile = new Map<string, FileReport>()
     for (const m of testModules) {
       const record = (m.meta() as Record<string, unknown>)[META_KEY] as FileReport | undefined
       if (record) byFile.set(record.file, record)
     }
     // Files that never got a task (their sandbox failed to start) are only known here.
-    for (const r of this.supervisor.takeRecords()) if (!byFile.has(r.file)) byFile.set(r.file, r)
+    for (const supervisor of this.supervisors) {
+      for (const r of supervisor.takeRecords()) if (!byFile.has(r.file)) byFile.set(r.file, r)
+    }
     const records = [...byFile.values()].sort((a, b) => a.file.localeCompare(b.file))
     if (records.length === 0) return
 
-    const file = this.supervisor.options.reportFile
-    if (file) {
+    const options = [...this.supervisors].map(s => s.options)
+    const files = [...new Set(options.map(o => o.reportFile).filter((f): f is string => f !== undefined))]
+    for (const file of files) {
       fs.mkdirSync(path.dirname(file), { recursive: true })
       fs.writeFileSync(file, `${JSON.stringify(records, null, 2)}\n`)
     }
-    this.vitest?.logger.log(summarize(records, this.vitest.config.root, file))
+    const vitest = this.vitest
+    if (!vitest || !options.some(o => o.summary)) return
+    const text = summarize(records, vitest.config.root, files.join(', ') || undefined)
+    // Never into a reporter's machine-readable stream.
+    if (stdoutIsMachineReadable(vitest)) vitest.logger.error(text)
+    else vitest.logger.log(text)
   }
+}
+
+/** A reporter such as json or junit writes to stdout: no outputFile is set for it. */
+function stdoutIsMachineReadable(vitest: Vitest): boolean {
+  const { reporters, outputFile } = vitest.config as { reporters: unknown[]; outputFile?: string | Record<string, string> }
+  return reporters.some((entry) => {
+    const name = Array.isArray(entry) ? entry[0] : entry
+    if (typeof name !== 'string' || !STDOUT_REPORTERS.has(name)) return false
+    const options = Array.isArray(entry) ? entry[1] as { outputFile?: unknown } | undefined : undefined
+    if (options?.outputFile) return false
+    if (typeof outputFile === 'string') return false
+    return !(outputFile && typeof outputFile === 'object' && outputFile[name])
+  })
 }
 
 /** A few lines: counts per verdict, every non-ok file, the heaviest and the slowest. */

@@ -5,6 +5,7 @@
  * reporter prints and writes.
  */
 import { debuglog } from 'node:util'
+import { native } from './native/binding.js'
 import type { Vitest } from 'vitest/node'
 import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from './cgroup/index.js'
 import { SandboxUnsupportedError } from './errors.js'
@@ -62,6 +63,8 @@ export class Supervisor {
   }
 
   private async doPrepare(vitest: Vitest): Promise<void> {
+    // A missing or stale native build fails the run here, once, not once per test file.
+    native()
     // Before anything is created: a mount that cannot work fails the run here.
     checkMountsOnHost(this.options.mounts)
     // Ctrl-C: Vitest exits at once (process.exit), with no pool teardown. The sandboxes die with

@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { SandboxUnsupportedError } from '../errors.js'
 import path from 'node:path'
 import { STEPS } from './steps.js'
 
@@ -130,10 +131,13 @@ export function native(): NativeAddon {
       tried.push(file)
     }
   }
-  throw new Error(
-    `[vitest-pool-isolated] the native addon is not built. Tried:\n  ${tried.join('\n  ')}\n` +
-      `Build it with \`npm rebuild vitest-pool-isolated\` (needs cmake and a C/C++ compiler).`,
-  )
+  // One line that names every path: Vitest shows a start-up error's first line in some places.
+  throw new SandboxUnsupportedError({
+    feature: 'native addon',
+    reason: `it is not built (looked for ${tried.join(' and ')})`,
+    remedy: 'build it with `npm rebuild vitest-pool-isolated` (needs cmake and a C/C++ compiler); '
+      + 'with pnpm, allow its build script first (`pnpm approve-builds`)',
+  })
 }
 
 /** A stale build would misname every setup failure: say "rebuild" instead. */

@@ -27,6 +27,7 @@ describe('defaults', () => {
       env: {},
       enforce: 'try',
       seccomp: { deny: [] },
+      summary: true,
     })
   })
 
@@ -35,7 +36,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'seccomp', 'tmpSizeBytes'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'seccomp', 'summary', 'tmpSizeBytes'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -292,7 +293,9 @@ describe('report', () => {
   test('bad values are refused', () => {
     expect(problemsOf({ report: 'r.json' }).problems[0]!.option).toBe('report')
     expect(problemsOf({ report: { file: '' } }).problems[0]!.option).toBe('report.file')
-    expect(problemsOf({ report: { path: 'r.json' } }).message).toContain('option "report.path" is not a known option (known: file)')
+    expect(problemsOf({ report: { path: 'r.json' } }).message).toContain('option "report.path" is not a known option (known: file, summary)')
+    expect(problemsOf({ report: { summary: 'no' } }).message).toContain('option "report.summary" must be true or false; received "no"')
+    expect(resolveOptions({ report: { summary: false } }, {}).summary).toBe(false)
   })
 })
 

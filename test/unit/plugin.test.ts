@@ -9,7 +9,7 @@ vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
 
 function context(config: Record<string, unknown>) {
   const warn = vi.fn()
-  const vitest = { logger: { warn }, config: { reporters: [] as unknown[] } }
+  const vitest = { version: '4.1.12', logger: { warn }, config: { reporters: [] as unknown[] } }
   const project = { name: 'p', config: { root: '/p', isolate: false, ...config }, vitest }
   return { ctx: { project, vitest } as unknown as VitestPluginContext, config: project.config as Record<string, unknown>, warn, vitest }
 }
@@ -37,9 +37,20 @@ describe('isolated()', () => {
     expect(SNAPSHOT_ENVIRONMENT).toMatch(/\/worker\/snapshot-env\.js$/)
     const runner = config.poolRunner as ReturnType<typeof isolatedPool>
     expect(runner.name).toBe('isolated')
-    const options = { project: { vitest: { logger: { outputStream: process.stdout, errorStream: process.stderr } } } }
+    const options = { project: { vitest: { version: '4.1.12', logger: { outputStream: process.stdout, errorStream: process.stderr } } } }
     expect(runner.createPoolWorker(options as never)).toBeInstanceOf(IsolatedPoolWorker)
     expect(warn).not.toHaveBeenCalled()
+  })
+
+  test('a Vitest outside the supported range is refused before any sandbox, naming the range', async () => {
+    for (const version of ['4.0.18', '3.2.4', '6.0.0']) {
+      const { ctx } = context({ pool: 'isolated' })
+      ;(ctx.vitest as { version: string }).version = version
+      await expect(configure(isolated({ enforce: 'off' }), ctx)).rejects.toThrow(`supports Vitest ^4.1.0 || ^5.0.0, but Vitest ${version} is running`)
+    }
+    const { ctx } = context({ pool: 'isolated' })
+    ;(ctx.vitest as { version: string }).version = '5.1.2'
+    await expect(configure(isolated({ enforce: 'off' }), ctx)).resolves.toBeUndefined()
   })
 
   test('leaves other pools alone, but adds the usage reporter (for --merge-reports)', async () => {
