@@ -81,3 +81,38 @@ test.skipIf(optOut)('packed: snapshots behave byte for byte as under forks', asy
   }, { cli, cwd: project!.name })
   expectSameSnapshotBehaviour(result)
 }, 300_000)
+
+/** The config of README's Quick start, verbatim: the first ts block below its heading. */
+function quickStartConfig(): string {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('## Quick start'))
+  const block = /```ts\n([\s\S]*?)```/.exec(section)
+  if (!block) throw new Error('README.md: no ts block under "## Quick start"')
+  return block[1]!
+}
+
+test.skipIf(optOut)('packed: a fresh `npm init -y` project (CommonJS) follows the Quick start verbatim, and --reporter=json on stdout parses', async () => {
+  const dir = path.join(project!.name, 'fresh-cjs')
+  fs.mkdirSync(dir)
+  npm(['init', '-y'], dir)
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { type?: string }
+  expect(pkg.type ?? 'commonjs', 'npm init -y writes a CommonJS package').toBe('commonjs')
+  // npm's default peer checks: no --force, no --legacy-peer-deps.
+  const tarball = fs.readdirSync(project!.name).find(f => f.endsWith('.tgz'))!
+  npm(['install', '--save-dev', '--no-audit', '--no-fund', '--prefer-offline', `vitest@${VITEST_VERSION}`, path.join(project!.name, tarball)], dir)
+  fs.writeFileSync(path.join(dir, 'vitest.config.ts'), quickStartConfig())
+  fs.writeFileSync(path.join(dir, 'hello.test.ts'), [
+    "import os from 'node:os'",
+    "import { expect, test } from 'vitest'",
+    "test('runs in the sandbox', () => { expect(os.hostname()).toBe('isolated') })",
+    '',
+  ].join('\n'))
+  const cliHere = path.join(dir, 'node_modules', 'vitest', 'vitest.mjs')
+  const human = await runVitest({ root: dir, pool: 'isolated', cli: cliHere, cwd: dir })
+  expect(human.exitCode, describeRun(human)).toBe(0)
+  expect(human.output, 'the pool summary after the run').toMatch(/isolated {2}1 file: 1 ok/)
+  // What a CI job does: the JSON report on stdout, redirected to a file.
+  const json = execFileSync(process.execPath, [cliHere, 'run', '--pool=isolated', '--reporter=json'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CI: 'true' } })
+  const report = JSON.parse(json) as { numPassedTests: number, success: boolean }
+  expect({ passed: report.numPassedTests, success: report.success }).toEqual({ passed: 1, success: true })
+}, 300_000)
