@@ -85,6 +85,22 @@ export function installFsGate(): void {
     patch(fs as unknown as Record<string, unknown>, `${name}Sync`, spec, 'sync')
     patch(fs.promises as unknown as Record<string, unknown>, name, spec, 'promise')
   }
+  // Node 22's fs.glob walks the tree with fs functions it bound before the gate: it cannot be held
+  // to a view, so it is not available to main while it works for a worker (nothing in Vite or
+  // Vitest uses it there).
+  for (const [target, name, style] of [[fs, 'glob', 'callback'], [fs, 'globSync', 'sync'], [fs.promises, 'glob', 'promise']] as const) {
+    const original = (target as unknown as Record<string, unknown>)[name]
+    if (typeof original !== 'function') continue
+    ;(target as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
+      if (!storage.getStore()) return (original as (...a: unknown[]) => unknown).apply(this, args)
+      const error = Object.assign(new Error(`[vitest-pool-isolated] fs.${name} is not available while Vitest main serves a sandboxed worker: it cannot be held to the sandbox's view`), { code: 'ENOSYS' })
+      if (style === 'sync') throw error
+      if (style === 'promise') return (async function* () { throw error })()
+      const callback = args.findLast(a => typeof a === 'function') as ((e: Error) => void) | undefined
+      if (callback) process.nextTick(callback, error)
+      return undefined
+    }
+  }
   for (const target of [fs.realpath, fs.realpathSync] as unknown as Record<string, unknown>[]) {
     patch(target, 'native', GATED.realpath!, target === (fs.realpath as unknown) ? 'callback' : 'sync', 'realpath')
   }

@@ -100,6 +100,17 @@ describe('fs gate', () => {
     expect(fs.existsSync(secret())).toBe(true)
   })
 
+  test('fs.glob (Node 22), which cannot be held to a view, is refused while main works for a worker', () => {
+    const globSync = (fs as unknown as { globSync?: (pattern: string) => string[] }).globSync
+    if (!globSync) {
+      // Node 20 has no fs.glob: there is nothing to gate.
+      expect(process.versions.node.split('.')[0]).toBe('20')
+      return
+    }
+    expect(globSync(path.join(outside, '*'))).toContain(path.join(outside, 'secret.txt'))
+    expect(() => runForWorker(view, () => globSync(path.join(outside, '*')))).toThrow(/not available while Vitest main serves a sandboxed worker/)
+  })
+
   test('writes are not gated (main writes only where Vitest chose the path)', () => {
     const file = path.join(outside, 'written-by-main.txt')
     runForWorker(view, () => fs.writeFileSync(file, 'ok'))
