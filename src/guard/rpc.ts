@@ -84,7 +84,8 @@ const METHODS: Record<string, Check> = {
 const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform'])
 
 export class RpcGuard {
-  private readonly pending = new Map<string, string>()
+  /** Requests in flight by id: their method and the module they named. */
+  private readonly pending = new Map<string, { method: string; url?: string; importer?: string }>()
 
   /**
    * @param view what the worker could read itself
@@ -118,7 +119,20 @@ export class RpcGuard {
       debug('refused %s: %s', message.m, reason)
       return message.i ? { t: 's', i: message.i, e: refusal(reason) } : 'drop'
     }
-    if (ANSWER_CHECKED.has(message.m) && message.i) this.pending.set(message.i, message.m)
+    if (message.i) {
+      // Answers are matched to requests by id: a second request with the id of one in flight
+      // would have main's first answer taken for the checked one, and the checked one pass.
+      if (this.pending.has(message.i)) {
+        debug('dropped an RPC request whose id %s is already in flight', message.i)
+        return 'drop'
+      }
+      const [url, importer] = message.a ?? []
+      this.pending.set(message.i, {
+        method: message.m,
+        ...(typeof url === 'string' ? { url } : {}),
+        ...(typeof importer === 'string' ? { importer } : {}),
+      })
+    }
     return undefined
   }
 
@@ -126,10 +140,20 @@ export class RpcGuard {
   onResponse(answer: unknown): unknown {
     if (!isResponse(answer)) return answer
     let message: RpcResponse = answer
-    const method = this.pending.get(message.i)
-    if (!method) return message
+    const request = this.pending.get(message.i)
+    if (!request) return message
     this.pending.delete(message.i)
-    if (message.e !== undefined || message.r == null) return message
+    const { method } = request
+    if (!ANSWER_CHECKED.has(method)) return message
+    if (message.e !== undefined) {
+      // An error may quote the file it failed on (a parse error's code frame): only for a file
+      // the worker could read. The gate keeps main from reading outside the view, but main reads
+      // its own hidden module cache.
+      const named = [requestedFile(request), ...errorFiles(message.e)].filter((f): f is string => f !== undefined)
+      const outside = named.find(f => !this.allowed(f))
+      return outside === undefined ? message : { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
+    }
+    if (message.r == null) return message
     let r = message.r as { file?: unknown; id?: unknown; externalize?: unknown; code?: unknown; tmp?: unknown; cached?: unknown }
     if (typeof r.tmp === 'string') {
       // A transform from Vitest's module cache, which the worker would read from disk (it does
@@ -236,6 +260,24 @@ const INLINE_MAP = /(sourceMappingURL=data:application\/json;(?:charset=utf-8;)?
  * parentheses (where it may contain spaces) or after "at ".
  */
 const FRAME_FILE = /(?<=\()(?:file:\/\/)?\/[^()\n]*?(?=:\d+:\d+\))|(?<=^|\s)(?:file:\/\/)?\/[^\s():]*(?=:\d+:\d+)/gm
+
+/** The file a fetch, resolve or transform asked for, where its id tells (absolute, or relative to an absolute importer). */
+function requestedFile(request: { url?: string; importer?: string }): string | undefined {
+  const { url, importer } = request
+  if (url === undefined) return undefined
+  if (/^\.\.?\//.test(url) && importer !== undefined) {
+    const base = hostPath(importer)
+    return base === undefined ? undefined : path.resolve(path.dirname(base), url)
+  }
+  return hostPath(url) === undefined ? undefined : url
+}
+
+/** Files an error names (Vite and Rollup errors carry `id`, `file` and `loc.file`). */
+function errorFiles(error: unknown): string[] {
+  if (!error || typeof error !== 'object') return []
+  const e = error as { id?: unknown; file?: unknown; loc?: { file?: unknown } }
+  return [e.id, e.file, e.loc?.file].filter((f): f is string => typeof f === 'string')
+}
 
 /** The host path an id names, or undefined when it names none (virtual ids, builtins, http URLs). */
 function hostPath(id: string): string | undefined {

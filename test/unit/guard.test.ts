@@ -132,6 +132,31 @@ describe('RpcGuard', () => {
     expect(guard.onRequest(request('onUserConsoleLog', [{ content: 'hi' }]))).toBeUndefined()
   })
 
+  test('a request reusing the id of one in flight is dropped: main\'s first answer cannot pass for the checked one', () => {
+    const guard = new RpcGuard(view)
+    expect(guard.onRequest(request('fetch', [secret()], 'A'))).toBeUndefined()
+    expect(guard.onRequest(request('onQueued', [{}], 'A'))).toBe('drop')
+    expect(guard.onResponse({ t: 's', i: 'A', r: { file: secret(), code: 'x' } })).toMatchObject({ e: { code: 'EACCES' } })
+    // An unchecked method's id in flight, then a checked one with the same id: dropped too.
+    expect(guard.onRequest(request('onQueued', [{}], 'B'))).toBeUndefined()
+    expect(guard.onRequest(request('fetch', [secret()], 'B'))).toBe('drop')
+  })
+
+  test('an error answer that names a file outside the view (a parse error quoting it) is replaced', () => {
+    const guard = new RpcGuard(view)
+    const hidden = path.join(shown, 'cache', 'x.js')
+    guard.onRequest(request('fetch', [hidden], '1'))
+    const answer = guard.onResponse({ t: 's', i: '1', e: { message: 'Parse failure: cached', frame: 'cached', id: hidden } }) as { e: Error }
+    expect(answer.e.message).toContain('outside what the sandbox shows')
+    expect(answer.e.message).not.toContain('Parse failure')
+    // Relative to an importer inside, naming the hidden file: the same.
+    guard.onRequest(request('fetch', ['./cache/x.js', path.join(shown, 'a.txt')], '2'))
+    expect((guard.onResponse({ t: 's', i: '2', e: { message: 'cached' } }) as { e: Error }).e.message).toContain('outside what the sandbox shows')
+    // A missing file inside: the error as it is.
+    guard.onRequest(request('fetch', [path.join(shown, 'missing.js')], '3'))
+    expect(guard.onResponse({ t: 's', i: '3', e: { message: 'not found' } })).toEqual({ t: 's', i: '3', e: { message: 'not found' } })
+  })
+
   test('a module graph entry for a file outside the view is refused', () => {
     const guard = new RpcGuard(view)
     expect(guard.onRequest(request('ensureModuleGraphEntry', [secret(), path.join(shown, 'a.txt')]))).toMatchObject({ e: { code: 'EACCES' } })
