@@ -7,7 +7,7 @@ import { debuglog } from 'node:util'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
 import { Channel } from './ipc/channel.js'
 import { CHANNEL_LOST_EXIT, isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
-import type { ResolvedIsolatedOptions } from './options.js'
+import { tasksNodeNeeds, type ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
@@ -17,7 +17,7 @@ import { projectView } from './guard/project-view.js'
 import { RpcGuard } from './guard/rpc.js'
 import { META_KEY } from './reporter.js'
 import { Supervisor } from './supervisor.js'
-import { judge, type FileReport } from './verdict.js'
+import { judge, judgeStart, stderrCause, type FileReport } from './verdict.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -29,6 +29,8 @@ const SIGKILL_TIMEOUT = 500
 const GRACEFUL_EXIT_TIMEOUT = 1000
 /** How long `stop()` waits for the worker's last output to drain after it exited. */
 const STDIO_DRAIN_TIMEOUT = 500
+/** How often the cgroup's pids counter is read while Vitest waits for the worker's `started`. */
+const START_WATCH_INTERVAL = 50
 
 /** Absolute path of the worker entry that runs inside the sandbox. */
 export const WORKER_ENTRY = fileURLToPath(new URL('./worker/entry.js', import.meta.url))
@@ -74,6 +76,17 @@ export class IsolatedPoolWorker implements PoolWorker {
   private readonly reports = new Map<string, FileReport>()
   /** The sandbox ended during a request and we answered it on the worker's behalf. */
   private answeredForWorker = false
+  /** The worker answered Vitest's `start` (or Vitest moved on to a run request). */
+  private started = false
+  /** The sandbox ended before Vitest sent `start`: the answer it gets when it does. */
+  private startFailure: Error | undefined
+  /** Reads the cgroup's pids counter while `start` waits for its answer. */
+  private startWatch: NodeJS.Timeout | undefined
+  /** We killed a worker left hanging by the pids limit before it started. */
+  private killedForPids = false
+  /** The worker's stderr until it started: node's own complaint, when it ends before that. */
+  private startStderr = ''
+  private onStartStderr: ((chunk: Buffer) => void) | undefined
   /** Settles when the exit was handled (verdict, usage, cgroup removed). */
   private exitHandled: Promise<void> | undefined
   /** Keeps main from reading, for the worker, files the sandbox does not show it. */
@@ -97,8 +110,8 @@ export class IsolatedPoolWorker implements PoolWorker {
   on(event: string, callback: (arg: any) => void): void {
     this.events.on(event, callback)
     // An exit that happened before PoolRunner listened would otherwise leave it waiting for
-    // "started" until its timeout.
-    if (event === 'exit' && this.exit) {
+    // "started" until its timeout. One before the worker started is answered to `start` instead.
+    if (event === 'exit' && this.exit && this.started) {
       const { code, signal } = this.exit
       setImmediate(() => {
         if (this.events.listeners('exit').includes(callback)) (callback as (...args: unknown[]) => void)(code, signal)
@@ -119,6 +132,11 @@ export class IsolatedPoolWorker implements PoolWorker {
       setImmediate(() => this.events.emit('message', { __vitest_worker_response__: true, type: 'stopped' }))
       return
     }
+    if (this.startFailure && isWorkerRequest(message) && message.type === 'start') {
+      // The sandbox ended before Vitest asked it to start (a spare that died while it booted).
+      this.answerStart(this.startFailure)
+      return
+    }
     const channel = this.channelOrThrow
     let outgoing: unknown = message
     if (isWorkerRequest(message)) {
@@ -126,9 +144,11 @@ export class IsolatedPoolWorker implements PoolWorker {
         case 'start':
           outgoing = withSnapshotEnvironment(message)
           this.pending = 'start'
+          this.watchStart()
           break
         case 'run':
         case 'collect':
+          this.started = true
           this.testFiles = message.context.files.map(file => file.filepath)
           this.pending = message.type
           // A file's wall and CPU time, like its timeout, count from here: node's start-up (done
@@ -198,6 +218,12 @@ export class IsolatedPoolWorker implements PoolWorker {
     // end: false, because these are Vitest's (often process.stdout): one worker ending must not end them.
     sandbox.stdout.pipe(this.stdout, { end: false })
     sandbox.stderr.pipe(this.stderr, { end: false })
+    // Until the worker started, its stderr is kept too: node's own complaint (a bad option, a
+    // missing module) is the cause when it ends before that.
+    this.onStartStderr = (chunk: Buffer) => {
+      this.startStderr = (this.startStderr + chunk.toString()).slice(-4096)
+    }
+    sandbox.stderr.on('data', this.onStartStderr)
 
     this.exitHandled = sandbox.exited.then(exit => this.onExit(sandbox, exit))
     this.supervisor.track(this.exitHandled)
@@ -277,6 +303,7 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   private onMessage_(message: unknown): void {
     if (isWorkerResponse(message)) {
+      if (message.type === 'started') this.onStarted()
       const answered = message.type === 'started' ? 'start' : message.type === 'stopped' ? 'stop' : 'run'
       if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
     }
@@ -339,9 +366,11 @@ export class IsolatedPoolWorker implements PoolWorker {
    */
   private async onExit(sandbox: Sandbox, exit: SandboxExit): Promise<void> {
     clearTimeout(this.timer)
+    clearInterval(this.startWatch)
     this.exit = exit
     debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
     const usage = this.cgroup?.usage()
+    const pidsLimitHits = this.started ? null : this.cgroup?.pidsLimitHits() ?? null
     try {
       await this.cgroup?.remove()
     }
@@ -353,6 +382,10 @@ export class IsolatedPoolWorker implements PoolWorker {
       report.exitCode = exit.code
       report.signal = exit.signal
       this.supervisor.record(report)
+    }
+    if (!this.started && !this.stopping && this.pending !== 'stop') {
+      await this.failStart(sandbox, exit, usage, pidsLimitHits)
+      return
     }
     const pending = this.pending
     if (this.stopping || pending === undefined || pending === 'stop') {
@@ -371,12 +404,6 @@ export class IsolatedPoolWorker implements PoolWorker {
     })
     const error = { name: 'IsolatedSandboxError', message: `[vitest-pool-isolated] ${message}`, stack: '' }
     debug('verdict %s: %s', verdict, message)
-    if (pending === 'start') {
-      // Vitest reports this as "Failed to start isolated worker" with our error as the cause.
-      this.answeredForWorker = true
-      this.events.emit('message', { __vitest_worker_response__: true, type: 'started', error: Object.assign(new Error(error.message), { name: error.name }) })
-      return
-    }
     const { project } = this.options
     const root = project.config.root
     for (const file of files) {
@@ -390,6 +417,79 @@ export class IsolatedPoolWorker implements PoolWorker {
     this.answeredForWorker = true
     this.pending = undefined
     this.events.emit('message', { __vitest_worker_response__: true, type: 'testfileFinished' })
+  }
+
+  /**
+   * The sandbox ended before its worker answered `start`: node could not start (a bad option, a
+   * missing module, the pids or memory limit). Vitest fails the file at once with "Failed to
+   * start isolated worker" and this cause, instead of waiting 60 s for an answer.
+   */
+  private async failStart(sandbox: Sandbox, exit: SandboxExit, usage: ReturnType<FileCgroup['usage']> | undefined, pidsLimitHits: number | null): Promise<void> {
+    // node's last words may still sit in the pipe when its exit is reported.
+    await drain([sandbox.stderr], STDIO_DRAIN_TIMEOUT)
+    const { verdict, message } = judgeStart({
+      exit, usage, memoryBytes: this.supervisor.limits.memoryBytes, pids: this.supervisor.limits.pids,
+      pidsLimitHits, killedForPids: this.killedForPids,
+      nodeNeeds: tasksNodeNeeds({ ...this.options.env, ...this.resolved.env }, this.options.execArgv),
+      stderr: stderrCause(this.startStderr),
+    })
+    this.stopStartWatch()
+    debug('sandbox %d ended before it started: %s', sandbox.pid, message)
+    this.supervisor.record({
+      file: this.options.project.config.root, verdict, exitCode: exit.code, signal: exit.signal,
+      wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null,
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
+      oomKilled: usage?.oomKilled ?? false, message,
+    })
+    const error = Object.assign(new Error(`[vitest-pool-isolated] ${message}`), { name: 'IsolatedSandboxError' })
+    if (this.pending === 'start') this.answerStart(error)
+    else this.startFailure = error
+  }
+
+  /** Vitest reports this as "Failed to start isolated worker" with our error as the cause. */
+  private answerStart(error: Error): void {
+    this.answeredForWorker = true
+    this.pending = undefined
+    setImmediate(() => this.events.emit('message', { __vitest_worker_response__: true, type: 'started', error }))
+  }
+
+  /**
+   * node may hang instead of aborting when the pids limit refuses one of its threads (V8's
+   * platform waits for a worker thread that never comes): while Vitest waits for `started`, a
+   * hit on the cgroup's pids counter that the worker does not exit from by itself ends the
+   * sandbox. Two readings apart, so a node that aborts on its own is reported as such.
+   */
+  private watchStart(): void {
+    const cgroup = this.cgroup
+    const sandbox = this._sandbox
+    if (!cgroup || !sandbox || this.supervisor.limits.pids === undefined || this.startWatch) return
+    let seen = false
+    const check = () => {
+      if (this.started || this.exit) return this.stopStartWatch()
+      if (!cgroup.pidsLimitHits()) return
+      if (!seen) {
+        seen = true
+        return
+      }
+      this.stopStartWatch()
+      this.killedForPids = true
+      debug('sandbox %d hit the pids limit before its worker started: killed', sandbox.pid)
+      sandbox.kill('SIGKILL')
+    }
+    this.startWatch = setInterval(check, START_WATCH_INTERVAL)
+    check()
+  }
+
+  private stopStartWatch(): void {
+    clearInterval(this.startWatch)
+    if (this.onStartStderr) this._sandbox?.stderr.off('data', this.onStartStderr)
+    this.onStartStderr = undefined
+  }
+
+  private onStarted(): void {
+    this.started = true
+    this.stopStartWatch()
+    this.startStderr = ''
   }
 
   /** Tests of the file that had started but not finished when the sandbox died. */

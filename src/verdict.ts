@@ -65,3 +65,60 @@ export function judge(input: VerdictInput): { verdict: Verdict; message?: string
   }
   return { verdict: 'crashed', message: `${file}: the sandboxed worker exited unexpectedly with code ${exit.code}${pidsNote}` }
 }
+
+export interface StartVerdictInput {
+  /** How the sandbox ended before its worker answered Vitest's `start`. */
+  exit: { code: number | null; signal: string | null }
+  usage?: Usage
+  memoryBytes?: number
+  /** The pids limit applied. */
+  pids?: number
+  /** Forks and clones the cgroup refused on its pids limit (pids.events `max`). */
+  pidsLimitHits?: number | null
+  /** Tasks node needs before it answers `start` (see tasksNodeNeeds in options.ts). */
+  nodeNeeds: number
+  /** We killed the worker: it hit the pids limit and was left hanging. */
+  killedForPids?: boolean
+  /** What the worker said on stderr about why it ended (node's own complaint: a bad option, a missing module). */
+  stderr?: string
+}
+
+/**
+ * The verdict on a sandbox that ended before its worker answered `start`: Vitest fails the file
+ * with "Failed to start isolated worker", and this sentence is the cause. A pids limit hit is
+ * read from the kernel's counter, so it is named even when node aborted on its own.
+ */
+export function judgeStart(input: StartVerdictInput): { verdict: Verdict; message: string } {
+  const { exit, usage } = input
+  const how = input.killedForPids
+    ? 'it hung, so the sandbox was killed'
+    : exit.signal ? `it was killed by signal ${exit.signal}` : `it exited with code ${exit.code}`
+  const said = input.stderr ? `; node said: ${input.stderr}` : ''
+  if (usage?.oomKilled) {
+    const limit = input.memoryBytes !== undefined ? formatBytes(input.memoryBytes) : 'unknown'
+    const peak = usage.memoryPeakBytes !== null ? `; peak ${formatBytes(usage.memoryPeakBytes)}` : ''
+    return { verdict: 'oom', message: `the sandbox was killed by the memory limit (${limit}${peak}) before the worker started` }
+  }
+  const hitPids = input.pids !== undefined && ((input.pidsLimitHits ?? 0) > 0
+    || (input.pidsLimitHits == null && usage?.pidsPeak != null && usage.pidsPeak >= input.pids))
+  if (hitPids) {
+    return {
+      verdict: input.killedForPids || !exit.signal ? 'crashed' : 'signaled',
+      message: `the sandbox hit the pids limit (${input.pids}) before the worker started; node needs at least ${input.nodeNeeds} (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`,
+    }
+  }
+  return {
+    verdict: exit.signal ? 'signaled' : 'crashed',
+    message: `the sandboxed worker ended before it started: ${how}${said}`,
+  }
+}
+
+/**
+ * The line of a worker's stderr that says why node ended: an error's headline (node prints a
+ * stack and its version after it), node's "bad option", or else the last line it wrote.
+ */
+export function stderrCause(text: string): string | undefined {
+  const lines = text.split('\n').map(line => line.trim()).filter(line => line && !/^Node\.js v\d/.test(line))
+  const line = lines.find(l => /^(?:[A-Z]\w*)?Error\b|: bad option|^node: /.test(l)) ?? lines.at(-1)
+  return line !== undefined && line.length > 300 ? `${line.slice(0, 300)}…` : line
+}

@@ -39,6 +39,11 @@ export interface FileCgroup {
   usage(): Usage
   /** Only the CPU counters of {@link usage}, for a baseline on the per-file path. */
   cpu(): Pick<Usage, 'cpuUserMs' | 'cpuSystemMs'>
+  /**
+   * How many forks and clones (threads too) in the cgroup failed on `pids.max` so far: the
+   * kernel's own counter (`max` in pids.events, v1 and v2); null without a pids controller.
+   */
+  pidsLimitHits(): number | null
   /** Kills every process left in the cgroup and waits until it is empty. */
   kill(): Promise<void>
   /** kill(), then removes the cgroup directories. Idempotent. */

@@ -109,6 +109,10 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
       }
     },
     cpu,
+    pidsLimitHits() {
+      const pids = at('pids')
+      return pids ? readKeyed(path.join(pids, 'pids.events'))?.get('max') ?? null : null
+    },
     kill,
     async remove() {
       if (removed) return

@@ -106,6 +106,7 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
       }
     },
     cpu,
+    pidsLimitHits: () => readKeyed(path.join(dir, 'pids.events'))?.get('max') ?? null,
     kill: () => kill(dir),
     async remove() {
       if (removed) return

@@ -77,6 +77,10 @@ describe('v1 driver', () => {
     fs.writeFileSync(path.join(cpu, cg.name, 'cpuacct.usage_sys'), '250000000\n')
     fs.writeFileSync(path.join(pids, cg.name, 'pids.peak'), '64\n')
     expect(cg.usage()).toEqual({ memoryPeakBytes: 134217728, cpuUserMs: 1500, cpuSystemMs: 250, pidsPeak: 64, oomKilled: true })
+    // The kernel's count of forks and clones refused on pids.max.
+    expect(cg.pidsLimitHits()).toBeNull()
+    fs.writeFileSync(path.join(pids, cg.name, 'pids.events'), 'max 3\n')
+    expect(cg.pidsLimitHits()).toBe(3)
 
     // A fake cgroup dir holds regular files, so rmdir fails: prove the call is made, then empty it.
     for (const c of [memory, cpu, pids]) {
@@ -140,6 +144,10 @@ describe('v2 driver', () => {
     fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\n')
     fs.writeFileSync(path.join(dir, 'pids.peak'), '9\n')
     expect(cg.usage()).toEqual({ memoryPeakBytes: 1000, cpuUserMs: 2, cpuSystemMs: 1, pidsPeak: 9, oomKilled: false })
+    fs.writeFileSync(path.join(dir, 'pids.events'), 'max 0\n')
+    expect(cg.pidsLimitHits()).toBe(0)
+    fs.writeFileSync(path.join(dir, 'pids.events'), 'max 7\n')
+    expect(cg.pidsLimitHits()).toBe(7)
     for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f))
     await cg.remove()
     expect(fs.existsSync(dir)).toBe(false)

@@ -120,6 +120,17 @@ const runMessage = (files: string[]) => ({
   context: { files: files.map(filepath => ({ filepath })), providedContext: {}, environment: { name: 'node', options: null }, workerId: 1 },
 }) as unknown as WorkerRequest
 
+/** start(), then the start handshake as Vitest's PoolRunner does it: the worker is up. */
+async function startAndAnswer(w: IsolatedPoolWorker = worker, f: Fake = fake): Promise<void> {
+  await w.start()
+  const received = next(f.inside)
+  w.send(startMessage())
+  await received
+  const answered = eventOf(w, 'message')
+  f.inside.send({ __vitest_worker_response__: true, type: 'started' })
+  await answered
+}
+
 beforeEach(async () => {
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-pw-')))
   // A user's project is 755; as root the worker (uid 65534) must be able to read it.
@@ -256,7 +267,7 @@ describe('a broken channel', () => {
   })
 
   test('garbage between requests kills the sandbox without an error event nobody hears', async () => {
-    await worker.start()
+    await startAndAnswer()
     const errors: unknown[] = []
     worker.on('error', e => errors.push(e))
     const exit = eventOf(worker, 'exit')
@@ -290,7 +301,7 @@ describe('a broken channel', () => {
 })
 
 test('exit is reported with code and signal, also to a listener that comes late', async () => {
-  await worker.start()
+  await startAndAnswer()
   const early = new Promise(resolve => worker.on('exit', (...args: unknown[]) => resolve(args)))
   fake.exit({ code: 3, signal: null })
   expect(await early).toEqual([3, null])
@@ -339,7 +350,7 @@ describe('stop()', () => {
   })
 
   test('an already exited sandbox is not signalled', async () => {
-    await worker.start()
+    await startAndAnswer()
     const exit = eventOf(worker, 'exit')
     fake.exit({ code: 0, signal: null })
     await exit
@@ -350,5 +361,124 @@ describe('stop()', () => {
   test('before start() it is a no-op, and the sandbox getter an invariant failure', async () => {
     await expect(worker.stop()).resolves.toBeUndefined()
     expect(() => worker.sandbox).toThrow(/This is a bug in vitest-pool-isolated/)
+  })
+})
+
+// Issue 8, part 4: a worker that cannot start fails its file at once with the cause, never
+// Vitest's 60 s "Timeout waiting for worker to respond".
+describe('a sandbox that ends before its worker answered start', () => {
+  /** The `started` answer Vitest gets to its `start` request. */
+  async function startAnswer(): Promise<{ type: string, error?: Error }> {
+    const answer = eventOf<{ type: string, error?: Error }>(worker, 'message')
+    worker.send(startMessage())
+    return answer
+  }
+
+  test('an exit while Vitest waits for started answers it with the exit and node\'s complaint, and no exit event', async () => {
+    await worker.start()
+    const exits: unknown[] = []
+    worker.on('exit', (...args: unknown[]) => exits.push(args))
+    const answer = startAnswer()
+    ;(fake.sandbox.stderr as PassThrough).write('node:internal/modules/cjs/loader:1228\n  throw err;\n\nError: Cannot find module \'/x.cjs\'\n    at Module._resolveFilename\n\nNode.js v20.20.2\n')
+    fake.exit({ code: 1, signal: null })
+    const { type, error } = await answer
+    expect(type).toBe('started')
+    expect(error).toBeInstanceOf(Error)
+    expect(error!.name).toBe('IsolatedSandboxError')
+    expect(error!.message).toBe('[vitest-pool-isolated] the sandboxed worker ended before it started: it exited with code 1; node said: Error: Cannot find module \'/x.cjs\'')
+    // PoolRunner would turn an exit event into "Worker exited unexpectedly" and still wait 60 s.
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(exits).toEqual([])
+    // Vitest stops the failed runner: answered for the dead worker.
+    const stopped = eventOf<any>(worker, 'message')
+    worker.send({ __vitest_worker_request__: true, type: 'stop' } as unknown as WorkerRequest)
+    expect(await stopped).toEqual({ __vitest_worker_response__: true, type: 'stopped' })
+    await worker.stop()
+  })
+
+  test('an exit before Vitest sent start (a spare that died while it booted) answers the start that comes later', async () => {
+    await worker.start()
+    const exits: unknown[] = []
+    worker.on('exit', (...args: unknown[]) => exits.push(args))
+    fake.exit({ code: null, signal: 'SIGSEGV' })
+    await new Promise(resolve => setTimeout(resolve, 20))
+    // A listener that comes late gets no exit either: the answer goes to start.
+    worker.on('exit', (...args: unknown[]) => exits.push(args))
+    const { error } = await startAnswer()
+    expect(error!.message).toBe('[vitest-pool-isolated] the sandboxed worker ended before it started: it was killed by signal SIGSEGV')
+    expect(exits).toEqual([])
+  })
+
+  describe('with a pids limit', () => {
+    /** A fake cgroup whose pids counter the test sets. */
+    function withFakeCgroup(pids: number, env: Record<string, string> = {}) {
+      const cgroup = {
+        hits: 0 as number | null,
+        removed: false,
+        name: 'fake', intoFd: undefined, attach() {},
+        usage: () => ({ memoryPeakBytes: 1 << 20, cpuUserMs: 1, cpuSystemMs: 1, pidsPeak: pids, oomKilled: false }),
+        cpu: () => ({ cpuUserMs: 1, cpuSystemMs: 1 }),
+        pidsLimitHits: () => cgroup.hits,
+        async kill() {},
+        async remove() { cgroup.removed = true },
+        removeSync() {},
+      }
+      // Vitest's env (test.env) reaches the worker after the options were checked.
+      const options = poolOptions()
+      options.env = { ...options.env, ...env }
+      const w = new IsolatedPoolWorker(options, resolveOptions({ pids, enforce: 'off' }, {}))
+      const supervisor = (w as unknown as { supervisor: { limits: { pids?: number }, launch: unknown } }).supervisor
+      supervisor.limits.pids = pids
+      supervisor.launch = async () => ({ sandbox: fake.sandbox, cgroup, exited: false })
+      return { w, cgroup }
+    }
+
+    test('a worker left hanging by the limit is killed within a few readings, and start fails naming the limit and what node needs', async () => {
+      const { w, cgroup } = withFakeCgroup(16, { UV_THREADPOOL_SIZE: '16' })
+      worker = w
+      await worker.start()
+      cgroup.hits = 3
+      const began = Date.now()
+      const { error } = await startAnswer()
+      expect(Date.now() - began).toBeLessThan(1000)
+      expect(fake.kills).toEqual(['SIGKILL'])
+      expect(error!.message).toBe('[vitest-pool-isolated] the sandbox hit the pids limit (16) before the worker started; node needs at least 24 (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it hung, so the sandbox was killed')
+      expect(cgroup.removed).toBe(true)
+    })
+
+    test('a node that aborts on the limit by itself is named as such', async () => {
+      const { w, cgroup } = withFakeCgroup(16, { UV_THREADPOOL_SIZE: '16' })
+      worker = w
+      await worker.start()
+      const answer = startAnswer()
+      cgroup.hits = 1
+      fake.exit({ code: null, signal: 'SIGABRT' })
+      const { error } = await answer
+      expect(fake.kills).toEqual([])
+      expect(error!.message).toMatch(/the sandbox hit the pids limit \(16\) before the worker started; node needs at least 24 .*it was killed by signal SIGABRT$/)
+    })
+
+    test('no hit: a slow start is left alone, and once started the counter is not read any more', async () => {
+      const { w, cgroup } = withFakeCgroup(64)
+      worker = w
+      await worker.start()
+      let reads = 0
+      cgroup.pidsLimitHits = () => (reads++, 0)
+      const received = next(fake.inside)
+      worker.send(startMessage())
+      await received
+      await new Promise(resolve => setTimeout(resolve, 200))
+      expect(fake.kills).toEqual([])
+      expect(reads).toBeGreaterThan(1)
+      const answered = eventOf(worker, 'message')
+      fake.inside.send({ __vitest_worker_response__: true, type: 'started' })
+      expect(await answered).toEqual({ __vitest_worker_response__: true, type: 'started' })
+      const after = reads
+      cgroup.hits = 5
+      cgroup.pidsLimitHits = () => (reads++, 5)
+      await new Promise(resolve => setTimeout(resolve, 200))
+      expect(reads).toBe(after)
+      expect(fake.kills).toEqual([])
+    })
   })
 })

@@ -1,0 +1,82 @@
+import { expect, test } from 'vitest'
+import { expectNothingLeft, usageOf } from '../support/limits-cases.js'
+import { gateMissing, limitsSituation, warnIfMissing } from '../support/limits-host.js'
+import { describeLimitsRun, runLimits } from '../support/limits-run.js'
+import { requireKernel } from '../support/kernel.js'
+
+// Issue 8, part 4: a worker that cannot start fails its files at once, naming the cause, never
+// with Vitest's "Timeout waiting for worker to respond" after 60 s; a pids limit node cannot
+// even start under is refused at config load. Runs fixtures/limits' fine files on dist/.
+
+await requireKernel()
+const situation = limitsSituation()
+warnIfMissing(situation)
+
+const RUN = 60_000
+/** Far below Vitest's own 60 s start timeout, with room for a loaded machine. */
+const FAST_MS = 15_000
+
+test('VITEST_ISOLATED_PIDS=5 is refused at config load, naming the variable, the value and the minimum; no sandbox is started', async () => {
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_PIDS: '5' }, timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.timedOut, log).toBe(false)
+  expect(run.exitCode, log).not.toBe(0)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).toContain('IsolatedOptionsError: [vitest-pool-isolated] environment variable VITEST_ISOLATED_PIDS (option "pids") must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node\'s threads and the sandbox\'s init) before any test runs; received "5"')
+  expect(run.output, log).not.toContain('Timeout waiting for worker')
+  expect(run.report?.numPassedTests ?? 0, log).toBe(0)
+  expect(run.watcher.inits, log).toEqual([])
+  await expectNothingLeft(run, { sandboxes: false })
+}, RUN)
+
+const pidsTitle = (what: string) => situation.kind === 'refused'
+  ? `${what} (${situation.label}: the pids limit is not applied, so nothing to show)`
+  : what
+
+test(pidsTitle('pids 16 with --v8-pool-size=32 (node hangs creating its threads): each file fails within seconds naming the pids limit and what node needs; no cgroup, no process left'), async (context) => {
+  gateMissing(situation, context)
+  if (situation.kind === 'refused') context.skip(situation.reason)
+  const run = await runLimits({ files: ['fine', 'fine2'], env: { VITEST_ISOLATED_PIDS: '16' }, args: ['--execArgv=--v8-pool-size=32'], timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.timedOut, log).toBe(false)
+  expect(run.exitCode, log).toBe(1)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).not.toContain('Timeout waiting for worker')
+  expect(run.report?.numPassedTests ?? 0, log).toBe(0)
+  // 4 tasks of node's own, 32 V8 platform threads, 4 of libuv's pool: 40.
+  const sentence = 'the sandbox hit the pids limit (16) before the worker started; node needs at least 40 (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it hung, so the sandbox was killed'
+  for (const file of ['fine.test.ts', 'fine2.test.ts']) {
+    expect(run.output, log).toMatch(new RegExp(`Failed to start isolated worker for test files \\S*/${file.replace('.', '\\.')}\\.\\s+[^]*?Caused by: IsolatedSandboxError: \\[vitest-pool-isolated\\] ${sentence.replace(/[()[\].]/g, '\\$&')}`))
+  }
+  // Start failures are recorded under the project root: Vitest names no file before `start`.
+  expect(usageOf(run, ''), log).toMatchObject({ verdict: 'crashed', signal: 'SIGKILL', pidsPeak: 16, message: sentence })
+  await expectNothingLeft(run)
+}, RUN)
+
+test(pidsTitle('pids 16 with --v8-pool-size=10 (node aborts on libuv\'s threads): the file fails at once naming the pids limit and the signal'), async (context) => {
+  gateMissing(situation, context)
+  if (situation.kind === 'refused') context.skip(situation.reason)
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_PIDS: '16' }, args: ['--execArgv=--v8-pool-size=10'], timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.timedOut, log).toBe(false)
+  expect(run.exitCode, log).toBe(1)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).toContain('Caused by: IsolatedSandboxError: [vitest-pool-isolated] the sandbox hit the pids limit (16) before the worker started; node needs at least 18 (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it was killed by signal SIGABRT')
+  expect(usageOf(run, ''), log).toMatchObject({ verdict: 'signaled', signal: 'SIGABRT' })
+  // The sandbox lives a few ms, often too short for the process watcher to see its init; the
+  // record's exit status shows it ran, and the checks for cgroups and processes left still hold.
+  await expectNothingLeft(run, { sandboxes: false })
+}, RUN)
+
+test('an execArgv node refuses: the file fails at once with the exit code and node\'s own complaint; no cgroup, no process left', async () => {
+  const run = await runLimits({ files: ['fine'], args: ['--execArgv=--no-such-flag-for-node'], timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.timedOut, log).toBe(false)
+  expect(run.exitCode, log).toBe(1)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).not.toContain('Timeout waiting for worker')
+  expect(run.output, log).toMatch(/Failed to start isolated worker for test files \S*\/fine\.test\.ts\.\s+[^]*?Caused by: IsolatedSandboxError: \[vitest-pool-isolated\] the sandboxed worker ended before it started: it exited with code 9; node said: \S*node: bad option: --no-such-flag-for-node/)
+  expect(usageOf(run, ''), log).toMatchObject({ verdict: 'crashed', exitCode: 9 })
+  // As above: a sandbox of a few ms; its record shows it ran.
+  await expectNothingLeft(run, { sandboxes: false })
+}, RUN)
