@@ -100,7 +100,10 @@ export class RpcGuard {
   onRequest(message: unknown): RpcResponse | 'drop' | undefined {
     if (!isFrame(message, 'q')) {
       // Lifecycle answers (testfileFinished, stopped) carry errors main prints with code frames.
-      if (typeof message === 'object' && message !== null && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__) this.cleanStacks([message])
+      if (typeof message === 'object' && message !== null && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__) {
+        // No refusing these (Vitest waits for them): an error too large to check goes instead.
+        if (this.cleanStacks([message]) !== undefined) (message as { error?: unknown }).error = new Error('[vitest-pool-isolated] the worker sent an error too deep or too large to check for stack frames')
+      }
       return undefined
     }
     // birpc looks the method up with the name as given, echoes the id as given and applies the
@@ -189,8 +192,8 @@ export class RpcGuard {
    * Replaces, in every `stack` string and parsed `stacks` array found in the arguments, the file
    * of each frame outside the view: main prints code frames from those files after the call.
    */
-  cleanStacks(args: unknown[]): undefined {
-    walk(args, 0, (holder, key, value) => {
+  cleanStacks(args: unknown[]): string | undefined {
+    const whole = walk(args, 0, (holder, key, value) => {
       if (key === 'stack' && typeof value === 'string') holder[key] = this.cleanStack(value)
       else if (key === 'stacks' && Array.isArray(value)) {
         for (const frame of value as { file?: unknown }[]) {
@@ -198,7 +201,7 @@ export class RpcGuard {
         }
       }
     })
-    return undefined
+    return whole ? undefined : 'the message is too deep or too large to check for stack frames'
   }
 
   private cleanStack(stack: string): string {
@@ -311,28 +314,33 @@ function attachmentPaths(artifact: unknown): string[] {
 
 /**
  * Visits every own property (enumerable or not: a deserialized Error keeps `stack` and `cause`
- * as non-enumerable properties) of objects and arrays, and the entries of Maps and Sets, to a
- * bounded depth and size.
+ * as non-enumerable properties) of objects and arrays, and the entries of Maps and Sets, each
+ * object once. Returns false when the value is too deep or too large to visit whole: the caller
+ * then refuses it (an unvisited corner could hold a stack).
  */
-function walk(value: unknown, depth: number, visit: (holder: Record<string, unknown>, key: string, value: unknown) => void, budget = { left: 100_000 }): void {
-  if (depth > 32 || !value || typeof value !== 'object' || --budget.left < 0) return
+function walk(value: unknown, depth: number, visit: (holder: Record<string, unknown>, key: string, value: unknown) => void, budget = { left: 200_000, seen: new WeakSet<object>() }): boolean {
+  if (!value || typeof value !== 'object') return true
+  // Task trees point back up (task.file, task.suite): each object once.
+  if (budget.seen.has(value)) return true
+  if (depth > 64 || --budget.left < 0) return false
+  budget.seen.add(value)
   if (value instanceof Map) {
     for (const [k, v] of value) {
-      walk(k, depth + 1, visit, budget)
-      walk(v, depth + 1, visit, budget)
+      if (!walk(k, depth + 1, visit, budget) || !walk(v, depth + 1, visit, budget)) return false
     }
-    return
+    return true
   }
   if (value instanceof Set) {
-    for (const v of value) walk(v, depth + 1, visit, budget)
-    return
+    for (const v of value) if (!walk(v, depth + 1, visit, budget)) return false
+    return true
   }
-  if (ArrayBuffer.isView(value)) return
+  if (ArrayBuffer.isView(value)) return true
   for (const key of Object.getOwnPropertyNames(value)) {
     const child = (value as Record<string, unknown>)[key]
     visit(value as Record<string, unknown>, key, child)
-    if (child && typeof child === 'object') walk(child, depth + 1, visit, budget)
+    if (child && typeof child === 'object' && !walk(child, depth + 1, visit, budget)) return false
   }
+  return true
 }
 
 function refusal(reason: string, file?: string): Error {

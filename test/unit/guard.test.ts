@@ -177,6 +177,24 @@ describe('RpcGuard', () => {
     expect(leak.stack).not.toContain(secret())
   })
 
+  test('a task tree that points back up is visited once per object; one too deep or too large to check whole is refused', () => {
+    const guard = new RpcGuard(view)
+    const file: Record<string, unknown> = { type: 'suite', tasks: [] }
+    file.file = file
+    const tasks = Array.from({ length: 2000 }, (_, i) => ({ id: String(i), file, suite: file, result: { errors: [{ stack: `at ${secret()}:1:1` }] } }))
+    file.tasks = tasks
+    const started = performance.now()
+    expect(guard.onRequest(request('onCollected', [[file]]))).toBeUndefined()
+    expect(performance.now() - started).toBeLessThan(2000)
+    expect(tasks.every(t => t.result.errors[0]!.stack === `at ${HIDDEN_FILE}:1:1`)).toBe(true)
+
+    let deep: Record<string, unknown> = { stack: `at ${secret()}:1:1` }
+    for (let i = 0; i < 100; i++) deep = { inner: deep }
+    expect(guard.onRequest(request('onTaskUpdate', [[deep], []]))).toMatchObject({ e: { code: 'EACCES' } })
+    const wide = Array.from({ length: 300_000 }, () => ({}))
+    expect(guard.onRequest(request('onUnhandledError', [{ junk: wide, stack: `at ${secret()}:1:1` }, 'x']))).toMatchObject({ e: { code: 'EACCES' } })
+  })
+
   test('coverage of files outside the view is dropped (v8 and istanbul)', () => {
     const guard = new RpcGuard(view)
     const inside = path.join(shown, 'a.txt')
