@@ -8,6 +8,12 @@ import { reporterFor } from './reporter.js'
 import { Supervisor } from './supervisor.js'
 
 const POOL_NAME = 'isolated'
+export const PLUGIN_NAME = 'vitest-pool-isolated'
+
+/** The plugin's `api`: how the CLI (`doctor`, `shell`) reads the options a config gave it. */
+export interface IsolatedPluginApi {
+  options: ResolvedIsolatedOptions
+}
 
 /**
  * The isolated pool as a Vitest `PoolRunnerInitializer`, for `test.pool: isolatedPool(options)`.
@@ -45,7 +51,8 @@ export function isolated(options?: IsolatedOptions): Plugin {
   const supervisor = new Supervisor(resolveOptions(options))
   const pool = createPool(supervisor)
   return {
-    name: 'vitest-pool-isolated',
+    name: PLUGIN_NAME,
+    api: { options: supervisor.options } satisfies IsolatedPluginApi,
     async configureVitest({ project, vitest }: VitestPluginContext) {
       checkVitestVersion(vitest.version)
       // Also without --pool=isolated: with --merge-reports the summary comes from the blobs' meta.

@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url'
 import { SandboxUnsupportedError } from '../errors.js'
 import path from 'node:path'
 import { STEPS } from './steps.js'
+import { debuglog } from 'node:util'
+
+const debug = debuglog('vitest-pool-isolated')
 
 export interface NativePlanOp {
   kind: number
@@ -108,22 +111,59 @@ export interface NativeFsError extends Error {
 /** Package root: dist/native/binding.js → ../.. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
+/** Where the addon in use came from: built on this machine, or shipped prebuilt in the package. */
+export interface NativeOrigin {
+  kind: 'compiled' | 'prebuilt'
+  /** The .node file (isolated-init sits next to it). */
+  path: string
+  /** The platform directory under prebuilds/, for a prebuilt one. */
+  platform?: string
+}
+
+/**
+ * The prebuilt directory for this machine: prebuilds/linux-<arch> (glibc) or
+ * prebuilds/linux-<arch>-musl, as scripts/prebuild.mjs names them.
+ */
+export function prebuiltPlatform(): string {
+  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime
+  return `${process.platform}-${process.arch}${glibc ? '' : '-musl'}`
+}
+
+/**
+ * The addon files to try, in order: a local build wins (the install script compiles only when no
+ * prebuilt one fits, and a developer's build is newer than anything packed), then the prebuilt one.
+ */
+export function nativeCandidates(): NativeOrigin[] {
+  const platform = prebuiltPlatform()
+  return [
+    { kind: 'compiled', path: path.join(packageRoot, 'build/Release/isolated_sandbox.node') },
+    { kind: 'compiled', path: path.join(packageRoot, 'build/Debug/isolated_sandbox.node') },
+    { kind: 'prebuilt', path: path.join(packageRoot, 'prebuilds', platform, 'isolated_sandbox.node'), platform },
+  ]
+}
+
 let loaded: NativeAddon | undefined
+let origin: NativeOrigin | undefined
+
+/** The addon in use (loads it); doctor prints it, NODE_DEBUG=vitest-pool-isolated traces it. */
+export function nativeOrigin(): NativeOrigin {
+  native()
+  return origin!
+}
 
 export function native(): NativeAddon {
   if (loaded) return loaded
   const require = createRequire(import.meta.url)
-  const candidates = [
-    path.join(packageRoot, 'build/Release/isolated_sandbox.node'),
-    path.join(packageRoot, 'build/Debug/isolated_sandbox.node'),
-  ]
   const tried: string[] = []
-  for (const file of candidates) {
+  for (const candidate of nativeCandidates()) {
+    const file = candidate.path
     try {
       const addon = require(file) as NativeAddon
       checkSteps(addon, file)
       checkInit(addon)
       loaded = addon
+      origin = candidate
+      debug('native addon: %s %s', candidate.kind, file)
       return addon
     } catch (error) {
       const e = error as NodeJS.ErrnoException
@@ -134,7 +174,7 @@ export function native(): NativeAddon {
   // One line that names every path: Vitest shows a start-up error's first line in some places.
   throw new SandboxUnsupportedError({
     feature: 'native addon',
-    reason: `it is not built (looked for ${tried.join(' and ')})`,
+    reason: `no build fits ${prebuiltPlatform()} (looked for ${tried.join(', ')})`,
     remedy: 'build it with `npm rebuild vitest-pool-isolated` (needs cmake and a C/C++ compiler); '
       + 'with pnpm, allow its build script first (`pnpm approve-builds`)',
   })

@@ -1,0 +1,275 @@
+/**
+ * `vitest-pool-isolated doctor`: can this machine run the pool with this project's options, and
+ * if not, exactly what to change. One line per check (ok / warn / fail, the reason, the remedy);
+ * `--json` for machines. Exit 0 when the pool can run with the configured options, 1 otherwise.
+ *
+ * Nothing is inferred where it can be tried: the namespaces and pivot_root are checked by
+ * building one throw-away sandbox with the project's plan, and the limits by creating a cgroup
+ * with them. A limit the config asks for under `enforce: 'require'` that cannot be enforced is a
+ * fail; under 'try' a warn (the run goes on without it, as it would).
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { cgroupDriver, type LimitName, type Limits } from '../cgroup/index.js'
+import { DELEGATION_REMEDY } from '../cgroup/v2.js'
+import { checkVitestVersion, SUPPORTED_VITEST } from '../compat.js'
+import { IsolatedError, SandboxSetupError } from '../errors.js'
+import { probe } from '../kernel.js'
+import { native, nativeOrigin, packageRoot } from '../native/binding.js'
+import type { ResolvedIsolatedOptions } from '../options.js'
+import { hostLayout } from '../sandbox/host-layout.js'
+import { buildPlan, workerUidOf } from '../sandbox/plan.js'
+import { spawnPlan } from '../sandbox/spawn.js'
+import { loadProject, type LoadedProject } from './project.js'
+
+export type Status = 'ok' | 'warn' | 'fail'
+
+export interface Check {
+  name: string
+  status: Status
+  /** What was found. */
+  detail: string
+  /** The exact command or setting that fixes a warn or fail. */
+  remedy?: string
+}
+
+export interface DoctorReport {
+  ok: boolean
+  checks: Check[]
+}
+
+const HELP = `Usage: vitest-pool-isolated doctor [--root DIR] [--config FILE] [--json]
+
+Checks that the isolated pool can run here with this project's options: kernel, user
+namespaces, container and seccomp, one throw-away sandbox, cgroups per limit, the native
+binary, Node and Vitest. Exit 0 when it can, 1 otherwise.
+`
+
+export async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, root: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  })
+  if (values.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  const report = await doctor({ root: path.resolve(values.root ?? process.cwd()), config: values.config })
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+  else process.stdout.write(format(report))
+  return report.ok ? 0 : 1
+}
+
+export function format(report: DoctorReport): string {
+  const width = Math.max(...report.checks.map(c => c.name.length))
+  const lines = report.checks.map(c =>
+    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail}${c.remedy ? `\n${' '.repeat(width + 8)}fix: ${c.remedy}` : ''}`)
+  const verdict = report.ok
+    ? 'The isolated pool can run here with this project\'s options.'
+    : 'The isolated pool cannot run here with this project\'s options: fix the lines marked fail.'
+  return `${lines.join('\n')}\n\n${verdict}\n`
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message.replace(/^\[vitest-pool-isolated\] /, '').split('\n')[0]! : String(error)
+}
+
+function readSysctl(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim()
+  } catch {
+    return undefined
+  }
+}
+
+export async function doctor({ root, config }: { root: string; config?: string }): Promise<DoctorReport> {
+  const checks: Check[] = []
+  const add = (c: Check) => checks.push(c)
+  const root_ = process.geteuid?.() === 0
+
+  // Node and Vitest first: without a supported Vitest the config cannot even be read.
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+  add(major > 20 || (major === 20 && minor >= 19)
+    ? { name: 'node', status: 'ok', detail: `Node ${process.version} (${process.execPath}); needs >= 20.19` }
+    : { name: 'node', status: 'fail', detail: `Node ${process.version} is older than 20.19`, remedy: 'install Node 20.19 or newer' })
+
+  let project: LoadedProject | undefined
+  try {
+    project = await loadProject({ root, config })
+    try {
+      checkVitestVersion(project.vitest.version)
+      add({ name: 'vitest', status: 'ok', detail: `Vitest ${project.vitest.version}; supported ${SUPPORTED_VITEST}` })
+    } catch (error) {
+      add({ name: 'vitest', status: 'fail', detail: errorText(error), remedy: 'npm install -D vitest@^4.1' })
+    }
+    const o = project.options
+    add(project.hasPlugin
+      ? { name: 'config', status: 'ok', detail: `${project.vitest.vite.config.configFile ?? 'inline config'}: isolated(${describeOptions(o)})` }
+      : { name: 'config', status: 'warn', detail: `no config under ${root} uses the isolated() plugin; checking the defaults`, remedy: 'add plugins: [isolated()] to vitest.config.ts (see the README)' })
+  } catch (error) {
+    add({ name: 'config', status: 'fail', detail: `cannot load the Vitest config: ${errorText(error)}`, remedy: 'run doctor in the project directory, or pass --root/--config' })
+  }
+  const { resolveOptions } = await import('../options.js')
+  const options = project?.options ?? resolveOptions()
+  const projectRoot = project?.project.config.root ?? root
+
+  try {
+    const origin = nativeOrigin()
+    add({ name: 'native binary', status: 'ok', detail: `${origin.kind}${origin.platform ? ` for ${origin.platform}` : ''}: ${origin.path}` })
+  } catch (error) {
+    add({ name: 'native binary', status: 'fail', detail: errorText(error), remedy: (error as { remedy?: string }).remedy ?? 'npm rebuild vitest-pool-isolated' })
+  }
+
+  const features = probe().features
+  const release = os.release()
+  add(features.kernel?.ok
+    ? { name: 'kernel', status: 'ok', detail: `Linux ${release} (>= 5.12: clone3, mount_setattr)` }
+    : { name: 'kernel', status: 'fail', detail: features.kernel?.reason ?? `Linux ${release}`, remedy: features.kernel?.remedy })
+  if (features.addon?.ok) {
+    const clone3 = native().probeClone(0)
+    add(clone3 === 0
+      ? { name: 'clone3', status: 'ok', detail: 'clone3 works' }
+      : { name: 'clone3', status: 'fail', detail: `clone3 fails with errno ${clone3}${clone3 === os.constants.errno.ENOSYS ? ' (ENOSYS: a seccomp profile or an old kernel refuses it)' : ''}`, remedy: 'Linux 5.3 or newer; in a container, a seccomp profile that allows clone3' })
+  }
+
+  // User namespaces: the sysctls that can refuse them, then the kernel's answer.
+  const sysctls = [
+    ['user.max_user_namespaces', readSysctl('/proc/sys/user/max_user_namespaces')],
+    ['kernel.unprivileged_userns_clone', readSysctl('/proc/sys/kernel/unprivileged_userns_clone')],
+    ['kernel.apparmor_restrict_unprivileged_userns', readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns')],
+  ].filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`).join(', ')
+  const userns = features.userns
+  if (userns) {
+    add(userns.ok
+      ? { name: 'user namespaces', status: 'ok', detail: `a new user namespace can be created (${sysctls})` }
+      : { name: 'user namespaces', status: 'fail', detail: `${userns.reason} (${sysctls})`, remedy: userns.remedy })
+  }
+
+  add(containerCheck(features.namespaces?.ok !== false))
+
+  if (features.namespaces && !features.namespaces.ok) {
+    add({ name: 'namespaces', status: 'fail', detail: features.namespaces.reason ?? 'clone3 failed', remedy: features.namespaces.remedy })
+  }
+
+  // Cgroups per limit, then a sandbox in a cgroup with the limits that work.
+  const driver = options.enforce === 'off' ? undefined : cgroupDriver()
+  const limits: Limits = {}
+  const requested: [LimitName, string, number | undefined][] = [
+    ['memory', 'memory', options.memoryBytes], ['cpu', 'cpus', options.cpus], ['pids', 'pids', options.pids],
+  ]
+  if (options.enforce === 'off') {
+    add({ name: 'cgroups', status: 'ok', detail: 'enforce: \'off\': no limits are applied' })
+  } else if (!driver) {
+    add({ name: 'cgroups', status: anyRequested(requested) && options.enforce === 'require' ? 'fail' : 'warn', detail: 'no cgroup hierarchy is mounted', remedy: 'mount cgroup2 at /sys/fs/cgroup' })
+  } else {
+    add({ name: 'cgroups', status: 'ok', detail: `cgroup v${driver.version} at ${driver.parents.join(', ')}${root_ ? ' (root)' : ''}` })
+    for (const [limit, option, value] of requested) {
+      const support = driver.support[limit]
+      const asked = value !== undefined ? `${option}: ${value} (enforce: '${options.enforce}')` : `${option} (not set)`
+      if (support.ok) {
+        if (value !== undefined) {
+          if (limit === 'memory') limits.memoryBytes = value
+          else if (limit === 'cpu') limits.cpus = value
+          else limits.pids = value
+        }
+        add({ name: `${option} limit`, status: 'ok', detail: `${asked}: enforceable${root_ ? ' as root' : ' in a delegated subtree'}` })
+        continue
+      }
+      const remedy = support.remedy || DELEGATION_REMEDY
+      add({
+        name: `${option} limit`,
+        status: value !== undefined && options.enforce === 'require' ? 'fail' : 'warn',
+        detail: `${asked}: cannot be enforced: ${support.reason}${value !== undefined && options.enforce === 'try' ? '; the run goes on WITHOUT it' : ''}`,
+        remedy,
+      })
+    }
+  }
+
+  if (features.addon?.ok && features.namespaces?.ok) add(await sandboxCheck(options, projectRoot, driver ?? undefined, limits))
+
+  await project?.close()
+  return { ok: checks.every(c => c.status !== 'fail'), checks }
+}
+
+function anyRequested(requested: [LimitName, string, number | undefined][]): boolean {
+  return requested.some(([, , v]) => v !== undefined)
+}
+
+function describeOptions(o: ResolvedIsolatedOptions): string {
+  const parts = [`network: '${o.network}'`, `enforce: '${o.enforce}'`]
+  if (o.memoryBytes !== undefined) parts.unshift(`memory: ${o.memoryBytes}`)
+  if (o.cpus !== undefined) parts.unshift(`cpus: ${o.cpus}`)
+  if (o.pids !== undefined) parts.unshift(`pids: ${o.pids}`)
+  if (o.mounts.length) parts.push(`${o.mounts.length} mounts`)
+  return parts.join(', ')
+}
+
+/** Whether we run in a container, which one, and its seccomp mode (2: a filter is installed). */
+function containerCheck(namespacesOk: boolean): Check {
+  const status = readSysctl('/proc/self/status') ?? ''
+  const seccomp = /^Seccomp:\s*(\d)/m.exec(status)?.[1]
+  const seccompText = seccomp === '2' ? 'a seccomp filter is installed' : seccomp === '1' ? 'strict seccomp' : 'no seccomp filter'
+  let kind: string | undefined
+  if (fs.existsSync('/.dockerenv')) kind = 'Docker'
+  else if (fs.existsSync('/run/.containerenv')) kind = 'Podman'
+  else if (process.env.container) kind = process.env.container
+  else if (/\/(docker|kubepods|lxc|containerd)/.test(readSysctl('/proc/1/cgroup') ?? '')) kind = 'a container'
+  const where = kind ? `inside ${kind}` : 'not in a container'
+  if (namespacesOk) return { name: 'container', status: 'ok', detail: `${where}; ${seccompText}; namespaces are allowed` }
+  return {
+    name: 'container',
+    status: 'fail',
+    detail: `${where}; ${seccompText}; it refuses the namespaces the sandbox needs`,
+    remedy: kind === 'Docker' || seccomp === '2'
+      ? 'docker run --security-opt seccomp=unconfined (or a seccomp profile that allows clone3, unshare, mount, pivot_root); with AppArmor also --security-opt apparmor=unconfined'
+      : 'allow user namespaces in the container runtime',
+  }
+}
+
+/** One throw-away sandbox with the project's plan: proves mount, PID, net namespaces and pivot_root. */
+async function sandboxCheck(options: ResolvedIsolatedOptions, projectRoot: string, driver: ReturnType<typeof cgroupDriver> | undefined, limits: Limits): Promise<Check> {
+  const identity = { uid: process.geteuid!(), gid: process.getegid!() }
+  const script = "const fs=require('fs');const ns=n=>fs.readlinkSync('/proc/self/ns/'+n);"
+    + "console.log(JSON.stringify({mnt:ns('mnt'),pid:ns('pid'),net:ns('net'),user:ns('user'),"
+    + "init:fs.readFileSync('/proc/1/comm','utf8').trim(),oldroot:fs.existsSync('/oldroot'),hostname:require('os').hostname(),uid:process.getuid()}))"
+  const plan = buildPlan({
+    layout: hostLayout(projectRoot, process.cwd(), workerUidOf(identity)),
+    options,
+    identity,
+    argv: ['-e', script],
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+  })
+  let cgroup
+  try {
+    if (driver && Object.values(driver.support).some(s => s.ok)) cgroup = driver.create(limits)
+    const sandbox = await spawnPlan(plan, cgroup)
+    sandbox.ipc.destroy()
+    let out = ''
+    let err = ''
+    sandbox.stdout.on('data', (d: Buffer) => { out += d })
+    sandbox.stderr.on('data', (d: Buffer) => { err += d })
+    const exit = await sandbox.exited
+    await new Promise(resolve => setImmediate(resolve))
+    if (exit.code !== 0) {
+      return { name: 'sandbox', status: 'fail', detail: `a throw-away sandbox started, but node in it exited with ${exit.code ?? exit.signal}: ${err.trim().split('\n')[0]}` }
+    }
+    const inside = JSON.parse(out.trim().split('\n').pop()!) as Record<string, string | boolean | number>
+    const same = ['mnt', 'pid', 'net', 'user'].filter(n => n === 'net' && options.network === 'host' ? false : inside[n] === fs.readlinkSync(`/proc/self/ns/${n}`))
+    if (same.length || inside.init !== 'isolated-init' || inside.oldroot) {
+      return { name: 'sandbox', status: 'fail', detail: `the sandbox shares the host's ${same.join(', ') || 'root'}; This is a bug in vitest-pool-isolated` }
+    }
+    const net = options.network === 'host' ? 'the host\'s network' : `its own net ns ${inside.net}`
+    return {
+      name: 'sandbox',
+      status: 'ok',
+      detail: `built one: new mount, PID, user namespaces and ${net}, pivot_root done, hostname ${inside.hostname}, uid ${inside.uid}${cgroup ? ', in its own cgroup' : ''}`,
+    }
+  } catch (error) {
+    const hint = error instanceof SandboxSetupError ? error.hint : undefined
+    return { name: 'sandbox', status: 'fail', detail: `building a throw-away sandbox failed: ${errorText(error)}`, remedy: hint ?? (error instanceof IsolatedError ? undefined : `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})`) }
+  } finally {
+    await cgroup?.remove()
+  }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/**
+ * `npx vitest-pool-isolated <command>`: the one bin of the package. Each command lives in its
+ * own file under src/cli/ and is loaded only when asked for, so `doctor` does not pay for
+ * `hunt`'s imports and the other way round. Add a command: one line in COMMANDS.
+ */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }> = {
+  doctor: { summary: 'check that this machine and this project can run the pool, with the fix for what is missing', load: () => import('./doctor.js') },
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
+  return [
+    'Usage: vitest-pool-isolated <command> [options]',
+    '',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `vitest-pool-isolated <command> --help` for its options.',
+  ].join('\n')
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`)
+    return name === undefined ? 2 : 0
+  }
+  const command = COMMANDS[name]
+  if (!command) {
+    process.stderr.write(`[vitest-pool-isolated] unknown command "${name}"\n\n${usage()}\n`)
+    return 2
+  }
+  return (await command.load()).main(rest)
+}
+
+run(process.argv.slice(2)).then(
+  code => { process.exitCode = code },
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
+    process.exitCode = 1
+  },
+)
