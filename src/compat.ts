@@ -2,6 +2,8 @@
  * The Vitest versions this pool supports, and the one place that names what differs between
  * them. Everything else in the pool is written against the API both majors share.
  */
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { IsolatedError } from './errors.js'
 
 /** As in package.json's peerDependencies. */
@@ -30,4 +32,113 @@ export function checkVitestVersion(text: string | undefined): VitestVersion {
       + 'Install a supported Vitest (npm install -D vitest@5), or a vitest-pool-isolated made for yours.')
   }
   return version
+}
+
+/**
+ * What the pool needs from the running Vitest where the majors differ. Each member names the
+ * difference; the rest of the pool calls these instead of checking versions itself. Vitest's
+ * own functions come from the running copy (its `distPath`), never from an import of
+ * `vitest/*`: that would resolve from this package's location, possibly to another Vitest.
+ */
+export interface VitestApi {
+  readonly version: VitestVersion
+  /**
+   * The id Vitest's worker gives a test file's task, for a file the pool fails in Vitest's
+   * state before its worker reported it. 4.1: a hash of the path and the project name;
+   * 5: `generateFileHash` also hashes the blob label (`mergeReportsLabel`, from
+   * `--merge-reports`' `VITEST_BLOB_LABEL`), which is also the file task's meta.
+   */
+  fileTask(relativePath: string, projectName: string, config: ProjectConfigLike): { id: string; meta: Record<string, unknown> }
+}
+
+/** The project config fields the adapter reads (both majors' resolved config). */
+export interface ProjectConfigLike {
+  root: string
+  mergeReportsLabel?: string
+  fsModuleCache?: unknown
+  fsModuleCachePath?: unknown
+  experimental?: { fsModuleCache?: unknown; fsModuleCachePath?: unknown }
+  providedOptions?: Record<string, unknown>
+}
+
+type GenerateFileHash = (file: string, projectName: string | undefined, meta?: Record<string, unknown>) => string
+
+const apis = new Map<string, Promise<VitestApi>>()
+
+/**
+ * The adapter for the Vitest whose dist directory is `distPath` (PoolOptions.distPath,
+ * Vitest#distPath). Loads its `node.js`, which that Vitest has loaded already.
+ */
+export function vitestApi(vitest: { distPath: string; version: string }): Promise<VitestApi> {
+  let api = apis.get(vitest.distPath)
+  if (!api) {
+    const { distPath, version } = vitest
+    api = Promise.resolve().then(() => loadVitestApi(distPath, checkVitestVersion(version)))
+    apis.set(vitest.distPath, api)
+  }
+  return api
+}
+
+async function loadVitestApi(distPath: string, version: VitestVersion): Promise<VitestApi> {
+  const node = await import(pathToFileURL(path.join(distPath, 'node.js')).href) as { generateFileHash?: GenerateFileHash }
+  const generateFileHash = node.generateFileHash
+  if (typeof generateFileHash !== 'function') {
+    throw new IsolatedError(`[vitest-pool-isolated] Vitest ${version.text} at ${distPath} has no generateFileHash in node.js. This is a bug in vitest-pool-isolated.`)
+  }
+  return {
+    version,
+    fileTask(relativePath, projectName, config) {
+      if (version.major === 4) return { id: generateFileHash(relativePath, projectName), meta: {} }
+      const meta = { __vitest_label__: config.mergeReportsLabel }
+      return { id: generateFileHash(relativePath, projectName, meta), meta }
+    },
+  }
+}
+
+/** Vitest's file-system module cache of a project: on or off, where, and its default name. */
+export interface ModuleCache {
+  enabled: boolean
+  /** Configured directory (absolute), when set. */
+  path: string | undefined
+  /** The directory name below the workspace root's node_modules when no path is set. */
+  defaultName: string
+}
+
+/** Both majors' default names: a workspace may hold caches of both. */
+export const MODULE_CACHE_NAMES = ['.experimental-vitest-cache', '.vitest-cache'] as const
+
+/**
+ * 4.1: `experimental.fsModuleCache` (off by default), `experimental.fsModuleCachePath`, directory
+ * `node_modules/.experimental-vitest-cache`. 5: top-level `fsModuleCache`, on by default (the
+ * resolved config says true), `fsModuleCachePath` resolved against the root (or
+ * `VITEST_FS_MODULE_CACHE_PATH`), directory `node_modules/.vitest-cache`. An unknown major
+ * (a test's stand-in for Vitest) reads both places.
+ */
+export function moduleCache(config: ProjectConfigLike, major: number | undefined): ModuleCache {
+  const sources = major === 4 ? [config.experimental] : major === 5 ? [config] : [config, config.experimental]
+  const enabled = sources.some(s => Boolean(s?.fsModuleCache))
+  const configured = sources.map(s => s?.fsModuleCachePath).find(p => typeof p === 'string' && p !== '') as string | undefined
+  const file = configured === undefined ? undefined : path.resolve(config.root, configured)
+  return { enabled, path: file, defaultName: MODULE_CACHE_NAMES[major === 5 ? 1 : 0] }
+}
+
+/**
+ * Vitest 5 prints "~Ns faster with isolate: false" (and suggests it next to its import and
+ * environment hints) for projects that isolate without the user asking for it. The pool forces
+ * `isolate: true`, so for its projects isolation is chosen, not a default: say so in the
+ * config's `providedOptions`, which is all those hints look at. 4.1 has no such hints.
+ */
+export function markIsolateChosen(config: ProjectConfigLike): void {
+  if (config.providedOptions && typeof config.providedOptions === 'object') config.providedOptions.isolate = true
+}
+
+/**
+ * Where the worker's coverage provider writes its per-file results. 4.1 sends them over RPC
+ * (undefined here). 5 writes `<reportsDirectory>/.tmp[-<shard>]/coverage-<uuid>.json` from
+ * inside the worker and sends main the name: the worker's serialized config says where.
+ */
+export function coverageFilesDirectory(serialized: unknown): string | undefined {
+  const coverage = (serialized as { coverage?: { enabled?: unknown; coverageFilesDirectory?: unknown } } | undefined)?.coverage
+  const dir = coverage?.enabled ? coverage.coverageFilesDirectory : undefined
+  return typeof dir === 'string' && path.isAbsolute(dir) ? dir : undefined
 }

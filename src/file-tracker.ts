@@ -6,7 +6,7 @@
  * blob reports and the exit code treat the file like any failed file.
  */
 import path from 'node:path'
-import { generateFileHash } from 'vitest/node'
+import type { ProjectConfigLike, VitestApi } from './compat.js'
 
 /** birpc's request frame; an event when it carries no id. */
 interface RpcRequest {
@@ -51,23 +51,28 @@ export class FileTracker {
 
   /**
    * Messages that make `filepath` a failed file with `error`: queue it first if the worker never
-   * did, fail the tests that were running, end the module.
+   * did, fail the tests that were running, end the module. `api` makes the file task as the
+   * running Vitest's worker would (src/compat.ts).
    */
   failureMessages(
     filepath: string,
-    project: { root: string; name: string },
+    project: { root: string; name: string; config: ProjectConfigLike },
     error: { name: string; message: string; stack: string },
     runningTestIds: string[],
     meta: Record<string, unknown>,
+    api: VitestApi,
   ): RpcRequest[] {
     const out: RpcRequest[] = []
     let id = this.ids.get(filepath)
+    let fileMeta: Record<string, unknown> = {}
     if (!id) {
       const name = path.relative(project.root, filepath)
-      id = generateFileHash(name, project.name)
+      const task = api.fileTask(name, project.name, project.config)
+      id = task.id
+      fileMeta = task.meta
       const file: Record<string, unknown> = {
         id, name, fullName: name, type: 'suite', mode: 'run', filepath, tasks: [],
-        meta: {}, projectName: project.name, pool: 'isolated',
+        meta: task.meta, projectName: project.name, pool: 'isolated',
       }
       file.file = file
       out.push({ t: 'q', m: 'onQueued', a: [file] })
@@ -75,7 +80,7 @@ export class FileTracker {
     }
     const failed = { state: 'fail', errors: [error] }
     const packs: [string, unknown, unknown][] = runningTestIds.map((t) => [t, failed, undefined])
-    packs.push([id, failed, meta])
+    packs.push([id, failed, { ...fileMeta, ...meta }])
     const events: [string, string][] = runningTestIds.map((t) => [t, 'test-finished'])
     events.push([id, this.started.has(id) ? 'suite-finished' : 'suite-failed-early'])
     out.push({ t: 'q', m: 'onTaskUpdate', a: [packs, events] })

@@ -1,7 +1,7 @@
 // From vitest/config rather than vite: that module adds `configureVitest` to Vite's Plugin type.
 import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, VitestPluginContext } from 'vitest/node'
-import { checkVitestVersion } from './compat.js'
+import { checkVitestVersion, markIsolateChosen, vitestApi } from './compat.js'
 import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
 import { reporterFor } from './reporter.js'
@@ -64,8 +64,11 @@ export function isolated(options?: IsolatedOptions): Plugin {
       config.poolRunner = pool
       // `enforce: 'require'` fails here, before any test runs.
       await supervisor.prepare(vitest)
+      // Loads the running Vitest's own functions once, before any sandbox (src/compat.ts).
+      await vitestApi(vitest)
       // With isolate: false Vitest reuses one worker, and so one sandbox, for several files.
       config.isolate = true
+      markIsolateChosen(config)
       if (!config.snapshotEnvironment) {
         config.snapshotEnvironment = SNAPSHOT_ENVIRONMENT
       }

@@ -11,6 +11,7 @@ import { tasksNodeNeeds, type ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
+import { vitestApi } from './compat.js'
 import { FileTracker } from './file-tracker.js'
 import { runForWorker } from './guard/fs-gate.js'
 import { projectView } from './guard/project-view.js'
@@ -406,11 +407,12 @@ export class IsolatedPoolWorker implements PoolWorker {
     debug('verdict %s: %s', verdict, message)
     const { project } = this.options
     const root = project.config.root
+    const api = await vitestApi(project.vitest)
     for (const file of files) {
       const report = this.makeReport(file, verdict, usage, exit.code, exit.signal, message)
       this.supervisor.record(report)
       const running = this.runningTests(file)
-      for (const rpc of this.tracker.failureMessages(file, { root, name: project.name }, error, running, { [META_KEY]: report })) {
+      for (const rpc of this.tracker.failureMessages(file, { root, name: project.name, config: project.config }, error, running, { [META_KEY]: report }, api)) {
         this.events.emit('message', rpc)
       }
     }

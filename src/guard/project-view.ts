@@ -2,7 +2,8 @@
  * The view of one Vitest project's sandboxes, computed once per project: the host directories
  * they bind and the directories inside those that they hide.
  *
- * Hidden: Vitest's file-system module cache (`experimental.fsModuleCache`). Main writes there
+ * Hidden: Vitest's file-system module cache (4.1: `experimental.fsModuleCache`, 5: `fsModuleCache`,
+ * on by default; src/compat.ts names the difference). Main writes there
  * the transforms of every module it compiled, its own included (globalSetup, files a worker was
  * refused), and it sits inside the read-only view of `node_modules`. The worker never needs it
  * (modules travel over RPC because `cacheFs` stays unset), so each sandbox gets an empty
@@ -11,13 +12,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { TestProject } from 'vitest/node'
+import { moduleCache, parseVitestVersion, MODULE_CACHE_NAMES } from '../compat.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { hostLayout } from '../sandbox/host-layout.js'
 import { workerUidOf } from '../sandbox/plan.js'
 import { SandboxView } from './view.js'
-
-/** Vitest 4.1's default module cache directory name, below the workspace root's node_modules. */
-const MODULE_CACHE_NAMES = ['.experimental-vitest-cache']
 
 export interface ProjectView {
   view: SandboxView
@@ -46,12 +45,12 @@ export function projectView(project: TestProject, options: ResolvedIsolatedOptio
  * now (Vitest would create it at its first write), so that it exists to be covered.
  */
 function moduleCacheDirs(project: TestProject, bound: readonly string[]): string[] {
-  const configured = [project.config, project.vitest.config]
-    .map(c => (c as { experimental?: { fsModuleCache?: unknown; fsModuleCachePath?: unknown } }).experimental)
-  const enabled = configured.some(e => e?.fsModuleCache)
-  const explicit = configured.map(e => e?.fsModuleCachePath).filter((p): p is string => typeof p === 'string' && p !== '')
+  const major = parseVitestVersion(project.vitest.version ?? '')?.major
+  const configured = [project.config, project.vitest.config].map(c => moduleCache(c, major))
+  const enabled = configured.some(c => c.enabled)
+  const explicit = configured.map(c => c.path).filter((p): p is string => p !== undefined)
   const candidates = [
-    ...explicit.map(p => path.resolve(project.config.root, p)),
+    ...explicit,
     ...bound.flatMap(dir => nodeModulesIn(dir).flatMap(nm => MODULE_CACHE_NAMES.map(name => path.join(nm, name)))),
   ]
   if (enabled) {
@@ -59,8 +58,8 @@ function moduleCacheDirs(project: TestProject, bound: readonly string[]): string
     const defaults = bound.filter(dir => path.basename(dir) === 'node_modules' || dir === project.config.root)
       .flatMap(nodeModulesIn)
       .filter(nm => project.config.root.startsWith(`${path.dirname(nm)}`))
-      .map(nm => path.join(nm, MODULE_CACHE_NAMES[0]!))
-    for (const dir of explicit.length ? explicit.map(p => path.resolve(project.config.root, p)) : defaults) fs.mkdirSync(dir, { recursive: true })
+      .map(nm => path.join(nm, configured[0]!.defaultName))
+    for (const dir of explicit.length ? explicit : defaults) fs.mkdirSync(dir, { recursive: true })
   }
   const out: string[] = []
   for (const dir of new Set(candidates)) {

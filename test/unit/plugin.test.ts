@@ -1,15 +1,20 @@
+import path from 'node:path'
 import type { VitestPluginContext } from 'vitest/node'
 import { describe, expect, test, vi } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
 import * as api from '../../src/index.js'
 import { isolated, isolatedPool } from '../../src/plugin.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from '../../src/pool-worker.js'
+import { REPO_ROOT } from '../support/repo.js'
+
+/** The repo's Vitest 4.1, whose node.js the plugin loads its adapter from (src/compat.ts). */
+const VITEST_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')
 
 vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
 
 function context(config: Record<string, unknown>) {
   const warn = vi.fn()
-  const vitest = { version: '4.1.12', logger: { warn }, config: { reporters: [] as unknown[] } }
+  const vitest = { version: '4.1.12', distPath: VITEST_DIST, logger: { warn }, config: { reporters: [] as unknown[] } }
   const project = { name: 'p', config: { root: '/p', isolate: false, ...config }, vitest }
   return { ctx: { project, vitest } as unknown as VitestPluginContext, config: project.config as Record<string, unknown>, warn, vitest }
 }

@@ -10,6 +10,7 @@ import { Channel } from '../../src/ipc/channel.js'
 import { resolveOptions } from '../../src/options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool-worker.js'
 import { spawnSandbox, type Sandbox, type SandboxExit, type SpawnRequest } from '../../src/sandbox/spawn.js'
+import { REPO_ROOT } from '../support/repo.js'
 import { socketPair } from '../support/socket-pair.js'
 
 vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
@@ -59,6 +60,9 @@ async function fakeSandbox(): Promise<Fake> {
   return fake
 }
 
+/** The repo's Vitest 4.1 (src/compat.ts loads its generateFileHash). */
+const VITEST_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')
+
 let root: string
 let out: PassThrough
 let err: PassThrough
@@ -79,6 +83,9 @@ function poolOptions(): PoolOptions {
       config: { root },
       serializedConfig: { root },
       vitest: {
+        // The running Vitest, whose own generateFileHash names a file the pool fails (src/compat.ts).
+        version: '4.1.12',
+        distPath: VITEST_DIST,
         logger: { outputStream: out, errorStream: err, warn: () => {} },
         onClose: (fn: () => unknown) => onClose.push(fn),
         state: { idMap: new Map() },
