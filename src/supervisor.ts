@@ -13,6 +13,7 @@ import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
+import { runLimitsOf } from './run-limits.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -35,7 +36,8 @@ interface Spare {
 export class Supervisor {
   readonly options: ResolvedIsolatedOptions
   /** The limits that are really applied (requested and enforceable). */
-  limits: Limits = {}
+  private readonly enforced: Limits = {}
+  private vitest: Vitest | undefined
   private driver: CgroupDriver | null = null
   private prepared: Promise<void> | undefined
   private readonly records: FileReport[] = []
@@ -58,6 +60,7 @@ export class Supervisor {
    * requested limit cannot be enforced; `try` warns once with the reason and the remedy.
    */
   prepare(vitest: Vitest): Promise<void> {
+    this.vitest ??= vitest
     this.prepared ??= this.doPrepare(vitest)
     return this.prepared
   }
@@ -100,9 +103,9 @@ export class Supervisor {
     for (const [limit, value] of Object.entries(requested) as [LimitName, number][]) {
       const support = driver?.support[limit] ?? { ok: false, reason: 'no cgroup hierarchy is mounted', remedy: 'mount cgroup2 at /sys/fs/cgroup' }
       if (support.ok) {
-        if (limit === 'memory') this.limits.memoryBytes = value
-        else if (limit === 'cpu') this.limits.cpus = value
-        else this.limits.pids = value
+        if (limit === 'memory') this.enforced.memoryBytes = value
+        else if (limit === 'cpu') this.enforced.cpus = value
+        else this.enforced.pids = value
         continue
       }
       const remedy = support.remedy ?? ''
@@ -118,6 +121,15 @@ export class Supervisor {
     vitest.logger.warn(
       `[vitest-pool-isolated] running WITHOUT these limits (enforce: 'try'; set enforce: 'require' or VITEST_ISOLATED_ENFORCE=require to fail instead):\n  ${problems.join('\n  ')}\n  Remedy: ${remedies.join('; or ')}`,
     )
+  }
+
+  /**
+   * The limits of the files that start now: the enforceable ones, or for this run only those
+   * `hunt` set on the Vitest instance (src/run-limits.ts; it checks they can be enforced).
+   */
+  get limits(): Limits {
+    const run = this.vitest && runLimitsOf(this.vitest)
+    return run ? { ...this.enforced, ...run } : this.enforced
   }
 
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */

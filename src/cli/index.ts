@@ -1,42 +1,31 @@
 #!/usr/bin/env node
 /**
- * `npx vitest-pool-isolated <command>`: the one bin of the package. Each command lives in its
- * own file under src/cli/ and is loaded only when asked for, so `doctor` does not pay for
- * `hunt`'s imports and the other way round. Add a command: one line in COMMANDS.
+ * The `vitest-pool-isolated` command. One subcommand so far: `hunt`.
  */
-const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }> = {
-  doctor: { summary: 'check that this machine and this project can run the pool, with the fix for what is missing', load: () => import('./doctor.js') },
-}
+import { hunt } from './hunt.js'
 
-function usage(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
-  return [
-    'Usage: vitest-pool-isolated <command> [options]',
-    '',
-    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
-    '',
-    'Run `vitest-pool-isolated <command> --help` for its options.',
-  ].join('\n')
-}
+const HELP = `Usage: vitest-pool-isolated <command> [options]
 
-async function run(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(`${usage()}\n`)
-    return name === undefined ? 2 : 0
+Commands:
+  hunt    run the tests again and again under CPU and memory limits and report the flaky ones
+          (vitest-pool-isolated hunt --help)
+`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === 'hunt') return hunt(rest)
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP)
+    return command === undefined ? 2 : 0
   }
-  const command = COMMANDS[name]
-  if (!command) {
-    process.stderr.write(`[vitest-pool-isolated] unknown command "${name}"\n\n${usage()}\n`)
-    return 2
-  }
-  return (await command.load()).main(rest)
+  process.stderr.write(`vitest-pool-isolated: unknown command "${command}"; the commands are: hunt (see --help)\n`)
+  return 2
 }
 
-run(process.argv.slice(2)).then(
-  code => { process.exitCode = code },
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code },
   (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
-    process.exitCode = 1
+    process.stderr.write(`vitest-pool-isolated: ${error instanceof Error ? error.stack ?? error.message : String(error)}\nThis is a bug in vitest-pool-isolated.\n`)
+    process.exitCode = 2
   },
 )

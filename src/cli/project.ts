@@ -49,12 +49,22 @@ export async function loadProject({ root, config, file }: LoadOptions): Promise<
   const { createVitest } = await importVitestNode(root)
   // pool 'forks': the plugin's configureVitest then leaves the run alone (no cgroups prepared,
   // no enforce check thrown); the commands do those themselves and report instead of failing.
-  const vitest = await createVitest('test', {
+  const open = (configLoader?: 'runner') => createVitest('test', {
     root,
     ...(config ? { config } : {}),
+    ...(configLoader ? { configLoader } : {}),
     watch: false,
     pool: 'forks',
   }, {}, { stdout: process.stderr, stderr: process.stderr })
+  let vitest: Vitest
+  try {
+    vitest = await open()
+  } catch (error) {
+    // Vite bundles a TS config into the nearest node_modules/.vite-temp; a user who may not
+    // write there (a shared checkout) still gets the config through Vite's module runner.
+    if ((error as NodeJS.ErrnoException).code !== 'EACCES') throw error
+    vitest = await open('runner')
+  }
   try {
     const abs = file ? path.resolve(file) : undefined
     if (abs && !fs.existsSync(abs)) throw new Error(`[vitest-pool-isolated] ${file}: no such file`)
