@@ -168,6 +168,24 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   s.p.worker_gid = (uint32_t)gid;
   s.p.root_size = (uint64_t)root_size;
   s.p.cgroup_fd = (int)cgroup_fd;
+  // stdio: [in, out, err] host fds for the worker (shell), -1 or absent for the default.
+  s.p.stdio[0] = s.p.stdio[1] = s.p.stdio[2] = -1;
+  Napi::Value stdio_v = o.Get("stdio");
+  if (!stdio_v.IsUndefined()) {
+    Napi::Array a = stdio_v.IsArray() ? stdio_v.As<Napi::Array>() : Napi::Array::New(o.Env());
+    if (a.Length() != 3) {
+      err = "stdio must be an array of three fds";
+      return false;
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) {
+        err = "stdio[" + std::to_string(i) + "] must be a number";
+        return false;
+      }
+      s.p.stdio[i] = e.As<Napi::Number>().Int32Value();
+    }
+  }
   s.p.hostname = s.keep(hostname);
   s.p.cwd = s.keep(cwd);
   s.p.exec_path = s.keep(exec_path);
@@ -355,6 +373,32 @@ Napi::Value ProbeClone(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, probe_clone(flags));
 }
 
+// { master, slave } of a fresh pty (pty.c), or throws with the errno.
+Napi::Value PtyOpen(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int master, slave;
+  unsigned cols = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  unsigned rows = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  if (pty_open(&master, &slave, (unsigned short)cols, (unsigned short)rows) != 0) {
+    Napi::Error e = Napi::Error::New(env, std::string("[vitest-pool-isolated] cannot open a pty: ") + strerror(errno));
+    e.Set("errno", Napi::Number::New(env, errno));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("master", master);
+  r.Set("slave", slave);
+  return r;
+}
+
+// TIOCSWINSZ on a pty master; returns 0 or an errno.
+Napi::Value PtyResize(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  unsigned cols = info[1].As<Napi::Number>().Uint32Value(), rows = info[2].As<Napi::Number>().Uint32Value();
+  return Napi::Number::New(env, pty_resize(fd, (unsigned short)cols, (unsigned short)rows) == 0 ? 0 : errno);
+}
+
 // Snapshot file operations below a base directory (beneath.c). Synchronous:
 // one small file per call. A failure throws an Error shaped like Node's
 // SystemError (code, errno, syscall, path), so JS keeps the errno.
@@ -443,6 +487,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("watch", Napi::Function::New(env, WatchExit));
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("probeClone", Napi::Function::New(env, ProbeClone));
+  exports.Set("ptyOpen", Napi::Function::New(env, PtyOpen));
+  exports.Set("ptyResize", Napi::Function::New(env, PtyResize));
   exports.Set("mkdirBeneath", Napi::Function::New(env, BeneathMkdirs));
   exports.Set("writeBeneath", Napi::Function::New(env, BeneathWrite));
   exports.Set("removeBeneath", Napi::Function::New(env, BeneathRemove));

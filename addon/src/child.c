@@ -257,10 +257,8 @@ static int move_fd(int fd, int to) {
  * 0-3, gives up every capability and execs node. */
 static void __attribute__((noreturn)) worker_main(const struct plan *plan, const struct child_fds *fds) {
   /* Park everything above 10 first so the moves below cannot clobber. */
-  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) fail(STEP_dup_fds, -1);
   int parked[5];
-  int src[5] = {null_fd, fds->out_w, fds->errout_w, fds->ipc, err_fd};
+  int src[5] = {fds->in_r, fds->out_w, fds->errout_w, fds->ipc, err_fd};
   for (int i = 0; i < 5; i++) {
     parked[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
     if (parked[i] < 0) fail(STEP_dup_fds, -1);
@@ -272,6 +270,13 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
   if (dup3(err_fd, 4, O_CLOEXEC) < 0) fail(STEP_dup_fds, -1);
   err_fd = 4;
   if (syscall(SYS_close_range, 5, ~0U, 0) != 0) fail(STEP_close_fds, -1);
+  /* `shell` on a terminal: a session of its own with the pty as its
+   * controlling tty, so job control and Ctrl-C work. The pty is a fresh one
+   * the host made for this shell only (never the host's own terminal: init's
+   * setsid keeps that out of reach, and TIOCSTI stays denied by seccomp). */
+  if (plan->flags & PLAN_TTY) {
+    if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) != 0) fail(STEP_setsid, -1);
+  }
 
   /* The bounding set needs CAP_SETPCAP, which setresuid away from 0 drops. */
   for (int cap = 0; cap <= 63; cap++) {
@@ -399,6 +404,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   close(fds->ipc);
   close(fds->out_w);
   close(fds->errout_w);
+  close(fds->in_r);
 
   /* Reap everything; leave with the worker. Exiting PID 1 makes the kernel
    * kill whatever is left in the namespace (detached servers, sleeps). */

@@ -62,6 +62,7 @@ struct plan_op {
 enum plan_flags {
   PLAN_NEW_NET = 1u << 0,  /* new network namespace */
   PLAN_LOOPBACK = 1u << 1, /* bring lo up in it */
+  PLAN_TTY = 1u << 2,      /* the worker's fd 0 is a terminal: it becomes its controlling tty (shell) */
 };
 
 struct plan {
@@ -85,6 +86,10 @@ struct plan {
   /* Installed by the worker before execve; len 0 for no filter. */
   const struct sock_filter *seccomp;
   uint16_t seccomp_len;
+  /* Host fds the worker gets as 0, 1, 2 instead of /dev/null and two pipes
+   * (`vitest-pool-isolated shell`); -1 for the default. Passed as fds, not
+   * in the plan image. */
+  int stdio[3];
 };
 
 /* What the child reports when a step fails; EOF instead means execve worked. */
@@ -102,6 +107,7 @@ struct child_fds {
   int ipc;      /* becomes fd 3 of the worker */
   int out_w;    /* becomes fd 1 */
   int errout_w; /* becomes fd 2 */
+  int in_r;     /* becomes fd 0 (/dev/null unless the plan gives one) */
 };
 
 /* Never returns. Runs in isolated-init (PID 1 of the new PID namespace). */
@@ -117,6 +123,7 @@ enum init_fd {
   INIT_FD_IPC,
   INIT_FD_OUT,
   INIT_FD_ERROUT,
+  INIT_FD_IN,
   INIT_FD_END
 };
 
@@ -137,8 +144,8 @@ struct spawn_result {
   int err_r;    /* read: struct setup_failure, or EOF once the worker exec'd */
   int status_r; /* read (non-blocking) after exit: the worker's wait status */
   int ipc;      /* our end of the worker's fd 3 */
-  int out_r;
-  int errout_r;
+  int out_r;    /* -1 when the plan gave the worker's stdout */
+  int errout_r; /* -1 when the plan gave the worker's stderr */
 };
 
 /* Parent side: clone3 into new namespaces, write the id maps. The child is
@@ -155,6 +162,11 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
  * once. Returns 0 or an errno. Creates nothing that outlives the call. */
 int probe_clone(uint64_t flags);
+
+/* A new pseudo-terminal pair (both O_CLOEXEC, the slave O_NOCTTY) of this
+ * size; returns 0 or -1 with errno. pty_resize sets the size on the master. */
+int pty_open(int *master, int *slave, unsigned short cols, unsigned short rows);
+int pty_resize(int master, unsigned short cols, unsigned short rows);
 
 #ifdef __cplusplus
 }

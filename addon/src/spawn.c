@@ -170,21 +170,27 @@ static void close_all(int *fds, int n) {
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step) {
   /* [0] read end, [1] write end, every one O_CLOEXEC. */
   int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, status_p[2] = {-1, -1};
-  int ipc[2] = {-1, -1}, out_p[2] = {-1, -1}, errout_p[2] = {-1, -1};
+  int ipc[2] = {-1, -1}, out_p[2] = {-1, -1}, errout_p[2] = {-1, -1}, in_p[2] = {-1, -1};
   int plan_fd = -1;
   *failed_step = STEP_clone;
   if (init_fd < 0) {
     errno = ENOENT;
     return -1;
   }
-  if (pipe2(sync_p, O_CLOEXEC) || pipe2(err_p, O_CLOEXEC) || pipe2(status_p, O_CLOEXEC | O_NONBLOCK) ||
-      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ipc) || pipe2(out_p, O_CLOEXEC) ||
-      pipe2(errout_p, O_CLOEXEC) || (plan_fd = memfd_create("isolated-plan", MFD_CLOEXEC)) < 0 ||
+  /* The worker's stdio: the caller's fds when the plan gives them (only the
+   * child's copy; [0] stays -1), else /dev/null and two pipes. */
+  int given_ok = (plan->stdio[0] < 0 || (in_p[0] = fcntl(plan->stdio[0], F_DUPFD_CLOEXEC, 0)) >= 0) &&
+                 (plan->stdio[1] < 0 || (out_p[1] = fcntl(plan->stdio[1], F_DUPFD_CLOEXEC, 0)) >= 0) &&
+                 (plan->stdio[2] < 0 || (errout_p[1] = fcntl(plan->stdio[2], F_DUPFD_CLOEXEC, 0)) >= 0);
+  if (!given_ok || (in_p[0] < 0 && (in_p[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) ||
+      pipe2(sync_p, O_CLOEXEC) || pipe2(err_p, O_CLOEXEC) || pipe2(status_p, O_CLOEXEC | O_NONBLOCK) ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ipc) || (out_p[1] < 0 && pipe2(out_p, O_CLOEXEC)) ||
+      (errout_p[1] < 0 && pipe2(errout_p, O_CLOEXEC)) || (plan_fd = memfd_create("isolated-plan", MFD_CLOEXEC)) < 0 ||
       plan_write(plan, plan_fd) != 0) {
     int saved = errno;
     int all[] = {sync_p[0], sync_p[1], err_p[0], err_p[1], status_p[0], status_p[1],
-                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd};
-    close_all(all, 13);
+                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd, in_p[0]};
+    close_all(all, 14);
     errno = saved;
     return -1;
   }
@@ -192,7 +198,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   fcntl(status_p[1], F_SETFL, 0);
 
   struct exec_child child = {
-      .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1]},
+      .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]},
       .init_fd = init_fd,
       .err = 0,
   };
@@ -246,8 +252,8 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(plan_fd);
 
-  int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1]};
-  close_all(child_ends, 6);
+  int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]};
+  close_all(child_ends, 7);
   int ours[] = {sync_p[1], err_p[0], status_p[0], ipc[0], out_p[0], errout_p[0]};
   if (pid < 0) {
     close_all(ours, 6);

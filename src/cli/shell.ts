@@ -44,7 +44,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (positionals.length > 1) throw new Error(`[vitest-pool-isolated] shell takes one test file, got ${positionals.join(' ')}`)
   if (command && command.length === 0) throw new Error('[vitest-pool-isolated] shell: nothing after --')
-  return shell({ root: path.resolve(values.root ?? process.cwd()), config: values.config, file: positionals[0], command })
+  try {
+    return await shell({ root: path.resolve(values.root ?? process.cwd()), config: values.config, file: positionals[0], command })
+  } catch (error) {
+    // Ours (a setup failure, enforce: 'require', a missing file): the message is the whole story.
+    if (!(error instanceof Error) || !error.message.startsWith('[vitest-pool-isolated]')) throw error
+    process.stderr.write(`${error.message}\n`)
+    return 1
+  }
 }
 
 export async function shell({ root, config, file, command }: { root: string; config?: string; file?: string; command?: string[] }): Promise<number> {

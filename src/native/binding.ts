@@ -40,6 +40,11 @@ export interface NativePlan {
   ops: NativePlanOp[]
   /** Installed by the worker right before execve; absent for none. */
   seccomp?: { deny: number[]; tiocsti: boolean; ioctl: number }
+  /**
+   * Host fds the worker gets as its 0, 1, 2 instead of /dev/null and two pipes (then
+   * stdoutFd/stderrFd are -1); `vitest-pool-isolated shell` uses it. -1 keeps the default.
+   */
+  stdio?: [number, number, number]
 }
 
 export interface NativeSpawned {
@@ -80,6 +85,10 @@ export interface NativeAddon {
   signal(pidfd: number, signal: number): number
   /** clone3 with these flags and a child that exits at once; returns 0 or an errno. */
   probeClone(flags: number): number
+  /** A fresh pseudo-terminal (both fds O_CLOEXEC, the slave O_NOCTTY); throws with errno. */
+  ptyOpen(cols: number, rows: number): { master: number; slave: number }
+  /** TIOCSWINSZ on a pty master; returns 0 or an errno. */
+  ptyResize(master: number, cols: number, rows: number): number
   // Snapshot file operations for Vitest main (src/snapshot-fs.ts), resolved below `base`
   // without following a symbolic link at any component (openat2 RESOLVE_BENEATH |
   // RESOLVE_NO_SYMLINKS); `path` is relative to `base`, plain components only. Synchronous;

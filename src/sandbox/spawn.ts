@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import { debuglog } from 'node:util'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { IsolatedError, SandboxSetupError } from '../errors.js'
 import type { FileCgroup } from '../cgroup/index.js'
 import { hintFor } from '../hints.js'
@@ -89,7 +89,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     cgroup?.attach(raw.pid)
   } catch (error) {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) fs.closeSync(fd)
+    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error })
   }
@@ -98,15 +98,17 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
 
   const failure = await readFailure(raw.errFd)
   if (failure) {
-    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) fs.closeSync(fd)
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw setupError(plan, failure)
   }
   debug('sandbox %d: worker exec\'d', raw.pid)
 
   const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
-  const stdout = new net.Socket({ fd: raw.stdoutFd, readable: true, writable: false })
-  const stderr = new net.Socket({ fd: raw.stderrFd, readable: true, writable: false })
+  // -1: the plan handed the worker fds of the caller's (plan.stdio), so there is nothing to read.
+  const output = (fd: number): Readable => fd >= 0 ? new net.Socket({ fd, readable: true, writable: false }) : Readable.from([])
+  const stdout = output(raw.stdoutFd)
+  const stderr = output(raw.stderrFd)
   let done = false
   const exit = exited.then((e): SandboxExit => {
     done = true
