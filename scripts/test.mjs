@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: Vitest over every project (unit, integration, e2e), with any extra arguments
 // passed through (`npm test -- --project e2e`). Exits with Vitest's exit code.
+// `VITEST_E2E_MAJOR=5 npm test -- --project e2e` runs the e2e fixtures on Vitest 5 and Node 22.
 //
 // The e2e fixtures load the plugin from dist/ and the sandbox needs the native addon, so both
 // are (re)built first when missing or older than their sources: nothing to do by hand after
@@ -44,6 +45,9 @@ if (!fs.existsSync(path.join(root, 'dist', 'index.js'))
   || newestMtime(path.join(root, 'src'), name => name.endsWith('.ts')) > newestMtime(path.join(root, 'dist'), jsFiles)) {
   step('TypeScript', bin('tsc'), ['-p', 'tsconfig.json'])
 }
+
+// The e2e suite on Vitest 5 (VITEST_E2E_MAJOR=5) runs the fixtures on test/v5's install.
+if (process.env.VITEST_E2E_MAJOR === '5') step('Vitest 5 test install', process.execPath, [path.join(root, 'scripts', 'setup-v5.mjs')])
 
 const vitest = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...process.argv.slice(2)], {
   cwd: root,

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import tmp from 'tmp'
-import { E2E_TMP_DIR, fixtureDir } from './repo.js'
+import { copyFixtureTree, E2E_TMP_DIR, fixtureSource } from './repo.js'
 
 export interface FixtureCopy {
   /** The copy's root: <repo>/.e2e-tmp/<name>-XXXXXX */
@@ -12,7 +12,7 @@ export interface FixtureCopy {
 /**
  * Copies fixtures/<name> for a test that writes into it. The copy sits at the same depth below
  * the repo root as the fixture, so its `../../dist/index.js` import and Node's lookup of
- * node_modules resolve exactly as for the original.
+ * node_modules resolve exactly as for the original (on Vitest 5: below test/v5, see repo.ts).
  */
 export function copyFixture(name: string): FixtureCopy {
   fs.mkdirSync(E2E_TMP_DIR, { recursive: true })
@@ -20,10 +20,7 @@ export function copyFixture(name: string): FixtureCopy {
   // tmp creates 0700 directories; a checkout is 0755. When Vitest runs as root the sandbox's
   // user is an unprivileged id, which could not read a 0700 copy.
   fs.chmodSync(target.name, 0o755)
-  fs.cpSync(fixtureDir(name), target.name, {
-    recursive: true,
-    filter: source => !/(^|\/)(node_modules|__file_snapshots__)$/.test(source),
-  })
+  copyFixtureTree(name, target.name)
   return {
     dir: target.name,
     remove: () => {
@@ -62,7 +59,7 @@ export function treeAsText(tree: Record<string, Buffer>): Record<string, string>
  * imports the plugin by package name instead of from this checkout's dist/.
  */
 export function copyFixtureAsInstalled(name: string, target: string): void {
-  fs.cpSync(fixtureDir(name), target, {
+  fs.cpSync(fixtureSource(name), target, {
     recursive: true,
     filter: source => !/(^|\/)(node_modules|__file_snapshots__)$/.test(source),
   })

@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import tmp from 'tmp'
 import { RunWatcher } from './limits-host.js'
-import { fixtureDir, REPO_ROOT, VITEST_CLI } from './repo.js'
+import { fixtureDir, NODE_BIN, REPO_ROOT, VITEST_CLI } from './repo.js'
 import type { FileReport } from '../../src/verdict.js'
 import { childEnv as baseChildEnv, type JsonReport, type VitestRun } from './run-vitest.js'
 
@@ -66,7 +66,7 @@ export function startLimitsRun(options: LimitsRunOptions): StartedRun {
   const usageFile = path.join(dir.name, 'usage.json')
   const mark = `${process.pid}-${randomBytes(6).toString('hex')}`
   const command = [
-    process.execPath,
+    NODE_BIN,
     options.cli ?? VITEST_CLI,
     'run',
     '--root', root,

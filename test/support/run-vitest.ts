@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import tmp from 'tmp'
-import { REPO_ROOT, VITEST_CLI } from './repo.js'
+import { NODE_BIN, REPO_ROOT, VITEST_CLI } from './repo.js'
 
 export type Pool = 'isolated' | 'forks'
 
@@ -77,7 +77,7 @@ export async function runVitest(options: RunOptions): Promise<VitestRun> {
   const reportDir = tmp.dirSync({ prefix: 'vitest-pool-isolated-report-', unsafeCleanup: true })
   const reportFile = path.join(reportDir.name, 'report.json')
   const command = [
-    process.execPath,
+    NODE_BIN,
     options.cli ?? VITEST_CLI,
     'run',
     '--root', options.root,
