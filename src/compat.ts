@@ -142,3 +142,18 @@ export function coverageFilesDirectory(serialized: unknown): string | undefined 
   const dir = coverage?.enabled ? coverage.coverageFilesDirectory : undefined
   return typeof dir === 'string' && path.isAbsolute(dir) ? dir : undefined
 }
+
+/** Vitest 5's marker between a cached module's code and its source map (moduleSourceMap.js). */
+const CACHED_SOURCE_MAP = '\n//# vitestSourceMap='
+
+/**
+ * A module from Vitest's file-system cache, as the worker would read it. 4.1 stores the code
+ * with its source map inline; 5 appends the map as JSON behind a marker, and its worker expects
+ * it as `sourceMap` next to `code` (as main sends modules it did not cache).
+ */
+export function splitCachedModule(content: string): { code: string; sourceMap?: string } {
+  const at = content.lastIndexOf(CACHED_SOURCE_MAP)
+  if (at === -1) return { code: content }
+  const sourceMap = content.slice(at + CACHED_SOURCE_MAP.length)
+  return sourceMap ? { code: content.slice(0, at), sourceMap } : { code: content.slice(0, at) }
+}

@@ -11,7 +11,7 @@ import { tasksNodeNeeds, type ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import type { FileCgroup } from './cgroup/index.js'
-import { vitestApi } from './compat.js'
+import { coverageFilesDirectory, vitestApi } from './compat.js'
 import { FileTracker } from './file-tracker.js'
 import { runForWorker } from './guard/fs-gate.js'
 import { projectView } from './guard/project-view.js'
@@ -193,6 +193,7 @@ export class IsolatedPoolWorker implements PoolWorker {
         cwd: process.cwd(),
         projectRoot: project.config.root,
         hide,
+        coverageDir: coverageFilesDirectory(project.serializedConfig),
       }))
     }
     catch (error) {
@@ -204,6 +205,7 @@ export class IsolatedPoolWorker implements PoolWorker {
       throw error
     }
     const { sandbox, cgroup } = launched
+    this.guard.coverageFiles = launched.coverage
     this.cgroup = cgroup
     this._sandbox = sandbox
     debug('sandbox %d started', sandbox.pid)

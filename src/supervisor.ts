@@ -13,6 +13,8 @@ import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
+import { workerIdsOf } from './sandbox/plan.js'
+import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -25,6 +27,14 @@ export interface Launched {
   cgroup: FileCgroup | undefined
   /** Set once the sandbox has exited (a spare may die before it is used). */
   exited: boolean
+  /** Its own coverage files directory (Vitest 5 with coverage on), removed when it exits. */
+  coverage?: CoverageFiles
+}
+
+/** What a sandbox is launched with: the spawn request, and where its worker writes coverage files. */
+export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable'> & {
+  /** Vitest 5's coverage files directory as the worker's config names it (src/compat.ts). */
+  coverageDir?: string
 }
 
 /** A spare being launched; `settled` never rejects, so an unused failure is never unhandled. */
@@ -147,18 +157,24 @@ export class Supervisor {
   }
 
   /** Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. */
-  async launch(request: Omit<SpawnRequest, 'cgroup' | 'options'>): Promise<Launched> {
+  async launch(request: LaunchRequest): Promise<Launched> {
+    const { coverageDir, ...spawn } = request
     const cgroup = this.createCgroup()
+    let coverage: CoverageFiles | undefined
     try {
-      const sandbox = await spawnSandbox({ ...request, options: this.options, cgroup })
-      const launched: Launched = { sandbox, cgroup, exited: false }
+      coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
+      const writable = coverage ? [{ source: coverage.hostDir, target: coverage.target }] : undefined
+      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable })
+      const launched: Launched = { sandbox, cgroup, exited: false, coverage }
       this.live.add(launched)
       void sandbox.exited.then(() => {
         launched.exited = true
         this.live.delete(launched)
+        coverage?.remove()
       })
       return launched
     } catch (error) {
+      coverage?.remove()
       await cgroup?.remove()
       throw error
     }
@@ -226,7 +242,10 @@ export class Supervisor {
 
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
-    for (const launched of this.live) launched.sandbox.kill('SIGKILL')
+    for (const launched of this.live) {
+      launched.sandbox.kill('SIGKILL')
+      launched.coverage?.remove()
+    }
     this.live.clear()
     for (const cgroup of this.liveCgroups) {
       try {

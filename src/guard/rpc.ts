@@ -20,6 +20,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { debuglog } from 'node:util'
 import { runForMain } from './fs-gate.js'
+import { splitCachedModule } from '../compat.js'
+import type { CoverageFiles } from '../coverage-files.js'
 import type { SandboxView } from './view.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -62,9 +64,20 @@ const METHODS: Record<string, Check> = {
       : firstRefused(guard, paths)
   },
   onAfterSuiteRun: (args, guard) => {
-    const coverage = (args[0] as { coverage?: unknown } | undefined)?.coverage
-    // Vitest 5 sends the path of a file the worker wrote, which main reads at the end.
-    if (typeof coverage === 'string') return `coverage as a file the worker names (${coverage}) is not supported yet; main would read it on the host`
+    const meta = args[0] as { coverage?: unknown } | undefined
+    const coverage = meta?.coverage
+    if (typeof coverage === 'string') {
+      // Vitest 5 sends the name of a file the worker wrote, which main reads at the end. Only one
+      // in the sandbox's own coverage directory, read here without following links, cleaned like
+      // 4.1's, and passed on as a copy under a name of main's (src/coverage-files.ts).
+      const files = guard.coverageFiles
+      if (!files) return `coverage as a file the worker names (${coverage}) is not expected: the sandbox has no coverage directory`
+      const read = files.read(coverage)
+      if ('reason' in read) return read.reason
+      guard.cleanCoverage(read.data)
+      meta!.coverage = runForMain(() => files.store(read.data))
+      return undefined
+    }
     guard.cleanCoverage(coverage)
     return undefined
   },
@@ -84,6 +97,9 @@ const METHODS: Record<string, Check> = {
 const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform'])
 
 export class RpcGuard {
+  /** The sandbox's own coverage files directory (Vitest 5 with coverage on). */
+  coverageFiles: CoverageFiles | undefined
+
   /** Requests in flight by id: their method and the module they named. */
   private readonly pending = new Map<string, { method: string; url?: string; importer?: string }>()
 
@@ -164,7 +180,9 @@ export class RpcGuard {
       // transforms too), so main sends the code.
       const tmp = r.tmp
       const { tmp: _, cached: __, ...rest } = r
-      r = { ...rest, code: runForMain(() => fs.readFileSync(tmp, 'utf8')) }
+      // 4.1 keeps the source map inline; 5 after the code, sent as `sourceMap` (src/compat.ts).
+      const { code, sourceMap } = splitCachedModule(runForMain(() => fs.readFileSync(tmp, 'utf8')))
+      r = { ...rest, code, ...(sourceMap === undefined ? {} : { sourceMap }) }
       message = { ...message, r }
     }
     const files = [r.file, r.externalize, r.id].filter((f): f is string => typeof f === 'string')
@@ -175,9 +193,16 @@ export class RpcGuard {
       if (method === 'resolve') return { t: 's', i: message.i, r: null }
       return { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
     }
+    const file = typeof r.file === 'string' ? r.file : undefined
     if (typeof r.code === 'string') {
-      const code = this.cleanInlineMap(r.code, typeof r.file === 'string' ? r.file : undefined)
-      if (code !== r.code) return { ...message, r: { ...r, code } }
+      const code = this.cleanInlineMap(r.code, file)
+      if (code !== r.code) message = { ...message, r: r = { ...r, code } }
+    }
+    // Vitest 5 sends the source map next to the code, as JSON.
+    const sourceMap = (r as { sourceMap?: unknown }).sourceMap
+    if (typeof sourceMap === 'string') {
+      const cleaned = this.cleanMapJson(sourceMap, file)
+      if (cleaned !== sourceMap) message = { ...message, r: { ...r, sourceMap: cleaned } }
     }
     return message
   }
@@ -230,14 +255,23 @@ export class RpcGuard {
   private cleanInlineMap(code: string, file: string | undefined): string {
     const match = INLINE_MAP.exec(code)
     if (!match) return code
+    const json = Buffer.from(match[2]!, 'base64').toString('utf8')
+    const cleaned = this.cleanMapJson(json, file)
+    if (cleaned === json) return code
+    const encoded = Buffer.from(cleaned).toString('base64')
+    return code.slice(0, match.index) + match[1] + encoded + code.slice(match.index + match[0].length)
+  }
+
+  /** The same for a source map as JSON text; returns the text unchanged when nothing was dropped. */
+  private cleanMapJson(json: string, file: string | undefined): string {
     let map: { sources?: unknown; sourcesContent?: unknown; sourceRoot?: unknown }
     try {
-      map = JSON.parse(Buffer.from(match[2]!, 'base64').toString('utf8'))
+      map = JSON.parse(json)
     }
     catch {
-      return code
+      return json
     }
-    if (!Array.isArray(map.sources) || !Array.isArray(map.sourcesContent)) return code
+    if (!map || !Array.isArray(map.sources) || !Array.isArray(map.sourcesContent)) return json
     const base = path.resolve(file ? path.dirname(file) : '/', typeof map.sourceRoot === 'string' ? map.sourceRoot : '')
     let changed = false
     map.sources.forEach((source: unknown, i: number) => {
@@ -249,9 +283,7 @@ export class RpcGuard {
       changed = true
       debug('dropped the sourcesContent of %s from a source map: outside what the sandbox shows', resolved)
     })
-    if (!changed) return code
-    const encoded = Buffer.from(JSON.stringify(map)).toString('base64')
-    return code.slice(0, match.index) + match[1] + encoded + code.slice(match.index + match[0].length)
+    return changed ? JSON.stringify(map) : json
   }
 }
 

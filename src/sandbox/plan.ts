@@ -35,6 +35,11 @@ export function workerUidOf(identity: Identity): number {
   return identity.uid === 0 ? ROOT_WORKER_ID : identity.uid
 }
 
+/** The host uid and gid the worker runs as. */
+export function workerIdsOf(identity: Identity): Identity {
+  return identity.uid === 0 ? { uid: ROOT_WORKER_ID, gid: ROOT_WORKER_ID } : identity
+}
+
 export interface PlanInput {
   /** Whether a mount source is a file (binds of files need a file as target). */
   isFile?: (source: string) => boolean
@@ -45,9 +50,14 @@ export interface PlanInput {
   env: Record<string, string | undefined>
   /** Directories inside the binds that the sandbox covers with an empty read-only tmpfs. */
   hide?: readonly string[]
+  /**
+   * Host directories of this sandbox alone, bound writable over a path inside the read-only
+   * binds (Vitest 5's coverage files directory, src/coverage-files.ts).
+   */
+  writable?: readonly { source: string; target: string }[]
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], isFile = statIsFile }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], isFile = statIsFile }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -63,6 +73,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], isF
   for (const dir of layout.readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
   // Deeper than their bind, so sorted after it: what main keeps there is not the worker's to see.
   for (const dir of hide) mounts.push({ kind: OP.tmpfs, flags: OPF.ro, dst: dir, mode: 0o755, size: 4096 })
+  for (const w of writable) mounts.push({ kind: OP.bind, flags: 0, src: w.source, dst: w.target })
 
   mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
   for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })

@@ -35,6 +35,8 @@ export interface SpawnRequest {
   cgroup?: FileCgroup
   /** Directories inside the binds that the sandbox hides (see src/guard/project-view.ts). */
   hide?: readonly string[]
+  /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
+  writable?: readonly { source: string; target: string }[]
 }
 
 export interface SandboxExit {
@@ -66,6 +68,7 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     argv: [...req.execArgv, req.entry],
     env: req.env,
     hide: req.hide,
+    writable: req.writable,
   })
   return spawnPlan(plan, req.cgroup)
 }

@@ -3,12 +3,17 @@ import path from 'node:path'
 import tmp from 'tmp'
 import { expect, test } from 'vitest'
 import { requireKernel } from '../support/kernel.js'
-import { fixtureDir } from '../support/repo.js'
+import { E2E_MAJOR, fixtureDir } from '../support/repo.js'
 import { describeRun, runVitest, type Pool } from '../support/run-vitest.js'
 
 await requireKernel()
 
 const root = fixtureDir('coverage')
+/**
+ * Vitest 5's providers write their results from inside the worker (src/coverage-files.ts), 4.1's
+ * send them over RPC. @vitest/coverage-istanbul is installed for Vitest 5 only (test/v5).
+ */
+const PROVIDERS = E2E_MAJOR === 5 ? ['v8', 'istanbul'] as const : ['v8'] as const
 
 interface FileCoverage {
   path: string
@@ -17,14 +22,14 @@ interface FileCoverage {
   b: Record<string, number[]>
 }
 
-async function coverageOf(pool: Pool): Promise<Record<string, FileCoverage>> {
+async function coverageOf(pool: Pool, provider: string): Promise<Record<string, FileCoverage>> {
   // Vitest's main process writes the report, on the host, wherever we point it.
   const out = tmp.dirSync({ prefix: `vitest-pool-isolated-coverage-${pool}-`, unsafeCleanup: true })
   try {
     const run = await runVitest({
       root,
       pool,
-      args: ['--coverage', '--coverage.provider=v8', '--coverage.reporter=json', `--coverage.reportsDirectory=${out.name}`],
+      args: ['--coverage', `--coverage.provider=${provider}`, '--coverage.reporter=json', `--coverage.reportsDirectory=${out.name}`],
     })
     expect(run.exitCode, describeRun(run)).toBe(0)
     const file = path.join(out.name, 'coverage-final.json')
@@ -36,9 +41,9 @@ async function coverageOf(pool: Pool): Promise<Record<string, FileCoverage>> {
   }
 }
 
-test('coverage: v8 coverage-final.json is the same under isolated as under forks', async () => {
-  const forks = await coverageOf('forks')
-  const isolated = await coverageOf('isolated')
+test.each(PROVIDERS)('coverage: %s coverage-final.json is the same under isolated as under forks', async (provider) => {
+  const forks = await coverageOf('forks', provider)
+  const isolated = await coverageOf('isolated', provider)
 
   expect(isolated).toEqual(forks)
 
