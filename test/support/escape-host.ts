@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import tmp from 'tmp'
 import { copyFixture, type FixtureCopy } from './fixture-copy.js'
-import { E2E_TMP_DIR, fixtureDir, VITEST_CLI } from './repo.js'
+import { E2E_TMP_DIR, fixtureDir, NODE_BIN, VITEST_CLI } from './repo.js'
 
 /**
  * The host side of fixtures/escape: things a test inside the sandbox must not reach, made
@@ -122,7 +122,20 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
   }
 
   const abstractName = `${TAG}.abstract`
-  await listen({ path: `\0${abstractName}` })
+  if (NODE_BIN === process.execPath) await listen({ path: `\0${abstractName}` })
+  else {
+    // Node 20 and Node 22 spell an abstract name differently (its length), so a Node 22 worker
+    // never reaches a Node 20 listener even on the host: the node of the run listens instead.
+    const child = spawn(NODE_BIN, ['-e', `require('net').createServer(s => s.on('error', () => {})).listen({ path: '\\0' + process.argv[1] }, () => console.log('ready'))`, abstractName], { stdio: ['ignore', 'pipe', 'inherit'] })
+    cleanups.push(() => new Promise<void>((resolve) => {
+      child.once('exit', () => resolve())
+      child.kill('SIGKILL')
+    }))
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve())
+      child.once('exit', code => reject(new Error(`the abstract socket listener exited with ${code}`)))
+    })
+  }
   const tmpSocket = `/tmp/${TAG}.sock`
   cleanups.push(() => fs.rmSync(tmpSocket, { force: true }))
   await listen({ path: tmpSocket })
