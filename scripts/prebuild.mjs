@@ -66,9 +66,10 @@ for (const t of TARGETS) {
   const buildDir = path.join(repo, 'build', `prebuild-${t.platform}`)
   console.log(`[prebuild] ${t.platform}: building with ${cxx}`)
   execFileSync(process.execPath, [
-    path.join(repo, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'compile', '-d', 'addon', '--out', buildDir,
+    path.join(repo, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'rebuild', '-d', 'addon', '--out', buildDir,
     '--CDCMAKE_SYSTEM_NAME=Linux', `--CDCMAKE_SYSTEM_PROCESSOR=${t.processor}`,
     `--CDCMAKE_C_COMPILER=${cc}`, `--CDCMAKE_CXX_COMPILER=${cxx}`,
+    '--CDISOLATED_INIT_STATIC=ON',
   ], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] })
   fs.mkdirSync(outDir, { recursive: true })
   for (const f of FILES) {

@@ -10,6 +10,7 @@
  * libc is fine; child_main still sticks to system calls. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -20,6 +21,9 @@ int main(void) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* The fd we were exec'd from (left open for binfmt_misc, see spawn.c): the
+   * only one above INIT_FD_*. */
+  syscall(SYS_close_range, INIT_FD_END, ~0U, 0);
 
   const struct child_fds fds = {.sync_r = INIT_FD_SYNC, .err_w = INIT_FD_ERR, .status_w = INIT_FD_STATUS,
                                 .ipc = INIT_FD_IPC, .out_w = INIT_FD_OUT, .errout_w = INIT_FD_ERROUT,

@@ -130,6 +130,11 @@ static int exec_child(void *arg) {
     }
   }
   {
+    /* Not close-on-exec: for a close-on-exec fd the kernel marks the path
+     * inaccessible and binfmt_misc refuses (ENOENT), so an init run by an
+     * emulator (qemu-user via binfmt, as on Docker with another architecture)
+     * could not start. init closes it first thing. */
+    if (syscall(SYS_fcntl, parked[n], F_SETFD, 0) != 0) goto fail;
     char *const argv[] = {(char *)"isolated-init", NULL};
     char *const envp[] = {NULL};
     syscall(SYS_execveat, parked[n], "", argv, envp, AT_EMPTY_PATH);
