@@ -5,6 +5,9 @@
 #   util-linux        runuser
 #   tar               copying the checkout for that user
 #   python3           raw system calls from inside the sandbox (the seccomp and escape tests)
+#   gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu
+#                     the arm64 prebuilt binaries (scripts/prebuild.mjs, at npm pack)
+#   qemu-user-static  runs the arm64 Node and isolated-init (test/e2e/prebuilt.test.ts)
 set -euo pipefail
 
 need=()
@@ -15,6 +18,8 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v tar >/dev/null || need+=(tar)
 [[ -x /usr/bin/python3 ]] || need+=(python3)
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 
 if ((${#need[@]} == 0)); then
   echo "[setup-ci] build tools present"
