@@ -8,6 +8,7 @@
 #   gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu
 #                     the arm64 prebuilt binaries (scripts/prebuild.mjs, at npm pack)
 #   qemu-user-static  runs the arm64 Node and isolated-init (test/e2e/prebuilt.test.ts)
+#   chromium          a real browser for the screenshot of `hunt --html` (test/e2e/hunt.test.ts)
 set -euo pipefail
 
 need=()
@@ -20,6 +21,7 @@ command -v tar >/dev/null || need+=(tar)
 [[ -x /usr/bin/python3 ]] || need+=(python3)
 command -v aarch64-linux-gnu-g++ >/dev/null || need+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v chromium >/dev/null || need+=(chromium)
 
 if ((${#need[@]} == 0)); then
   echo "[setup-ci] build tools present"

@@ -187,6 +187,8 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .fail { display: block; height: 100%; background: #d62828; }
 table { border-collapse: collapse; margin-top: 16px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+td.pass, td.failcell { white-space: nowrap; }
+.legend { color: #555; font-size: 13px; }
 td.status { font-weight: bold; }
 tr.flaky td.status { color: #b26b00; } tr.failing td.status, tr.limit td.status { color: #d62828; } tr.stable td.status { color: #2e9d4f; }
 .error { color: #a00; font-family: monospace; font-size: 12px; }
@@ -197,6 +199,7 @@ code { font-size: 12px; background: #f4f4f4; display: block; margin-top: 2px; wh
 <p>${t.files} files, ${t.results.length} tests, ${t.conditions.length} conditions × ${t.runsPerCondition} runs${t.shuffled ? ' (shuffled)' : ''} in ${escapeHtml(formatDuration(t.elapsedMs))}</p>
 <h2>Failures per condition</h2>
 ${bars}
+<p class="legend">FAILING: failed in every run. FLAKY: passed and failed under the same limits. LIMIT: failed in every run under some limits and in none under the others.</p>
 <table><thead><tr><th>status</th><th>test</th>${head}</tr></thead>
 <tbody>
 ${rows}

@@ -22,6 +22,11 @@ export interface HuntIo {
   env: NodeJS.ProcessEnv
 }
 
+/** The command's entry for src/cli/index.ts. */
+export function main(argv: string[]): Promise<number> {
+  return hunt(argv)
+}
+
 /** Exit codes: see HUNT_HELP. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const
 

@@ -1,38 +1,44 @@
 #!/usr/bin/env node
 /**
- * The `vitest-pool-isolated` command: `hunt`, `doctor`, `shell`. doctor and shell are loaded
- * only when asked for (they load the project's Vitest config).
+ * `npx vitest-pool-isolated <command>`: the one bin of the package. Each command lives in its
+ * own file under src/cli/ and is loaded only when asked for, so `doctor` does not pay for
+ * `hunt`'s imports and the other way round. Add a command: one line in COMMANDS.
  */
-import { hunt } from './hunt.js'
-
-const HELP = `Usage: vitest-pool-isolated <command> [options]
-
-Commands:
-  hunt    run the tests again and again under CPU and memory limits and report the flaky ones
-          (vitest-pool-isolated hunt --help)
-  doctor  check that this machine and this project can run the pool, with the fix for what is
-          missing (vitest-pool-isolated doctor --help)
-  shell   a shell, or \`-- CMD ARGS…\`, in exactly the sandbox a test file gets
-          (vitest-pool-isolated shell --help)
-`
-
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv
-  if (command === 'hunt') return hunt(rest)
-  if (command === 'doctor') return (await import('./doctor.js')).main(rest)
-  if (command === 'shell') return (await import('./shell.js')).main(rest)
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(HELP)
-    return command === undefined ? 2 : 0
-  }
-  process.stderr.write(`vitest-pool-isolated: unknown command "${command}"; the commands are: hunt, doctor, shell (see --help)\n`)
-  return 2
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }> = {
+  doctor: { summary: 'check that this machine and this project can run the pool, with the fix for what is missing', load: () => import('./doctor.js') },
+  shell: { summary: 'a shell, or `-- CMD ARGS…`, in exactly the sandbox a test file gets', load: () => import('./shell.js') },
+  hunt: { summary: 'run the tests again and again under CPU and memory limits and report the flaky ones', load: () => import('./hunt.js') },
 }
 
-main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code },
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
+  return [
+    'Usage: vitest-pool-isolated <command> [options]',
+    '',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `vitest-pool-isolated <command> --help` for its options.',
+  ].join('\n')
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`)
+    return name === undefined ? 2 : 0
+  }
+  const command = COMMANDS[name]
+  if (!command) {
+    process.stderr.write(`[vitest-pool-isolated] unknown command "${name}"\n\n${usage()}\n`)
+    return 2
+  }
+  return (await command.load()).main(rest)
+}
+
+run(process.argv.slice(2)).then(
+  code => { process.exitCode = code },
   (error: unknown) => {
-    process.stderr.write(`vitest-pool-isolated: ${error instanceof Error ? error.stack ?? error.message : String(error)}\nThis is a bug in vitest-pool-isolated.\n`)
-    process.exitCode = 2
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
+    process.exitCode = 1
   },
 )
