@@ -64,14 +64,16 @@ export async function shell({ root, config, file, command }: { root: string; con
     await supervisor.prepare(vitest)
     cgroup = supervisor.createCgroup()
     const identity = { uid: process.geteuid!(), gid: process.getegid!() }
-    // The worker's environment as the pool builds it: Vitest's (process.env, its markers,
-    // test.env), then the plugin's env option.
+    // The worker's environment as Vitest 4.1 builds it for a pool (process.env, its markers,
+    // the root's and the project's test.env), then the plugin's env option.
     const env: Record<string, string | undefined> = {
       ...process.env,
       TEST: 'true',
       VITEST: 'true',
       NODE_ENV: process.env.NODE_ENV || 'test',
       VITEST_MODE: 'RUN',
+      FORCE_TTY: process.stdout.isTTY ? 'true' : '',
+      ...(vitest.config.env as Record<string, string | undefined> | undefined),
       ...(project.config.env as Record<string, string | undefined> | undefined),
       ...options.env,
     }
