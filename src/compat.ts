@@ -1,6 +1,22 @@
 /**
  * The Vitest versions this pool supports, and the one place that names what differs between
  * them. Everything else in the pool is written against the API both majors share.
+ *
+ * Vitest 4.1 → 5, as the pool meets it (pool, worker and PoolWorker API and the worker protocol
+ * are unchanged):
+ * - `generateFileHash` takes the file's meta (the blob label): {@link VitestApi.fileTask}.
+ * - `fsModuleCache` is top-level and on by default, in `node_modules/.vitest-cache`:
+ *   {@link moduleCache} (src/guard/project-view.ts hides it). Its cached modules keep the source
+ *   map behind a marker, sent as `sourceMap` beside `code`: {@link splitCachedModule}
+ *   (src/guard/rpc.ts, which also cleans that map).
+ * - Coverage providers write their results from inside the worker and send main the file's
+ *   name: {@link coverageFilesDirectory} (src/coverage-files.ts, src/guard/rpc.ts).
+ * - "faster with isolate: false" hints: {@link markIsolateChosen}.
+ * - New worker RPC calls (fetchWarmModules, prewarmModuleGraph, benchmark and
+ *   module-dependency events) are refused by src/guard/rpc.ts; the worker tolerates it.
+ * - Watch mode's interactive snapshot review skips projects with a `snapshotEnvironment`, so
+ *   it is not offered under the pool: it would have main write, with plain fs, the files a
+ *   worker's error names, past the checks of src/snapshot-fs.ts. Deliberately left so.
  */
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
