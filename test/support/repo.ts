@@ -73,9 +73,24 @@ let v5Root: string | undefined
 function makeV5Root(): string {
   if (!fs.existsSync(VITEST_CLI)) throw new Error(`VITEST_E2E_MAJOR=5 but ${VITEST_CLI} is missing: run node scripts/setup-v5.mjs (npm test does it)`)
   fs.mkdirSync(E2E_TMP_DIR, { recursive: true })
-  const root = fs.mkdtempSync(path.join(E2E_TMP_DIR, 'fixtures-'))
+  // Vitest ends its test workers without an 'exit' event: copies of processes gone are swept.
+  for (const entry of fs.readdirSync(E2E_TMP_DIR)) {
+    const pid = /^fixtures-(\d+)-/.exec(entry)?.[1]
+    if (pid && !alive(Number(pid))) fs.rmSync(path.join(E2E_TMP_DIR, entry), { recursive: true, force: true })
+  }
+  const root = fs.mkdtempSync(path.join(E2E_TMP_DIR, `fixtures-${process.pid}-`))
   // A checkout is 0755; as root the sandbox's user is an unprivileged id (see copyFixture).
   fs.chmodSync(root, 0o755)
   process.once('exit', () => fs.rmSync(root, { recursive: true, force: true }))
   return root
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  }
+  catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
