@@ -94,6 +94,20 @@ describe.skipIf(skip)('prebuilt', () => {
     expect(net.stdout.trim()).not.toBe(fs.readlinkSync('/proc/self/ns/net'))
   }, 120_000)
 
+  test('pnpm 10, which skips dependencies\' build scripts, installs a project that runs under the pool', () => {
+    const dir = path.join(project!.name, 'pnpm')
+    fs.mkdirSync(path.join(dir, 'test'), { recursive: true })
+    fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'pnpm-acceptance', private: true, type: 'module' })}\n`)
+    fs.cpSync(path.join(project!.name, 'test'), path.join(dir, 'test'), { recursive: true })
+    fs.copyFileSync(path.join(project!.name, 'vitest.config.ts'), path.join(dir, 'vitest.config.ts'))
+    const pnpm = (args: string[]) => spawnSync('npx', ['-y', 'pnpm@10', ...args], { cwd: dir, encoding: 'utf8', timeout: 240_000, env: { ...process.env, npm_config_update_notifier: 'false' } })
+    const add = pnpm(['add', tarball, `vitest@${VITEST_VERSION}`])
+    expect(add.status, `${add.stdout}\n${add.stderr}`).toBe(0)
+    const run = pnpm(['exec', 'vitest', 'run'])
+    expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
+    expect(run.stdout).toMatch(/isolated +1 file: 1 ok/)
+  }, 300_000)
+
   test('the probes fixture runs under --pool=isolated on the prebuilt binary', async () => {
     const dir = path.join(project!.name, 'probes')
     copyFixtureAsInstalled('probes', dir)
