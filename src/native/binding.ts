@@ -176,6 +176,11 @@ export function native(): NativeAddon {
       return addon
     } catch (error) {
       const e = error as NodeJS.ErrnoException
+      // A prebuilt binary that does not load here (an older glibc) is one that does not fit.
+      if (candidate.kind === 'prebuilt' && e.code === 'ERR_DLOPEN_FAILED') {
+        tried.push(`${file} (does not load: ${e.message.split('\n')[0]})`)
+        continue
+      }
       if (e.code !== 'MODULE_NOT_FOUND') throw error
       tried.push(file)
     }
@@ -184,7 +189,7 @@ export function native(): NativeAddon {
   throw new SandboxUnsupportedError({
     feature: 'native addon',
     reason: `no build fits ${prebuiltPlatform()} (looked for ${tried.join(', ')})`,
-    remedy: 'build it with `npm rebuild vitest-pool-isolated` (needs cmake and a C/C++ compiler); '
+    remedy: 'build it with `npm rebuild vitest-pool-isolated --build-from-source` (needs cmake and a C/C++ compiler); '
       + 'with pnpm, allow its build script first (`pnpm approve-builds`)',
   })
 }
