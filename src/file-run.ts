@@ -1,0 +1,350 @@
+/**
+ * The life of the test files one sandbox runs, next to the transport (src/pool-worker.ts): which
+ * request Vitest is waiting on, the per-file timeout, the cgroup's accounting, the usage records,
+ * and the verdict when the sandbox ends early (a limit, a crash, a worker that could not start),
+ * told in Vitest's own terms: the file fails with the sentence that names the cause, and the
+ * request is answered on the dead worker's behalf.
+ */
+import { relative } from 'node:path'
+import type { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
+import { debuglog } from 'node:util'
+import type { PoolOptions, WorkerRequest } from 'vitest/node'
+import type { FileCgroup } from './cgroup/index.js'
+import { vitestApi } from './compat.js'
+import { FileTracker } from './file-tracker.js'
+import { CHANNEL_LOST_EXIT } from './ipc/protocol.js'
+import { tasksNodeNeeds, type ResolvedIsolatedOptions } from './options.js'
+import { META_KEY } from './reporter.js'
+import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
+import { StartWatch } from './start-watch.js'
+import type { Supervisor } from './supervisor.js'
+import { judge, judgeStart, stderrCause, type FileReport } from './verdict.js'
+
+const debug = debuglog('vitest-pool-isolated')
+
+/** How long to wait for the worker's last output to drain after it exited. */
+export const STDIO_DRAIN_TIMEOUT = 500
+
+export type Pending = 'start' | 'run' | 'collect' | 'stop'
+type Usage = ReturnType<FileCgroup['usage']>
+
+/** What the file run needs of its transport. */
+export interface FileRunHost {
+  readonly options: PoolOptions
+  readonly resolved: ResolvedIsolatedOptions
+  readonly supervisor: Supervisor
+  /** A message to Vitest, as if the worker had sent it. */
+  emit(message: unknown): void
+  /** The worker's exit, for Vitest's PoolRunner. */
+  emitExit(code: number | null, signal: string | null): void
+}
+
+export class FileRun {
+  /** Test files of the current run request, for the snapshot write policy and the verdicts. */
+  testFiles: string[] = []
+  /** The request Vitest is waiting on an answer to; errors are only reported while one is. */
+  pending: Pending | undefined
+  /** The worker answered Vitest's `start` (or Vitest moved on to a run request). */
+  started = false
+  /** Our stop(): the sandbox's end is no verdict then. */
+  stopping = false
+  exit: SandboxExit | undefined
+  /** Why we killed the worker ourselves, when it broke the channel. */
+  brokeChannel: string | undefined
+
+  private sandbox: Sandbox | undefined
+  private cgroup: FileCgroup | undefined
+  private watch: StartWatch | undefined
+  private startedAt = 0
+  /** The cgroup's CPU counters at the run request: the file's CPU time is counted from there. */
+  private cpuAtStart: ReturnType<FileCgroup['cpu']> = { cpuUserMs: 0, cpuSystemMs: 0 }
+  private timer: NodeJS.Timeout | undefined
+  private timedOut = false
+  private readonly tracker = new FileTracker()
+  /** Per-file records of the current run, shared with the file tasks' meta and the reporter. */
+  private readonly reports = new Map<string, FileReport>()
+  /** The sandbox ended during a request and we answered it on the worker's behalf. */
+  private answeredForWorker = false
+  /** The sandbox ended before Vitest sent `start`: the answer it gets when it does. */
+  private startFailure: Error | undefined
+
+  constructor(private readonly host: FileRunHost) {}
+
+  /** Before the spawn: times count from here until the run request. */
+  launching(): void {
+    this.startedAt = Date.now()
+    this.cpuAtStart = { cpuUserMs: 0, cpuSystemMs: 0 }
+  }
+
+  /** The spawn failed: a record for the report, under the project root (no file is known yet). */
+  launchFailed(error: Error): void {
+    this.host.supervisor.record({
+      file: this.host.options.project.config.root, verdict: 'setup-error', exitCode: null, signal: null,
+      wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null, memoryPeakBytes: null,
+      pidsPeak: null, oomKilled: false, message: error.message.split('\n')[0],
+    })
+  }
+
+  launched(sandbox: Sandbox, cgroup: FileCgroup | undefined): void {
+    this.sandbox = sandbox
+    this.cgroup = cgroup
+    this.watch = new StartWatch(sandbox, cgroup, this.host.supervisor.limits.pids)
+  }
+
+  /**
+   * A request of Vitest's on its way to the worker. Returns true when it was answered here instead
+   * (the sandbox is already gone), so the transport does not send it.
+   */
+  onRequest(message: WorkerRequest): boolean {
+    if (!isWorkerRequest(message)) return false
+    if (this.answeredForWorker && message.type === 'stop') {
+      // The sandbox is gone (a limit or a crash ended it) and its file was already failed.
+      setImmediate(() => this.host.emit({ __vitest_worker_response__: true, type: 'stopped' }))
+      return true
+    }
+    if (this.startFailure && message.type === 'start') {
+      // The sandbox ended before Vitest asked it to start (a spare that died while it booted).
+      this.answerStart(this.startFailure)
+      return true
+    }
+    switch (message.type) {
+      case 'start':
+        this.pending = 'start'
+        this.watch?.watchPids(() => this.started || this.exit !== undefined)
+        break
+      case 'run':
+      case 'collect':
+        this.started = true
+        this.testFiles = message.context.files.map(file => file.filepath)
+        this.pending = message.type
+        // A file's wall and CPU time, like its timeout, count from here: node's start-up (done
+        // ahead of time in a spare) is not the file's, and both must cover the same interval.
+        if (!this.timer) {
+          this.startedAt = Date.now()
+          this.cpuAtStart = this.cgroup?.cpu() ?? { cpuUserMs: null, cpuSystemMs: null }
+        }
+        this.startTimeout()
+        break
+      case 'stop':
+        this.pending = 'stop'
+        break
+    }
+    return false
+  }
+
+  /**
+   * A message of the worker's on its way to Vitest (after the guard). Calls `forward` with it,
+   * now or, for `testfileFinished`, once the file's records are made.
+   */
+  onMessage(message: unknown, forward: (message: unknown) => void): void {
+    this.tracker.observe(message)
+    if (isWorkerResponse(message) && message.type === 'testfileFinished') {
+      // After the RPC calls already queued (the file's last results) have reached Vitest's state.
+      setImmediate(() => {
+        this.recordFinishedFiles()
+        this.answered(message)
+        forward(message)
+      })
+      return
+    }
+    this.answered(message)
+    forward(message)
+  }
+
+  /** The transport was stopped: the next run starts clean. */
+  stopped(): void {
+    this.testFiles = []
+    this.pending = undefined
+  }
+
+  private answered(message: unknown): void {
+    if (!isWorkerResponse(message)) return
+    if (message.type === 'started') {
+      this.started = true
+      this.watch?.started()
+    }
+    const answered = message.type === 'started' ? 'start' : message.type === 'stopped' ? 'stop' : 'run'
+    if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
+  }
+
+  /**
+   * The per-file timeout counts from the run request: the file's own time, not node's start-up
+   * (which a slow machine or an emulated VM may stretch past a short limit).
+   */
+  private startTimeout(): void {
+    const ms = this.host.resolved.timeoutMs
+    const sandbox = this.sandbox
+    if (ms === undefined || !sandbox || this.timer) return
+    this.timer = setTimeout(() => {
+      this.timedOut = true
+      debug('sandbox %d: per-file timeout of %d ms', sandbox.pid, ms)
+      sandbox.kill('SIGKILL')
+    }, ms)
+  }
+
+  /** The usage record of each file the worker just finished, onto the file task's meta. */
+  private recordFinishedFiles(): void {
+    const usage = this.cgroup?.usage()
+    const { project } = this.host.options
+    const { state } = project.vitest
+    for (const file of this.testFiles) {
+      const id = this.tracker.idOf(file)
+      const task = id ? state.idMap.get(id) : undefined
+      const { verdict } = judge({ file, timedOut: false, usage, testsFailed: task?.result?.state === 'fail' })
+      // The worker survived the pids limit (fork failed with EAGAIN), but say that it was hit.
+      const pids = this.host.supervisor.limits.pids
+      const hitPids = pids !== undefined && usage?.pidsPeak != null && usage.pidsPeak >= pids
+      const report = this.makeReport(file, verdict, usage, null, null,
+        hitPids ? `${relative(project.config.root, file)} hit the pids limit (${pids}); fork() failed with EAGAIN` : undefined)
+      this.reports.set(file, report)
+      if (task) (task.meta as Record<string, unknown>)[META_KEY] = report
+    }
+  }
+
+  private makeReport(file: string, verdict: FileReport['verdict'], usage: Usage | undefined, exitCode: number | null, signal: string | null, message?: string): FileReport {
+    const report: FileReport = {
+      file, verdict, exitCode, signal, wallMs: Date.now() - this.startedAt,
+      cpuUserMs: since(usage?.cpuUserMs, this.cpuAtStart.cpuUserMs),
+      cpuSystemMs: since(usage?.cpuSystemMs, this.cpuAtStart.cpuSystemMs),
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
+      oomKilled: usage?.oomKilled ?? false,
+    }
+    if (message) report.message = message
+    return report
+  }
+
+  /**
+   * The sandbox is gone. During a request Vitest is waiting on, that is a verdict on the file
+   * (memory limit, timeout, signal, crash).
+   */
+  async onExit(sandbox: Sandbox, exit: SandboxExit): Promise<void> {
+    clearTimeout(this.timer)
+    this.watch?.stopPids()
+    this.exit = exit
+    debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
+    const { supervisor, options, resolved } = this.host
+    const usage = this.cgroup?.usage()
+    const pidsLimitHits = this.started ? null : this.cgroup?.pidsLimitHits() ?? null
+    try {
+      await this.cgroup?.remove()
+    }
+    catch (error) {
+      debug('could not remove cgroup %s: %s', this.cgroup?.name, (error as Error).message)
+    }
+    // Files that finished normally: their records get the final exit status.
+    for (const report of this.reports.values()) {
+      report.exitCode = exit.code
+      report.signal = exit.signal
+      supervisor.record(report)
+    }
+    if (!this.started && !this.stopping && this.pending !== 'stop') {
+      await this.failStart(sandbox, exit, usage, pidsLimitHits)
+      return
+    }
+    const pending = this.pending
+    if (this.stopping || pending === undefined || pending === 'stop') {
+      this.host.emitExit(exit.code, exit.signal)
+      return
+    }
+    if (!this.brokeChannel && exit.code === CHANNEL_LOST_EXIT) {
+      this.brokeChannel = `lost its IPC channel (fd 3) while Vitest waited for its answer to "${pending}"; test code must not close or reuse fd 3`
+    }
+    const { project } = options
+    const root = project.config.root
+    const files = this.testFiles.filter(f => !this.reports.has(f))
+    const { verdict, message } = judge({
+      file: files.map(f => relative(root, f)).join(', ') || 'the test file',
+      exit, usage, timedOut: this.timedOut, timeoutMs: resolved.timeoutMs, reason: this.brokeChannel,
+      memoryBytes: supervisor.limits.memoryBytes, pids: supervisor.limits.pids,
+    })
+    const error = { name: 'IsolatedSandboxError', message: `[vitest-pool-isolated] ${message}`, stack: '' }
+    debug('verdict %s: %s', verdict, message)
+    const api = await vitestApi(project.vitest)
+    for (const file of files) {
+      const report = this.makeReport(file, verdict, usage, exit.code, exit.signal, message)
+      supervisor.record(report)
+      const running = this.runningTests(file)
+      for (const rpc of this.tracker.failureMessages(file, { root, name: project.name, config: project.config }, error, running, { [META_KEY]: report }, api)) {
+        this.host.emit(rpc)
+      }
+    }
+    this.answeredForWorker = true
+    this.pending = undefined
+    this.host.emit({ __vitest_worker_response__: true, type: 'testfileFinished' })
+  }
+
+  /**
+   * The sandbox ended before its worker answered `start`: node could not start (a bad option, a
+   * missing module, the pids or memory limit). Vitest fails the file at once with "Failed to
+   * start isolated worker" and this cause, instead of waiting 60 s for an answer.
+   */
+  private async failStart(sandbox: Sandbox, exit: SandboxExit, usage: Usage | undefined, pidsLimitHits: number | null): Promise<void> {
+    const { supervisor, options, resolved } = this.host
+    // node's last words may still sit in the pipe when its exit is reported.
+    await drain([sandbox.stderr], STDIO_DRAIN_TIMEOUT)
+    const { verdict, message } = judgeStart({
+      exit, usage, memoryBytes: supervisor.limits.memoryBytes, pids: supervisor.limits.pids,
+      pidsLimitHits, killedForPids: this.watch?.killedForPids ?? false,
+      nodeNeeds: tasksNodeNeeds({ ...options.env, ...resolved.env }, options.execArgv),
+      stderr: stderrCause(this.watch?.stderr ?? ''),
+    })
+    this.watch?.stop()
+    debug('sandbox %d ended before it started: %s', sandbox.pid, message)
+    supervisor.record({
+      file: options.project.config.root, verdict, exitCode: exit.code, signal: exit.signal,
+      wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null,
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
+      oomKilled: usage?.oomKilled ?? false, message,
+    })
+    const error = Object.assign(new Error(`[vitest-pool-isolated] ${message}`), { name: 'IsolatedSandboxError' })
+    if (this.pending === 'start') this.answerStart(error)
+    else this.startFailure = error
+  }
+
+  /** Vitest reports this as "Failed to start isolated worker" with our error as the cause. */
+  private answerStart(error: Error): void {
+    this.answeredForWorker = true
+    this.pending = undefined
+    setImmediate(() => this.host.emit({ __vitest_worker_response__: true, type: 'started', error }))
+  }
+
+  /** Tests of the file that had started but not finished when the sandbox died. */
+  private runningTests(file: string): string[] {
+    const id = this.tracker.idOf(file)
+    const task = id ? this.host.options.project.vitest.state.idMap.get(id) : undefined
+    const out: string[] = []
+    const walk = (t: { id: string; type: string; result?: { state?: string }; tasks?: unknown[] }) => {
+      if (t.type === 'test' && t.result?.state === 'run') out.push(t.id)
+      for (const child of (t.tasks ?? []) as typeof t[]) walk(child)
+    }
+    if (task) walk(task as Parameters<typeof walk>[0])
+    return out
+  }
+}
+
+export function isWorkerRequest(message: unknown): message is WorkerRequest {
+  return typeof message === 'object' && message !== null && (message as { __vitest_worker_request__?: unknown }).__vitest_worker_request__ === true
+}
+
+function isWorkerResponse(message: unknown): message is { __vitest_worker_response__: true; type: string } {
+  return typeof message === 'object' && message !== null && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__ === true
+}
+
+/** Waits until the streams ended, at most `timeoutMs`. */
+export async function drain(streams: Readable[], timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs)
+  })
+  await Promise.race([
+    Promise.all(streams.map(stream => finished(stream).catch(() => {}))),
+    timeout,
+  ])
+  clearTimeout(timer)
+}
+
+/** A counter's growth since `start`; null when either reading is missing. */
+function since(now: number | null | undefined, start: number | null): number | null {
+  return now == null || start === null ? null : Math.max(0, now - start)
+}
