@@ -6,6 +6,7 @@
 #   VMRUN_WRITABLE  absolute paths to create if missing and hand to the user
 #   VMRUN_ENV     NAME=VALUE strings, the command's whole environment
 #   VMRUN_ARGV    the command
+# The command also gets VM_ACCEL (kvm or tcg), from vmrun.accel= on the kernel command line.
 # Its exit code is the command's: the last step is an exec.
 set -euo pipefail
 
@@ -73,6 +74,12 @@ for kv in "${VMRUN_ENV[@]}"; do
   export "${kv?}"
 done
 export PWD=$VMRUN_CWD
+# The accelerator this boot runs on (run.sh puts it on the kernel command line), so the command
+# can widen its time bounds under TCG, where node starts 10-20x slower. Always the truth: it
+# overrides an --env VM_ACCEL.
+for arg in $(</proc/cmdline); do
+  case $arg in vmrun.accel=*) export VM_ACCEL=${arg#vmrun.accel=} ;; esac
+done
 if [[ -n $VMRUN_USER ]]; then
   export HOME=$home USER=$VMRUN_USER LOGNAME=$VMRUN_USER
   # setpriv rather than su/runuser: no PAM session, no login shell, no environment rewriting.

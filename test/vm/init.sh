@@ -7,7 +7,9 @@
 #   VMRUN-BOOTED <guest uptime>   just before the job starts
 #   VMRUN-EXIT <code>             the job's exit code
 #   VMRUN-ERROR <text>            this script failed; the job did not run
-# then powers off. It must never exit: PID 1 exiting panics the kernel.
+# then powers off. With vmrun.probe=1 it only prints VMRUN-PROBE-OK on the serial console once
+# the modules are loaded, and powers off (run.sh --probe).
+# It must never exit: PID 1 exiting panics the kernel.
 
 export PATH=/bin
 status=/dev/console # until the status port exists
@@ -28,6 +30,16 @@ mount -t devtmpfs devtmpfs /dev || die "mount /dev"
 while read -r ko; do
 	insmod "/lib/modules/$ko" || die "insmod $ko"
 done </etc/modules.load
+
+# `run.sh --probe` boots this image with vmrun.probe=1 only to learn whether the accelerator
+# (KVM) can run a guest at all: the marker on the serial console is the answer, then off.
+case " $(cat /proc/cmdline) " in
+*" vmrun.probe=1 "*)
+	echo "VMRUN-PROBE-OK $(cut -d' ' -f1 /proc/uptime)" >/dev/console
+	poweroff -f
+	sleep 60
+	;;
+esac
 
 # The job file's path on the host, passed by run.sh. A dotted name keeps the kernel from
 # handing it to init as an environment variable or complaining about an unknown parameter.

@@ -3,13 +3,19 @@
 # on a copy-on-write view of this host's root. See test/vm/README.md.
 #
 #   bash test/vm/run.sh [--user NAME] [--cgroup PATH] [--env NAME[=VALUE]]... [--writable PATH]... -- COMMAND...
+#   bash test/vm/run.sh --probe    # prints the accelerator a run would use: kvm or tcg
 #
 # The command runs in the caller's working directory, with stdin from /dev/null, its stdout and
 # stderr passed through, and this script exits with its exit code. Codes of our own: 124 = the VM
 # hit VM_TIMEOUT, 125 = the VM failed before or around the command (the message says why).
 #
+# KVM is used only after a real boot probe: the initramfs guest, booted with -accel kvm, must print
+# its marker within VM_KVM_PROBE_TIMEOUT seconds. A /dev/kvm that opens but cannot run a guest
+# (DESIGN.md §9: qemu aborts on an MSR, or the guest hangs) gives TCG instead.
+#
 # Environment: VM_TIMEOUT (s, default 1800), VM_MEMORY (default 4G), VM_CPUS (default 2),
-# VM_ACCEL (auto|kvm|tcg, default auto), VM_KVM_BOOT_TIMEOUT (s, default 20), VM_CPU (qemu -cpu
+# VM_ACCEL (auto|kvm|tcg, default auto), VM_KVM_PROBE_TIMEOUT (s, default 8), VM_KVM_BOOT_TIMEOUT
+# (s, default 20), VM_KVM_CPU (qemu -cpu under KVM, default host), VM_CPU (qemu -cpu
 # under TCG, default max), VM_APPEND (extra kernel parameters), VM_CACHE (default
 # /var/tmp/vitest-pool-isolated-vm), VM_VERBOSE=1 (timings on stderr), VM_CONSOLE=1 (kernel
 # console on stderr), VM_KEEP=1 (keep the run directory with the logs).
@@ -21,7 +27,9 @@ VM_TIMEOUT=${VM_TIMEOUT:-1800}
 VM_MEMORY=${VM_MEMORY:-4G}
 VM_CPUS=${VM_CPUS:-2}
 VM_ACCEL=${VM_ACCEL:-auto}
+VM_KVM_PROBE_TIMEOUT=${VM_KVM_PROBE_TIMEOUT:-8}
 VM_KVM_BOOT_TIMEOUT=${VM_KVM_BOOT_TIMEOUT:-20}
+VM_KVM_CPU=${VM_KVM_CPU:-host}
 VM_VERBOSE=${VM_VERBOSE:-0}
 VM_CONSOLE=${VM_CONSOLE:-0}
 VM_KEEP=${VM_KEEP:-0}
@@ -42,7 +50,7 @@ pass_env() {
 }
 
 usage() {
-  sed -n '5p' "$0" | sed 's/^#   //' >&2
+  sed -n '5,6p' "$0" | sed 's/^#   //' >&2
   exit 2
 }
 log() { if [[ $VM_VERBOSE == 1 ]]; then echo "vm: $*" >&2; fi; }
@@ -52,9 +60,10 @@ die() {
   exit 125
 }
 
-user= cgroup= extra_env=() writable=()
+user= cgroup= extra_env=() writable=() probe=0
 while (($#)); do
   case $1 in
+    --probe) probe=1; shift ;;
     --user) (($# >= 2)) || usage; user=$2; shift 2 ;;
     --user=*) user=${1#*=}; shift ;;
     --cgroup) (($# >= 2)) || usage; cgroup=$2; shift 2 ;;
@@ -69,7 +78,7 @@ while (($#)); do
     *) break ;;
   esac
 done
-(($#)) || usage
+(($#)) || [[ $probe == 1 ]] || usage
 if [[ -n $user ]] && ! getent passwd "$user" >/dev/null; then
   # /etc comes from the host, so a user the VM knows must exist here.
   die "user $user does not exist on the host (create it, e.g. useradd -m $user)"
@@ -167,9 +176,57 @@ fi
 touch "$initramfs"
 find "$CACHE" -maxdepth 1 -name 'initramfs-*.cpio' -mtime +7 -delete
 find "$CACHE/runs" -mindepth 1 -maxdepth 1 -mtime +7 -exec rm -rf {} + 2>/dev/null || true
+mkdir -p "$CACHE/runs"
+
+# --- the KVM probe ------------------------------------------------------------------------------
+# probe_kvm: 0 when a KVM guest booted this initramfs and printed VMRUN-PROBE-OK within
+# VM_KVM_PROBE_TIMEOUT seconds; else 1, with the reason in probe_why. probe_took is the time it
+# took. /dev/kvm being there and read-write proves nothing (DESIGN.md §9): on these machines qemu
+# aborts with "failed to set MSR 0x10a" or the guest hangs, so only a boot counts.
+probe_why= probe_took=
+probe_kvm() {
+  local t0=$EPOCHREALTIME dir rc=0
+  probe_took=0.00
+  if [[ ! -e /dev/kvm ]]; then probe_why="no /dev/kvm"; return 1; fi
+  if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then probe_why="/dev/kvm is not read-write for $(id -un)"; return 1; fi
+  dir=$(mktemp -d "$CACHE/runs/probe.XXXXXX")
+  # The real run's machine, minus the devices the probe does not reach; init.sh prints the
+  # marker and powers off, so qemu ends by itself when KVM works.
+  # Grouped with stderr to /dev/null: a qemu that aborts (SIGABRT) makes bash print an "Aborted"
+  # line with the whole command; qemu's own messages go to qemu.log.
+  { timeout --kill-after=2 "$VM_KVM_PROBE_TIMEOUT" qemu-system-x86_64 \
+    -name vitest-pool-isolated-vm-probe -nodefaults -no-user-config -display none -no-reboot \
+    -accel kvm -cpu "$VM_KVM_CPU" -m "$VM_MEMORY" -smp "$VM_CPUS" -nic none \
+    -kernel "$vmlinuz" -initrd "$initramfs" \
+    -append "console=ttyS0 quiet 8250.nr_uarts=1 panic=-1 rdinit=/init vmrun.probe=1" \
+    -chardev "file,id=console,path=$dir/console.log" -serial chardev:console \
+    </dev/null >/dev/null 2>"$dir/qemu.log"; } 2>/dev/null || rc=$?
+  probe_took=$(since "$t0")
+  if grep -q '^VMRUN-PROBE-OK' "$dir/console.log" 2>/dev/null; then
+    rm -rf "$dir"
+    return 0
+  fi
+  if ((rc == 124 || rc == 137)); then
+    probe_why="no VMRUN-PROBE-OK within $VM_KVM_PROBE_TIMEOUT s (the guest hung)"
+  else
+    probe_why="qemu exited with $rc: $(grep -v '^\s*$' "$dir/qemu.log" | tail -n 1 | cut -c1-200)"
+  fi
+  if [[ $VM_KEEP == 1 ]]; then echo "vm: probe logs kept in $dir" >&2; else rm -rf "$dir"; fi
+  return 1
+}
+
+if [[ $probe == 1 ]]; then
+  if probe_kvm; then
+    echo "vm: probe: KVM booted the guest in $probe_took s" >&2
+    echo kvm
+  else
+    echo "vm: probe: KVM is not usable ($probe_why; $probe_took s): TCG" >&2
+    echo tcg
+  fi
+  exit 0
+fi
 
 # --- the job: everything the guest needs to know, as bash assignments ---------------------------
-mkdir -p "$CACHE/runs"
 run=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 envv=()
 while IFS= read -r -d '' kv; do
@@ -226,7 +283,7 @@ cmdline=(
 start_vm() {
   local accel=()
   case $1 in
-    kvm) accel=(-accel kvm -cpu host) ;;
+    kvm) accel=(-accel kvm -cpu "$VM_KVM_CPU") ;;
     # multi-threaded TCG: one host thread per vCPU.
     tcg) accel=(-accel tcg,thread=multi -cpu "${VM_CPU:-max}") ;;
   esac
@@ -240,7 +297,7 @@ start_vm() {
   timeout --kill-after=10 "$VM_TIMEOUT" qemu-system-x86_64 \
     -name vitest-pool-isolated-vm -nodefaults -no-user-config -display none -no-reboot \
     "${accel[@]}" -m "$VM_MEMORY" -smp "$VM_CPUS" -rtc base=utc -nic none \
-    -kernel "$vmlinuz" -initrd "$initramfs" -append "${cmdline[*]}" \
+    -kernel "$vmlinuz" -initrd "$initramfs" -append "${cmdline[*]} vmrun.accel=$1" \
     -chardev "file,id=console,path=$run/console.log" -serial chardev:console \
     -device virtio-serial-pci,ioeventfd=off \
     -chardev "file,id=stdout,path=$run/stdout" -device virtserialport,chardev=stdout,name=vmrun.stdout \
@@ -265,10 +322,18 @@ wait_boot() {
 }
 
 case $VM_ACCEL in
-  # /dev/kvm can open and still fail (DESIGN.md §9: MSR errors, hangs), so KVM gets a short boot
-  # timeout and TCG is the fallback. Nothing of the command has run before VMRUN-BOOTED, so a
-  # retry repeats nothing.
-  auto) if [[ -r /dev/kvm && -w /dev/kvm ]]; then accels=(kvm tcg); else accels=(tcg); fi ;;
+  # /dev/kvm can open and still fail (DESIGN.md §9: MSR errors, hangs): KVM only after the probe
+  # booted a guest, and even then the real boot gets VM_KVM_BOOT_TIMEOUT with TCG as the
+  # fallback. Nothing of the command has run before VMRUN-BOOTED, so a retry repeats nothing.
+  auto)
+    if probe_kvm; then
+      log "probe: KVM booted the guest in $probe_took s"
+      accels=(kvm tcg)
+    else
+      log "probe: KVM is not usable ($probe_why; $probe_took s): TCG"
+      accels=(tcg)
+    fi
+    ;;
   kvm | tcg) accels=("$VM_ACCEL") ;;
   *) die "VM_ACCEL must be auto, kvm or tcg, not $VM_ACCEL" ;;
 esac
