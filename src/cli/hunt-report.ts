@@ -84,6 +84,8 @@ export interface TableInput {
   shuffled: boolean
   /** Columns available; long cells are cut to fit. */
   columns?: number
+  /** Runs done, when fewer than planned (interrupted). */
+  runsDone?: number
 }
 
 function rate(c: { runs: number; failed: number }): string {
@@ -101,10 +103,12 @@ export function huntTable(t: TableInput): string {
   const columns = Math.max(60, t.columns ?? 120)
   const unstable = t.results.filter(r => r.status !== 'stable')
   const stable = t.results.length - unstable.length
-  const totalRuns = t.conditions.length * t.runsPerCondition
+  const planned = t.conditions.length * t.runsPerCondition
+  const totalRuns = t.runsDone ?? planned
   const out: string[] = []
   out.push(`vitest-pool-isolated hunt: ${t.files} ${t.files === 1 ? 'file' : 'files'}, ${t.results.length} ${t.results.length === 1 ? 'test' : 'tests'}, `
-    + `${t.conditions.length} ${t.conditions.length === 1 ? 'condition' : 'conditions'} × ${t.runsPerCondition} ${t.runsPerCondition === 1 ? 'run' : 'runs'}${t.shuffled ? ' (shuffled)' : ''} in ${formatDuration(t.elapsedMs)}`)
+    + `${t.conditions.length} ${t.conditions.length === 1 ? 'condition' : 'conditions'} × ${t.runsPerCondition} ${t.runsPerCondition === 1 ? 'run' : 'runs'}${t.shuffled ? ' (shuffled)' : ''} in ${formatDuration(t.elapsedMs)}`
+    + `${totalRuns < planned ? `, interrupted after ${totalRuns} ${totalRuns === 1 ? 'run' : 'runs'}` : ''}`)
   out.push('')
   if (unstable.length > 0) {
     const heads = t.conditions.map(c => [`cpus ${c.cpus ?? 'none'}`, `mem ${c.memory ?? 'none'}`])

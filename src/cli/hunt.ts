@@ -100,11 +100,17 @@ class Hunt {
     const captured = new Captured()
     const silent: Reporter = {}
     let vitest: Vitest
+    const before = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM') }
     try {
       vitest = await createVitest('test', { ...cli, watch: false, run: true, pool: 'isolated', reporters: [silent] }, {}, { stdout: captured, stderr: captured })
     }
     catch (error) {
       return this.cannotStart(error, captured)
+    }
+    // Vitest's logger exits the process 1 ms after a SIGINT; hunt stops after the current run
+    // instead and reports what ran (a second Ctrl-C exits at once).
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      for (const listener of process.listeners(signal)) if (!before[signal].includes(listener)) process.off(signal, listener)
     }
     const stop = this.onInterrupt(vitest)
     try {
@@ -144,7 +150,10 @@ class Hunt {
     const stop = {
       interrupted: false,
       handler: () => {
-        if (stop.interrupted) return
+        if (stop.interrupted) {
+          // The supervisor's exit hook still kills the sandboxes and removes their cgroups.
+          process.exit(130)
+        }
         stop.interrupted = true
         this.io.stderr.write(`\n${PREFIX} interrupted: finishing the current run, then reporting what ran\n`)
         void vitest.cancelCurrentRun('keyboard-input')
@@ -214,12 +223,11 @@ class Hunt {
     const { plan, io } = this
     const results = aggregate(plan.conditions, this.outcomes)
     const columns = (io.stdout as NodeJS.WriteStream).columns
-    const table = { conditions: plan.conditions, results, runsPerCondition: plan.runs, files, elapsedMs: Date.now() - this.started, cwd: io.cwd, shuffled: plan.shuffle, columns }
+    const table = { conditions: plan.conditions, results, runsPerCondition: plan.runs, files, elapsedMs: Date.now() - this.started, cwd: io.cwd, shuffled: plan.shuffle, columns, runsDone: this.outcomes.length }
     io.stdout.write(huntTable(table))
     if (this.unhandled.length > 0) {
       io.stdout.write(`${this.unhandled.length} unhandled ${this.unhandled.length === 1 ? 'error' : 'errors'} outside any test; the first: ${this.unhandled[0]}\n`)
     }
-    if (interrupted) io.stdout.write(`Interrupted after ${this.outcomes.length} of ${plan.runs * plan.conditions.length} runs.\n`)
     if (plan.json) writeOut(path.resolve(io.cwd, plan.json), `${JSON.stringify(huntJson(plan.conditions, results), null, 2)}\n`)
     if (plan.html) writeOut(path.resolve(io.cwd, plan.html), huntHtml(table))
     const failed = results.some(r => r.failed > 0) || this.unhandled.length > 0
