@@ -12,6 +12,8 @@
  * - Coverage providers write their results from inside the worker and send main the file's
  *   name: {@link coverageFilesDirectory} (src/coverage-files.ts, src/guard/rpc.ts).
  * - "faster with isolate: false" hints: {@link markIsolateChosen}.
+ * - The json and junit reporters write to `.vitest/<name>/` unless asked for stdout, so the
+ *   pool's summary may go to stdout with them: {@link reporterWritesToStdout} (src/reporter.ts).
  * - New worker RPC calls (fetchWarmModules, prewarmModuleGraph, benchmark and
  *   module-dependency events) are refused by src/guard/rpc.ts; the worker tolerates it.
  * - Watch mode's interactive snapshot review skips projects with a `snapshotEnvironment`, so
@@ -173,3 +175,17 @@ export function splitCachedModule(content: string): { code: string; sourceMap?: 
   const sourceMap = content.slice(at + CACHED_SOURCE_MAP.length)
   return sourceMap ? { code: content.slice(0, at), sourceMap } : { code: content.slice(0, at) }
 }
+
+/**
+ * Whether a reporter of Vitest's writes its machine-readable output to stdout, where nothing of
+ * ours may go. Vitest 4.1: json, junit, tap and tap-flat, unless an outputFile is set for them.
+ * Vitest 5: json and junit write to a file (`.vitest/<name>/` by default) unless their `stdout`
+ * option asks for stdout; tap and tap-flat still print.
+ */
+export function reporterWritesToStdout(name: string, options: { outputFile?: unknown; stdout?: unknown } | undefined, outputFile: string | Record<string, string> | undefined, major: number | undefined): boolean {
+  if (!['json', 'junit', 'tap', 'tap-flat'].includes(name)) return false
+  if (options?.outputFile || typeof outputFile === 'string' || (outputFile && typeof outputFile === 'object' && outputFile[name])) return false
+  if (major !== undefined && major >= 5 && (name === 'json' || name === 'junit')) return options?.stdout === true
+  return true
+}
+

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/node'
+import { parseVitestVersion, reporterWritesToStdout } from './compat.js'
 import { IsolatedError } from './errors.js'
 import type { Supervisor } from './supervisor.js'
 import { formatBytes, type FileReport } from './verdict.js'
@@ -36,9 +37,6 @@ export function reporterFor(vitest: Vitest, supervisor: Supervisor): void {
   }
   reporter.add(supervisor)
 }
-
-/** Reporters whose machine-readable output goes to stdout when no outputFile is given for them. */
-const STDOUT_REPORTERS = new Set(['json', 'junit', 'tap', 'tap-flat'])
 
 export class IsolatedReporter implements Reporter {
   private vitest: Vitest | undefined
@@ -97,16 +95,15 @@ export class IsolatedReporter implements Reporter {
   }
 }
 
-/** A reporter such as json or junit writes to stdout: no outputFile is set for it. */
+/** A reporter such as json or junit writes to stdout (see compat.ts for how each major decides). */
 function stdoutIsMachineReadable(vitest: Vitest): boolean {
   const { reporters, outputFile } = vitest.config as { reporters: unknown[]; outputFile?: string | Record<string, string> }
+  const major = parseVitestVersion(vitest.version ?? '')?.major
   return reporters.some((entry) => {
     const name = Array.isArray(entry) ? entry[0] : entry
-    if (typeof name !== 'string' || !STDOUT_REPORTERS.has(name)) return false
-    const options = Array.isArray(entry) ? entry[1] as { outputFile?: unknown } | undefined : undefined
-    if (options?.outputFile) return false
-    if (typeof outputFile === 'string') return false
-    return !(outputFile && typeof outputFile === 'object' && outputFile[name])
+    if (typeof name !== 'string') return false
+    const options = Array.isArray(entry) ? entry[1] as { outputFile?: unknown; stdout?: unknown } | undefined : undefined
+    return reporterWritesToStdout(name, options, outputFile, major)
   })
 }
 

@@ -7,19 +7,22 @@ import { copyFixtureAsInstalled } from '../support/fixture-copy.js'
 import { startHostProbes, waitUntilGone } from '../support/host-probes.js'
 import { requireKernel } from '../support/kernel.js'
 import { failedTests, outcomes } from '../support/report.js'
-import { REPO_ROOT } from '../support/repo.js'
+import { E2E_MAJOR, NODE_BIN, REPO_ROOT, VITEST_CLI } from '../support/repo.js'
 import { describeRun, runVitest } from '../support/run-vitest.js'
 import { expectSameSnapshotBehaviour, runSnapshotSteps } from '../support/snapshot-steps.js'
 
-// The acceptance check of the package as users get it: `npm pack`, installed next to vitest
-// 4.1.12 in a project outside this checkout (so nothing resolves from the repo), then the probes
-// and snapshots fixtures run there with `--pool=isolated`.
+// The acceptance check of the package as users get it: `npm pack`, installed with npm's default
+// peer checks next to the Vitest the suite runs against (4.1, or 5 with VITEST_E2E_MAJOR=5) in a
+// project outside this checkout (so nothing resolves from the repo), then the probes and
+// snapshots fixtures and a fresh CommonJS project run there with `--pool=isolated`.
 
 const gate = await requireKernel()
 // Installing from the registry takes a while: E2E_SKIP_PACKED=1 skips this file locally, never in CI.
 const optOut = !process.env.CI && process.env.E2E_SKIP_PACKED === '1'
 if (optOut) console.warn('[e2e] skipping the packed-package check: E2E_SKIP_PACKED=1')
-const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_modules/vitest/package.json'), 'utf8')).version as string
+// The Vitest the e2e suite runs against (4.1 from the repo, or 5 from test/v5), installed fresh
+// from the registry next to the tarball.
+const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(path.dirname(VITEST_CLI), 'package.json'), 'utf8')).version as string
 
 let project: tmp.DirResult | undefined
 let cli = ''
@@ -111,8 +114,11 @@ test.skipIf(optOut)('packed: a fresh `npm init -y` project (CommonJS) follows th
   const human = await runVitest({ root: dir, pool: 'isolated', cli: cliHere, cwd: dir })
   expect(human.exitCode, describeRun(human)).toBe(0)
   expect(human.output, 'the pool summary after the run').toMatch(/isolated {2}1 file: 1 ok/)
-  // What a CI job does: the JSON report on stdout, redirected to a file.
-  const json = execFileSync(process.execPath, [cliHere, 'run', '--pool=isolated', '--reporter=json'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CI: 'true' } })
+  // What a CI job does: the JSON report on stdout, redirected to a file. Vitest 5 writes it to
+  // .vitest/json/output.json instead (stdout only with the reporter's stdout option), and says so.
+  const stdout = execFileSync(NODE_BIN, [cliHere, 'run', '--pool=isolated', '--reporter=json'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CI: 'true' } })
+  const json = E2E_MAJOR === 5 ? fs.readFileSync(path.join(dir, '.vitest', 'json', 'output.json'), 'utf8') : stdout
+  if (E2E_MAJOR === 5) expect(stdout).toContain('JSON report written to')
   const report = JSON.parse(json) as { numPassedTests: number, success: boolean }
   expect({ passed: report.numPassedTests, success: report.success }).toEqual({ passed: 1, success: true })
 }, 300_000)

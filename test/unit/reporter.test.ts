@@ -56,6 +56,21 @@ describe('the usage summary', () => {
     }
   })
 
+  test('Vitest 5: json and junit write to a file unless their stdout option is set; tap still prints', async () => {
+    for (const [config, stream] of [
+      [{ reporters: [['json', {}]] }, 'log'],
+      [{ reporters: [['junit', {}]] }, 'log'],
+      [{ reporters: [['json', { stdout: true }]] }, 'error'],
+      [{ reporters: [['tap', {}]] }, 'error'],
+    ] as const) {
+      const { vitest, log, error, reporters } = fakeVitest(config)
+      ;(vitest as { version: string }).version = '5.1.2'
+      reporterFor(vitest, supervisorWith([record('/p/a.test.ts')]))
+      await end(reporters, vitest)
+      expect({ config, log: log.mock.calls.length, error: error.mock.calls.length }).toEqual({ config, log: stream === 'log' ? 1 : 0, error: stream === 'error' ? 1 : 0 })
+    }
+  })
+
   test('report: { summary: false } leaves it out', async () => {
     const { vitest, log, error, reporters } = fakeVitest({ reporters: [['default', {}]] })
     reporterFor(vitest, supervisorWith([record('/p/a.test.ts')], { report: { summary: false } }))
