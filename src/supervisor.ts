@@ -138,9 +138,15 @@ export class Supervisor {
    * `hunt` set on the Vitest instance (src/run-limits.ts; it checks they can be enforced).
    */
   get limits(): Limits {
+    if (this.ahead) return this.ahead
     const run = this.vitest && runLimitsOf(this.vitest)
-    return run ? { ...this.enforced, ...run } : this.enforced
+    if (!run) return this.enforced
+    const { next: _, ...current } = run
+    return { ...this.enforced, ...current }
   }
+
+  /** Set only while the first sandbox of the next run is launched (see {@link bootAhead}). */
+  private ahead: Limits | undefined
 
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
   createCgroup(): FileCgroup | undefined {
@@ -218,9 +224,27 @@ export class Supervisor {
 
   private refill(key: object, queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
     const wanted = Math.min(slots, this.pending.get(key) ?? slots)
+    if (wanted === 0 && queue.length === 0 && !this.closed) this.bootAhead(queue, launch)
     if (this.closed || queue.length >= wanted) return
     const launched = launch()
     queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
+  }
+
+  /**
+   * `hunt` reruns the same files in the next run under the limits it names: the first sandbox
+   * of that run boots with them while this run's last file runs. The cgroup is created in the
+   * synchronous part of `launch()`, which is when `limits` answers with the next run's.
+   */
+  private bootAhead(queue: Spare[], launch: () => Promise<Launched>): void {
+    const next = this.vitest && runLimitsOf(this.vitest)?.next
+    if (!next) return
+    this.ahead = { ...this.enforced, ...next }
+    try {
+      const launched = launch()
+      queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
+    } finally {
+      this.ahead = undefined
+    }
   }
 
   /** Kills every spare and removes its cgroup; no new spares after this. */

@@ -174,7 +174,12 @@ class Hunt {
       for (let ci = 0; ci < plan.conditions.length && !stop.interrupted; ci++) {
         const condition = plan.conditions[ci]!
         this.progress({ done, total, elapsedMs: Date.now() - this.started, failures: this.failures, condition })
-        setRunLimits(vitest, { cpus: condition.cpus ?? undefined, memoryBytes: condition.memoryBytes ?? undefined })
+        const after = done + 1 < total ? plan.conditions[(ci + 1) % plan.conditions.length]! : undefined
+        setRunLimits(vitest, {
+          cpus: condition.cpus ?? undefined,
+          memoryBytes: condition.memoryBytes ?? undefined,
+          next: after && { cpus: after.cpus ?? undefined, memoryBytes: after.memoryBytes ?? undefined },
+        })
         const seed = plan.shuffle ? (plan.seed ?? 0) + done : undefined
         if (seed !== undefined) vitest.config.sequence.seed = seed
         const result = await vitest.runTestSpecifications(specs, false)
