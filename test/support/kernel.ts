@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { beforeEach } from 'vitest'
@@ -67,4 +68,19 @@ export async function requireKernel(): Promise<KernelGate> {
     })
   }
   return result
+}
+
+/**
+ * The most CPU a quota of `cpus` may give, as a share of wall time: the quota, plus what CFS
+ * bandwidth control hands out ahead of it. Each CPU takes runtime from the group's pool in
+ * slices of `kernel.sched_cfs_bandwidth_slice_us` (5 ms by default), so a busy group can run up
+ * to one slice per CPU past its quota in a 100 ms period before it is throttled.
+ */
+export function cpuQuotaCeiling(cpus: number): number {
+  let sliceUs = 5000
+  try {
+    sliceUs = Number(fs.readFileSync('/proc/sys/kernel/sched_cfs_bandwidth_slice_us', 'utf8')) || sliceUs
+  }
+  catch {}
+  return cpus + (sliceUs * os.availableParallelism()) / 100_000
 }
