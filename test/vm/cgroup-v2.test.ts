@@ -15,7 +15,7 @@ import { cgroupDriver, type FileCgroup, type Limits } from '../../src/cgroup/ind
 import { resolveOptions, tasksNodeNeeds, type ResolvedIsolatedOptions } from '../../src/options.js'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
 import { judge, judgeStart } from '../../src/verdict.js'
-import { requireKernel } from '../support/kernel.js'
+import { cpuQuotaCeiling, requireKernel } from '../support/kernel.js'
 
 await requireKernel()
 
@@ -254,7 +254,7 @@ describe('cgroup v2', () => {
     expect(fs.existsSync(dir)).toBe(false)
   })
 
-  test('cpu.max 0.5: a 2 s busy loop is throttled (cpu.stat nr_throttled, throttled_usec) to at most ~half a CPU', async () => {
+  test('cpu.max 0.5: a 2 s busy loop is throttled (cpu.stat nr_throttled, throttled_usec) to about half a CPU (the quota plus the CFS slices handed out ahead of it)', async () => {
     const { exit, usage, seen, wallMs, result } = await limitRun('cpu', { cpus: 0.5 }, (dir) => ({
       max: read(dir, 'cpu.max'),
       stat: keyed(dir, 'cpu.stat'),
@@ -266,7 +266,7 @@ describe('cgroup v2', () => {
     expect(seen.stat.throttled_usec).toBeGreaterThan(0)
     const cpuMs = usage.cpuUserMs! + usage.cpuSystemMs!
     expect(cpuMs).toBe(Math.round(seen.stat.user_usec / 1000) + Math.round(seen.stat.system_usec / 1000))
-    expect(cpuMs / wallMs).toBeLessThanOrEqual(0.55)
+    expect(cpuMs / wallMs).toBeLessThanOrEqual(cpuQuotaCeiling(0.5))
     expect(cpuMs / wallMs).toBeGreaterThan(0.05)
   })
 
