@@ -19,7 +19,10 @@ const MAIN_LEAF = /^vitest-isolated-(\d+)-main$/
 
 export const DELEGATION_REMEDY = 'systemd-run --user --scope -p Delegate=yes npx vitest'
 
-export function createV2Driver(own: string): CgroupDriver {
+export function createV2Driver(start: string): CgroupDriver {
+  // Started inside a main leaf (a run that died before it could restore its cgroup left the
+  // shell there): the cgroup to work in is the leaf's parent, or every run would nest deeper.
+  const own = MAIN_LEAF.test(path.basename(start)) ? path.dirname(start) : start
   const support = prepare(own)
   let seq = 0
 
@@ -187,10 +190,12 @@ function enableControllers(own: string, controllers: string[]): string | undefin
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EBUSY') return `cannot enable ${controllers.join(', ')} in ${own}: ${(error as Error).message}`
   }
-  // EBUSY: processes live in `own`. Move them into a leaf of their own.
+  // EBUSY: processes live in `own`. Move them into a leaf of their own; when Vitest exits, they
+  // go back and the controllers are switched off again, so the cgroup is as it was found.
   const leaf = path.join(own, `${NAME_PREFIX}${process.pid}-main`)
   try {
     if (!fs.existsSync(leaf)) fs.mkdirSync(leaf)
+    process.once('exit', () => restore(own, leaf, controllers))
     for (let round = 0; round < 5; round++) {
       const pids = fs.readFileSync(path.join(own, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
       if (pids.length === 0) break
@@ -204,6 +209,31 @@ function enableControllers(own: string, controllers: string[]): string | undefin
     return undefined
   } catch (error) {
     return `cannot enable ${controllers.join(', ')} in ${own}: processes that Vitest cannot move live there (${(error as Error).message})`
+  }
+}
+
+/**
+ * At Vitest's exit: the processes of the main leaf back into `own`, the controllers this run
+ * switched on off again, the leaf removed. Only when no other cgroup of ours is left under `own`
+ * (another Vitest in the same cgroup still runs, or a file's cgroup could not be removed): then
+ * everything stays, and the next run starts from the leaf's parent.
+ */
+function restore(own: string, leaf: string, controllers: string[]): void {
+  try {
+    if (safeReaddir(own).some(e => e.startsWith(NAME_PREFIX) && path.join(own, e) !== leaf)) return
+    writeFile(own, 'cgroup.subtree_control', controllers.map((c) => `-${c}`).join(' '))
+    for (let round = 0; round < 5; round++) {
+      const pids = fs.readFileSync(path.join(leaf, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+      if (pids.length === 0) break
+      for (const pid of pids) {
+        try {
+          writeFile(own, 'cgroup.procs', pid)
+        } catch {}
+      }
+    }
+    fs.rmdirSync(leaf)
+  } catch {
+    // Best effort at exit: a leaf that stays is found by the next run (see createV2Driver).
   }
 }
 
