@@ -78,7 +78,7 @@ interface HuntJson {
   tests: { file: string, name: string, runs: number, failed: number, byCondition: { cpus: number | null, memory: string | null, runs: number, failed: number, firstError: string | null, verdicts: Record<string, number> }[] }[]
 }
 
-test.runIf(limitsWork && !optOut)('hunt finds the CPU-bound, the memory-bound and the flaky test, and leaves no cgroup behind', async () => {
+if (limitsWork && !optOut) test('hunt finds the CPU-bound, the memory-bound and the flaky test, and leaves no cgroup behind', async () => {
   const dir = path.join(packed!.dir, 'hunt')
   copyFixtureAsInstalled('hunt', dir)
   const loadBefore = os.loadavg()[0]!
@@ -139,7 +139,7 @@ test.runIf(limitsWork && !optOut)('hunt finds the CPU-bound, the memory-bound an
   screenshotChecks(dir, report)
 }, 600_000)
 
-test.runIf(!limitsWork && gate.ok && !optOut)('hunt fails at once, with the reason and the remedy, where the limits cannot be enforced', async () => {
+if (!limitsWork && gate.ok && !optOut) test('hunt fails at once, with the reason and the remedy, where the limits cannot be enforced', async () => {
   const dir = path.join(packed!.dir, 'hunt-unenforced')
   copyFixtureAsInstalled('hunt', dir)
   const run = await npxHunt(dir, ['hunt', '--runs', '4', '--cpus', '0.25,1', '--memory', '128M,512M', '--json', 'out.json'])
@@ -152,7 +152,7 @@ test.runIf(!limitsWork && gate.ok && !optOut)('hunt fails at once, with the reas
   expect(run.leftovers, log).toEqual([])
 }, 120_000)
 
-test.runIf(gate.ok && !optOut)('hunt: usage errors exit 2 and name the flag and its forms; --help exits 0', async () => {
+if (gate.ok && !optOut) test('hunt: usage errors exit 2 and name the flag and its forms; --help exits 0', async () => {
   const dir = path.join(packed!.dir, 'hunt-usage')
   copyFixtureAsInstalled('hunt', dir)
   const bad = await npxHunt(dir, ['hunt', '--cpus', 'half'])

@@ -34,9 +34,10 @@ const pidsTitle = (what: string) => situation.kind === 'refused'
   ? `${what} (${situation.label}: the pids limit is not applied, so nothing to show)`
   : what
 
-test(pidsTitle('pids 16 with --v8-pool-size=32 (node hangs creating its threads): each file fails within seconds naming the pids limit and what node needs; no cgroup, no process left'), async (context) => {
+// Where the pids limit is not applied (rootless on cgroup v1) there is nothing to show: the two
+// cases below are not defined there, rather than skipped.
+if (situation.kind !== 'refused') test(pidsTitle('pids 16 with --v8-pool-size=32 (node hangs creating its threads): each file fails within seconds naming the pids limit and what node needs; no cgroup, no process left'), async (context) => {
   gateMissing(situation, context)
-  if (situation.kind === 'refused') context.skip(situation.reason)
   const run = await runLimits({ files: ['fine', 'fine2'], env: { VITEST_ISOLATED_PIDS: '16' }, args: ['--execArgv=--v8-pool-size=32'], timeoutMs: RUN })
   const log = describeLimitsRun(run)
   expect(run.timedOut, log).toBe(false)
@@ -54,9 +55,8 @@ test(pidsTitle('pids 16 with --v8-pool-size=32 (node hangs creating its threads)
   await expectNothingLeft(run)
 }, RUN)
 
-test(pidsTitle('pids 16 with --v8-pool-size=10 (node aborts on libuv\'s threads): the file fails at once naming the pids limit and the signal'), async (context) => {
+if (situation.kind !== 'refused') test(pidsTitle('pids 16 with --v8-pool-size=10 (node aborts on libuv\'s threads): the file fails at once naming the pids limit and the signal'), async (context) => {
   gateMissing(situation, context)
-  if (situation.kind === 'refused') context.skip(situation.reason)
   const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_PIDS: '16' }, args: ['--execArgv=--v8-pool-size=10'], timeoutMs: RUN })
   const log = describeLimitsRun(run)
   expect(run.timedOut, log).toBe(false)

@@ -203,7 +203,7 @@ export async function timeoutCase(s: LimitsSituation, where: Where = {}): Promis
 export function cpusTitle(s: LimitsSituation): string {
   return s.kind === 'refused'
     ? `cpus (${s.label}): VITEST_ISOLATED_CPUS=0.5 warns once with the remedy, busy.test.ts runs unlimited and passes`
-    : 'cpus: VITEST_ISOLATED_CPUS=0.5 holds a 2 s busy loop to half its wall time (plus CFS's one slice per CPU and period)'
+    : 'cpus: VITEST_ISOLATED_CPUS=0.5 holds a 2 s busy loop to half its wall time (plus the one CFS slice per CPU and period)'
 }
 
 export async function cpusCase(s: LimitsSituation, where: Where = {}): Promise<LimitsRun> {
