@@ -2,13 +2,14 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import tmp from 'tmp'
-import { REPO_ROOT } from './repo.js'
+import { REPO_ROOT, VITEST_CLI } from './repo.js'
 
 // The install of test/e2e/packed.test.ts, as a helper: `npm pack` of this checkout, installed
 // next to the repo's own Vitest version in a project outside the checkout. Duplicated from that
 // file rather than moved, so packed.test.ts stays as it is; it could import this instead.
 
-export const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_modules/vitest/package.json'), 'utf8')).version as string
+/** The Vitest the e2e suite runs against (4.1 from the repo, or 5 from test/v5), installed fresh. */
+export const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(path.dirname(VITEST_CLI), 'package.json'), 'utf8')).version as string
 
 export interface PackedProject {
   /** The project directory (under /var/tmp where it exists). */
