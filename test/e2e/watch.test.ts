@@ -8,8 +8,8 @@ import { cgroupsOf } from '../support/limits-host.js'
 import { NODE_BIN, REPO_ROOT, VITEST_CLI } from '../support/repo.js'
 import { childEnv } from '../support/run-vitest.js'
 
-// Watch mode under the pool, on either major: a change to a test file reruns it in a new
-// sandbox with the change, and when Vitest is stopped nothing of the pool is left.
+// Watch mode under the pool, on either major: a change to a test file reruns it with the
+// change, and when Vitest is stopped nothing of the pool is left.
 
 await requireKernel()
 
