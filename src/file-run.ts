@@ -192,9 +192,11 @@ export class FileRun {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
       const { verdict } = judge({ file, timedOut: false, usage, testsFailed: task?.result?.state === 'fail' })
-      // The worker survived the pids limit (fork failed with EAGAIN), but say that it was hit.
+      // The worker survived the pids limit (fork failed with EAGAIN), but say that it was hit:
+      // the kernel counts each refusal (pids.events max); a peak at the limit alone is no refusal.
       const pids = this.host.supervisor.limits.pids
-      const hitPids = pids !== undefined && usage?.pidsPeak != null && usage.pidsPeak >= pids
+      const refusals = this.cgroup?.pidsLimitHits?.() ?? null
+      const hitPids = pids !== undefined && (refusals !== null ? refusals > 0 : usage?.pidsPeak != null && usage.pidsPeak >= pids)
       const report = this.makeReport(file, verdict, usage, null, null,
         hitPids ? `${relative(project.config.root, file)} hit the pids limit (${pids}); fork() failed with EAGAIN` : undefined)
       this.reports.set(file, report)
