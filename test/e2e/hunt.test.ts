@@ -10,6 +10,7 @@ import { requireKernel } from '../support/kernel.js'
 import { installPacked, type PackedProject } from '../support/limits-install.js'
 import { cgroupsOf, RunWatcher } from '../support/limits-host.js'
 import { readPng } from '../support/png.js'
+import { NODE_BIN } from '../support/repo.js'
 
 // The acceptance of `hunt` (issue 10) as a user gets it: the packed package installed in a
 // project outside this checkout, fixtures/hunt's four files, and
@@ -50,8 +51,9 @@ interface Run {
 async function npxHunt(cwd: string, args: string[]): Promise<Run> {
   const mark = randomUUID()
   const started = Date.now()
+  // The bin's `#!/usr/bin/env node` finds the Node the suite's Vitest needs (22 for Vitest 5).
   const child = spawn('npx', ['--no-install', 'vitest-pool-isolated', ...args], {
-    cwd, env: { ...process.env, LIMITS_MARK: mark, npm_config_update_notifier: 'false', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd, env: { ...process.env, PATH: `${path.dirname(NODE_BIN)}:${process.env.PATH}`, LIMITS_MARK: mark, npm_config_update_notifier: 'false', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   const watcher = new RunWatcher(child.pid!, mark)
   watcher.start()
@@ -165,7 +167,7 @@ if (gate.ok && !optOut) test('hunt: usage errors exit 2 and name the flag and it
 
 function execRepro(cwd: string, env: Record<string, string>, args: string[]): { code: number, output: string } {
   try {
-    const output = execFileSync(process.execPath, [packed!.cli, 'run', '--pool=isolated', ...args], {
+    const output = execFileSync(NODE_BIN, [packed!.cli, 'run', '--pool=isolated', ...args], {
       cwd, env: { ...process.env, ...env, FORCE_COLOR: '0' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
     })
     return { code: 0, output }
