@@ -333,7 +333,9 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
     'run': code(() => fs.readdirSync('/run')),
     'docker': ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/run/podman/podman.sock'].some(p => fs.existsSync(p)) ? 'exists' : 'ENOENT',
     'write vitest': writable(vitestPkg),
-    'write node': writable(path.dirname(fs.realpathSync(process.execPath))),
+    // The node that runs the fixture's workers (Node 22 from test/v5 on Vitest 5, which a
+    // rootless copy of the checkout owns).
+    'write node': writable(path.dirname(fs.realpathSync(NODE_BIN))),
     'write etc': writable('/etc'),
     'link across /tmp': linkAcrossTmp,
     'sysfs knob': open(sysfsKnob, fs.constants.O_WRONLY),
