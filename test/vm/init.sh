@@ -104,7 +104,20 @@ ln -sfn /proc/self/fd dev/fd
 ln -sfn /proc/self/fd/0 dev/stdin
 ln -sfn /proc/self/fd/1 dev/stdout
 ln -sfn /proc/self/fd/2 dev/stderr
+# A fresh /tmp, but what the job runs from stays visible when it lies below the host's /tmp (a
+# checkout cloned there): its top directory is bound back from the overlay, writable like the rest.
+keep=
+for p in $(sed -n -e 's/^VMRUN_CWD=//p' -e 's/^source //p' "/host$job"); do
+	case $p in /tmp/?*) rest=${p#/tmp/}; keep="$keep ${rest%%/*}" ;; esac
+done
+if [ -n "$keep" ]; then
+	mkdir -p /keep-tmp && mount -o bind tmp /keep-tmp || die "keep the overlay's /tmp"
+fi
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmp tmp || die "mount tmp"
+for top in $keep; do
+	[ -d "tmp/$top" ] && continue
+	mkdir -p "tmp/$top" && mount -o bind "/keep-tmp/$top" "tmp/$top" || die "bind /tmp/$top back"
+done
 # The host's /run describes the host's services (sockets, pid files); hide it.
 mount -t tmpfs -o nosuid,nodev,mode=0755 run run || die "mount run"
 
