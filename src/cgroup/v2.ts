@@ -196,15 +196,7 @@ function enableControllers(own: string, controllers: string[]): string | undefin
   try {
     if (!fs.existsSync(leaf)) fs.mkdirSync(leaf)
     process.once('exit', () => restore(own, leaf, controllers))
-    for (let round = 0; round < 5; round++) {
-      const pids = fs.readFileSync(path.join(own, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
-      if (pids.length === 0) break
-      for (const pid of pids) {
-        try {
-          writeFile(leaf, 'cgroup.procs', pid)
-        } catch {}
-      }
-    }
+    moveProcesses(own, leaf)
     write()
     return undefined
   } catch (error) {
@@ -222,18 +214,23 @@ function restore(own: string, leaf: string, controllers: string[]): void {
   try {
     if (safeReaddir(own).some(e => e.startsWith(NAME_PREFIX) && path.join(own, e) !== leaf)) return
     writeFile(own, 'cgroup.subtree_control', controllers.map((c) => `-${c}`).join(' '))
-    for (let round = 0; round < 5; round++) {
-      const pids = fs.readFileSync(path.join(leaf, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
-      if (pids.length === 0) break
-      for (const pid of pids) {
-        try {
-          writeFile(own, 'cgroup.procs', pid)
-        } catch {}
-      }
-    }
+    moveProcesses(leaf, own)
     fs.rmdirSync(leaf)
   } catch {
     // Best effort at exit: a leaf that stays is found by the next run (see createV2Driver).
+  }
+}
+
+/** Every process of cgroup `from` into `to`; a few rounds, for processes forked meanwhile. */
+function moveProcesses(from: string, to: string): void {
+  for (let round = 0; round < 5; round++) {
+    const pids = fs.readFileSync(path.join(from, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+    if (pids.length === 0) return
+    for (const pid of pids) {
+      try {
+        writeFile(to, 'cgroup.procs', pid)
+      } catch {}
+    }
   }
 }
 
