@@ -1,5 +1,5 @@
 export { isolated, isolatedPool } from './plugin.js'
-export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork } from './options.js'
+export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork, IsolatedHostPort, IsolatedProjectWrites } from './options.js'
 export {
   IsolatedError,
   IsolatedOptionsError,

@@ -94,7 +94,42 @@ export interface IsolatedOptions {
    * syscalls (names, or numbers for this architecture); `false` turns the filter off.
    */
   seccomp?: boolean | { deny?: (string | number)[] }
+  /**
+   * Host TCP services the sandbox may reach: inside, `127.0.0.1:<port>` (and `localhost`) leads
+   * to `host:port` on the host (default host `127.0.0.1`); every other host port stays out of
+   * reach and the network stays private. TCP only. Needs `network: 'loopback'`. Default: none.
+   * Environment: `VITEST_ISOLATED_HOST_PORTS` (`5432,6379`, or `port@host` entries like
+   * `5432@10.0.0.5`), added to the config's. A `globalSetup` that binds a port at run time adds
+   * it with `exposeHostPort(port)`.
+   */
+  hostPorts?: (number | IsolatedHostPort)[]
+  /**
+   * Hermeticity audit: per test file, the writes into the read-only project or host paths and the
+   * connections to non-loopback addresses it tried, in the report record (`audit`), in the task
+   * meta (`meta.isolated.audit`) and in the summary. Writes to the sandbox's own `/tmp`, `$HOME`
+   * and tmpfs mounts are not listed. Default: `false` (costs nothing). Environment:
+   * `VITEST_ISOLATED_AUDIT=1`.
+   */
+  audit?: boolean
+  /**
+   * Writes into the project tree: `'readonly'` fails them with `EROFS`; `'discard'` lets them
+   * succeed inside the file's sandbox (an overlay whose upper layer lives in the sandbox's memory,
+   * capped at `tmpSize`) and throws them away when the file ends. Snapshot writes reach the host
+   * either way. Default: `'readonly'`. Environment: `VITEST_ISOLATED_PROJECT_WRITES`.
+   */
+  projectWrites?: IsolatedProjectWrites
 }
+
+/** One entry of {@link IsolatedOptions.hostPorts}: `port` inside leads to `host:port` on the host. */
+export interface IsolatedHostPort {
+  /** TCP port, 1-65535: the same number inside the sandbox and on the host. */
+  port: number
+  /** Host address or name the forward connects to. Default: `'127.0.0.1'`. */
+  host?: string
+}
+
+/** See {@link IsolatedOptions.projectWrites}. */
+export type IsolatedProjectWrites = 'readonly' | 'discard'
 
 /** See {@link IsolatedOptions.enforce}. */
 export type IsolatedEnforce = 'require' | 'try' | 'off'
@@ -122,6 +157,10 @@ export interface ResolvedIsolatedOptions {
   enforce: IsolatedEnforce
   /** false: no filter; otherwise the extra syscalls denied besides the defaults. */
   seccomp: false | { deny: (string | number)[] }
+  /** Host TCP services reachable from inside (sorted by port, no port twice). */
+  hostPorts: { port: number; host: string }[]
+  audit: boolean
+  projectWrites: IsolatedProjectWrites
 }
 
 /** Threads libuv and V8 start in node by default (UV_THREADPOOL_SIZE, --v8-pool-size). */
@@ -168,7 +207,7 @@ export const MIN_PIDS = minimumPids()
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
 const NETWORKS: readonly IsolatedNetwork[] = ['loopback', 'none', 'host']
-const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp'] as const
+const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'projectWrites'] as const
 const ENFORCE: readonly IsolatedEnforce[] = ['require', 'try', 'off']
 const BIND_KEYS = ['source', 'target', 'writable'] as const
 const TMPFS_KEYS = ['tmpfs', 'size'] as const
@@ -261,10 +300,25 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
   if (pidsText !== undefined) checkPidsFloor(integerFromText(pidsText), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, workerEnv, report, pidsText)
 
   const summary = parseSummary(input.report, report)
+  const hostPorts = mergeHostPorts(
+    parseHostPorts(input.hostPorts, { option: 'hostPorts' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_HOST_PORTS'), text => parseHostPorts(hostPortsFromText(text), { option: 'hostPorts', variable: 'VITEST_ISOLATED_HOST_PORTS' }, report, text)),
+  )
+  if (hostPorts.length > 0 && network !== 'loopback') {
+    report({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`)
+  }
+  const audit = pick(
+    parseBoolean(input.audit, { option: 'audit' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_AUDIT'), text => parseBoolean(booleanFromText(text), { option: 'audit', variable: 'VITEST_ISOLATED_AUDIT' }, report, text)),
+  ) ?? false
+  const projectWrites = pick(
+    parseProjectWrites(input.projectWrites, { option: 'projectWrites' }, report),
+    envValue(fromEnv('VITEST_ISOLATED_PROJECT_WRITES'), text => parseProjectWrites(text, { option: 'projectWrites', variable: 'VITEST_ISOLATED_PROJECT_WRITES' }, report)),
+  ) ?? 'readonly'
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp, summary }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp, summary, hostPorts, audit, projectWrites }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids
@@ -521,6 +575,86 @@ function parseSummary(value: unknown, report: Report): boolean {
     return true
   }
   return value.summary
+}
+
+const HOST_PORT_FORMS = 'an array of ports (1-65535) or { port, host? } entries, like [5432, { port: 6379, host: \'10.0.0.5\' }]'
+const HOST_PORT_TEXT_FORMS = 'comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\''
+// A host name or an IPv4/IPv6 literal; the forward resolves it at connect time.
+const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*)$/i
+
+/** `5432,6379@10.0.0.5` → entries; a malformed entry is kept as text for the message. */
+function hostPortsFromText(text: string): unknown[] {
+  return text.split(',').map(part => part.trim()).map((part) => {
+    const m = /^(\d+)(?:@(.+))?$/.exec(part)
+    if (!m) return part
+    return m[2] === undefined ? Number(m[1]) : { port: Number(m[1]), host: m[2] }
+  })
+}
+
+function parseHostPorts(value: unknown, source: Source, report: Report, raw?: string): { port: number; host: string }[] {
+  if (value === undefined) return []
+  const forms = raw === undefined ? HOST_PORT_FORMS : HOST_PORT_TEXT_FORMS
+  if (!Array.isArray(value)) {
+    report(source, `must be ${forms}; received ${describe(value)}`)
+    return []
+  }
+  const out: { port: number; host: string }[] = []
+  value.forEach((entry: unknown, i) => {
+    const at = raw === undefined ? { ...source, option: `${source.option}[${i}]` } : source
+    const shown = raw === undefined ? entry : raw
+    let port: unknown = entry
+    let host: unknown = '127.0.0.1'
+    if (isPlainObject(entry)) {
+      checkUnknownKeys(entry, ['port', 'host'], `${at.option}.`, report)
+      port = entry.port
+      if (entry.host !== undefined) host = entry.host
+    }
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+      report(at, `must be ${raw === undefined ? 'a port from 1 to 65535 or { port, host? }' : forms}; received ${describe(shown)}`)
+      return
+    }
+    if (typeof host !== 'string' || host.length === 0 || host.length > 253 || !HOST_RE.test(host)) {
+      report({ ...at, option: raw === undefined ? `${at.option}.host` : at.option }, `must name a host address or name, like '127.0.0.1' or 'db.internal'; received ${describe(raw === undefined ? host : raw)}`)
+      return
+    }
+    const twice = out.find(e => e.port === port)
+    if (twice) {
+      if (twice.host !== host) report(at, `forwards port ${port} twice (to ${twice.host} and to ${host}); a port inside leads to one host service`)
+      return
+    }
+    out.push({ port, host })
+  })
+  return out
+}
+
+/** The environment's entries are added to the config's; for one port the environment's host wins. */
+function mergeHostPorts(fromConfig: { port: number; host: string }[], fromEnvironment: { port: number; host: string }[] | undefined): { port: number; host: string }[] {
+  const byPort = new Map(fromConfig.map(e => [e.port, e]))
+  for (const e of fromEnvironment ?? []) byPort.set(e.port, e)
+  return [...byPort.values()].sort((a, b) => a.port - b.port)
+}
+
+function booleanFromText(text: string): unknown {
+  const t = text.toLowerCase()
+  if (t === '1' || t === 'true' || t === 'yes' || t === 'on') return true
+  if (t === '0' || t === 'false' || t === 'no' || t === 'off') return false
+  return text
+}
+
+function parseBoolean(value: unknown, source: Source, report: Report, raw?: string): boolean | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'boolean') return value
+  report(source, `must be ${raw === undefined ? 'true or false' : '1 or 0 (also true/false, yes/no, on/off)'}; received ${describe(raw ?? value)}`)
+  return undefined
+}
+
+const PROJECT_WRITES: readonly IsolatedProjectWrites[] = ['readonly', 'discard']
+
+function parseProjectWrites(value: unknown, source: Source, report: Report): IsolatedProjectWrites | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && (PROJECT_WRITES as readonly string[]).includes(value)) return value as IsolatedProjectWrites
+  report(source, `must be one of ${PROJECT_WRITES.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
+  return undefined
 }
 
 function checkUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, report: Report): void {

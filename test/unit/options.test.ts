@@ -28,6 +28,9 @@ describe('defaults', () => {
       enforce: 'try',
       seccomp: { deny: [] },
       summary: true,
+      hostPorts: [],
+      audit: false,
+      projectWrites: 'readonly',
     })
   })
 
@@ -36,7 +39,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['enforce', 'env', 'hostname', 'mounts', 'network', 'seccomp', 'summary', 'tmpSizeBytes'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'summary', 'tmpSizeBytes'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -304,7 +307,7 @@ describe('unknown keys', () => {
     const error = problemsOf({ memroy: '1G' })
     expect(error.problems).toEqual([{
       option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp); did you mean "memory"?'),
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp, hostPorts, audit, projectWrites); did you mean "memory"?'),
     }])
   })
   test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {
@@ -402,4 +405,52 @@ test('every problem is collected into one error, listed', () => {
   expect(lines[0]).toBe('[vitest-pool-isolated] 7 problems with the options:')
   expect(lines.slice(1)).toHaveLength(7)
   for (const problem of error.problems) expect(lines).toContain(`  - ${problem.message}`)
+})
+
+describe('hostPorts', () => {
+  test('ports and { port, host } entries; the environment adds to the config, sorted, one entry a port', () => {
+    expect(resolveOptions({ hostPorts: [6379, { port: 5432, host: 'db.internal' }] }, {}).hostPorts)
+      .toEqual([{ port: 5432, host: 'db.internal' }, { port: 6379, host: '127.0.0.1' }])
+    expect(resolveOptions({ hostPorts: [6379] }, { VITEST_ISOLATED_HOST_PORTS: '5432, 6379@10.0.0.5' }).hostPorts)
+      .toEqual([{ port: 5432, host: '127.0.0.1' }, { port: 6379, host: '10.0.0.5' }])
+    expect(resolveOptions({ hostPorts: [80, 80] }, {}).hostPorts).toEqual([{ port: 80, host: '127.0.0.1' }])
+  })
+
+  test.each([
+    [[0], 'hostPorts[0]', 'must be a port from 1 to 65535 or { port, host? }; received 0'],
+    [[65536], 'hostPorts[0]', 'received 65536'],
+    [[{ port: 1.5 }], 'hostPorts[0]', 'received {"port":1.5}'],
+    [[{ port: 80, host: '' }], 'hostPorts[0].host', 'must name a host address or name'],
+    [[{ port: 80, hots: 'x' }], 'hostPorts[0].hots', 'did you mean "hostPorts[0].host"?'],
+    [[{ port: 80, host: 'a' }, { port: 80, host: 'b' }], 'hostPorts[1]', 'forwards port 80 twice (to a and to b)'],
+    ['5432', 'hostPorts', 'must be an array of ports (1-65535) or { port, host? } entries'],
+  ])('%j is refused', (value, option, text) => {
+    const error = problemsOf({ hostPorts: value })
+    expect(error.problems).toEqual([{ option, message: expect.stringContaining(text) }])
+  })
+
+  test('VITEST_ISOLATED_HOST_PORTS=db is refused naming the variable and the forms', () => {
+    const error = problemsOf({}, { VITEST_ISOLATED_HOST_PORTS: '5432,db' })
+    expect(error.problems).toEqual([{ option: 'hostPorts', message: 'environment variable VITEST_ISOLATED_HOST_PORTS (option "hostPorts") must be comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\'; received "5432,db"' }])
+  })
+
+  test('needs the loopback network', () => {
+    expect(problemsOf({ hostPorts: [80], network: 'none' }).problems[0].message).toContain('needs network \'loopback\'')
+    expect(problemsOf({ hostPorts: [80] }, { VITEST_ISOLATED_NETWORK: 'host' }).problems[0].message).toContain('network is \'host\'')
+  })
+})
+
+describe('audit and projectWrites', () => {
+  test('defaults off and readonly; config and environment', () => {
+    expect(resolveOptions({ audit: true, projectWrites: 'discard' }, {})).toMatchObject({ audit: true, projectWrites: 'discard' })
+    expect(resolveOptions({ audit: true }, { VITEST_ISOLATED_AUDIT: '0' }).audit).toBe(false)
+    expect(resolveOptions({}, { VITEST_ISOLATED_AUDIT: '1', VITEST_ISOLATED_PROJECT_WRITES: 'discard' })).toMatchObject({ audit: true, projectWrites: 'discard' })
+  })
+
+  test('bad values are refused with the accepted forms', () => {
+    expect(problemsOf({ audit: 'yes' }).problems).toEqual([{ option: 'audit', message: 'option "audit" must be true or false; received "yes"' }])
+    expect(problemsOf({}, { VITEST_ISOLATED_AUDIT: 'maybe' }).problems).toEqual([{ option: 'audit', message: 'environment variable VITEST_ISOLATED_AUDIT (option "audit") must be 1 or 0 (also true/false, yes/no, on/off); received "maybe"' }])
+    expect(problemsOf({ projectWrites: 'overlay' }).problems).toEqual([{ option: 'projectWrites', message: 'option "projectWrites" must be one of \'readonly\', \'discard\'; received "overlay"' }])
+    expect(problemsOf({ projectWrite: 'discard' }).problems[0].message).toContain('did you mean "projectWrites"?')
+  })
 })
