@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { isAbsolute, normalize, resolve } from 'node:path'
 import { IsolatedOptionsError, type OptionProblem } from './errors.js'
+import * as v from 'valibot'
 import { knownSyscalls } from './sandbox/seccomp.js'
 
 /** An extra bind mount of a host path into the sandbox. */
@@ -206,148 +207,13 @@ export const MIN_PIDS = minimumPids()
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
-const NETWORKS: readonly IsolatedNetwork[] = ['loopback', 'none', 'host']
-const KNOWN_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'projectWrites'] as const
-const ENFORCE: readonly IsolatedEnforce[] = ['require', 'try', 'off']
-const BIND_KEYS = ['source', 'target', 'writable'] as const
-const TMPFS_KEYS = ['tmpfs', 'size'] as const
-const REPORT_KEYS = ['file', 'summary'] as const
+const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'projectWrites'] as const
 
 const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
 const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
 // Binary units only: 'M' is MiB as in cgroups, Docker and systemd. 'MB' is refused rather than
 // guessed at, since some readers take it as 10^6.
 const SIZE_RE = /^(\d+(?:\.\d+)?|\.\d+)\s*(?:([KMGT])(?:i|iB)?|B)?$/i
-
-/** Where a value came from, to name it in messages. */
-interface Source {
-  option: string
-  variable?: string
-}
-
-/**
- * Validates the user's options, applies the `VITEST_ISOLATED_*` environment overrides (the
- * environment beats the config) and the defaults.
- *
- * @param user what was passed to `isolated()` / `isolatedPool()`
- * @param env the environment to read overrides from
- * @throws {IsolatedOptionsError} listing every problem found, in the config and in the environment
- */
-export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = process.env): ResolvedIsolatedOptions {
-  const problems: OptionProblem[] = []
-  const report = (source: Source, text: string): void => {
-    const subject = source.variable
-      ? `environment variable ${source.variable} (option "${source.option}")`
-      : `option "${source.option}"`
-    problems.push({ option: source.option, message: `${subject} ${text}` })
-  }
-
-  let input: Record<string, unknown> = {}
-  if (user !== undefined && user !== null) {
-    if (isPlainObject(user)) input = user
-    else report({ option: '(options)' }, `must be an object; received ${describe(user)}`)
-  }
-  checkUnknownKeys(input, KNOWN_KEYS, '', report)
-
-  // Every value is validated even when the environment overrides it: a broken config stays
-  // broken, and should not start failing the day the variable is unset.
-  const fromEnv = (name: string): string | undefined => {
-    const value = env[name]
-    return value === undefined || value.trim() === '' ? undefined : value.trim()
-  }
-
-  const memoryBytes = pick(
-    parseSize(input.memory, { option: 'memory' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_MEMORY'), text => parseSize(text, { option: 'memory', variable: 'VITEST_ISOLATED_MEMORY' }, report)),
-  )
-  const cpus = pick(
-    parseCpus(input.cpus, { option: 'cpus' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_CPUS'), text => parseCpus(numberFromText(text), { option: 'cpus', variable: 'VITEST_ISOLATED_CPUS' }, report, text)),
-  )
-  const pids = pick(
-    parseInteger(input.pids, 1, { option: 'pids' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_PIDS'), text => parseInteger(integerFromText(text), 1, { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, report, text)),
-  )
-  const timeoutMs = pick(
-    parseInteger(input.timeout, 1, { option: 'timeout' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_TIMEOUT'), text => parseInteger(integerFromText(text), 1, { option: 'timeout', variable: 'VITEST_ISOLATED_TIMEOUT' }, report, text)),
-  )
-  const network = pick(
-    parseNetwork(input.network, { option: 'network' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_NETWORK'), text => parseNetwork(text, { option: 'network', variable: 'VITEST_ISOLATED_NETWORK' }, report)),
-  ) ?? 'loopback'
-  const enforce = pick(
-    parseEnforce(input.enforce, { option: 'enforce' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_ENFORCE'), text => parseEnforce(text, { option: 'enforce', variable: 'VITEST_ISOLATED_ENFORCE' }, report)),
-  ) ?? 'try'
-  const seccomp = parseSeccomp(input.seccomp, report)
-  const hostname = parseHostname(input.hostname, { option: 'hostname' }, report) ?? DEFAULT_HOSTNAME
-  const tmpSizeBytes = parseSize(input.tmpSize, { option: 'tmpSize' }, report) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
-  const mounts = parseMounts(input.mounts, tmpSizeBytes, report)
-  const extraEnv = parseEnv(input.env, report)
-  const reportFile = pick(
-    parseReport(input.report, report),
-    envValue(fromEnv('VITEST_ISOLATED_REPORT'), text => parsePath(text, { option: 'report.file', variable: 'VITEST_ISOLATED_REPORT' }, report)),
-  )
-
-  // A limit node cannot even start under leaves the worker aborting or hung before it answers
-  // Vitest: refused here, with the minimum, in the config and in the environment alike. The
-  // worker gets the shell's environment and the option's env (Vitest's test.env comes later;
-  // the worker's start-up watch covers it).
-  const workerEnv = { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE, NODE_OPTIONS: env.NODE_OPTIONS, ...extraEnv }
-  checkPidsFloor(input.pids, { option: 'pids' }, workerEnv, report)
-  const pidsText = fromEnv('VITEST_ISOLATED_PIDS')
-  if (pidsText !== undefined) checkPidsFloor(integerFromText(pidsText), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS' }, workerEnv, report, pidsText)
-
-  const summary = parseSummary(input.report, report)
-  const hostPorts = mergeHostPorts(
-    parseHostPorts(input.hostPorts, { option: 'hostPorts' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_HOST_PORTS'), text => parseHostPorts(hostPortsFromText(text), { option: 'hostPorts', variable: 'VITEST_ISOLATED_HOST_PORTS' }, report, text)),
-  )
-  if (hostPorts.length > 0 && network !== 'loopback') {
-    report({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`)
-  }
-  const audit = pick(
-    parseBoolean(input.audit, { option: 'audit' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_AUDIT'), text => parseBoolean(booleanFromText(text), { option: 'audit', variable: 'VITEST_ISOLATED_AUDIT' }, report, text)),
-  ) ?? false
-  const projectWrites = pick(
-    parseProjectWrites(input.projectWrites, { option: 'projectWrites' }, report),
-    envValue(fromEnv('VITEST_ISOLATED_PROJECT_WRITES'), text => parseProjectWrites(text, { option: 'projectWrites', variable: 'VITEST_ISOLATED_PROJECT_WRITES' }, report)),
-  ) ?? 'readonly'
-
-  if (problems.length > 0) throw new IsolatedOptionsError(problems)
-
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv, enforce, seccomp, summary, hostPorts, audit, projectWrites }
-  if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
-  if (cpus !== undefined) resolved.cpus = cpus
-  if (pids !== undefined) resolved.pids = pids
-  if (timeoutMs !== undefined) resolved.timeoutMs = timeoutMs
-  if (reportFile !== undefined) resolved.reportFile = reportFile
-  return resolved
-}
-
-type Report = (source: Source, text: string) => void
-
-/** A value from the environment wins over one from the config. */
-function pick<T>(fromConfig: T | undefined, fromEnvironment: T | undefined): T | undefined {
-  return fromEnvironment !== undefined ? fromEnvironment : fromConfig
-}
-
-function envValue<T>(text: string | undefined, parse: (text: string) => T | undefined): T | undefined {
-  return text === undefined ? undefined : parse(text)
-}
-
-/**
- * Parses a size into bytes: a positive integer, or a string like '512M'. Returns undefined for
- * undefined and for invalid values (after reporting them).
- */
-function parseSize(value: unknown, source: Source, report: Report): number | undefined {
-  if (value === undefined) return undefined
-  const bytes = sizeToBytes(value)
-  if (bytes === undefined) report(source, `must be ${SIZE_FORMS}; received ${describe(value)}`)
-  return bytes
-}
 
 /** Bytes of a size, or undefined when the value is not a valid positive size. */
 export function sizeToBytes(value: unknown): number | undefined {
@@ -363,30 +229,291 @@ export function sizeToBytes(value: unknown): number | undefined {
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined
 }
 
-function parseCpus(value: unknown, source: Source, report: Report, raw: unknown = value): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value
-  report(source, `must be a number of CPUs greater than 0, like 1 or 0.5; received ${describe(raw)}`)
+// The schemas. A message says what the value must be; problemOf adds the option's name and the
+// value received (an environment variable's text). Raw checks write their whole sentence.
+
+const TRUE_OR_FALSE = 'must be true or false'
+const oneOf = <const T extends string>(names: readonly T[]) => v.picklist(names, `must be one of ${names.map(n => `'${n}'`).join(', ')}`)
+const whole = (what: string) => v.custom<number>(n => typeof n === 'number' && Number.isSafeInteger(n) && n >= 1, `must be ${what} of at least 1`)
+
+const SIZE = v.pipe(v.custom<number | string>(value => sizeToBytes(value) !== undefined, `must be ${SIZE_FORMS}`), v.transform(value => sizeToBytes(value)!))
+const CPUS = v.custom<number>(n => typeof n === 'number' && Number.isFinite(n) && n > 0, 'must be a number of CPUs greater than 0, like 1 or 0.5')
+const PIDS = whole('a whole number')
+const TIMEOUT = whole('a whole number of milliseconds')
+const NETWORK = oneOf<IsolatedNetwork>(['loopback', 'none', 'host'])
+const ENFORCE = oneOf<IsolatedEnforce>(['require', 'try', 'off'])
+const PROJECT_WRITES = oneOf<IsolatedProjectWrites>(['readonly', 'discard'])
+
+// RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each. The whole name is
+// capped at 64, the kernel's HOST_NAME_MAX for sethostname(2).
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i
+const HOSTNAME = v.custom<string>(
+  name => typeof name === 'string' && name.length > 0 && name.length <= 64 && name.split('.').every(label => LABEL_RE.test(label)),
+  'must be a hostname of at most 64 characters: dot-separated labels of letters, digits and inner hyphens, like \'isolated\' or \'test-box.local\'',
+)
+
+const isPathText = (path: unknown): path is string => typeof path === 'string' && path.length > 0 && !path.includes('\0')
+const PATH = v.pipe(v.custom<string>(isPathText, 'must be a path'), v.transform(path => resolve(path)))
+const ABSOLUTE = v.custom<string>(path => isPathText(path) && isAbsolute(path), 'must be an absolute path, like \'/opt/data\'')
+
+/** An absolute path, normalised (no trailing slash, no `..`). */
+function normalizePath(path: string): string {
+  const normal = normalize(path)
+  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal
+}
+
+/** Paths a mount must not cover: the sandbox's own system directories. */
+const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/proc', '/dev']
+const ROOT_PROBLEM = 'must not be \'/\': it would replace the sandbox\'s root'
+
+/** Why nothing may be mounted at `raw`, if so. `/` is checked by the caller for a bind on itself. */
+function targetProblem(raw: string, onItself: boolean): string | undefined {
+  // A path written with `..` segments says one thing and mounts another: refused, not normalised.
+  if (raw.split('/').includes('..')) return 'must not contain \'..\' segments (write the path it means)'
+  const target = normalizePath(raw)
+  const hidden = target === '/' ? undefined : SYSTEM_PATHS.find(p => p === target || p.startsWith(`${target}/`))
+  if (hidden) return `must not cover the system path ${hidden}, which the sandbox needs${onItself ? ' (it is also the target)' : ''}`
+  if (target === '/' && !onItself) return ROOT_PROBLEM
   return undefined
 }
 
-function parseInteger(value: unknown, min: number, source: Source, report: Report, raw: unknown = value): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return value
-  const what = source.option === 'timeout' ? 'a whole number of milliseconds' : 'a whole number'
-  report(source, `must be ${what} of at least ${min}; received ${describe(raw)}`)
-  return undefined
+const mountTarget = (onItself = false) => v.pipe(
+  ABSOLUTE,
+  v.check(raw => targetProblem(raw, onItself) === undefined, issue => targetProblem(issue.input as string, onItself)!),
+  v.transform(normalizePath),
+)
+
+/** One issue per key the schema does not know; `expected` carries the nearest known key, if any. */
+function unknownKeys<T extends Record<string, unknown>>(known: readonly string[]) {
+  return v.rawCheck<T>(({ dataset, addIssue }) => {
+    // Not after a failed object check; after failed entries, yes (every problem is listed).
+    if (!isPlainObject(dataset.value)) return
+    const object = dataset.value as T
+    for (const key of Object.keys(object)) {
+      if (known.includes(key)) continue
+      addIssue({
+        message: `is not a known option (known: ${known.join(', ')})`,
+        expected: closest(key, known),
+        path: [{ type: 'object', origin: 'value', input: object, key, value: object[key] }],
+      })
+    }
+  })
 }
 
-/** Refuses a valid whole `pids` below what node needs to start (other values are reported already). */
-function checkPidsFloor(value: unknown, source: Source, env: Record<string, string | undefined>, report: Report, raw: unknown = value): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) return
+const plainObject = (what: string) => v.custom<Record<string, unknown>>(isPlainObject, what)
+
+/** A plain object with these entries and no other key. */
+function strict<const E extends v.ObjectEntries>(entries: E, what: string) {
+  const object = v.looseObject(entries)
+  return v.pipe(plainObject(what), object, unknownKeys<v.InferOutput<typeof object>>(Object.keys(entries)))
+}
+
+const MOUNT_FORMS = '{ source, target?, writable? } or { tmpfs, size? }'
+const WRITABLE = v.optional(v.boolean(TRUE_OR_FALSE), false)
+const BIND = v.pipe(
+  strict({ source: ABSOLUTE, target: mountTarget(), writable: WRITABLE }, ''),
+  v.transform(m => ({ kind: 'bind' as const, source: normalizePath(m.source), target: m.target, writable: m.writable })),
+)
+const BIND_ON_ITSELF = v.pipe(
+  strict({ source: mountTarget(true), target: v.optional(v.undefined()), writable: WRITABLE }, ''),
+  v.rawCheck(({ dataset, addIssue }) => {
+    // Named as the target, the mount's role that '/' cannot take.
+    if (dataset.typed && dataset.value.source === '/') {
+      addIssue({ message: `${ROOT_PROBLEM}; received "/"`, path: [{ type: 'object', origin: 'value', input: dataset.value, key: 'target', value: undefined }] })
+    }
+  }),
+  v.transform(m => ({ kind: 'bind' as const, source: m.source, target: m.source, writable: m.writable })),
+)
+// sizeBytes undefined: tmpSize's, filled in by resolveOptions.
+const TMPFS = v.pipe(
+  strict({ tmpfs: mountTarget(), size: v.optional(SIZE) }, ''),
+  v.transform(m => ({ kind: 'tmpfs' as const, target: m.tmpfs, sizeBytes: m.size })),
+)
+const MOUNTS = v.array(v.pipe(
+  plainObject(`must be ${MOUNT_FORMS}`),
+  v.check(entry => ('source' in entry) !== ('tmpfs' in entry), 'must have exactly one of "source" (a bind mount) or "tmpfs" (an empty tmpfs)'),
+  v.lazy(entry => ('tmpfs' in (entry as object) ? TMPFS : (entry as { target?: unknown }).target === undefined ? BIND_ON_ITSELF : BIND)),
+), `must be an array of ${MOUNT_FORMS}`)
+
+// Environment names the kernel and libc accept in execve: anything without '=' and NUL.
+const ENV_NAME_RE = /^[^=\0]+$/
+const ENV = v.pipe(
+  plainObject('must be an object of string values, like { TZ: \'UTC\' }'),
+  v.record(
+    v.custom<string>(name => typeof name === 'string' && ENV_NAME_RE.test(name), 'must have a name without \'=\' or NUL characters'),
+    v.custom<string>(value => typeof value === 'string' && !value.includes('\0'), 'must be a string without NUL characters'),
+  ),
+)
+
+const REPORT = strict({ file: v.optional(PATH), summary: v.optional(v.boolean(TRUE_OR_FALSE), true) }, 'must be an object like { file: \'isolated-report.json\' }')
+
+const SYSCALL = v.custom<string | number>(
+  entry => (typeof entry === 'number' && Number.isSafeInteger(entry) && entry >= 0) || (typeof entry === 'string' && knownSyscalls().includes(entry)),
+  (issue) => {
+    const suggestion = typeof issue.input === 'string' ? closest(issue.input, knownSyscalls()) : undefined
+    return `must be a syscall number or one of the names known for ${process.arch} (${knownSyscalls().join(', ')})${suggestion ? `; did you mean "${suggestion}"?` : ''}`
+  },
+)
+const SECCOMP_OBJECT = strict({ deny: v.optional(v.array(SYSCALL, 'must be an array of syscall names or numbers'), []) }, 'must be true, false, or { deny: [\'ptrace\', ...] } (syscall names or numbers)')
+const SECCOMP = v.pipe(
+  v.lazy(value => (typeof value === 'boolean' ? v.boolean() : SECCOMP_OBJECT)),
+  v.transform(value => (value === true ? { deny: [] } : value === false ? false : { deny: value.deny })),
+)
+
+const HOST_PORT_FORMS = 'an array of ports (1-65535) or { port, host? } entries, like [5432, { port: 6379, host: \'10.0.0.5\' }]'
+const HOST_PORT_TEXT_FORMS = 'comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\''
+// A host name or an IPv4/IPv6 literal; the forward resolves it at connect time.
+const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*)$/i
+const HOST = v.custom<string>(host => typeof host === 'string' && host.length > 0 && host.length <= 253 && HOST_RE.test(host), 'must name a host address or name, like \'127.0.0.1\' or \'db.internal\'')
+const isPort = (port: unknown): port is number => typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535
+
+/** `hostPorts` as written in the config, or (`entryForms` aside) as parsed from the variable. */
+function hostPorts(entryForms: string) {
+  const object = strict({ port: v.number(), host: v.optional(HOST, '127.0.0.1') }, '')
+  // A bad port is the entry's problem, shown whole; its host is not looked at then.
+  const badPort = v.pipe(v.custom<{ port: number; host: string }>(isPlainObject, ''), unknownKeys(['port', 'host']), v.check(() => false, entryForms))
+  const port = v.pipe(v.custom<number>(isPort, entryForms), v.transform(port => ({ port, host: '127.0.0.1' })))
+  return v.pipe(
+    v.array(v.lazy(entry => (!isPlainObject(entry) ? port : isPort(entry.port) ? object : badPort)), `must be ${HOST_PORT_FORMS}`),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return
+      dataset.value.forEach((entry, key) => {
+        const first = dataset.value.find(e => e.port === entry.port)!
+        if (first.host === entry.host) return
+        addIssue({
+          message: `forwards port ${entry.port} twice (to ${first.host} and to ${entry.host}); a port inside leads to one host service`,
+          path: [{ type: 'array', origin: 'value', input: dataset.value, key, value: entry }],
+        })
+      })
+    }),
+    // The same port to the same host twice is one forward.
+    v.transform(entries => entries.filter((entry, i) => entries.findIndex(e => e.port === entry.port) === i)),
+  )
+}
+const HOST_PORTS = hostPorts('must be a port from 1 to 65535 or { port, host? }')
+const HOST_PORTS_TEXT = hostPorts(`must be ${HOST_PORT_TEXT_FORMS}`)
+
+const OPTIONS = v.pipe(plainObject('must be an object'), unknownKeys(OPTION_KEYS))
+
+/** Where a value came from, to name it in messages; `raw` is the environment variable's text. */
+interface Source {
+  option: string
+  variable?: string
+  raw?: string
+}
+
+/**
+ * Validates the user's options, applies the `VITEST_ISOLATED_*` environment overrides (the
+ * environment beats the config) and the defaults.
+ *
+ * @param user what was passed to `isolated()` / `isolatedPool()`
+ * @param env the environment to read overrides from
+ * @throws {IsolatedOptionsError} listing every problem found, in the config and in the environment
+ */
+export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = process.env): ResolvedIsolatedOptions {
+  const problems: OptionProblem[] = []
+  const parse = <S extends v.GenericSchema>(schema: S, value: unknown, source: Source): v.InferOutput<S> | undefined => {
+    if (value === undefined) return undefined
+    const result = v.safeParse(schema, value)
+    if (result.success) return result.output
+    for (const issue of result.issues) problems.push(problemOf(issue, source))
+    return undefined
+  }
+  if (user !== undefined && user !== null) parse(OPTIONS, user, { option: '' })
+  const input: Record<string, unknown> = isPlainObject(user) ? user : {}
+
+  const fromEnv = (variable: string): string | undefined => env[variable]?.trim() || undefined
+  // Every value is validated even when the environment overrides it: a broken config stays
+  // broken, and should not start failing the day the variable is unset.
+  const setting = <S extends v.GenericSchema>(option: keyof IsolatedOptions, schema: S, variable: string, fromText: (text: string) => unknown = text => text, textSchema: v.GenericSchema<unknown, v.InferOutput<S>> = schema): v.InferOutput<S> | undefined => {
+    const fromConfig = parse(schema, input[option], { option })
+    const raw = fromEnv(variable)
+    return (raw === undefined ? undefined : parse(textSchema, fromText(raw), { option, variable, raw })) ?? fromConfig
+  }
+
+  const memoryBytes = setting('memory', SIZE, 'VITEST_ISOLATED_MEMORY')
+  const cpus = setting('cpus', CPUS, 'VITEST_ISOLATED_CPUS', numberFromText)
+  const pids = setting('pids', PIDS, 'VITEST_ISOLATED_PIDS', integerFromText)
+  const timeoutMs = setting('timeout', TIMEOUT, 'VITEST_ISOLATED_TIMEOUT', integerFromText)
+  const network = setting('network', NETWORK, 'VITEST_ISOLATED_NETWORK') ?? 'loopback'
+  const enforce = setting('enforce', ENFORCE, 'VITEST_ISOLATED_ENFORCE') ?? 'try'
+  const seccomp = parse(SECCOMP, input.seccomp, { option: 'seccomp' }) ?? { deny: [] }
+  const hostname = parse(HOSTNAME, input.hostname, { option: 'hostname' }) ?? DEFAULT_HOSTNAME
+  const tmpSizeBytes = parse(SIZE, input.tmpSize, { option: 'tmpSize' }) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
+  const mounts: ResolvedMount[] = (parse(MOUNTS, input.mounts, { option: 'mounts' }) ?? [])
+    .map(m => (m.kind === 'tmpfs' ? { ...m, sizeBytes: m.sizeBytes ?? tmpSizeBytes } : m))
+  const extraEnv = parse(ENV, input.env, { option: 'env' })
+  const report = parse(REPORT, input.report, { option: 'report' })
+  const reportText = fromEnv('VITEST_ISOLATED_REPORT')
+  const reportFile = (reportText === undefined ? undefined : parse(PATH, reportText, { option: 'report.file', variable: 'VITEST_ISOLATED_REPORT', raw: reportText })) ?? report?.file
+
+  // A limit node cannot even start under leaves the worker aborting or hung before it answers
+  // Vitest: refused here, with the minimum, in the config and in the environment alike. The
+  // worker gets the shell's environment and the option's env (Vitest's test.env comes later;
+  // the worker's start-up watch covers it). A broken env option's valid entries count.
+  const ownEnv = extraEnv ?? Object.fromEntries(Object.entries(isPlainObject(input.env) ? input.env : {}).filter(entry => v.is(ENV, Object.fromEntries([entry]))))
+  const workerEnv = { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE, NODE_OPTIONS: env.NODE_OPTIONS, ...ownEnv }
+  const pidsText = fromEnv('VITEST_ISOLATED_PIDS')
+  for (const [value, source] of [[input.pids, { option: 'pids' }], [integerFromText(pidsText ?? ''), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS', raw: pidsText }]] as const) {
+    const floor = pidsFloor(value, workerEnv)
+    if (floor) problems.push(problem(source, `${floor}; received ${describe(source.raw ?? value)}`))
+  }
+
+  const hostPortsText = fromEnv('VITEST_ISOLATED_HOST_PORTS')
+  const hostPorts = mergeHostPorts(
+    parse(HOST_PORTS, input.hostPorts, { option: 'hostPorts' }) ?? [],
+    hostPortsText === undefined ? undefined : parse(HOST_PORTS_TEXT, hostPortsFromText(hostPortsText), { option: 'hostPorts', variable: 'VITEST_ISOLATED_HOST_PORTS', raw: hostPortsText }),
+  )
+  if (hostPorts.length > 0 && network !== 'loopback') {
+    problems.push(problem({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`))
+  }
+  const audit = setting('audit', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_AUDIT', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
+  const projectWrites = setting('projectWrites', PROJECT_WRITES, 'VITEST_ISOLATED_PROJECT_WRITES') ?? 'readonly'
+
+  if (problems.length > 0) throw new IsolatedOptionsError(problems)
+
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, projectWrites }
+  if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
+  if (cpus !== undefined) resolved.cpus = cpus
+  if (pids !== undefined) resolved.pids = pids
+  if (timeoutMs !== undefined) resolved.timeoutMs = timeoutMs
+  if (reportFile !== undefined) resolved.reportFile = reportFile
+  return resolved
+}
+
+/** A sentence naming the option (and the variable it came from). */
+function problem(source: Source, text: string): OptionProblem {
+  const subject = source.variable
+    ? `environment variable ${source.variable} (option "${source.option}")`
+    : `option "${source.option}"`
+  return { option: source.option, message: `${subject} ${text}` }
+}
+
+/** A schema's issue as a problem: the option's path (`mounts[1].source`), the message, the value received. */
+function problemOf(issue: v.BaseIssue<unknown>, source: Source): OptionProblem {
+  let option = source.option
+  let key = ''
+  // A variable is one value: its problems are the option's, whatever part of the text they concern.
+  if (source.variable === undefined) {
+    for (const item of issue.path ?? []) {
+      key = String(item.key)
+      option += typeof item.key === 'number' ? `[${key}]` : item.origin === 'key' ? `[${JSON.stringify(key)}]` : option ? `.${key}` : key
+    }
+  }
+  option ||= '(options)'
+  if (issue.type !== 'raw_check') return problem({ ...source, option }, `${issue.message}; received ${describe(source.raw ?? issue.input)}`)
+  const suggestion = issue.expected ? `; did you mean "${option.slice(0, option.length - key.length)}${issue.expected}"?` : ''
+  return problem({ ...source, option }, `${issue.message}${suggestion}`)
+}
+
+/** Why a valid whole `pids` is below what node needs to start, if it is (other values are reported already). */
+function pidsFloor(value: unknown, env: Record<string, string | undefined>): string | undefined {
+  if (!v.is(PIDS, value)) return undefined
   const minimum = minimumPids(env)
-  if (value >= minimum) return
-  const needs = minimum - PIDS_MARGIN
+  if (value >= minimum) return undefined
   const uv = env.UV_THREADPOOL_SIZE
   const what = minimum === MIN_PIDS ? '' : uv !== undefined && uv !== String(DEFAULT_UV_THREADS) ? ` with UV_THREADPOOL_SIZE=${uv}` : ' with these node options'
-  report(source, `must be at least ${minimum}: pids counts threads, and the sandbox uses ${needs} tasks (node's threads and the sandbox's init)${what} before any test runs; received ${describe(raw)}`)
+  return `must be at least ${minimum}: pids counts threads, and the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init)${what} before any test runs`
 }
 
 /** Numbers written in the environment; anything unparsable becomes NaN, which validation refuses. */
@@ -398,189 +525,12 @@ function integerFromText(text: string): number {
   return /^\d+$/.test(text) ? Number(text) : Number.NaN
 }
 
-function parseNetwork(value: unknown, source: Source, report: Report): IsolatedNetwork | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'string' && (NETWORKS as readonly string[]).includes(value)) return value as IsolatedNetwork
-  report(source, `must be one of ${NETWORKS.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
-  return undefined
+function booleanFromText(text: string): unknown {
+  const t = text.toLowerCase()
+  if (t === '1' || t === 'true' || t === 'yes' || t === 'on') return true
+  if (t === '0' || t === 'false' || t === 'no' || t === 'off') return false
+  return text
 }
-
-function parseSeccomp(value: unknown, report: Report): ResolvedIsolatedOptions['seccomp'] {
-  if (value === undefined || value === true) return { deny: [] }
-  if (value === false) return false
-  const forms = 'true, false, or { deny: [\'ptrace\', ...] } (syscall names or numbers)'
-  if (!isPlainObject(value)) {
-    report({ option: 'seccomp' }, `must be ${forms}; received ${describe(value)}`)
-    return { deny: [] }
-  }
-  checkUnknownKeys(value, ['deny'], 'seccomp.', report)
-  if (value.deny === undefined) return { deny: [] }
-  if (!Array.isArray(value.deny)) {
-    report({ option: 'seccomp.deny' }, `must be an array of syscall names or numbers; received ${describe(value.deny)}`)
-    return { deny: [] }
-  }
-  const known = knownSyscalls()
-  const deny: (string | number)[] = []
-  value.deny.forEach((entry: unknown, i) => {
-    if (typeof entry === 'number' && Number.isSafeInteger(entry) && entry >= 0) deny.push(entry)
-    else if (typeof entry === 'string' && known.includes(entry)) deny.push(entry)
-    else {
-      const suggestion = typeof entry === 'string' ? closest(entry, known) : undefined
-      report({ option: `seccomp.deny[${i}]` }, `must be a syscall number or one of the names known for ${process.arch} (${known.join(', ')})${suggestion ? `; did you mean "${suggestion}"?` : ''}; received ${describe(entry)}`)
-    }
-  })
-  return { deny }
-}
-
-function parseEnforce(value: unknown, source: Source, report: Report): IsolatedEnforce | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'string' && (ENFORCE as readonly string[]).includes(value)) return value as IsolatedEnforce
-  report(source, `must be one of ${ENFORCE.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
-  return undefined
-}
-
-// RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each. The whole name is
-// capped at 64, the kernel's HOST_NAME_MAX for sethostname(2).
-const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i
-
-function parseHostname(value: unknown, source: Source, report: Report): string | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'string' && value.length > 0 && value.length <= 64 && value.split('.').every(label => LABEL_RE.test(label))) {
-    return value
-  }
-  report(source, 'must be a hostname of at most 64 characters: dot-separated labels of letters, digits and inner hyphens, '
-    + `like 'isolated' or 'test-box.local'; received ${describe(value)}`)
-  return undefined
-}
-
-/** An absolute path, normalised (no trailing slash, no `..`). */
-function parsePath(value: unknown, source: Source, report: Report, { absolute = false } = {}): string | undefined {
-  if (typeof value === 'string' && value.length > 0 && !value.includes('\0')) {
-    if (!absolute) return resolve(value)
-    if (isAbsolute(value)) return stripTrailingSlash(normalize(value))
-  }
-  report(source, `must be ${absolute ? 'an absolute path' : 'a path'}${absolute ? ', like \'/opt/data\'' : ''}; received ${describe(value)}`)
-  return undefined
-}
-
-function stripTrailingSlash(path: string): string {
-  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
-}
-
-function parseMounts(value: unknown, defaultTmpfsBytes: number, report: Report): ResolvedMount[] {
-  if (value === undefined) return []
-  if (!Array.isArray(value)) {
-    report({ option: 'mounts' }, `must be an array of { source, target?, writable? } or { tmpfs, size? }; received ${describe(value)}`)
-    return []
-  }
-  const mounts: ResolvedMount[] = []
-  value.forEach((entry: unknown, index) => {
-    const at = `mounts[${index}]`
-    if (!isPlainObject(entry)) {
-      report({ option: at }, `must be { source, target?, writable? } or { tmpfs, size? }; received ${describe(entry)}`)
-      return
-    }
-    const isBind = 'source' in entry
-    const isTmpfs = 'tmpfs' in entry
-    if (isBind === isTmpfs) {
-      report({ option: at }, `must have exactly one of "source" (a bind mount) or "tmpfs" (an empty tmpfs); received ${describe(entry)}`)
-      return
-    }
-    if (isBind) {
-      checkUnknownKeys(entry, BIND_KEYS, `${at}.`, report)
-      const source = parsePath(entry.source, { option: `${at}.source` }, report, { absolute: true })
-      const target = entry.target === undefined
-        ? source
-        : parsePath(entry.target, { option: `${at}.target` }, report, { absolute: true })
-      let writable = false
-      if (entry.writable !== undefined) {
-        if (typeof entry.writable === 'boolean') writable = entry.writable
-        else report({ option: `${at}.writable` }, `must be true or false; received ${describe(entry.writable)}`)
-      }
-      const targetProblem = entry.target === undefined ? climbs(entry.source) : climbs(entry.target) ?? hides(target)
-      if (targetProblem) report({ option: entry.target === undefined ? `${at}.source` : `${at}.target` }, `${targetProblem}; received ${describe(entry.target ?? entry.source)}`)
-      else if (entry.target === undefined && hides(target)) report({ option: `${at}.source` }, `${hides(target)} (it is also the target); received ${describe(entry.source)}`)
-      else if (target === '/') report({ option: `${at}.target` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
-      else if (source !== undefined && target !== undefined) mounts.push({ kind: 'bind', source, target, writable })
-    }
-    else {
-      checkUnknownKeys(entry, TMPFS_KEYS, `${at}.`, report)
-      const target = parsePath(entry.tmpfs, { option: `${at}.tmpfs` }, report, { absolute: true })
-      const sizeBytes = entry.size === undefined ? defaultTmpfsBytes : parseSize(entry.size, { option: `${at}.size` }, report)
-      const targetProblem = climbs(entry.tmpfs) ?? hides(target)
-      if (targetProblem) report({ option: `${at}.tmpfs` }, `${targetProblem}; received ${describe(entry.tmpfs)}`)
-      else if (target === '/') report({ option: `${at}.tmpfs` }, 'must not be \'/\': it would replace the sandbox\'s root; received "/"')
-      else if (target !== undefined && sizeBytes !== undefined) mounts.push({ kind: 'tmpfs', target, sizeBytes })
-    }
-  })
-  return mounts
-}
-
-/** Paths a mount must not cover: the sandbox's own system directories. */
-const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/proc', '/dev']
-
-/** A path written with `..` segments says one thing and mounts another: refused, not normalised. */
-function climbs(raw: unknown): string | undefined {
-  return typeof raw === 'string' && raw.split('/').includes('..')
-    ? 'must not contain \'..\' segments (write the path it means)'
-    : undefined
-}
-
-/** The system path a mount at `target` would cover (itself or something below it). */
-function hides(target: string | undefined): string | undefined {
-  if (target === undefined || target === '/') return undefined
-  const hidden = SYSTEM_PATHS.find(p => p === target || p.startsWith(`${target}/`))
-  return hidden ? `must not cover the system path ${hidden}, which the sandbox needs` : undefined
-}
-
-// Environment names the kernel and libc accept in execve: anything without '=' and NUL.
-const ENV_NAME_RE = /^[^=\0]+$/
-
-function parseEnv(value: unknown, report: Report): Record<string, string> {
-  if (value === undefined) return {}
-  if (!isPlainObject(value)) {
-    report({ option: 'env' }, `must be an object of string values, like { TZ: 'UTC' }; received ${describe(value)}`)
-    return {}
-  }
-  const env: Record<string, string> = {}
-  for (const [name, item] of Object.entries(value)) {
-    if (!ENV_NAME_RE.test(name)) {
-      report({ option: `env[${JSON.stringify(name)}]` }, `must have a name without '=' or NUL characters; received ${describe(name)}`)
-    }
-    else if (typeof item !== 'string' || item.includes('\0')) {
-      report({ option: `env.${name}` }, `must be a string without NUL characters; received ${describe(item)}`)
-    }
-    else {
-      env[name] = item
-    }
-  }
-  return env
-}
-
-function parseReport(value: unknown, report: Report): string | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) {
-    report({ option: 'report' }, `must be an object like { file: 'isolated-report.json' }; received ${describe(value)}`)
-    return undefined
-  }
-  checkUnknownKeys(value, REPORT_KEYS, 'report.', report)
-  if (value.file === undefined) return undefined
-  return parsePath(value.file, { option: 'report.file' }, report)
-}
-
-function parseSummary(value: unknown, report: Report): boolean {
-  if (!isPlainObject(value) || value.summary === undefined) return true
-  if (typeof value.summary !== 'boolean') {
-    report({ option: 'report.summary' }, `must be true or false; received ${describe(value.summary)}`)
-    return true
-  }
-  return value.summary
-}
-
-const HOST_PORT_FORMS = 'an array of ports (1-65535) or { port, host? } entries, like [5432, { port: 6379, host: \'10.0.0.5\' }]'
-const HOST_PORT_TEXT_FORMS = 'comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\''
-// A host name or an IPv4/IPv6 literal; the forward resolves it at connect time.
-const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*)$/i
 
 /** `5432,6379@10.0.0.5` → entries; a malformed entry is kept as text for the message. */
 function hostPortsFromText(text: string): unknown[] {
@@ -591,79 +541,11 @@ function hostPortsFromText(text: string): unknown[] {
   })
 }
 
-function parseHostPorts(value: unknown, source: Source, report: Report, raw?: string): { port: number; host: string }[] {
-  if (value === undefined) return []
-  const forms = raw === undefined ? HOST_PORT_FORMS : HOST_PORT_TEXT_FORMS
-  if (!Array.isArray(value)) {
-    report(source, `must be ${forms}; received ${describe(value)}`)
-    return []
-  }
-  const out: { port: number; host: string }[] = []
-  value.forEach((entry: unknown, i) => {
-    const at = raw === undefined ? { ...source, option: `${source.option}[${i}]` } : source
-    const shown = raw === undefined ? entry : raw
-    let port: unknown = entry
-    let host: unknown = '127.0.0.1'
-    if (isPlainObject(entry)) {
-      checkUnknownKeys(entry, ['port', 'host'], `${at.option}.`, report)
-      port = entry.port
-      if (entry.host !== undefined) host = entry.host
-    }
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-      report(at, `must be ${raw === undefined ? 'a port from 1 to 65535 or { port, host? }' : forms}; received ${describe(shown)}`)
-      return
-    }
-    if (typeof host !== 'string' || host.length === 0 || host.length > 253 || !HOST_RE.test(host)) {
-      report({ ...at, option: raw === undefined ? `${at.option}.host` : at.option }, `must name a host address or name, like '127.0.0.1' or 'db.internal'; received ${describe(raw === undefined ? host : raw)}`)
-      return
-    }
-    const twice = out.find(e => e.port === port)
-    if (twice) {
-      if (twice.host !== host) report(at, `forwards port ${port} twice (to ${twice.host} and to ${host}); a port inside leads to one host service`)
-      return
-    }
-    out.push({ port, host })
-  })
-  return out
-}
-
 /** The environment's entries are added to the config's; for one port the environment's host wins. */
 function mergeHostPorts(fromConfig: { port: number; host: string }[], fromEnvironment: { port: number; host: string }[] | undefined): { port: number; host: string }[] {
   const byPort = new Map(fromConfig.map(e => [e.port, e]))
   for (const e of fromEnvironment ?? []) byPort.set(e.port, e)
   return [...byPort.values()].sort((a, b) => a.port - b.port)
-}
-
-function booleanFromText(text: string): unknown {
-  const t = text.toLowerCase()
-  if (t === '1' || t === 'true' || t === 'yes' || t === 'on') return true
-  if (t === '0' || t === 'false' || t === 'no' || t === 'off') return false
-  return text
-}
-
-function parseBoolean(value: unknown, source: Source, report: Report, raw?: string): boolean | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'boolean') return value
-  report(source, `must be ${raw === undefined ? 'true or false' : '1 or 0 (also true/false, yes/no, on/off)'}; received ${describe(raw ?? value)}`)
-  return undefined
-}
-
-const PROJECT_WRITES: readonly IsolatedProjectWrites[] = ['readonly', 'discard']
-
-function parseProjectWrites(value: unknown, source: Source, report: Report): IsolatedProjectWrites | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'string' && (PROJECT_WRITES as readonly string[]).includes(value)) return value as IsolatedProjectWrites
-  report(source, `must be one of ${PROJECT_WRITES.map(n => `'${n}'`).join(', ')}; received ${describe(value)}`)
-  return undefined
-}
-
-function checkUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, report: Report): void {
-  for (const key of Object.keys(object)) {
-    if (known.includes(key)) continue
-    const suggestion = closest(key, known)
-    const hint = suggestion ? `; did you mean "${prefix}${suggestion}"?` : ''
-    report({ option: `${prefix}${key}` }, `is not a known option (known: ${known.join(', ')})${hint}`)
-  }
 }
 
 /** The known key nearest to `key` by edit distance, if it is near enough to be a plausible typo. */
