@@ -159,7 +159,7 @@ export function auditLines(records: FileReport[], root: string): string[] {
   for (const r of tried) {
     const parts = [
       list(r.audit.writes, 'write', 'writes'),
-      list(r.audit.network, 'network', 'network'),
+      list(r.audit.network, 'network attempt', 'network attempts'),
       (r.audit.unrouted ?? 0) > 0 ? `kernel: ${r.audit.unrouted} unrouted packet${r.audit.unrouted === 1 ? '' : 's'}` : undefined,
     ].filter((p): p is string => p !== undefined)
     lines.push(`               ${rel(r.file)}: ${parts.join('; ')}`)
