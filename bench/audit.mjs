@@ -87,11 +87,16 @@ for (let r = 0; r < Number(values.rounds); r++) {
 }
 
 // The hooks go in at the worker's boot (in a spare sandbox, before its file's run request), so
-// the per-file CPU above does not include it: measured on its own, in fresh node processes.
-const hooks = pathToFileURL(path.join(build.root, 'dist', 'worker', 'audit.js')).href
+// the per-file CPU above does not include them: measured on their own, as CPU time of fresh node
+// processes that first load what the worker entry has loaded by then (net, the channel, ESM).
+const dist = path.join(build.root, 'dist')
+const hooks = pathToFileURL(path.join(dist, 'worker', 'audit.js')).href
+const channel = pathToFileURL(path.join(dist, 'ipc', 'channel.js')).href
 const installMs = []
-for (let i = 0; i < 11; i++) {
-  const script = `const t = performance.now(); const { installAudit } = await import(${JSON.stringify(hooks)}); installAudit([['/', false], ['/tmp', true]], () => {}); console.log(performance.now() - t)`
+for (let i = 0; i < 21; i++) {
+  const script = `await import('node:net'); await import(${JSON.stringify(channel)})
+    const c = process.cpuUsage(); const { installAudit } = await import(${JSON.stringify(hooks)})
+    installAudit([['/', false], ['/tmp', true]], () => {}); const d = process.cpuUsage(c); console.log((d.user + d.system) / 1000)`
   installMs.push(Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })))
 }
 
@@ -101,4 +106,4 @@ console.log(`\nmedians: audit on wall ${(median(on.wall) / 1000).toFixed(2)} s, 
   + `audit off wall ${(median(off.wall) / 1000).toFixed(2)} s, cpu per file ${median(off.cpu).toFixed(1)} ms`)
 console.log(`on/off: wall ${(median(on.wall) / median(off.wall)).toFixed(3)}, cpu per file ${(median(on.cpu) / median(off.cpu)).toFixed(3)}`)
 console.log(`per test file: wall ${((median(on.wall) - median(off.wall)) / FILES).toFixed(2)} ms, cpu ${(median(on.cpu) - median(off.cpu)).toFixed(2)} ms`)
-console.log(`loading and installing the hooks: ${median(installMs).toFixed(2)} ms per sandbox (median of ${installMs.length} fresh node processes; at worker boot, not in the file's CPU time)`)
+console.log(`loading and installing the hooks: ${median(installMs).toFixed(2)} ms of CPU per sandbox (median of ${installMs.length} fresh node processes; at the worker's boot, not in the file's CPU time above)`)
