@@ -63,9 +63,10 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 /**
  * One `vitest run` of a suite with the JSON reporter. Resolves with wall time and what the
  * report says; never rejects for a failing run (the caller reports it).
- * onSpawn(child) is called right after the spawn (rss.mjs polls the child's /proc).
+ * onSpawn(child) is called right after the spawn (rss.mjs polls the child's /proc). `env` is added
+ * to the child's environment.
  */
-export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0, plugin }) {
+export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0, plugin, env = {} }) {
   const args = [VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
     '--reporter=json', `--outputFile=${outFile}`]
   fs.rmSync(outFile, { force: true })
@@ -74,7 +75,7 @@ export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], 
     const child = spawn(cmd ?? process.execPath, [...pre, ...(cmd ? [process.execPath] : []), ...args], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0', ...(plugin ? { BENCH_ISOLATED_PLUGIN: plugin } : {}) },
+      env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0', ...(plugin ? { BENCH_ISOLATED_PLUGIN: plugin } : {}), ...env },
       // its own process group, so a hung run can be killed with everything it started
       detached: true,
     })

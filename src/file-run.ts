@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { debuglog } from 'node:util'
 import type { PoolOptions, WorkerRequest } from 'vitest/node'
+import { AuditLog, unroutedPackets } from './audit.js'
 import type { FileCgroup } from './cgroup/index.js'
 import { vitestApi } from './compat.js'
 import { FileTracker } from './file-tracker.js'
@@ -68,6 +69,9 @@ export class FileRun {
   private answeredForWorker = false
   /** The sandbox ended before Vitest sent `start`: the answer it gets when it does. */
   private startFailure: Error | undefined
+  /** What the worker's audit hooks reported (only with `audit`), and the kernel's count at the file's end. */
+  private readonly audit = new AuditLog()
+  private unrouted: number | undefined
 
   constructor(private readonly host: FileRunHost) {}
 
@@ -87,6 +91,8 @@ export class FileRun {
   }
 
   launched(sandbox: Sandbox, cgroup: FileCgroup | undefined): void {
+    this.audit.reset()
+    this.unrouted = undefined
     this.sandbox = sandbox
     this.cgroup = cgroup
     this.watch = new StartWatch(sandbox, cgroup, this.host.supervisor.limits.pids)
@@ -152,6 +158,11 @@ export class FileRun {
     forward(message)
   }
 
+  /** An audit message of the worker's; ignored unless the audit is on (src/audit.ts validates it). */
+  onAudit(message: unknown): void {
+    if (this.host.resolved.audit) this.audit.merge(message)
+  }
+
   /** The transport was stopped: the next run starts clean. */
   stopped(): void {
     this.testFiles = []
@@ -188,6 +199,8 @@ export class FileRun {
     const usage = this.cgroup?.usage()
     const { project } = this.host.options
     const { state } = project.vitest
+    // Read from the host while the sandbox (and so its network namespace) is still there.
+    if (this.host.resolved.audit && this.host.resolved.network !== 'host' && this.sandbox) this.unrouted = unroutedPackets(this.sandbox.pid)
     for (const file of this.testFiles) {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
@@ -213,6 +226,7 @@ export class FileRun {
       oomKilled: usage?.oomKilled ?? false,
     }
     if (message) report.message = message
+    if (this.host.resolved.audit) report.audit = this.audit.record(this.unrouted)
     return report
   }
 

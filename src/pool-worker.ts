@@ -223,8 +223,12 @@ export class IsolatedPoolWorker implements PoolWorker {
     })
   }
 
-  /** Our own messages: snapshot writes, applied on the host by src/snapshot-fs.ts. */
+  /** Our own messages: snapshot writes, applied on the host by src/snapshot-fs.ts; the audit's findings. */
   private onIsolatedMessage(message: IsolatedMessage): void {
+    if (message.__isolated__ === 'audit') {
+      this.run.onAudit(message)
+      return
+    }
     if (message.__isolated__ !== 'fs') {
       debug('ignoring unexpected %s message from the worker', message.__isolated__)
       return

@@ -9,6 +9,7 @@ import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/nod
 import { parseVitestVersion, reporterWritesToStdout } from './compat.js'
 import { IsolatedError } from './errors.js'
 import type { Supervisor } from './supervisor.js'
+import { attempts, type FileAudit } from './audit.js'
 import { formatBytes, type FileReport } from './verdict.js'
 
 /** Key of our record in a file task's meta. */
@@ -129,6 +130,39 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
   const heaviest = top('memoryPeakBytes', formatBytes)
   if (heaviest) lines.push(`   heaviest    ${heaviest}`)
   lines.push(`   slowest     ${top('wallMs', (n) => `${n} ms`)}`)
+  lines.push(...auditLines(records, root))
   if (reportFile) lines.push(`   report      ${reportFile}`)
   return `${lines.join('\n')}\n`
+}
+
+/** Entries of a list the summary shows per file; the report has them all. */
+const AUDIT_SHOWN = 3
+
+/**
+ * With the audit on: one line per file that tried something, most attempts first, with its
+ * first few writes and network attempts (paths below the root shown relative to it).
+ */
+export function auditLines(records: FileReport[], root: string): string[] {
+  const audited = records.filter((r): r is FileReport & { audit: FileAudit } => r.audit !== undefined)
+  if (audited.length === 0) return []
+  const tried = audited.filter(r => attempts(r.audit) > 0 || (r.audit.unrouted ?? 0) > 0)
+    .sort((a, b) => attempts(b.audit) - attempts(a.audit) || (b.audit.unrouted ?? 0) - (a.audit.unrouted ?? 0) || a.file.localeCompare(b.file))
+  const rel = (f: string) => path.relative(root, f) || f
+  const shorten = (entry: string) => entry.replace(/(?<=^\S+ )(\/\S*)/, p => (p === root || p.startsWith(`${root}/`) ? rel(p) : p))
+  const list = (entries: string[], one: string, many: string) => {
+    if (entries.length === 0) return undefined
+    const shown = entries.slice(0, AUDIT_SHOWN).map(shorten).join(', ')
+    const more = entries.length > AUDIT_SHOWN ? `, +${entries.length - AUDIT_SHOWN} more` : ''
+    return `${entries.length} ${entries.length === 1 ? one : many} (${shown}${more})`
+  }
+  const lines = [`   audit       ${tried.length} of ${audited.length} file${audited.length === 1 ? '' : 's'} tried to write outside the sandbox or to reach the network${tried.length > 0 ? ':' : ''}`]
+  for (const r of tried) {
+    const parts = [
+      list(r.audit.writes, 'write', 'writes'),
+      list(r.audit.network, 'network attempt', 'network attempts'),
+      (r.audit.unrouted ?? 0) > 0 ? `kernel: ${r.audit.unrouted} unrouted packet${r.audit.unrouted === 1 ? '' : 's'}` : undefined,
+    ].filter((p): p is string => p !== undefined)
+    lines.push(`               ${rel(r.file)}: ${parts.join('; ')}`)
+  }
+  return lines
 }

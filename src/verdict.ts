@@ -3,6 +3,7 @@
  * sentence, from the kernel's own counters (cgroup OOM-kill count, pids peak)
  * and the exit status. Never guessed from a signal alone.
  */
+import type { FileAudit } from './audit.js'
 import type { Usage } from './cgroup/index.js'
 
 export type Verdict = 'ok' | 'failed' | 'oom' | 'timeout' | 'signaled' | 'crashed' | 'setup-error'
@@ -21,6 +22,8 @@ export interface FileReport {
   oomKilled: boolean
   /** The sentence shown in Vitest's output for a verdict other than ok/failed. */
   message?: string
+  /** With `audit`: what the file tried that the sandbox refused or hid (src/audit.ts). */
+  audit?: FileAudit
 }
 
 export interface VerdictInput {

@@ -30,7 +30,36 @@ export interface FsResult {
   error?: FsError
 }
 
-export type IsolatedMessage = FsRequest | FsResult
+/**
+ * What the worker's audit hooks saw since its last such message (src/worker/audit.ts): only
+ * sent when the audit is on, validated and bounded by main (src/audit.ts) like anything else
+ * the worker says.
+ */
+export interface AuditMessage {
+  __isolated__: 'audit'
+  /** `call path` or `call path (CODE)`, e.g. `writeFile /work/proj/out.txt (EROFS)`. */
+  writes: string[]
+  /** `address:port/tcp`, `address:port/udp`, or `dns name` for a host name looked up. */
+  network: string[]
+}
+
+/** At most this many entries per list and file, on both sides; later ones are dropped. */
+export const AUDIT_MAX_ENTRIES = 100
+/** Entries longer than this are cut (with `…`). */
+export const AUDIT_MAX_LENGTH = 300
+
+/**
+ * The environment variable that turns the worker's audit on and carries where its writes go:
+ * JSON `[path, own][]`, the mount points of the sandbox, `own` for the sandbox's own writable
+ * places (tmpfs, /proc, /dev, writable binds). Set by src/sandbox/plan.ts only with `audit`;
+ * the worker entry removes it before any test code runs.
+ */
+export const AUDIT_ENV = 'VITEST_ISOLATED_AUDIT_AREAS'
+
+/** Set by src/worker/audit.ts once its hooks are in: tests check that the audit off loads nothing. */
+export const AUDIT_GLOBAL = Symbol.for('vitest-pool-isolated.audit')
+
+export type IsolatedMessage = FsRequest | FsResult | AuditMessage
 
 /** True for our own messages, which are never handed to Vitest. */
 export function isIsolatedMessage(value: unknown): value is IsolatedMessage {

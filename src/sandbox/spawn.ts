@@ -14,6 +14,8 @@ import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
+import { auditAreas } from '../audit.js'
+import { AUDIT_ENV } from '../ipc/protocol.js'
 import { hostLayout } from './host-layout.js'
 import { buildPlan, OP, workerUidOf } from './plan.js'
 
@@ -70,6 +72,8 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     hide: req.hide,
     writable: req.writable,
   })
+  // The audit's hooks need to know which places are the sandbox's own; only then are they loaded.
+  if (req.options.audit) plan.envp.push(`${AUDIT_ENV}=${JSON.stringify(auditAreas(plan.ops))}`)
   return spawnPlan(plan, req.cgroup)
 }
 

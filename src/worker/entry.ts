@@ -8,7 +8,7 @@
 import net from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { Channel } from '../ipc/channel.js'
-import { CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
+import { AUDIT_ENV, CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
 
 type VitestWorkerModule = typeof import('vitest/worker')
 type Listener = (message: unknown) => void
@@ -33,6 +33,21 @@ try {
 }
 catch (error) {
   die(`cannot load Vitest's worker module ${workerModulePath} inside the sandbox`, error)
+}
+
+// The audit's hooks, before any test code and only when the audit is on: otherwise the module
+// is never loaded. Main tells which places are the sandbox's own (src/audit.ts).
+const auditAreas = process.env[AUDIT_ENV]
+delete process.env[AUDIT_ENV]
+let auditFlush: (() => void) | undefined
+if (auditAreas !== undefined) {
+  try {
+    const { installAudit } = await import('./audit.js')
+    auditFlush = installAudit(JSON.parse(auditAreas) as [string, boolean][], message => channelSend(message))
+  }
+  catch (error) {
+    die('cannot install the audit\'s hooks', error)
+  }
 }
 
 // Created only now, after the slow import: the socket buffers what main sent meanwhile (the
@@ -94,7 +109,11 @@ async function executeTests(method: 'run' | 'collect', state: State, traces: Tra
 }
 
 init({
-  post: message => channelSend(message),
+  post: (message) => {
+    // What the file tried reaches main before its end does (main makes the file's record then).
+    if (auditFlush && isFileFinished(message)) auditFlush()
+    channelSend(message)
+  },
   on: listener => vitestListeners.add(listener),
   off: listener => vitestListeners.delete(listener),
   teardown: () => {
@@ -113,4 +132,9 @@ function die(message: string, cause?: unknown): never {
   const detail = cause instanceof Error ? `\n${cause.stack ?? cause.message}` : cause === undefined ? '' : `\n${String(cause)}`
   stderrWrite(`[vitest-pool-isolated] ${message}${detail}\n`)
   return processExit(1)
+}
+
+function isFileFinished(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'testfileFinished'
+    && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__ === true
 }
