@@ -145,7 +145,7 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
       err = "ops[" + std::to_string(i) + "] paths must be absolute";
       return false;
     }
-    if (kind < OP_BIND || kind > OP_WRITE) {
+    if (kind < OP_BIND || kind > OP_OVERLAY) {
       err = "ops[" + std::to_string(i) + "].kind is unknown";
       return false;
     }
@@ -234,11 +234,11 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   return true;
 }
 
-Napi::Object StepError(Napi::Env env, int step, int err) {
+Napi::Object StepError(Napi::Env env, int step, int err, int op_index = -1) {
   Napi::Object e = Napi::Object::New(env);
   e.Set("step", step_names[step]);
   e.Set("errno", err);
-  e.Set("opIndex", -1);
+  e.Set("opIndex", op_index);
   return e;
 }
 
@@ -256,7 +256,7 @@ class SpawnWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {
-      deferred_.Reject(StepError(env, failed_step_, err_));
+      deferred_.Reject(StepError(env, failed_step_, err_, result_.failed_op));
       return;
     }
     Napi::Object r = Napi::Object::New(env);
