@@ -143,6 +143,16 @@ describe('writable mounts', () => {
     expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path })
       .toEqual({ step: 'idmap', code: 'ENOENT', path: source })
   })
+
+  test.runIf(asRoot)('as root: a source on a file system without idmapped mounts fails at step idmap with the reason and the fix', async () => {
+    // devpts cannot be idmapped; the clone is detached and dropped, nothing is mounted.
+    const { dir } = project()
+    const error = await run(dir, [], { mounts: [{ source: '/dev/pts', target: '/mnt/pts', writable: true }] }).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxSetupError)
+    const e = error as SandboxSetupError
+    expect({ step: e.step, code: e.code, path: e.path }).toEqual({ step: 'idmap', code: 'EINVAL', path: '/dev/pts' })
+    expect(e.message).toContain('run Vitest as an ordinary user')
+  })
 })
 
 describe('projectWrites: \'discard\'', () => {
