@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { afterEach, expect, test } from 'vitest'
 import { copyFixture, type FixtureCopy } from '../support/fixture-copy.js'
@@ -39,6 +40,7 @@ test('discard: under isolated, a.test.ts writes into the project, b.test.ts sees
     'a.test.ts > writes a file into the project and reads it back': 'passed',
     'a.test.ts > creates a directory of generated fixtures in the project': 'passed',
     'a.test.ts > a snapshot still goes to the host': 'passed',
+    'a.test.ts > writes into the writable mount, which keeps it': 'skipped',
     'b.test.ts > does not see the file a.test.ts wrote into the project': 'passed',
     'b.test.ts > does not see the directory a.test.ts created': 'passed',
   })
@@ -46,6 +48,21 @@ test('discard: under isolated, a.test.ts writes into the project, b.test.ts sees
   expect(fs.existsSync(path.join(isolated.root, 'generated'))).toBe(false)
   // Written by Vitest main through the pool, as under readonly.
   expect(fs.readFileSync(snapshotOf(isolated.root), 'utf8')).toContain('"kept": "on the host"')
+})
+
+test('a writable mount next to discard keeps its writes on the host, owned by the directory\'s owner (as root: root, through an idmapped mount)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isolated-writable-'))
+  try {
+    fs.chmodSync(dir, 0o755)
+    const isolated = await run('isolated', { DISCARD_WRITABLE_DIR: dir })
+    expect(isolated.exitCode, describeRun(isolated)).toBe(0)
+    expect(outcomes(isolated.report!, isolated.root)['a.test.ts > writes into the writable mount, which keeps it']).toBe('passed')
+    const st = fs.statSync(path.join(dir, 'kept.txt'))
+    expect({ uid: st.uid, gid: st.gid }).toEqual({ uid: process.geteuid!(), gid: process.getegid!() })
+    expect(fs.readFileSync(path.join(dir, 'kept.txt'), 'utf8')).toBe('from a.test.ts')
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('discard off (VITEST_ISOLATED_PROJECT_WRITES=readonly beats the config): the write fails with EROFS', async () => {
