@@ -168,11 +168,13 @@ void idmap_release(int *fds, int count);
  * Returns 0, or -1 with *failed_step and errno set (nothing left behind). */
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
 
-/* Builds the BPF deny list (EPERM for each syscall number, and for ioctl
- * TIOCSTI when asked). Returns the number of instructions or -E2BIG. */
+/* Builds the BPF deny list (EPERM for each syscall number, for ioctl
+ * TIOCSTI when asked, and for the mode_count (nr, argument index) pairs of
+ * mode_calls when that argument has S_ISUID or S_ISGID). Returns the number of
+ * instructions or -E2BIG. */
 struct sock_filter;
 int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,
-                         struct sock_filter *out, uint32_t max);
+                         const uint32_t *mode_calls, uint32_t mode_count, struct sock_filter *out, uint32_t max);
 
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
  * once. Returns 0 or an errno. Creates nothing that outlives the call. */

@@ -165,7 +165,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     argv: [layout.execPath, ...argv],
     envp,
     ops,
-    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny) }),
+    // A writable host bind: no set-user-ID or set-group-ID file may be made there (seccomp.ts).
+    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
   }
 }
 

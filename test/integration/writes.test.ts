@@ -22,7 +22,7 @@ const asRoot = process.geteuid!() === 0
 const me = { uid: process.geteuid!(), gid: process.getegid!() }
 const worker = workerIdsOf(me)
 
-type Action = { op: string; path: string; data?: string; max?: number }
+type Action = { op: string; path: string; data?: string; max?: number; mode?: number }
 type Answer = { ok: true; value: unknown } | { ok: false; code: string; mib?: number }
 
 const made: string[] = []
@@ -126,6 +126,34 @@ describe('writable mounts', () => {
     expect(answers).toEqual([{ ok: true, value: { uid: worker.uid, gid: worker.gid, mode: 0o755 } }, { ok: true }])
     const st = fs.statSync(path.join(source, 'new.txt'))
     expect({ uid: st.uid, gid: st.gid }).toEqual({ uid: 4242, gid: 4343 })
+  })
+
+  test('with a writable mount no set-user-ID or set-group-ID file can be made, there or anywhere', async () => {
+    // Through the mount such a file would sit on the host owned by the source's owner (root,
+    // as root), where nosuid no longer applies.
+    const { dir } = project()
+    const source = tempDir('setid')
+    const answers = await run(dir, [
+      { op: 'create', path: path.join(source, 'plain'), mode: 0o755 },
+      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o4755 },
+      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o2755 },
+      { op: 'create', path: path.join(source, 'suid'), mode: 0o4755 },
+      { op: 'create', path: '/tmp/suid', mode: 0o4755 },
+      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o700 },
+    ], { mounts: [{ source, writable: true }] })
+    expect(answers).toEqual([
+      { ok: true, value: 0o755 },
+      { ok: false, code: 'EPERM' },
+      { ok: false, code: 'EPERM' },
+      { ok: false, code: 'EPERM' },
+      { ok: false, code: 'EPERM' },
+      { ok: true },
+    ])
+    expect(fs.statSync(path.join(source, 'plain')).mode & 0o7777).toBe(0o700)
+    expect(fs.existsSync(path.join(source, 'suid'))).toBe(false)
+    // Without a writable mount nothing changes: the bits are the file's own business in /tmp.
+    const without = await run(dir, [{ op: 'create', path: '/tmp/suid', mode: 0o4755 }, { op: 'chmod', path: '/tmp/suid', mode: 0o2755 }])
+    expect(without).toEqual([{ ok: true, value: 0o4755 }, { ok: true }])
   })
 
   test('a read-only mount still refuses writes with EROFS', async () => {

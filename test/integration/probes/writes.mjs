@@ -14,6 +14,12 @@ const ops = {
     return { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }
   },
   mkdir: (a) => fs.mkdirSync(a.path),
+  chmod: (a) => fs.chmodSync(a.path, a.mode),
+  // A new file created with this mode (umask aside); the value is the mode it got.
+  create: (a) => {
+    fs.closeSync(fs.openSync(a.path, 'wx', a.mode))
+    return fs.statSync(a.path).mode & 0o7777
+  },
   rm: (a) => fs.rmSync(a.path, { recursive: true }),
   readdir: (a) => fs.readdirSync(a.path).sort(),
   // Writes 1 MiB chunks until the file system refuses; the value is how many fitted.
