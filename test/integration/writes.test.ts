@@ -128,6 +128,29 @@ describe('writable mounts', () => {
     expect({ uid: st.uid, gid: st.gid }).toEqual({ uid: 4242, gid: 4343 })
   })
 
+  test.runIf(asRoot)('as root: a file of an owner the map does not cover stays read-only, whatever its mode', async () => {
+    const { dir } = project()
+    const source = tempDir('foreign')
+    const foreign = path.join(source, 'foreign.txt')
+    fs.writeFileSync(foreign, 'theirs', { mode: 0o666 })
+    fs.chmodSync(foreign, 0o666)
+    fs.chownSync(foreign, 4242, 4242)
+    const answers = await run(dir, [
+      { op: 'read', path: foreign },
+      { op: 'write', path: foreign, data: 'mine' },
+      { op: 'chmod', path: foreign, mode: 0o600 },
+      { op: 'stat', path: foreign },
+    ], { mounts: [{ source, writable: true }] })
+    expect(answers).toEqual([
+      { ok: true, value: 'theirs' },
+      { ok: false, code: 'EACCES' },
+      { ok: false, code: 'EOVERFLOW' },
+      // The overflow id, not the worker: the file is not the worker's.
+      { ok: true, value: { uid: 65534, gid: 65534, mode: 0o666 } },
+    ])
+    expect(fs.readFileSync(foreign, 'utf8')).toBe('theirs')
+  })
+
   test('with a writable mount no set-user-ID or set-group-ID file can be made, there or anywhere', async () => {
     // Through the mount such a file would sit on the host owned by the source's owner (root,
     // as root), where nosuid no longer applies.
