@@ -46,6 +46,20 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
     EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, deny[i], 0, 1));
     EMIT(STMT(BPF_RET | BPF_K, deny_ret));
   }
+  /* (nr, argument index) pairs whose argument is a file mode: refused when
+   * it asks for the set-user-ID or set-group-ID bit. Through a writable bind
+   * the file lands on the host owned by the source's owner (root, as root:
+   * addon/src/idmap.c), where the mount's nosuid no longer protects anyone.
+   * Only the low 32 bits matter (mode_t). Before the TIOCSTI check, which
+   * leaves an argument in the accumulator: here it still holds nr whenever a
+   * pair does not match. */
+  for (uint32_t i = 0; i + 1 < mode_count * 2; i += 2) {
+    EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, mode_calls[i], 0, 4));
+    EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 8 * mode_calls[i + 1]));
+    EMIT(JUMP(BPF_JMP | BPF_JSET | BPF_K, 06000, 0, 1));
+    EMIT(STMT(BPF_RET | BPF_K, deny_ret));
+    EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  }
   if (deny_tiocsti) {
     /* TIOCSTI pushes bytes into a terminal's input: a classic sandbox escape
      * when a terminal is shared. The request is the low 32 bits of arg 1. */
@@ -53,19 +67,6 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
     EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])));
     EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 0, 1));
     EMIT(STMT(BPF_RET | BPF_K, deny_ret));
-  }
-  /* (nr, argument index) pairs whose argument is a file mode: refused when
-   * it asks for the set-user-ID or set-group-ID bit. Through a writable bind
-   * the file lands on the host owned by the source's owner (root, as root:
-   * addon/src/idmap.c), where the mount's nosuid no longer protects anyone.
-   * Only the low 32 bits matter (mode_t); the accumulator still holds nr
-   * when a pair does not match. */
-  for (uint32_t i = 0; i + 1 < mode_count * 2; i += 2) {
-    EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, mode_calls[i], 0, 4));
-    EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 8 * mode_calls[i + 1]));
-    EMIT(JUMP(BPF_JMP | BPF_JSET | BPF_K, 06000, 0, 1));
-    EMIT(STMT(BPF_RET | BPF_K, deny_ret));
-    EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   }
   EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
 #undef EMIT
