@@ -88,6 +88,27 @@ export const HINTS: Readonly<Record<string, string>> = {
   'bind:ENOTDIR': 'a mount source and its target disagree (one is a file, the other a directory); fix `mounts`.',
   'bind:EINVAL': 'the kernel rejected a bind mount (the source may be on a filesystem that cannot be bound, such as another namespace\'s /proc). ' + BUG,
 
+  'idmap:EINVAL': 'a writable mount (or, with `projectWrites: \'discard\'`, the project) could not be idmapped. As root the '
+    + 'worker runs as uid 65534, and the pool makes it the owner of such a directory through an idmapped mount, which needs '
+    + 'Linux >= 5.12 and a file system that supports them (ext4, xfs, btrfs, f2fs, vfat; tmpfs from 6.3; not NFS, 9p, FUSE, '
+    + 'overlayfs, /proc, /sys or devpts). Move the source to such a file system, run Vitest as an ordinary user (the worker '
+    + 'then keeps that user\'s id and needs no idmap), or drop `writable` / use `projectWrites: \'readonly\'`.',
+  'idmap:ENOENT': 'a writable mount source does not exist on the host; fix `mounts` (sources are absolute host paths).',
+  'idmap:ENOSYS': 'idmapped mounts need open_tree(2) and mount_setattr(2), Linux >= 5.12 (or a seccomp profile hides them); '
+    + 'run Vitest as an ordinary user, whose worker needs no idmap, or drop `writable` / use `projectWrites: \'readonly\'`.',
+  'idmap:EPERM': 'the kernel refused to idmap a mount source: that needs real root in Vitest\'s process (CAP_SYS_ADMIN in '
+    + 'the user namespace that owns the file system); inside a container it may be refused. Run Vitest as an ordinary user, '
+    + 'or drop `writable` / use `projectWrites: \'readonly\'`.',
+  'idmap:E2BIG': 'more than 32 mounts need an idmap (writable mounts plus the project directories under `projectWrites: \'discard\'`); '
+    + 'merge some `mounts` entries.',
+  'idmap:*': 'making an idmapped mount for a writable source failed. ' + BUG,
+  'overlay:ENODEV': 'overlayfs is not available: load it (`modprobe overlay`) or use `projectWrites: \'readonly\'`.',
+  'overlay:EINVAL': 'the kernel refused the overlay over the project (`projectWrites: \'discard\'`): overlayfs in a user namespace '
+    + 'needs Linux >= 5.11, an idmapped lower layer (Vitest as root) 5.19, and its `userxattr` marks on tmpfs 6.6; '
+    + 'a project on NFS, FUSE or overlayfs may not be usable as a lower layer. Use `projectWrites: \'readonly\'`.',
+  'overlay:EPERM': 'mounting an overlay inside the sandbox was refused. ' + MOUNT_REFUSED,
+  'overlay:*': 'mounting the overlay over the project (`projectWrites: \'discard\'`) failed; use `projectWrites: \'readonly\'`. ' + BUG,
+
   'proc:EPERM': 'mounting a fresh /proc was refused. The kernel allows it only when the host\'s /proc is fully visible, '
     + 'and container runtimes mask parts of it (/proc/kcore, /proc/sys…). Run the container with '
     + '`--security-opt systempaths=unconfined` (Docker) or `--privileged`, or run Vitest outside the container.',

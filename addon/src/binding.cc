@@ -145,7 +145,7 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
       err = "ops[" + std::to_string(i) + "] paths must be absolute";
       return false;
     }
-    if (kind < OP_BIND || kind > OP_WRITE) {
+    if (kind < OP_BIND || kind > OP_OVERLAY) {
       err = "ops[" + std::to_string(i) + "].kind is unknown";
       return false;
     }
@@ -219,11 +219,29 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     }
     double ioctl_nr = 0;
     if (!GetNumber(so, "ioctl", ioctl_nr, err)) return false;
+    // setid: flat (nr, argument index) pairs, absent for none.
+    std::vector<uint32_t> setid;
+    Napi::Value mv = so.Get("setid");
+    if (!mv.IsUndefined()) {
+      Napi::Array ma = mv.IsArray() ? mv.As<Napi::Array>() : Napi::Array::New(o.Env());
+      if (!mv.IsArray() || ma.Length() % 2 != 0) {
+        err = "seccomp.setid must be an array of (nr, argument index) pairs";
+        return false;
+      }
+      for (uint32_t i = 0; i < ma.Length(); i++) {
+        Napi::Value e = ma.Get(i);
+        if (!e.IsNumber() || (i % 2 == 1 && e.As<Napi::Number>().Uint32Value() > 5)) {
+          err = "seccomp.setid[" + std::to_string(i) + "] must be a syscall number or an argument index 0-5";
+          return false;
+        }
+        setid.push_back(e.As<Napi::Number>().Uint32Value());
+      }
+    }
     bool tiocsti = so.Get("tiocsti").ToBoolean().Value();
     // Longer than the kernel takes (BPF_MAXINSNS): prctl says EINVAL, at step "seccomp".
-    s.filter.resize(deny.size() * 2 + 16);
-    int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr,
-                                   s.filter.data(), (uint32_t)s.filter.size());
+    s.filter.resize(deny.size() * 2 + setid.size() / 2 * 5 + 16);
+    int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr, setid.data(),
+                                   (uint32_t)(setid.size() / 2), s.filter.data(), (uint32_t)s.filter.size());
     if (len < 0 || len > 65535) {
       err = "seccomp filter does not fit";
       return false;
@@ -234,11 +252,11 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   return true;
 }
 
-Napi::Object StepError(Napi::Env env, int step, int err) {
+Napi::Object StepError(Napi::Env env, int step, int err, int op_index = -1) {
   Napi::Object e = Napi::Object::New(env);
   e.Set("step", step_names[step]);
   e.Set("errno", err);
-  e.Set("opIndex", -1);
+  e.Set("opIndex", op_index);
   return e;
 }
 
@@ -256,7 +274,7 @@ class SpawnWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {
-      deferred_.Reject(StepError(env, failed_step_, err_));
+      deferred_.Reject(StepError(env, failed_step_, err_, result_.failed_op));
       return;
     }
     Napi::Object r = Napi::Object::New(env);

@@ -37,6 +37,23 @@
 
 static int err_fd = -1;
 static volatile pid_t worker_pid = -1;
+/* The next detached idmapped mount the parent made (idmap.c): one per
+ * OPF_IDMAP op, in op order. */
+static int next_idmap_fd = INIT_FD_END;
+
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+/* Attaches the next idmapped clone at path. It was made in the host's mount
+ * namespace; a detached mount can be attached in any namespace whose owner we
+ * hold CAP_SYS_ADMIN in, so init needs no privilege on the host for it. */
+static int attach_idmapped(const char *path) {
+  int fd = next_idmap_fd++;
+  if (syscall(SYS_move_mount, fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) != 0) return -1;
+  close(fd);
+  return 0;
+}
 
 static ssize_t write_all(int fd, const void *buf, size_t len) {
   const char *p = buf;
@@ -147,6 +164,50 @@ static void tmpfs_options(char *p, uint64_t size, uint32_t mode, uint32_t uid, u
   *p = '\0';
 }
 
+/* projectWrites: 'discard'. An overlay at target whose lower layer is the
+ * host directory (as root: its idmapped clone, so the worker may write where
+ * the directory's owner may; overlayfs checks the lower layer's owner) and
+ * whose upper and work directories sit on a tmpfs of op->size bytes: writes
+ * succeed inside and go with the sandbox. Lower, upper and work are staged on
+ * the base tmpfs ("/l<i>", "/o<i>"), which leaves with the pivot; the overlay
+ * keeps its own references to its layers. Mounted in the sandbox's user
+ * namespace (overlayfs allows that since 5.11, idmapped lower layers since
+ * 5.19); userxattr: trusted.* xattrs need CAP_SYS_ADMIN on the host, so the
+ * overlay keeps its opaque-directory and whiteout marks in user.overlay.*,
+ * which tmpfs stores (6.6). Paths staged here need no escaping in the
+ * options (the project path itself never appears in them). */
+static void overlay(const struct plan_op *op, int index, char *target) {
+  char lower[32] = "/l", top[32] = "/o", upper[40], work[40], source[PATH_BUF];
+  *put_num(lower + 2, (uint64_t)index, 10) = '\0';
+  *put_num(top + 2, (uint64_t)index, 10) = '\0';
+  *put_str(put_str(upper, top), "/u") = '\0';
+  *put_str(put_str(work, top), "/w") = '\0';
+  if (mkdir(lower, 0755) != 0 || mkdir(top, 0755) != 0) fail(STEP_mkdir, index);
+  if (op->flags & OPF_IDMAP) {
+    if (attach_idmapped(lower) != 0) fail(STEP_bind, index);
+  } else {
+    join(source, OLDROOT, op->src, STEP_bind, index);
+    /* Recursive only because a plain bind of a directory with locked mounts
+     * below it is refused; overlayfs never looks into submounts. */
+    if (mount(source, lower, NULL, MS_BIND | MS_REC, NULL) != 0) fail(STEP_bind, index);
+  }
+  char opts[160];
+  tmpfs_options(opts, op->size, 0755, OWNER_UNSET, OWNER_UNSET);
+  if (mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(STEP_tmpfs, index);
+  /* The overlay's root is the upper directory once it exists: give it the
+   * lower root's owner and mode, or the project's top would turn into a
+   * root-owned 0755 directory the worker cannot write. */
+  struct stat st;
+  if (stat(lower, &st) != 0 || mkdir(upper, 0755) != 0 || mkdir(work, 0700) != 0 ||
+      chown(upper, st.st_uid, st.st_gid) != 0 || chmod(upper, st.st_mode & 07777) != 0)
+    fail(STEP_overlay, index);
+  if (mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+  char data[160];
+  *put_str(put_str(put_str(put_str(put_str(put_str(put_str(data, "lowerdir="), lower), ",upperdir="), upper),
+                           ",workdir="), work), ",userxattr") = '\0';
+  if (mount("overlay", target, "overlay", MS_NOSUID | MS_NODEV, data) != 0) fail(STEP_overlay, index);
+}
+
 /* One plan op, with targets under NEWROOT and sources under OLDROOT. Runs
  * between the two pivots: "/" is the throw-away base tmpfs. */
 static void run_op(const struct plan_op *op, int index) {
@@ -159,6 +220,11 @@ static void run_op(const struct plan_op *op, int index) {
     join(source, OLDROOT, op->src, STEP_bind, index);
     if ((op->flags & OPF_OPTIONAL) && stat(source, &st) != 0 && errno == ENOENT) return;
     if ((op->flags & OPF_FILE) ? touch_p(target) : mkdir_p(target, 0755)) fail(STEP_mkdir, index);
+    if (op->flags & OPF_IDMAP) {
+      /* nosuid and nodev were set on the clone with its idmap. */
+      if (attach_idmapped(target) != 0) fail(STEP_bind, index);
+      break;
+    }
     if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(STEP_bind, index);
     /* nosuid always; nodev unless this is one of the few device binds. */
     unsigned long extra = MS_NOSUID | ((op->flags & OPF_DEV) ? 0 : MS_NODEV);
@@ -175,6 +241,9 @@ static void run_op(const struct plan_op *op, int index) {
     if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(STEP_tmpfs, index);
     break;
   }
+  case OP_OVERLAY:
+    overlay(op, index, target);
+    break;
   case OP_PROC:
     if (mkdir_p(target, 0555)) fail(STEP_mkdir, index);
     if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)

@@ -10,6 +10,7 @@
  * libc is fine; child_main still sticks to system calls. */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,10 +22,6 @@ int main(void) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  /* The fd we were exec'd from (left open for binfmt_misc, see spawn.c): the
-   * only one above INIT_FD_*. */
-  syscall(SYS_close_range, INIT_FD_END, ~0U, 0);
-
   const struct child_fds fds = {.sync_r = INIT_FD_SYNC, .err_w = INIT_FD_ERR, .status_w = INIT_FD_STATUS,
                                 .ipc = INIT_FD_IPC, .out_w = INIT_FD_OUT, .errout_w = INIT_FD_ERROUT,
                                 .in_r = INIT_FD_IN};
@@ -37,5 +34,11 @@ int main(void) {
     _exit(127);
   }
   close(INIT_FD_PLAN);
+  /* The fd we were exec'd from (left open for binfmt_misc, see spawn.c): the
+   * only one above INIT_FD_* and the idmapped mounts (INIT_FD_END + k, one
+   * per OPF_IDMAP op, which the plan tells). */
+  unsigned mounts = 0;
+  for (uint32_t i = 0; i < plan.op_count; i++) mounts += (plan.ops[i].flags & OPF_IDMAP) != 0;
+  syscall(SYS_close_range, INIT_FD_END + mounts, ~0U, 0);
   child_main(&plan, &fds);
 }

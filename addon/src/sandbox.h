@@ -34,6 +34,8 @@ enum op_kind {
   OP_MKDIR = 7,   /* a directory at dst, mode */
   OP_SEAL = 8,    /* make the mount at dst read-only (recursive) */
   OP_WRITE = 9,   /* write data into the existing file dst (a sysctl of the new namespaces) */
+  OP_OVERLAY = 10, /* overlayfs at dst: lower = src (read-only), upper and work dirs on a fresh
+                    * tmpfs of size bytes that goes with the sandbox (projectWrites: 'discard') */
 };
 
 enum op_flags {
@@ -41,7 +43,13 @@ enum op_flags {
   OPF_FILE = 1u << 1,     /* the target is a file, not a directory */
   OPF_OPTIONAL = 1u << 2, /* skip silently when the source does not exist */
   OPF_DEV = 1u << 3,      /* keep device nodes usable (only for /dev/null & co) */
+  OPF_IDMAP = 1u << 4,    /* OP_BIND / OP_OVERLAY: src is an idmapped clone made by the parent
+                           * (idmap.c) whose map sends host ids uid/gid (the source's owner)
+                           * to the worker's ids; only as root, where those are host ids too */
 };
+
+/* The k-th OPF_IDMAP op's detached mount is fd INIT_FD_END + k in init. */
+#define IDMAP_MAX 32
 
 /* tmpfs uid/gid not given: owned by whoever mounts it (the setup's own ids). */
 #define OWNER_UNSET 4294967295u
@@ -50,7 +58,7 @@ struct plan_op {
   uint32_t kind;
   uint32_t flags;
   uint32_t mode;
-  uint32_t uid; /* tmpfs owner, inside the namespace */
+  uint32_t uid; /* tmpfs owner, inside the namespace; OPF_IDMAP: the source's host owner */
   uint32_t gid;
   uint64_t size;
   const char *src;
@@ -146,18 +154,27 @@ struct spawn_result {
   int ipc;      /* our end of the worker's fd 3 */
   int out_r;    /* -1 when the plan gave the worker's stdout */
   int errout_r; /* -1 when the plan gave the worker's stderr */
+  int failed_op; /* on failure: the plan op a parent-side step failed on, else -1 */
 };
+
+/* Parent side (idmap.c): the idmapped clones for the plan's OPF_IDMAP ops,
+ * in op order, into fds (at most max). Returns 0, or -1 with errno and
+ * *failed_op (nothing left open). idmap_release closes them. */
+int idmap_prepare(const struct plan *plan, int *fds, int max, int *count, int *failed_op);
+void idmap_release(int *fds, int count);
 
 /* Parent side: clone3 into new namespaces, write the id maps. The child is
  * left waiting on sync_w so a caller can attach cgroups before it runs.
  * Returns 0, or -1 with *failed_step and errno set (nothing left behind). */
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
 
-/* Builds the BPF deny list (EPERM for each syscall number, and for ioctl
- * TIOCSTI when asked). Returns the number of instructions or -E2BIG. */
+/* Builds the BPF deny list (EPERM for each syscall number, for ioctl
+ * TIOCSTI when asked, and for the mode_count (nr, argument index) pairs of
+ * mode_calls when that argument has S_ISUID or S_ISGID). Returns the number of
+ * instructions or -E2BIG. */
 struct sock_filter;
 int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,
-                         struct sock_filter *out, uint32_t max);
+                         const uint32_t *mode_calls, uint32_t mode_count, struct sock_filter *out, uint32_t max);
 
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
  * once. Returns 0 or an errno. Creates nothing that outlives the call. */

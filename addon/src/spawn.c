@@ -89,6 +89,9 @@ __asm__(
 struct exec_child {
   int fds[INIT_FD_END - INIT_FD_PLAN]; /* in INIT_FD_* order */
   int init_fd;
+  /* Detached idmapped mounts (idmap.c), for INIT_FD_END + k. */
+  const int *mount_fds;
+  int mount_count;
   int err; /* errno of a failed execve, read by the parent after CLONE_VFORK */
 };
 
@@ -98,21 +101,25 @@ struct exec_child {
 static int exec_child(void *arg) {
   struct exec_child *c = arg;
   const int n = INIT_FD_END - INIT_FD_PLAN;
-  int parked[INIT_FD_END - INIT_FD_PLAN + 1];
+  const int m = c->mount_count;
+  const int end = INIT_FD_END + m; /* first fd above the ones init gets */
+  int parked[INIT_FD_END - INIT_FD_PLAN + IDMAP_MAX + 1];
   int err_w = c->fds[INIT_FD_ERR - INIT_FD_PLAN];
-  /* Park above the target range first so no move clobbers a source. */
-  for (int i = 0; i <= n; i++) {
-    int src = i < n ? c->fds[i] : c->init_fd;
-    parked[i] = (int)syscall(SYS_fcntl, src, F_DUPFD_CLOEXEC, INIT_FD_END);
+  /* Park above the target range first so no move clobbers a source; the
+   * init binary last. */
+  for (int i = 0; i <= n + m; i++) {
+    int src = i < n ? c->fds[i] : i < n + m ? c->mount_fds[i - n] : c->init_fd;
+    parked[i] = (int)syscall(SYS_fcntl, src, F_DUPFD_CLOEXEC, end);
     if (parked[i] < 0) goto fail;
   }
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < n + m; i++)
     if (syscall(SYS_dup3, parked[i], INIT_FD_PLAN + i, 0) < 0) goto fail;
   err_w = INIT_FD_ERR;
-  /* Keep only INIT_FD_* and the init binary (CLOEXEC, gone with the exec). */
+  const int exe = parked[n + m];
+  /* Keep only INIT_FD_*, the mounts and the init binary (CLOEXEC, gone with the exec). */
   syscall(SYS_close_range, 0, INIT_FD_PLAN - 1, 0);
-  if (parked[n] > INIT_FD_END) syscall(SYS_close_range, INIT_FD_END, parked[n] - 1, 0);
-  syscall(SYS_close_range, parked[n] + 1, ~0U, 0);
+  if (exe > end) syscall(SYS_close_range, end, exe - 1, 0);
+  syscall(SYS_close_range, exe + 1, ~0U, 0);
   {
     /* Our ids have no mapping yet (the parent writes the maps once we have
      * exec'd), so execve would count us as non-root in the new namespace and
@@ -134,10 +141,10 @@ static int exec_child(void *arg) {
      * inaccessible and binfmt_misc refuses (ENOENT), so an init run by an
      * emulator (qemu-user via binfmt, as on Docker with another architecture)
      * could not start. init closes it first thing. */
-    if (syscall(SYS_fcntl, parked[n], F_SETFD, 0) != 0) goto fail;
+    if (syscall(SYS_fcntl, exe, F_SETFD, 0) != 0) goto fail;
     char *const argv[] = {(char *)"isolated-init", NULL};
     char *const envp[] = {NULL};
-    syscall(SYS_execveat, parked[n], "", argv, envp, AT_EMPTY_PATH);
+    syscall(SYS_execveat, exe, "", argv, envp, AT_EMPTY_PATH);
   }
 fail:
   c->err = errno ? errno : EIO;
@@ -178,8 +185,16 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   int ipc[2] = {-1, -1}, out_p[2] = {-1, -1}, errout_p[2] = {-1, -1}, in_p[2] = {-1, -1};
   int plan_fd = -1;
   *failed_step = STEP_clone;
+  out->failed_op = -1;
   if (init_fd < 0) {
     errno = ENOENT;
+    return -1;
+  }
+  /* First, so a source that cannot be idmapped fails before anything else
+   * exists; the clones are ours to close after the clone3. */
+  int mount_fds[IDMAP_MAX], mount_count = 0;
+  if (idmap_prepare(plan, mount_fds, IDMAP_MAX, &mount_count, &out->failed_op) != 0) {
+    *failed_step = STEP_idmap;
     return -1;
   }
   /* The worker's stdio: the caller's fds when the plan gives them (only the
@@ -196,6 +211,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     int all[] = {sync_p[0], sync_p[1], err_p[0], err_p[1], status_p[0], status_p[1],
                  ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd, in_p[0]};
     close_all(all, 14);
+    idmap_release(mount_fds, mount_count);
     errno = saved;
     return -1;
   }
@@ -205,6 +221,8 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   struct exec_child child = {
       .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]},
       .init_fd = init_fd,
+      .mount_fds = mount_fds,
+      .mount_count = mount_count,
       .err = 0,
   };
   int pidfd = -1;
@@ -256,6 +274,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   int saved = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(plan_fd);
+  idmap_release(mount_fds, mount_count);
 
   int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]};
   close_all(child_ends, 7);

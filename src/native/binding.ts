@@ -39,7 +39,7 @@ export interface NativePlan {
   envp: string[]
   ops: NativePlanOp[]
   /** Installed by the worker right before execve; absent for none. */
-  seccomp?: { deny: number[]; tiocsti: boolean; ioctl: number }
+  seccomp?: { deny: number[]; tiocsti: boolean; ioctl: number; setid?: number[] }
   /**
    * Host fds the worker gets as its 0, 1, 2 instead of /dev/null and two pipes (then
    * stdoutFd/stderrFd are -1); `vitest-pool-isolated shell` uses it. -1 keeps the default.

@@ -16,6 +16,12 @@ export interface HostLayout {
   symlinks: { path: string; target: string }[]
   /** Directories bound read-only, no one inside another. */
   readOnly: string[]
+  /**
+   * The project's directories (Vitest's root and a workspace root above it, no one inside
+   * another), each inside or equal to an entry of readOnly: what `projectWrites: 'discard'`
+   * overlays. Absent in hand-made layouts: none.
+   */
+  project?: string[]
   /** The node binary the worker execs (symlinks resolved). */
   execPath: string
   /** Vitest's cwd, symlinks resolved; the worker starts there. */
@@ -104,7 +110,9 @@ function discover(projectRoot: string, cwd: string): HostLayout {
   dirs.push(fs.realpathSync(path.join(packageRoot, 'dist')))
 
   // Never the whole host, whatever the layout looks like.
-  return { symlinks, readOnly: outermost(dirs.filter((d) => d !== '/')), execPath, cwd: fs.realpathSync(cwd) }
+  const readOnly = outermost(dirs.filter((d) => d !== '/'))
+  const project = outermost([root, ...[...ancestors(path.dirname(root))].filter(isWorkspaceRoot)])
+  return { symlinks, readOnly, project, execPath, cwd: fs.realpathSync(cwd) }
 }
 
 function* ancestors(dir: string): Generator<string> {

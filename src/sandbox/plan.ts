@@ -11,8 +11,8 @@ import type { HostLayout } from './host-layout.js'
 import { seccompFilter } from './seccomp.js'
 
 /** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
-export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9 } as const
-export const OPF = { ro: 1, file: 2, optional: 4, dev: 8 } as const
+export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9, overlay: 10 } as const
+export const OPF = { ro: 1, file: 2, optional: 4, dev: 8, idmap: 16 } as const
 export const PLAN = { newNet: 1, loopback: 2, tty: 4 } as const
 
 /** The unprivileged id the worker gets when Vitest runs as root (nobody/nogroup). */
@@ -43,6 +43,8 @@ export function workerIdsOf(identity: Identity): Identity {
 export interface PlanInput {
   /** Whether a mount source is a file (binds of files need a file as target). */
   isFile?: (source: string) => boolean
+  /** The host owner of a mount source (an idmapped mount maps it to the worker's ids). */
+  ownerOf?: (source: string) => Identity
   layout: HostLayout
   options: ResolvedIsolatedOptions
   identity: Identity
@@ -57,7 +59,7 @@ export interface PlanInput {
   writable?: readonly { source: string; target: string }[]
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], isFile = statIsFile }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -70,7 +72,22 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
 
   const mounts: NativePlanOp[] = []
   for (const link of layout.symlinks) mounts.push({ kind: OP.symlink, flags: 0, dst: link.path, data: link.target })
-  for (const dir of layout.readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
+  // As root the worker (65534) owns nothing on the host: a directory it may write is an idmapped
+  // clone whose map sends the directory's owner to the worker, made by the addon in Vitest's
+  // process (addon/src/idmap.c), so its writes land owned by that owner. Rootless the worker is
+  // the invoking user, and a plain bind already gives it that user's rights.
+  const idmapped = (source: string) => root ? { flags: OPF.idmap, ...owner(ownerOf(source)) } : { flags: 0 }
+  const projectDirs = options.projectWrites === 'discard' ? layout.project ?? [] : []
+  for (const dir of layout.readOnly) if (!projectDirs.includes(dir)) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
+  // projectWrites: 'discard': writes succeed into an upper layer on the sandbox's own tmpfs
+  // (capped like /tmp) and go with it. A project directory inside a read-only bind (a workspace
+  // package below the root's bind) is deeper, so it is mounted over that bind; what the plan
+  // puts below it (hidden caches, coverage binds, user mounts) is deeper still, so it is
+  // mounted on top of the overlay, as over the read-only bind.
+  for (const dir of projectDirs) {
+    const { flags, ...ids } = idmapped(dir)
+    mounts.push({ kind: OP.overlay, flags, src: dir, dst: dir, size: options.tmpSizeBytes, ...ids })
+  }
   // Deeper than their bind, so sorted after it: what main keeps there is not the worker's to see.
   for (const dir of hide) mounts.push({ kind: OP.tmpfs, flags: OPF.ro, dst: dir, mode: 0o755, size: 4096 })
   for (const w of writable) mounts.push({ kind: OP.bind, flags: 0, src: w.source, dst: w.target })
@@ -110,7 +127,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     if (m.kind === 'tmpfs') {
       mounts.push({ kind: OP.tmpfs, flags: 0, dst: m.target, mode: 0o755, uid: workerUid, gid: workerGid, size: m.sizeBytes })
     } else {
-      mounts.push({ kind: OP.bind, flags: (m.writable ? 0 : OPF.ro) | (isFile(m.source) ? OPF.file : 0), src: m.source, dst: m.target })
+      const { flags, ...ids } = m.writable ? idmapped(m.source) : { flags: OPF.ro }
+      mounts.push({ kind: OP.bind, flags: flags | (isFile(m.source) ? OPF.file : 0), src: m.source, dst: m.target, ...ids })
     }
   }
 
@@ -147,7 +165,21 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     argv: [layout.execPath, ...argv],
     envp,
     ops,
-    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny) }),
+    // A writable host bind: no set-user-ID or set-group-ID file may be made there (seccomp.ts).
+    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
+  }
+}
+
+function owner(ids: Identity): { uid: number; gid: number } {
+  return { uid: ids.uid, gid: ids.gid }
+}
+
+function statOwner(source: string): Identity {
+  try {
+    const st = fs.statSync(source)
+    return { uid: st.uid, gid: st.gid }
+  } catch {
+    return { uid: 0, gid: 0 } // a missing source fails in the idmap step, with its path
   }
 }
 

@@ -47,6 +47,19 @@ const TABLES: Record<string, Record<string, number>> = {
   },
 }
 
+/**
+ * Calls that take a file mode, as [number, index of the mode argument], per architecture; with
+ * a writable host bind in the plan they are refused (EPERM) when the mode asks for S_ISUID or
+ * S_ISGID, and openat2 (whose mode sits in a struct the filter cannot read) is refused whole.
+ * A file made set-user-ID through a writable bind would sit on the host owned by the source's
+ * owner (root, when Vitest runs as root), executable with that owner's rights by anyone the
+ * directory lets in; the mount's nosuid protects only the inside.
+ */
+const SETID_CALLS: Record<string, { mode: [number, number][]; openat2: number }> = {
+  x64: { mode: [[2, 2], [85, 1], [90, 1], [91, 1], [133, 1], [257, 3], [259, 2], [268, 2], [452, 2]], openat2: 437 },
+  arm64: { mode: [[33, 2], [52, 1], [53, 2], [56, 3], [452, 2]], openat2: 437 },
+}
+
 export function syscallTable(arch: string = process.arch): Record<string, number> | undefined {
   return TABLES[arch]
 }
@@ -60,10 +73,12 @@ export interface NativeSeccomp {
   deny: number[]
   tiocsti: boolean
   ioctl: number
+  /** Flat [nr, mode argument index, …] pairs refused when the mode has S_ISUID/S_ISGID. */
+  setid?: number[]
 }
 
 /** The filter for the plan: the defaults plus `extra` (names or numbers). */
-export function seccompFilter(extra: (string | number)[], arch: string = process.arch): NativeSeccomp {
+export function seccompFilter(extra: (string | number)[], arch: string = process.arch, { setid = false }: { setid?: boolean } = {}): NativeSeccomp {
   const table = TABLES[arch]
   if (!table) throw new Error(`[vitest-pool-isolated] no syscall table for ${arch}; set seccomp: false. This is a bug in vitest-pool-isolated.`)
   const deny = new Set<number>()
@@ -72,5 +87,7 @@ export function seccompFilter(extra: (string | number)[], arch: string = process
     if (nr === undefined) throw new Error(`[vitest-pool-isolated] unknown syscall "${entry}" for ${arch}. This is a bug in vitest-pool-isolated: options validation should have caught it.`)
     deny.add(nr)
   }
-  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl }
+  const calls = setid ? SETID_CALLS[arch] : undefined
+  if (calls) deny.add(calls.openat2)
+  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { setid: calls.mode.flat() } : {}) }
 }

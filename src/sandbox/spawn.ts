@@ -183,7 +183,7 @@ function setupError(plan: NativePlan, f: NativeStepError): SandboxSetupError {
 /** The path a failure is about: the op's source for a missing bind source, else its target. */
 function pathOf(plan: NativePlan, step: Step, opIndex: number): string | undefined {
   const op = opIndex >= 0 ? plan.ops[opIndex] : undefined
-  if (op) return step === 'bind' && op.kind === OP.bind && op.src ? op.src : op.dst
+  if (op) return op.src && (step === 'idmap' || (step === 'bind' && (op.kind === OP.bind || op.kind === OP.overlay))) ? op.src : op.dst
   if (step === 'exec') return plan.execPath
   if (step === 'chdir') return plan.cwd
   return undefined

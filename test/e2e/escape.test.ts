@@ -14,6 +14,10 @@ await requireKernel()
 
 // The pool's seccomp filter is on by default; ESCAPE_SECCOMP=0 is for a build without it.
 const SECCOMP = process.env.ESCAPE_SECCOMP !== '0'
+// ESCAPE_PROJECT_WRITES=discard runs the isolated side with projectWrites: 'discard': the
+// project writes (E11-E15) then succeed inside, and the copy's files before and after prove
+// that none of them reached the host.
+const DISCARD = process.env.ESCAPE_PROJECT_WRITES === 'discard'
 
 let host: EscapeHost
 const runs: Partial<Record<Pool, VitestRun>> = {}
@@ -35,7 +39,8 @@ async function runEscape(pool: Pool) {
   const copy = copyEscapeFixture(host)
   try {
     const before = projectFiles(copy.dir)
-    const run = await runVitest({ root: copy.dir, pool, env: host.env, cli: host.cli, timeoutMs: 110_000 })
+    const env = DISCARD ? { ...host.env, ESCAPE_PROJECT_WRITES: 'discard', ...(pool === 'isolated' ? { VITEST_ISOLATED_PROJECT_WRITES: 'discard' } : {}) } : host.env
+    const run = await runVitest({ root: copy.dir, pool, env, cli: host.cli, timeoutMs: 110_000 })
     runs[pool] = run
     expect(run.report, describeRun(run)).toBeDefined()
     if (process.env.ESCAPE_VERBOSE) console.log(`[escape] ${pool}:\n${outcomeLines(run.report!)}`)

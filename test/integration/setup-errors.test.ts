@@ -60,6 +60,18 @@ const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan
     mutate: (p) => p.ops.push({ kind: OP.tmpfs, flags: 0, dst: '/mnt/unmapped-owner', mode: 0o755, uid: 12345, gid: 12345, size: 1 << 20 }),
   },
   {
+    // Made in our own process before the clone. As root open_tree finds no source; rootless the
+    // kernel refuses the map itself (an unprivileged user may not write a gid map before
+    // setgroups is denied), which is why rootless plans never ask for one.
+    step: 'idmap', code: identity.uid === 0 ? 'ENOENT' : 'EPERM', path: '/isolated-missing-source',
+    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.idmap, src: '/isolated-missing-source', dst: '/mnt/x', uid: 0, gid: 0 }),
+  },
+  {
+    // An overlay needs a directory to sit on; /etc/hosts is the generated file by then.
+    step: 'overlay', code: 'ENOTDIR', path: '/etc/hosts',
+    mutate: (p) => p.ops.push({ kind: OP.overlay, flags: 0, src: repo, dst: '/etc/hosts', size: 1 << 20 }),
+  },
+  {
     step: 'proc', code: 'ENOTDIR', path: '/etc/hostname',
     mutate: (p) => p.ops.push({ kind: OP.proc, flags: 0, dst: '/etc/hostname' }),
   },
@@ -102,10 +114,12 @@ const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan
 ]
 
 describe('setup failures', () => {
-  // The first spawn creates the event loop's lasting fds (pool threads, epoll): count after it.
+  // The first spawn creates the event loop's lasting fds (pool threads, epoll) and, as root, the
+  // addon's cached user namespace for idmapping root-owned sources: count after it.
   beforeAll(async () => {
     const plan = basePlan()
     plan.uidMap = 'not a map\n'
+    plan.ops.push({ kind: OP.bind, flags: OPF.idmap, src: repo, dst: '/mnt/warm', uid: 0, gid: 0 })
     await spawnPlan(plan).catch(() => {})
   })
 
