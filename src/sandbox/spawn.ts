@@ -15,7 +15,8 @@ import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
 import { hostLayout } from './host-layout.js'
-import { buildPlan, OP, workerUidOf } from './plan.js'
+import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
+import { buildPlan, OP, PLAN, workerUidOf } from './plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -37,6 +38,10 @@ export interface SpawnRequest {
   hide?: readonly string[]
   /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
   writable?: readonly { source: string; target: string }[]
+  /** Host services reachable inside at 127.0.0.1:<port> (options.hostPorts plus exposeHostPort's). */
+  hostPorts?: readonly { port: number; host: string }[]
+  /** Keep a control socket to init so main can connect to the worker's inspector inside. */
+  netControl?: boolean
 }
 
 export interface SandboxExit {
@@ -54,6 +59,8 @@ export interface Sandbox {
   readonly stderr: Readable
   /** Resolves once init has exited and been reaped; never rejects. */
   readonly exited: Promise<SandboxExit>
+  /** What main holds of the sandbox's network: listening sockets, the inspector's way in. */
+  readonly net: SandboxNet
   /** SIGTERM: init forwards it to the worker. SIGKILL: init dies and the kernel kills everything inside. */
   kill(signal?: 'SIGTERM' | 'SIGKILL'): void
 }
@@ -69,8 +76,15 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     env: req.env,
     hide: req.hide,
     writable: req.writable,
+    hostPorts: req.hostPorts?.map(p => p.port),
+    netControl: req.netControl,
   })
-  return spawnPlan(plan, req.cgroup)
+  const sandbox = await spawnPlan(plan, req.cgroup)
+  if (req.hostPorts?.length) {
+    const forward = forwardHostPorts(sandbox.net.listeners, new Map(req.hostPorts.map(p => [p.port, p.host])))
+    void sandbox.exited.then(() => forward.close())
+  }
+  return sandbox
 }
 
 /** Spawns an already built plan (integration tests use this to reach every setup step). */
@@ -92,7 +106,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     cgroup?.attach(raw.pid)
   } catch (error) {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error })
   }
@@ -101,11 +115,21 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
 
   const failure = await readFailure(raw.errFd)
   if (failure) {
-    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw setupError(plan, failure)
   }
   debug('sandbox %d: worker exec\'d', raw.pid)
+  let sandboxNet: SandboxNet
+  try {
+    sandboxNet = openSandboxNet(addon, raw.netFd, plan.hostPorts ?? [], (plan.flags & PLAN.netCtl) !== 0)
+  }
+  catch (error) {
+    addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    await exited
+    throw error
+  }
 
   const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
   // -1: the plan handed the worker fds of the caller's (plan.stdio), so there is nothing to read.
@@ -115,6 +139,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
   let done = false
   const exit = exited.then((e): SandboxExit => {
     done = true
+    sandboxNet.close()
     debug('sandbox %d exited: %o', raw.pid, e)
     return {
       code: e.code ?? (e.signal === null && e.initCode !== null ? e.initCode : null),
@@ -127,6 +152,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     stdout,
     stderr,
     exited: exit,
+    net: sandboxNet,
     kill(signal = 'SIGTERM') {
       if (done) return
       const errno = addon.signal(raw.pidfd, os.constants.signals[signal])
@@ -182,6 +208,7 @@ function pathOf(plan: NativePlan, step: Step, opIndex: number): string | undefin
   if (op) return step === 'bind' && op.kind === OP.bind && op.src ? op.src : op.dst
   if (step === 'exec') return plan.execPath
   if (step === 'chdir') return plan.cwd
+  if (step === 'host_ports' && plan.hostPorts?.[opIndex] !== undefined) return `127.0.0.1:${plan.hostPorts[opIndex]}`
   return undefined
 }
 
