@@ -204,11 +204,12 @@ function setupError(plan: NativePlan, f: NativeStepError): SandboxSetupError {
 
 /** The path a failure is about: the op's source for a missing bind source, else its target. */
 function pathOf(plan: NativePlan, step: Step, opIndex: number): string | undefined {
+  // host_ports counts in the plan's ports, not its mount ops.
+  if (step === 'host_ports') return plan.hostPorts?.[opIndex] === undefined ? undefined : `127.0.0.1:${plan.hostPorts[opIndex]}`
   const op = opIndex >= 0 ? plan.ops[opIndex] : undefined
   if (op) return step === 'bind' && op.kind === OP.bind && op.src ? op.src : op.dst
   if (step === 'exec') return plan.execPath
   if (step === 'chdir') return plan.cwd
-  if (step === 'host_ports' && plan.hostPorts?.[opIndex] !== undefined) return `127.0.0.1:${plan.hostPorts[opIndex]}`
   return undefined
 }
 
