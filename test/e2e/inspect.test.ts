@@ -64,3 +64,20 @@ test('inspect: --inspect-brk is reachable from the host, and the run goes on onc
     const server = net.createServer().once('error', reject).listen(port, '127.0.0.1', () => server.close(() => resolve()))
   })
 })
+
+test('inspect: --inspect=<port> (no -brk) is reachable from the host too', async () => {
+  const port = await freePort()
+  const run = runVitest({ root, pool: 'isolated', args: [`--inspect=${port}`, '--no-file-parallelism'], env: { INSPECT_WAIT: '1' }, timeoutMs: 60_000 })
+  const target = await waitForTarget(port, Date.now() + 30_000)
+  expect(target.webSocketDebuggerUrl).toMatch(new RegExp(`^ws://127\\.0\\.0\\.1:${port}/`))
+  const cdp = await CdpSocket.open(target.webSocketDebuggerUrl)
+  // The test waits in inspector.waitForDebugger() for this command; one sent before the test
+  // got there does not count, so repeat it until the run ends.
+  cdp.send('Runtime.runIfWaitingForDebugger')
+  const again = setInterval(() => cdp.send('Runtime.runIfWaitingForDebugger'), 200)
+  const result = await run
+  clearInterval(again)
+  cdp.close()
+  expect(result.exitCode, describeRun(result)).toBe(0)
+  expect(outcomes(result.report!, root)).toEqual({ 'debugged.test.ts > runs under the debugger': 'passed' })
+})
