@@ -56,6 +56,10 @@ export const HINTS: Readonly<Record<string, string>> = {
     + 'look for an earlier error about cgroups, or check that Vitest was not killed meanwhile.',
   'pdeathsig:*': 'Vitest exited while the sandbox was being built; nothing to fix in the sandbox.',
   'setsid:*': BUG,
+  'host_ports:EADDRINUSE': 'a port is listed twice in the sandbox\'s plan: inside the sandbox one port number carries one forward. '
+    + '`hostPorts` and `exposeHostPort()` entries are merged by port before the plan is built, so this is a bug unless the plan was built by hand.',
+  'host_ports:*': 'the sandbox could not listen on a port of `hostPorts` inside its own network namespace (TCP on 127.0.0.1 and ::1); '
+    + 'check that the port is from 1 to 65535 and that `network` is \'loopback\'. ' + BUG,
 
   'make_private:EPERM': MOUNT_REFUSED,
   'make_private:*': 'making the mount tree private failed. ' + BUG,

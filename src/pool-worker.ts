@@ -15,6 +15,7 @@ import type { ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import { Supervisor } from './supervisor.js'
+import { DEFAULT_INSPECTOR_PORT } from './inspector-forward.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -115,8 +116,14 @@ export class IsolatedPoolWorker implements PoolWorker {
     debug('starting sandbox for %s', project.name || project.config.root)
     await this.supervisor.prepare(project.vitest)
     this.run.launching()
+    // --inspect: the inspector listens inside the private network; main forwards the host's port.
+    const inspector = project.vitest.config.inspector
+    const inspectorForward = inspector?.enabled && this.resolved.network === 'loopback'
+      ? this.supervisor.inspector(inspector.port ?? DEFAULT_INSPECTOR_PORT, inspector.host ?? '127.0.0.1')
+      : undefined
     let launched
     try {
+      await inspectorForward?.listen()
       const { view, hide } = projectView(project, this.resolved)
       this.guard = new RpcGuard(view, project.config.root)
       launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () => this.supervisor.launch({
@@ -127,6 +134,7 @@ export class IsolatedPoolWorker implements PoolWorker {
         projectRoot: project.config.root,
         hide,
         coverageDir: coverageFilesDirectory(project.serializedConfig),
+        netControl: inspectorForward !== undefined,
       }))
     }
     catch (error) {
@@ -134,6 +142,7 @@ export class IsolatedPoolWorker implements PoolWorker {
       throw error
     }
     const { sandbox, cgroup } = launched
+    inspectorForward?.attach(sandbox)
     this.guard.coverageFiles = launched.coverage
     this._sandbox = sandbox
     this.run.launched(sandbox, cgroup)

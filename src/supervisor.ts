@@ -16,6 +16,8 @@ import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
 import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
+import { exposedVersion, hostPortsNow } from './host-ports.js'
+import { InspectorForward } from './inspector-forward.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -29,10 +31,12 @@ export interface Launched {
   exited: boolean
   /** Its own coverage files directory (Vitest 5 with coverage on), removed when it exits. */
   coverage?: CoverageFiles
+  /** The exposeHostPort() version it was spawned under (src/host-ports.ts). */
+  portsVersion: number
 }
 
 /** What a sandbox is launched with: the spawn request, and where its worker writes coverage files. */
-export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable'> & {
+export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable' | 'hostPorts'> & {
   /** Vitest 5's coverage files directory as the worker's config names it (src/compat.ts). */
   coverageDir?: string
 }
@@ -87,6 +91,7 @@ export class Supervisor {
     // Spares left at the end of the run are killed with their cgroups. Once nothing is left, the
     // exit hook goes too (a watch-mode restart makes a new supervisor).
     vitest.onClose?.(async () => {
+      this.inspectorForward?.close()
       await this.discardSpares()
       if (this.live.size === 0 && this.liveCgroups.size === 0) process.off('exit', onExit)
     })
@@ -170,8 +175,10 @@ export class Supervisor {
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
       const writable = coverage ? [{ source: coverage.hostDir, target: coverage.target }] : undefined
-      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable })
-      const launched: Launched = { sandbox, cgroup, exited: false, coverage }
+      const portsVersion = exposedVersion()
+      const hostPorts = hostPortsNow(this.options)
+      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, hostPorts })
+      const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
       this.live.add(launched)
       void sandbox.exited.then(() => {
         launched.exited = true
@@ -205,6 +212,8 @@ export class Supervisor {
         return spare.launched // rejects with the spawn's error, as a fresh spawn would
       }
       if (launched.exited) await launched.cgroup?.remove()
+      // Booted before a globalSetup exposed a port: it cannot reach it, so it is not used.
+      else if (launched.portsVersion !== exposedVersion()) await this.dispose(launched)
       else got = launched
     }
     if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
@@ -254,14 +263,30 @@ export class Supervisor {
     this.spares.clear()
     await Promise.all(all.map(async (spare) => {
       const launched = await spare.settled
-      if (!launched) return
-      launched.sandbox.kill('SIGKILL')
-      launched.sandbox.ipc.destroy()
-      launched.sandbox.stdout.destroy()
-      launched.sandbox.stderr.destroy()
-      await launched.sandbox.exited
-      await launched.cgroup?.remove()
+      if (launched) await this.dispose(launched)
     }))
+  }
+
+  /** Kills an unused sandbox and removes its cgroup. */
+  private async dispose(launched: Launched): Promise<void> {
+    debug('sandbox %d: discarded unused', launched.sandbox.pid)
+    launched.sandbox.kill('SIGKILL')
+    launched.sandbox.ipc.destroy()
+    launched.sandbox.stdout.destroy()
+    launched.sandbox.stderr.destroy()
+    await launched.sandbox.exited
+    await launched.cgroup?.remove()
+  }
+
+  private inspectorForward: InspectorForward | undefined
+
+  /**
+   * The host's end of the debugger (`--inspect`): one listener on the host for the run, that
+   * leads to the inspector of the sandbox whose file runs now. Created on first use.
+   */
+  inspector(port: number, host: string): InspectorForward {
+    this.inspectorForward ??= new InspectorForward(port, host)
+    return this.inspectorForward
   }
 
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */

@@ -32,6 +32,7 @@ struct PlanStorage {
   std::vector<char *> envp;
   std::vector<plan_op> ops;
   std::vector<sock_filter> filter;
+  std::vector<uint16_t> ports;
   plan p{};
 
   const char *keep(const std::string &s) {
@@ -186,6 +187,26 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
       s.p.stdio[i] = e.As<Napi::Number>().Int32Value();
     }
   }
+  // hostPorts: the ports init listens on inside (ports.c); absent for none.
+  Napi::Value ports_v = o.Get("hostPorts");
+  if (!ports_v.IsUndefined()) {
+    if (!ports_v.IsArray()) {
+      err = "hostPorts must be an array of ports";
+      return false;
+    }
+    Napi::Array a = ports_v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value e = a.Get(i);
+      double port = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : 0;
+      if (port < 1 || port > 65535 || port != (double)(uint16_t)port) {
+        err = "hostPorts[" + std::to_string(i) + "] must be a port from 1 to 65535";
+        return false;
+      }
+      s.ports.push_back((uint16_t)port);
+    }
+  }
+  s.p.ports = s.ports.data();
+  s.p.port_count = (uint32_t)s.ports.size();
   s.p.hostname = s.keep(hostname);
   s.p.cwd = s.keep(cwd);
   s.p.exec_path = s.keep(exec_path);
@@ -286,6 +307,7 @@ class SpawnWorker : public Napi::AsyncWorker {
     r.Set("ipcFd", result_.ipc);
     r.Set("stdoutFd", result_.out_r);
     r.Set("stderrFd", result_.errout_r);
+    r.Set("netFd", result_.net);
     deferred_.Resolve(r);
   }
 
@@ -484,6 +506,39 @@ Napi::Value BeneathRemove(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// One message from init's net socket (ports.c): { data, fds } (fds O_CLOEXEC),
+// or null at EOF. Waits up to timeoutMs; throws an Error with errno (EAGAIN
+// when nothing came in time).
+Napi::Value RecvFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    TypeErr(env, "recvFds(fd, timeoutMs)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  char buf[64];
+  int fds[8];
+  int nfds = 0;
+  int n = recv_fds(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), buf, sizeof buf,
+                   fds, 8, &nfds);
+  if (n < 0) {
+    int e = errno;
+    const char *code = strerrorname_np(e);
+    Napi::Error error = Napi::Error::New(env, std::string("[vitest-pool-isolated] recvmsg from the sandbox's init: ") +
+                                                  (code ? code : "EUNKNOWN") + ": " + strerror(e));
+    error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+    error.Set("errno", Napi::Number::New(env, e));
+    error.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (n == 0 && nfds == 0) return env.Null();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("data", Napi::Buffer<char>::Copy(env, buf, (size_t)n));
+  Napi::Array a = Napi::Array::New(env, (size_t)nfds);
+  for (int i = 0; i < nfds; i++) a.Set((uint32_t)i, fds[i]);
+  r.Set("fds", a);
+  return r;
+}
+
 // isolated-init sits next to this .node file (CMakeLists.txt puts it there).
 std::string InitPath() {
   Dl_info info{};
@@ -510,6 +565,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mkdirBeneath", Napi::Function::New(env, BeneathMkdirs));
   exports.Set("writeBeneath", Napi::Function::New(env, BeneathWrite));
   exports.Set("removeBeneath", Napi::Function::New(env, BeneathRemove));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   return exports;
 }
 

@@ -450,6 +450,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   if (chdir(plan->cwd) != 0) fail(STEP_chdir, -1);
 
   if (plan->flags & PLAN_LOOPBACK) loopback_up();
+  host_ports_in_child(plan, fds->net, fail);
   if (sethostname(plan->hostname, strlen(plan->hostname)) != 0) fail(STEP_hostname, -1);
 
   /* init forwards these to the worker; PID 1 ignores what it has no handler for. */
@@ -459,6 +460,16 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   sa.sa_flags = SA_RESTART;
   int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (unsigned i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+
+  /* Serving Vitest's socket requests, init waits for SIGCHLD on a signalfd
+   * (ports.c): blocked from before the worker exists, so none is missed. The
+   * worker unblocks every signal before its execve. */
+  if (plan->flags & PLAN_NET_CTL) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+  }
 
   /* A raw clone, not fork(): nothing of glibc's fork machinery (atfork
    * handlers, its locks) is wanted between setup and the worker's execve. */
@@ -477,6 +488,11 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
 
   /* Reap everything; leave with the worker. Exiting PID 1 makes the kernel
    * kill whatever is left in the namespace (detached servers, sleeps). */
+  if (plan->flags & PLAN_NET_CTL) {
+    int status = reap_serving(pid, fds->net);
+    write_all(fds->status_w, &status, sizeof status);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
   for (;;) {
     int status;
     pid_t r = waitpid(-1, &status, 0);

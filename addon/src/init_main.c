@@ -24,7 +24,7 @@ int main(void) {
   sigprocmask(SIG_SETMASK, &none, NULL);
   const struct child_fds fds = {.sync_r = INIT_FD_SYNC, .err_w = INIT_FD_ERR, .status_w = INIT_FD_STATUS,
                                 .ipc = INIT_FD_IPC, .out_w = INIT_FD_OUT, .errout_w = INIT_FD_ERROUT,
-                                .in_r = INIT_FD_IN};
+                                .in_r = INIT_FD_IN, .net = INIT_FD_NET};
   static struct plan plan;
   if (plan_read(INIT_FD_PLAN, &plan) != 0) {
     struct setup_failure f = {.step = STEP_read_plan, .err = errno ? errno : EIO, .op_index = -1};

@@ -11,7 +11,7 @@
 #include "sandbox.h"
 
 #define PLAN_MAGIC 0x4e4c5049u /* "IPLN" */
-#define PLAN_VERSION 1u
+#define PLAN_VERSION 2u
 
 struct buf {
   char *data;
@@ -84,6 +84,8 @@ int plan_write(const struct plan *p, int fd) {
   }
   put_u32(&b, p->seccomp_len);
   if (p->seccomp_len) put(&b, p->seccomp, sizeof(struct sock_filter) * p->seccomp_len);
+  put_u32(&b, p->port_count);
+  for (uint32_t i = 0; i < p->port_count; i++) put_u32(&b, p->ports[i]);
   if (b.failed) {
     free(b.data);
     errno = ENOMEM;
@@ -209,6 +211,16 @@ int plan_read(int fd, struct plan *p) {
   p->ops = ops;
   p->seccomp_len = (uint16_t)take_u32(&r);
   if (p->seccomp_len) p->seccomp = take(&r, sizeof(struct sock_filter) * p->seccomp_len);
+  p->port_count = take_u32(&r);
+  if (r.failed || p->port_count > 65535) goto bad;
+  uint16_t *ports = calloc(p->port_count ? p->port_count : 1, sizeof *ports);
+  if (!ports) return -1;
+  for (uint32_t i = 0; i < p->port_count; i++) {
+    uint32_t port = take_u32(&r);
+    if (port == 0 || port > 65535) goto bad;
+    ports[i] = (uint16_t)port;
+  }
+  p->ports = ports;
   if (r.failed || r.p != r.end) goto bad;
   return 0;
 bad:

@@ -71,6 +71,7 @@ enum plan_flags {
   PLAN_NEW_NET = 1u << 0,  /* new network namespace */
   PLAN_LOOPBACK = 1u << 1, /* bring lo up in it */
   PLAN_TTY = 1u << 2,      /* the worker's fd 0 is a terminal: it becomes its controlling tty (shell) */
+  PLAN_NET_CTL = 1u << 3,  /* init keeps INIT_FD_NET and makes sockets of its netns on request (ports.c) */
 };
 
 struct plan {
@@ -98,6 +99,10 @@ struct plan {
    * (`vitest-pool-isolated shell`); -1 for the default. Passed as fds, not
    * in the plan image. */
   int stdio[3];
+  /* hostPorts: init listens on 127.0.0.1 (and ::1) at each inside the new
+   * network namespace and hands the listening fds to Vitest (ports.c). */
+  const uint16_t *ports;
+  uint32_t port_count;
 };
 
 /* What the child reports when a step fails; EOF instead means execve worked. */
@@ -116,6 +121,7 @@ struct child_fds {
   int out_w;    /* becomes fd 1 */
   int errout_w; /* becomes fd 2 */
   int in_r;     /* becomes fd 0 (/dev/null unless the plan gives one) */
+  int net;      /* AF_UNIX seqpacket to Vitest: listening fds, then sockets on request (ports.c) */
 };
 
 /* Never returns. Runs in isolated-init (PID 1 of the new PID namespace). */
@@ -132,6 +138,7 @@ enum init_fd {
   INIT_FD_OUT,
   INIT_FD_ERROUT,
   INIT_FD_IN,
+  INIT_FD_NET,
   INIT_FD_END
 };
 
@@ -155,6 +162,7 @@ struct spawn_result {
   int out_r;    /* -1 when the plan gave the worker's stdout */
   int errout_r; /* -1 when the plan gave the worker's stderr */
   int failed_op; /* on failure: the plan op a parent-side step failed on, else -1 */
+  int net;      /* our end of init's INIT_FD_NET (ports.c) */
 };
 
 /* Parent side (idmap.c): the idmapped clones for the plan's OPF_IDMAP ops,
@@ -184,6 +192,26 @@ int probe_clone(uint64_t flags);
  * size; returns 0 or -1 with errno. pty_resize sets the size on the master. */
 int pty_open(int *master, int *slave, unsigned short cols, unsigned short rows);
 int pty_resize(int master, unsigned short cols, unsigned short rows);
+
+/* ports.c, in isolated-init after lo is up and before the worker is forked:
+ * listens on 127.0.0.1:<port> (and [::1]:<port> when lo has it) for each
+ * port of the plan and sends the fds over net, one message per port.
+ * Fails the step host_ports with the port's index. Closes net unless the
+ * plan keeps it (PLAN_NET_CTL). */
+typedef void (*step_fail_fn)(enum step, int) __attribute__((noreturn));
+void host_ports_in_child(const struct plan *plan, int net, step_fail_fn fail);
+
+/* ports.c, init's last loop when the plan keeps net: reaps every child (a
+ * signalfd for SIGCHLD) and answers each request byte on net with a fresh
+ * AF_INET stream socket of this network namespace. Returns the worker's
+ * wait status once it was reaped. SIGCHLD must be blocked since before the
+ * worker was forked. */
+int reap_serving(pid_t worker, int net);
+
+/* ports.c, in the addon: one message of a seqpacket socket with the fds it
+ * carries (MSG_DONTWAIT after polling up to timeout_ms). Returns the payload
+ * length (0 at EOF), or -1 with errno (EAGAIN: nothing came in time). */
+int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fds, int *nfds);
 
 #ifdef __cplusplus
 }

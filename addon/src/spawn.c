@@ -183,6 +183,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   /* [0] read end, [1] write end, every one O_CLOEXEC. */
   int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, status_p[2] = {-1, -1};
   int ipc[2] = {-1, -1}, out_p[2] = {-1, -1}, errout_p[2] = {-1, -1}, in_p[2] = {-1, -1};
+  int net[2] = {-1, -1}; /* seqpacket: init's listening fds and sockets (ports.c) */
   int plan_fd = -1;
   *failed_step = STEP_clone;
   out->failed_op = -1;
@@ -204,13 +205,14 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
                  (plan->stdio[2] < 0 || (errout_p[1] = fcntl(plan->stdio[2], F_DUPFD_CLOEXEC, 0)) >= 0);
   if (!given_ok || (in_p[0] < 0 && (in_p[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) ||
       pipe2(sync_p, O_CLOEXEC) || pipe2(err_p, O_CLOEXEC) || pipe2(status_p, O_CLOEXEC | O_NONBLOCK) ||
-      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ipc) || (out_p[1] < 0 && pipe2(out_p, O_CLOEXEC)) ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ipc) ||
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, net) || (out_p[1] < 0 && pipe2(out_p, O_CLOEXEC)) ||
       (errout_p[1] < 0 && pipe2(errout_p, O_CLOEXEC)) || (plan_fd = memfd_create("isolated-plan", MFD_CLOEXEC)) < 0 ||
       plan_write(plan, plan_fd) != 0) {
     int saved = errno;
     int all[] = {sync_p[0], sync_p[1], err_p[0], err_p[1], status_p[0], status_p[1],
-                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd, in_p[0]};
-    close_all(all, 14);
+                 ipc[0], ipc[1], out_p[0], out_p[1], errout_p[0], errout_p[1], plan_fd, in_p[0], net[0], net[1]};
+    close_all(all, 16);
     idmap_release(mount_fds, mount_count);
     errno = saved;
     return -1;
@@ -219,7 +221,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   fcntl(status_p[1], F_SETFL, 0);
 
   struct exec_child child = {
-      .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]},
+      .fds = {plan_fd, sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0], net[1]},
       .init_fd = init_fd,
       .mount_fds = mount_fds,
       .mount_count = mount_count,
@@ -276,11 +278,11 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   close(plan_fd);
   idmap_release(mount_fds, mount_count);
 
-  int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0]};
-  close_all(child_ends, 7);
-  int ours[] = {sync_p[1], err_p[0], status_p[0], ipc[0], out_p[0], errout_p[0]};
+  int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0], net[1]};
+  close_all(child_ends, 8);
+  int ours[] = {sync_p[1], err_p[0], status_p[0], ipc[0], out_p[0], errout_p[0], net[0]};
   if (pid < 0) {
-    close_all(ours, 6);
+    close_all(ours, 7);
     errno = saved;
     return -1;
   }
@@ -291,7 +293,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
     }
     close(pidfd);
-    close_all(ours, 6);
+    close_all(ours, 7);
     errno = child.err;
     return -1;
   }
@@ -307,7 +309,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
     }
     close(pidfd);
-    close_all(ours, 6);
+    close_all(ours, 7);
     errno = saved;
     return -1;
   }
@@ -320,5 +322,6 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   out->ipc = ipc[0];
   out->out_r = out_p[0];
   out->errout_r = errout_p[0];
+  out->net = net[0];
   return 0;
 }

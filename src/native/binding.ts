@@ -45,6 +45,8 @@ export interface NativePlan {
    * stdoutFd/stderrFd are -1); `vitest-pool-isolated shell` uses it. -1 keeps the default.
    */
   stdio?: [number, number, number]
+  /** Ports init listens on inside (127.0.0.1 and ::1) and hands over on netFd (addon/src/ports.c). */
+  hostPorts?: number[]
 }
 
 export interface NativeSpawned {
@@ -56,6 +58,8 @@ export interface NativeSpawned {
   ipcFd: number
   stdoutFd: number
   stderrFd: number
+  /** Our end of init's seqpacket socket: one message per host port, then sockets on request (PLAN_NET_CTL). */
+  netFd: number
 }
 
 /** How a spawn that failed in the parent (clone, id maps) is reported. */
@@ -103,6 +107,11 @@ export interface NativeAddon {
   writeBeneath(base: string, path: string, data: Buffer): void
   /** Unlinks a regular file; a missing one is fine, anything else is refused. */
   removeBeneath(base: string, path: string): void
+  /**
+   * One message from init's net socket: its bytes and the fds it carried (O_CLOEXEC), or null at
+   * EOF. Waits up to timeoutMs; throws an Error with `code`/`errno` (EAGAIN: nothing in time).
+   */
+  recvFds(fd: number, timeoutMs: number): { data: Buffer; fds: number[] } | null
 }
 
 /**

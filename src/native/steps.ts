@@ -3,7 +3,7 @@ export const STEPS = [
   'clone', 'exec_init', 'setgroups', 'uid_map', 'gid_map',
   'read_plan', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base', 'root_tmpfs',
   'mkdir', 'bind', 'tmpfs', 'idmap', 'overlay', 'proc', 'devpts', 'symlink', 'write_file', 'seal', 'detach_oldroot',
-  'pivot_root', 'chdir', 'loopback', 'hostname', 'fork_worker',
+  'pivot_root', 'chdir', 'loopback', 'host_ports', 'hostname', 'fork_worker',
   'dup_fds', 'close_fds', 'set_ids', 'drop_caps', 'no_new_privs', 'seccomp', 'exec',
 ] as const
 
@@ -16,7 +16,7 @@ export const STEP_SYSCALL: Record<Step, string> = {
   base_tmpfs: 'mount', pivot_base: 'pivot_root', root_tmpfs: 'mount', mkdir: 'mkdir', bind: 'mount',
   tmpfs: 'mount', idmap: 'mount_setattr', overlay: 'mount', proc: 'mount', devpts: 'mount', symlink: 'symlink', write_file: 'write',
   seal: 'mount_setattr', detach_oldroot: 'umount2', pivot_root: 'pivot_root', chdir: 'chdir',
-  loopback: 'ioctl', hostname: 'sethostname', fork_worker: 'clone', dup_fds: 'dup2',
+  loopback: 'ioctl', host_ports: 'listen', hostname: 'sethostname', fork_worker: 'clone', dup_fds: 'dup2',
   close_fds: 'close_range', set_ids: 'setresuid', drop_caps: 'capset', no_new_privs: 'prctl', seccomp: 'prctl',
   exec: 'execve',
 }

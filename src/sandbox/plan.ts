@@ -13,7 +13,7 @@ import { seccompFilter } from './seccomp.js'
 /** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
 export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9, overlay: 10 } as const
 export const OPF = { ro: 1, file: 2, optional: 4, dev: 8, idmap: 16 } as const
-export const PLAN = { newNet: 1, loopback: 2, tty: 4 } as const
+export const PLAN = { newNet: 1, loopback: 2, tty: 4, netCtl: 8 } as const
 
 /** The unprivileged id the worker gets when Vitest runs as root (nobody/nogroup). */
 export const ROOT_WORKER_ID = 65534
@@ -57,9 +57,13 @@ export interface PlanInput {
    * binds (Vitest 5's coverage files directory, src/coverage-files.ts).
    */
   writable?: readonly { source: string; target: string }[]
+  /** Ports init listens on inside for the host forward (network 'loopback' only). */
+  hostPorts?: readonly number[]
+  /** Init keeps a control socket for main (the debugger's way in). */
+  netControl?: boolean
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -153,7 +157,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
 
   const network = options.network
   return {
-    flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0),
+    flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0)
+      | (netControl && network === 'loopback' ? PLAN.netCtl : 0),
     uidMap,
     gidMap,
     workerUid,
@@ -167,6 +172,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     ops,
     // A writable host bind: no set-user-ID or set-group-ID file may be made there (seccomp.ts).
     ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
+    // Only a private loopback needs (and has room for) a forward: 'host' reaches the port itself.
+    ...(hostPorts.length > 0 && network === 'loopback' ? { hostPorts: [...hostPorts] } : {}),
   }
 }
 

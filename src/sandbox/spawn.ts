@@ -17,7 +17,8 @@ import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
 import { auditAreas } from '../audit.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
 import { hostLayout } from './host-layout.js'
-import { buildPlan, OP, workerUidOf } from './plan.js'
+import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
+import { buildPlan, OP, PLAN, workerUidOf } from './plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -39,6 +40,10 @@ export interface SpawnRequest {
   hide?: readonly string[]
   /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
   writable?: readonly { source: string; target: string }[]
+  /** Host services reachable inside at 127.0.0.1:<port> (options.hostPorts plus exposeHostPort's). */
+  hostPorts?: readonly { port: number; host: string }[]
+  /** Keep a control socket to init so main can connect to the worker's inspector inside. */
+  netControl?: boolean
 }
 
 export interface SandboxExit {
@@ -56,6 +61,8 @@ export interface Sandbox {
   readonly stderr: Readable
   /** Resolves once init has exited and been reaped; never rejects. */
   readonly exited: Promise<SandboxExit>
+  /** What main holds of the sandbox's network: listening sockets, the inspector's way in. */
+  readonly net: SandboxNet
   /** SIGTERM: init forwards it to the worker. SIGKILL: init dies and the kernel kills everything inside. */
   kill(signal?: 'SIGTERM' | 'SIGKILL'): void
 }
@@ -71,10 +78,17 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     env: req.env,
     hide: req.hide,
     writable: req.writable,
+    hostPorts: req.hostPorts?.map(p => p.port),
+    netControl: req.netControl,
   })
   // The audit's hooks need to know which places are the sandbox's own; only then are they loaded.
   if (req.options.audit) plan.envp.push(`${AUDIT_ENV}=${JSON.stringify(auditAreas(plan.ops))}`)
-  return spawnPlan(plan, req.cgroup)
+  const sandbox = await spawnPlan(plan, req.cgroup)
+  if (req.hostPorts?.length) {
+    const forward = forwardHostPorts(sandbox.net.listeners, new Map(req.hostPorts.map(p => [p.port, p.host])))
+    void sandbox.exited.then(() => forward.close())
+  }
+  return sandbox
 }
 
 /** Spawns an already built plan (integration tests use this to reach every setup step). */
@@ -96,7 +110,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     cgroup?.attach(raw.pid)
   } catch (error) {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error })
   }
@@ -105,11 +119,21 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
 
   const failure = await readFailure(raw.errFd)
   if (failure) {
-    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
     await exited
     throw setupError(plan, failure)
   }
   debug('sandbox %d: worker exec\'d', raw.pid)
+  let sandboxNet: SandboxNet
+  try {
+    sandboxNet = openSandboxNet(addon, raw.netFd, plan.hostPorts ?? [], (plan.flags & PLAN.netCtl) !== 0)
+  }
+  catch (error) {
+    addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
+    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
+    await exited
+    throw error
+  }
 
   const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
   // -1: the plan handed the worker fds of the caller's (plan.stdio), so there is nothing to read.
@@ -119,6 +143,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
   let done = false
   const exit = exited.then((e): SandboxExit => {
     done = true
+    sandboxNet.close()
     debug('sandbox %d exited: %o', raw.pid, e)
     return {
       code: e.code ?? (e.signal === null && e.initCode !== null ? e.initCode : null),
@@ -131,6 +156,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     stdout,
     stderr,
     exited: exit,
+    net: sandboxNet,
     kill(signal = 'SIGTERM') {
       if (done) return
       const errno = addon.signal(raw.pidfd, os.constants.signals[signal])
@@ -182,6 +208,8 @@ function setupError(plan: NativePlan, f: NativeStepError): SandboxSetupError {
 
 /** The path a failure is about: the op's source for a missing bind source, else its target. */
 function pathOf(plan: NativePlan, step: Step, opIndex: number): string | undefined {
+  // host_ports counts in the plan's ports, not its mount ops.
+  if (step === 'host_ports') return plan.hostPorts?.[opIndex] === undefined ? undefined : `127.0.0.1:${plan.hostPorts[opIndex]}`
   const op = opIndex >= 0 ? plan.ops[opIndex] : undefined
   if (op) return op.src && (step === 'idmap' || (step === 'bind' && (op.kind === OP.bind || op.kind === OP.overlay))) ? op.src : op.dst
   if (step === 'exec') return plan.execPath

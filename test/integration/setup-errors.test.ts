@@ -100,6 +100,11 @@ const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan
       p.ops = p.ops.filter((op) => op.kind !== OP.mkdir)
     },
   },
+  {
+    // The second listener on the same port inside: what a taken port looks like, named by port.
+    step: 'host_ports', code: 'EADDRINUSE', path: '127.0.0.1:4999',
+    mutate: (p) => { p.hostPorts = [4999, 4999] },
+  },
   { step: 'hostname', code: 'EINVAL', mutate: (p) => { p.hostname = 'h'.repeat(65) } },
   { step: 'set_ids', code: 'EINVAL', mutate: (p) => { p.workerUid = 12345 } },
   {

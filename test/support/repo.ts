@@ -68,7 +68,14 @@ export function copyFixtureTree(name: string, target: string): void {
     const config = path.join(target, 'vitest.config.ts')
     const text = fs.readFileSync(config, 'utf8')
     if (!text.includes('\'../../dist/index.js\'')) throw new Error(`${config} does not import the plugin from ../../dist/index.js`)
-    fs.writeFileSync(config, text.replace('\'../../dist/index.js\'', JSON.stringify(path.join(DIST_DIR, 'index.js')).replace(/"/g, '\'')))
+    const distByPath = JSON.stringify(path.join(DIST_DIR, 'index.js')).replace(/"/g, '\'')
+    fs.writeFileSync(config, text.replace('\'../../dist/index.js\'', distByPath))
+    // A globalSetup may import the package too (exposeHostPort): the same rewrite.
+    for (const file of fs.readdirSync(target)) {
+      if (!/^global-setup.*\.ts$/.test(file)) continue
+      const setup = path.join(target, file)
+      fs.writeFileSync(setup, fs.readFileSync(setup, 'utf8').replace('\'../../dist/index.js\'', distByPath))
+    }
   }
 }
 

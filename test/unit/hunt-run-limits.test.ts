@@ -44,7 +44,7 @@ test('the last file of a run boots the first sandbox of the next run, with the n
   const seen: unknown[] = []
   const launch = async () => {
     seen.push({ ...supervisor.limits })
-    return { sandbox: { kill() {}, ipc: { destroy() {} }, stdout: { destroy() {} }, stderr: { destroy() {} }, exited: Promise.resolve() }, cgroup: undefined, exited: false } as never
+    return { sandbox: { kill() {}, ipc: { destroy() {} }, stdout: { destroy() {} }, stderr: { destroy() {} }, exited: Promise.resolve() }, cgroup: undefined, exited: false, portsVersion: 0 } as never
   }
   const key = {}
   setRunLimits(vitest, { cpus: 0.25, memoryBytes: undefined, next: { cpus: 1, memoryBytes: 128 << 20 } })

@@ -80,6 +80,7 @@ test('the package exports only the public API', () => {
     'ProtocolError',
     'SandboxSetupError',
     'SandboxUnsupportedError',
+    'exposeHostPort',
     'isolated',
     'isolatedPool',
   ])

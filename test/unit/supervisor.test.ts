@@ -25,7 +25,7 @@ function fakeLaunch(): { launch: () => Promise<Launched>; launched: Launched[]; 
           exit()
         },
       } as unknown as Sandbox
-      const l: Launched = { sandbox, cgroup: undefined, exited: false }
+      const l: Launched = { sandbox, cgroup: undefined, exited: false, portsVersion: 0 }
       launched.push(l)
       return l
     },
