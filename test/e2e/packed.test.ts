@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import tmp from 'tmp'
 import { afterAll, beforeAll, expect, test } from 'vitest'
@@ -122,3 +123,104 @@ test.skipIf(optOut)('packed: a fresh `npm init -y` project (CommonJS) follows th
   const report = JSON.parse(json) as { numPassedTests: number, success: boolean }
   expect({ passed: report.numPassedTests, success: report.success }).toEqual({ passed: 1, success: true })
 }, 300_000)
+
+/** A TCP server on the host's 127.0.0.1 that answers every connection with `text`. */
+async function hostServer(text: string): Promise<{ port: number, close: () => Promise<void> }> {
+  const server = net.createServer(socket => socket.end(text))
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise(resolve => server.close(() => resolve())) }
+}
+
+test.skipIf(optOut)('packed: host services by declaration and the audit, as issue 11 puts it to a user\'s project', async () => {
+  const dir = path.join(project!.name, 'services')
+  fs.mkdirSync(path.join(dir, 'test'), { recursive: true })
+  fs.writeFileSync(path.join(dir, 'vitest.config.ts'), [
+    "import { defineConfig } from 'vitest/config'",
+    "import { isolated } from 'vitest-pool-isolated'",
+    "export default defineConfig({ plugins: [isolated({ report: { file: 'isolated-report.json' } })] })",
+    '',
+  ].join('\n'))
+  fs.writeFileSync(path.join(dir, 'test', 'service.test.ts'), [
+    "import net from 'node:net'",
+    "import { expect, test } from 'vitest'",
+    'function ask(port: number): Promise<string> {',
+    '  return new Promise((resolve, reject) => {',
+    "    let data = ''",
+    "    net.connect(port, '127.0.0.1').on('data', d => { data += d }).on('end', () => resolve(data)).on('error', reject)",
+    '  })',
+    '}',
+    "test('the declared port answers, twice', async () => {",
+    "  expect(await ask(Number(process.env.P1))).toBe('hi')",
+    "  expect(await ask(Number(process.env.P1))).toBe('hi')",
+    '})',
+    "test('the other host port is refused', async () => {",
+    "  await expect(ask(Number(process.env.P2))).rejects.toMatchObject({ code: 'ECONNREFUSED' })",
+    '})',
+    '',
+  ].join('\n'))
+  fs.writeFileSync(path.join(dir, 'test', 'hermetic.test.ts'), [
+    "import fs from 'node:fs'",
+    "import net from 'node:net'",
+    "import { expect, test } from 'vitest'",
+    "test('tries a project write, a /tmp write and a TEST-NET connect', async () => {",
+    '  // The connect is harmless only in a network namespace other than the host\'s.',
+    "  expect(fs.readlinkSync('/proc/self/ns/net')).not.toBe(process.env.HOST_NETNS)",
+    "  fs.writeFileSync('/tmp/scratch.txt', 'ok')",
+    "  expect(() => fs.writeFileSync(new URL('../audit-write.txt', import.meta.url), 'x')).toThrow(/EROFS/)",
+    '  await new Promise<void>((resolve) => {',
+    "    const s = net.connect(9, '192.0.2.1')",
+    "    s.on('error', () => resolve()).on('connect', () => { s.destroy(); resolve() })",
+    '  })',
+    '})',
+    '',
+  ].join('\n'))
+  const p1 = await hostServer('hi')
+  const p2 = await hostServer('not for the sandbox')
+  try {
+    const run = await runVitest({
+      root: dir, pool: 'isolated', cli, cwd: dir,
+      env: {
+        P1: String(p1.port), P2: String(p2.port), HOST_NETNS: fs.readlinkSync('/proc/self/ns/net'),
+        VITEST_ISOLATED_HOST_PORTS: String(p1.port), VITEST_ISOLATED_AUDIT: '1',
+      },
+    })
+    expect(failedTests(run.report!, dir), describeRun(run)).toEqual([])
+    expect(run.exitCode, describeRun(run)).toBe(0)
+    const records = JSON.parse(fs.readFileSync(path.join(dir, 'isolated-report.json'), 'utf8')) as { file: string, audit?: { writes: string[], network: string[] } }[]
+    const hermetic = records.find(r => r.file.endsWith('hermetic.test.ts'))!
+    expect(hermetic.audit!.writes).toEqual([`writeFile ${path.join(dir, 'audit-write.txt')} (EROFS)`])
+    expect(hermetic.audit!.network).toEqual(['192.0.2.1:9/tcp'])
+    expect(records.find(r => r.file.endsWith('service.test.ts'))!.audit).toMatchObject({ writes: [], network: [] })
+    expect(run.output).toMatch(/audit {7}1 of 2 files tried to write outside the sandbox or to reach the network/)
+    expect(run.output).toContain('hermetic.test.ts: 1 write (writeFile audit-write.txt (EROFS)); 1 network attempt (192.0.2.1:9/tcp)')
+    expect(fs.existsSync(path.join(dir, 'audit-write.txt')), 'the project write reached the host').toBe(false)
+    expect(leftCgroups(), 'cgroups left after the run').toEqual([])
+  }
+  finally {
+    await p1.close()
+    await p2.close()
+  }
+}, 300_000)
+
+/** Per-file cgroups of Vitest runs that are gone (a live run's are its own business). */
+function leftCgroups(): string[] {
+  const left: string[] = []
+  for (const base of ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified']) {
+    let names: string[] = []
+    try {
+      names = fs.readdirSync(base)
+    }
+    catch {}
+    for (const name of names) {
+      const m = /^vitest-isolated-(\d+)-/.exec(name)
+      if (!m) continue
+      try {
+        process.kill(Number(m[1]), 0)
+      }
+      catch {
+        left.push(path.join(base, name))
+      }
+    }
+  }
+  return left
+}
