@@ -345,6 +345,22 @@ const ENV = v.pipe(
   ),
 )
 
+/**
+ * valibot's record leaves out the keys `__proto__`, `constructor` and `prototype` (a guard against
+ * prototype pollution); as environment variable names they are legal, and dropping one silently
+ * would lose it. Copied over as own data properties, checked like any other entry.
+ */
+function withSpecialNames(parsed: Record<string, string> | undefined, input: unknown, refuse: (name: string, value: unknown) => void): Record<string, string> | undefined {
+  if (!isPlainObject(input)) return parsed
+  for (const name of ['__proto__', 'constructor', 'prototype']) {
+    if (!Object.hasOwn(input, name)) continue
+    const value = Object.getOwnPropertyDescriptor(input, name)!.value as unknown
+    if (typeof value !== 'string' || value.includes('\0')) refuse(name, value)
+    else if (parsed !== undefined) Object.defineProperty(parsed, name, { value, enumerable: true, writable: true, configurable: true })
+  }
+  return parsed
+}
+
 const REPORT = strict({ file: v.optional(PATH), summary: v.optional(v.boolean(TRUE_OR_FALSE), true) }, 'must be an object like { file: \'isolated-report.json\' }')
 
 const SYSCALL = v.custom<string | number>(
@@ -442,7 +458,9 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
   const tmpSizeBytes = parse(SIZE, input.tmpSize, { option: 'tmpSize' }) ?? sizeToBytes(DEFAULT_TMP_SIZE)!
   const mounts: ResolvedMount[] = (parse(MOUNTS, input.mounts, { option: 'mounts' }) ?? [])
     .map(m => (m.kind === 'tmpfs' ? { ...m, sizeBytes: m.sizeBytes ?? tmpSizeBytes } : m))
-  const extraEnv = parse(ENV, input.env, { option: 'env' })
+  const extraEnv = withSpecialNames(parse(ENV, input.env, { option: 'env' }), input.env, (name, value) => {
+    problems.push({ option: `env.${name}`, message: `option "env.${name}" must be a string without NUL characters; received ${describe(value)}` })
+  })
   const report = parse(REPORT, input.report, { option: 'report' })
   const reportText = fromEnv('VITEST_ISOLATED_REPORT')
   const reportFile = (reportText === undefined ? undefined : parse(PATH, reportText, { option: 'report.file', variable: 'VITEST_ISOLATED_REPORT', raw: reportText })) ?? report?.file

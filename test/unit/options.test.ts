@@ -454,3 +454,9 @@ describe('audit and projectWrites', () => {
     expect(problemsOf({ projectWrite: 'discard' }).problems[0].message).toContain('did you mean "projectWrites"?')
   })
 })
+
+test('env names the schema library treats specially (__proto__, constructor, prototype) are kept, and checked', () => {
+  const env = JSON.parse('{"constructor":"a","__proto__":"b","prototype":"c","X":"d"}') as Record<string, string>
+  expect(Object.entries(resolveOptions({ env }, {}).env).sort()).toEqual([['X', 'd'], ['__proto__', 'b'], ['constructor', 'a'], ['prototype', 'c']])
+  expect(problemsOf({ env: JSON.parse('{"constructor":5}') }).problems).toEqual([{ option: 'env.constructor', message: 'option "env.constructor" must be a string without NUL characters; received 5' }])
+})
