@@ -18,7 +18,7 @@ function run(pool: Pool, env: Record<string, string | undefined> = {}) {
   const copy = copyFixture('discard')
   copies.push(copy)
   // a.test.ts runs to the end before b.test.ts starts (the fixture sorts files by name).
-  return runVitest({ root: copy.dir, pool, args: ['--sequence.shuffle=false', '--maxWorkers=1'], env }).then(r => ({ ...r, root: copy.dir }))
+  return runVitest({ root: copy.dir, pool, args: ['--sequence.shuffle=false', '--maxWorkers=1', '--update=new'], env }).then(r => ({ ...r, root: copy.dir }))
 }
 
 const snapshotOf = (root: string) => path.join(root, '__snapshots__', 'a.test.ts.snap')
