@@ -16,6 +16,7 @@ import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
 import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
+import { CACHE_DIR_ENV, CompileCache, compileCacheSupported, WARM_UP_ENV } from './compile-cache.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -60,6 +61,8 @@ export class Supervisor {
   /** Files still to come per key in this run, when known: no spare is booted for a file that never comes. */
   private readonly pending = new Map<object, number>()
   private closed = false
+  /** The run's V8 code cache (src/compile-cache.ts), once the first sandbox was asked for. */
+  private compileCache: CompileCache | undefined
 
   constructor(options: ResolvedIsolatedOptions) {
     this.options = options
@@ -88,6 +91,8 @@ export class Supervisor {
     // exit hook goes too (a watch-mode restart makes a new supervisor).
     vitest.onClose?.(async () => {
       await this.discardSpares()
+      await this.warmedUp
+      this.compileCache?.remove()
       if (this.live.size === 0 && this.liveCgroups.size === 0) process.off('exit', onExit)
     })
     const o = this.options
@@ -162,15 +167,24 @@ export class Supervisor {
     return cgroup
   }
 
-  /** Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. */
-  async launch(request: LaunchRequest): Promise<Launched> {
+  /** Settles when the compile cache's warm-up sandbox is gone. */
+  private warmedUp: Promise<void> | undefined
+
+  /**
+   * Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. It gets the
+   * run's code cache read-only once that is filled; the first call starts filling it.
+   */
+  async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
+    if (!warmUp) this.startWarmUp(request)
     const { coverageDir, ...spawn } = request
+    const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
+    if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: cache.dir }
     const cgroup = this.createCgroup()
     let coverage: CoverageFiles | undefined
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
-      const writable = coverage ? [{ source: coverage.hostDir, target: coverage.target }] : undefined
-      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable })
+      const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
+      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, readOnly: cache ? [cache.dir] : undefined })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage }
       this.live.add(launched)
       void sandbox.exited.then(() => {
@@ -184,6 +198,33 @@ export class Supervisor {
       await cgroup?.remove()
       throw error
     }
+  }
+
+  /**
+   * Once per run: a sandbox that runs no test (the entry in warm-up mode, without the project's
+   * execArgv and NODE_OPTIONS) fills the code cache through the only writable bind of it.
+   */
+  private startWarmUp(request: LaunchRequest): void {
+    if (this.compileCache || this.closed || !compileCacheSupported()) return
+    let cache: CompileCache
+    try {
+      cache = CompileCache.create(workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
+    } catch (error) {
+      debug('no compile cache: %s', (error as Error).message)
+      return
+    }
+    this.compileCache = cache
+    const env = { ...request.env, NODE_OPTIONS: undefined, [CACHE_DIR_ENV]: cache.dir, [WARM_UP_ENV]: '1' }
+    this.warmedUp = cache.fill(async (writable) => {
+      const launched = await this.launch({ ...request, coverageDir: undefined, execArgv: [], env }, writable)
+      const { sandbox } = launched
+      sandbox.ipc.destroy()
+      sandbox.stdout.resume()
+      sandbox.stderr.resume()
+      const exit = await sandbox.exited
+      await launched.cgroup?.remove()
+      return exit
+    })
   }
 
   /**
@@ -266,6 +307,7 @@ export class Supervisor {
 
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
+    this.compileCache?.remove()
     for (const launched of this.live) {
       launched.sandbox.kill('SIGKILL')
       launched.coverage?.remove()

@@ -37,6 +37,8 @@ export interface SpawnRequest {
   hide?: readonly string[]
   /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
   writable?: readonly { source: string; target: string }[]
+  /** Host directories bound read-only at their own path (the run's code cache, src/compile-cache.ts). */
+  readOnly?: readonly string[]
 }
 
 export interface SandboxExit {
@@ -69,6 +71,7 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     env: req.env,
     hide: req.hide,
     writable: req.writable,
+    readOnly: req.readOnly,
   })
   return spawnPlan(plan, req.cgroup)
 }
