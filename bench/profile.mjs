@@ -68,7 +68,15 @@ session.connect()
 session.post('Profiler.enable')
 session.post('Profiler.setSamplingInterval', { interval: ${Number(values.interval)} })
 session.post('Profiler.start')
+const profStart = performance.now()
 const id = \`\${Date.now()}-\${Math.random().toString(36).slice(2)}\`
+// The run starts when Vitest installs its worker state on globalThis (provideWorkerState).
+let runStart
+const defineProperty = Object.defineProperty
+Object.defineProperty = function (target, key, descriptor) {
+  if (target === globalThis && key === '__vitest_worker__' && !runStart) runStart = { cpu: process.cpuUsage(), t: performance.now() }
+  return defineProperty(target, key, descriptor)
+}
 let written = false
 function write() {
   if (written) return
@@ -77,7 +85,7 @@ function write() {
   session.post('Profiler.stop', (error, result) => {
     if (error) return
     fs.writeFileSync(${JSON.stringify(out)} + '/w-' + id + '.cpuprofile', JSON.stringify(result.profile))
-    fs.writeFileSync(${JSON.stringify(out)} + '/w-' + id + '.json', JSON.stringify({ boot, end, nodeTiming: performance.nodeTiming.toJSON() }))
+    fs.writeFileSync(${JSON.stringify(out)} + '/w-' + id + '.json', JSON.stringify({ boot, end, runStart, profStart, nodeTiming: performance.nodeTiming.toJSON() }))
   })
 }
 process.on('exit', write)
@@ -142,9 +150,9 @@ for (const pool of values.pools.split(',')) {
 const ROWS = [
   ['total', 'total CPU of the worker process (execve to exit)'],
   ['boot', 'node start-up (execve to the preload)'],
-  ['load', 'preload to the run: Vitest worker graph, our entry, start'],
-  ['run', 'the run request: import of the test file, collect, run, report'],
-  ['teardown', 'after the run: teardown, exit'],
+  ['load', 'preload to the run (Vitest installs its worker state): Vitest worker graph, our entry, the start message, the environment'],
+  ['run', 'the run: test file import (through main), collect, run, report; until the last sample in @vitest/runner or the test file'],
+  ['teardown', 'after that: Vitest\'s teardown, stop, exit (and V8 background threads)'],
   ['—', ''],
   ['loader', 'node internals: ESM loader, resolve, fs, bootstrap JS'],
   ['compile', 'V8 compile of modules (compileSourceTextModule, compileFunction, …)'],
@@ -199,10 +207,15 @@ function analyseWorker(jsonFile, suiteDir) {
   const parent = new Map()
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
   const inRun = (id) => {
-    for (let x = id; x !== undefined; x = parent.get(x)) if (nodes.get(x).callFrame.functionName === 'runBaseTests') return true
+    for (let x = id; x !== undefined; x = parent.get(x)) {
+      const o = origin(nodes.get(x).callFrame, suiteDir)
+      if (o === 'suite' || nodes.get(x).callFrame.url.includes('/@vitest/runner/')) return true
+    }
     return false
   }
   const res = { boot: (meta.boot.user + meta.boot.system) / 1000, total: (meta.end.user + meta.end.system) / 1000 }
+  // the profile's clock (µs) is not performance.now()'s: align on the profiler's start
+  const runStartUs = meta.runStart ? prof.startTime + (meta.runStart.t - meta.profStart) * 1000 : Infinity
   let firstRun = -1
   let lastRun = -1
   const t = []
@@ -210,11 +223,10 @@ function analyseWorker(jsonFile, suiteDir) {
   for (let i = 0; i < prof.samples.length; i++) {
     now += prof.timeDeltas[i]
     t.push(now)
-    if (inRun(prof.samples[i])) {
-      if (firstRun < 0) firstRun = i
-      lastRun = i
-    }
+    if (firstRun < 0 && now >= runStartUs) firstRun = i
+    if (inRun(prof.samples[i])) lastRun = i
   }
+  if (firstRun < 0) firstRun = prof.samples.length
   const ms = (i) => ((i + 1 < t.length ? t[i + 1] : prof.endTime) - t[i]) / 1000
   res.load = 0
   res.run = 0
@@ -223,10 +235,21 @@ function analyseWorker(jsonFile, suiteDir) {
     const n = nodes.get(prof.samples[i])
     if (n.callFrame.functionName === '(idle)') continue
     const d = ms(i)
-    const phase = firstRun < 0 || i < firstRun ? 'load' : i <= lastRun ? 'run' : 'teardown'
+    const phase = i < firstRun ? 'load' : i <= lastRun ? 'run' : 'teardown'
     res[phase] += d
     const o = origin(n.callFrame, suiteDir)
     res[o] = (res[o] ?? 0) + d
+  }
+  // exact CPU for boot and load (the preload's marks); the sampled run/teardown split scaled to the rest
+  if (meta.runStart) {
+    const atRun = (meta.runStart.cpu.user + meta.runStart.cpu.system) / 1000
+    const sampledAfter = res.run + res.teardown
+    res.load = atRun - res.boot
+    const rest = res.total - atRun
+    if (sampledAfter > 0) {
+      res.run = rest * res.run / sampledAfter
+      res.teardown = rest - res.run
+    }
   }
   return res
 }
