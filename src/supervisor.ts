@@ -20,6 +20,9 @@ import { CACHE_DIR_ENV, CompileCache, compileCacheSupported, WARM_UP_ENV } from 
 
 const debug = debuglog('vitest-pool-isolated')
 
+/** How long the code cache's warm-up may take (it imports Vitest's runtime once: ~0.2 s). */
+const WARM_UP_TIMEOUT = 30_000
+
 const OPTION_OF: Record<LimitName, string> = { memory: 'memory', cpu: 'cpus', pids: 'pids' }
 
 /** A sandbox with its worker booted, in its own cgroup. */
@@ -91,6 +94,7 @@ export class Supervisor {
     // exit hook goes too (a watch-mode restart makes a new supervisor).
     vitest.onClose?.(async () => {
       await this.discardSpares()
+      this.warmUpSandbox?.kill('SIGKILL')
       await this.warmedUp
       this.compileCache?.remove()
       if (this.live.size === 0 && this.liveCgroups.size === 0) process.off('exit', onExit)
@@ -169,6 +173,7 @@ export class Supervisor {
 
   /** Settles when the compile cache's warm-up sandbox is gone. */
   private warmedUp: Promise<void> | undefined
+  private warmUpSandbox: Sandbox | undefined
 
   /**
    * Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. It gets the
@@ -218,10 +223,17 @@ export class Supervisor {
     this.warmedUp = cache.fill(async (writable) => {
       const launched = await this.launch({ ...request, coverageDir: undefined, execArgv: [], env }, writable)
       const { sandbox } = launched
+      this.warmUpSandbox = sandbox
       sandbox.ipc.destroy()
       sandbox.stdout.resume()
       sandbox.stderr.resume()
+      // Nothing watches it as a file's start is watched (a pids limit too small for node makes
+      // node hang): it gets WARM_UP_TIMEOUT, then runs go on without the cache.
+      const timer = setTimeout(() => sandbox.kill('SIGKILL'), WARM_UP_TIMEOUT)
+      timer.unref()
       const exit = await sandbox.exited
+      clearTimeout(timer)
+      this.warmUpSandbox = undefined
       await launched.cgroup?.remove()
       return exit
     })
