@@ -92,7 +92,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
   const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
   // Nothing of the sandbox has run yet: on cgroup v1 this is where it joins its cgroup.
   try {
-    cgroup?.attach(raw.pid)
+    await cgroup?.attach(raw.pid)
   } catch (error) {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
     for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
