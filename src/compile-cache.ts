@@ -28,6 +28,12 @@ const debug = debuglog('vitest-pool-isolated')
 export const CACHE_DIR_ENV = 'VITEST_ISOLATED_COMPILE_CACHE_DIR'
 export const WARM_UP_ENV = 'VITEST_ISOLATED_WARM_UP'
 
+/**
+ * Where every sandbox sees the cache: on its private root, not below /tmp or $HOME, which a
+ * file must find empty. Node keys entries on the compiled file's path, not on this one.
+ */
+export const CACHE_TARGET = '/.vitest-pool-isolated-compile-cache'
+
 /** Whether the worker's node (main's own binary) has the module compile cache. */
 export function compileCacheSupported(): boolean {
   if (process.env.VITEST_ISOLATED_CODE_CACHE === 'off') return false
@@ -58,7 +64,7 @@ export class CompileCache {
    */
   async fill(warmUp: (writable: { source: string; target: string }) => Promise<{ code: number | null; signal: string | null }>): Promise<void> {
     try {
-      const exit = await warmUp({ source: this.dir, target: this.dir })
+      const exit = await warmUp({ source: this.dir, target: CACHE_TARGET })
       if (exit.code !== 0) {
         debug('compile cache warm-up ended with %o; running without the cache', exit)
         return

@@ -16,7 +16,7 @@ import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
 import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
-import { CACHE_DIR_ENV, CompileCache, compileCacheSupported, WARM_UP_ENV } from './compile-cache.js'
+import { CACHE_DIR_ENV, CACHE_TARGET, CompileCache, compileCacheSupported, WARM_UP_ENV } from './compile-cache.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -183,13 +183,13 @@ export class Supervisor {
     if (!warmUp) this.startWarmUp(request)
     const { coverageDir, ...spawn } = request
     const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
-    if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: cache.dir }
+    if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
     const cgroup = this.createCgroup()
     let coverage: CoverageFiles | undefined
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
       const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
-      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, readOnly: cache ? [cache.dir] : undefined })
+      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage }
       this.live.add(launched)
       void sandbox.exited.then(() => {
@@ -219,7 +219,7 @@ export class Supervisor {
       return
     }
     this.compileCache = cache
-    const env = { ...request.env, NODE_OPTIONS: undefined, [CACHE_DIR_ENV]: cache.dir, [WARM_UP_ENV]: '1' }
+    const env = { ...request.env, NODE_OPTIONS: undefined, [CACHE_DIR_ENV]: CACHE_TARGET, [WARM_UP_ENV]: '1' }
     this.warmedUp = cache.fill(async (writable) => {
       const launched = await this.launch({ ...request, coverageDir: undefined, execArgv: [], env }, writable)
       const { sandbox } = launched

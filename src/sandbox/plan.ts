@@ -55,8 +55,8 @@ export interface PlanInput {
    * binds (Vitest 5's coverage files directory, src/coverage-files.ts).
    */
   writable?: readonly { source: string; target: string }[]
-  /** Host directories of the run bound read-only at their own path (the code cache, src/compile-cache.ts). */
-  readOnly?: readonly string[]
+  /** Host directories of the run bound read-only (the code cache, src/compile-cache.ts). */
+  readOnly?: readonly { source: string; target: string }[]
 }
 
 export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], readOnly = [], isFile = statIsFile }: PlanInput): NativePlan {
@@ -76,7 +76,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // Deeper than their bind, so sorted after it: what main keeps there is not the worker's to see.
   for (const dir of hide) mounts.push({ kind: OP.tmpfs, flags: OPF.ro, dst: dir, mode: 0o755, size: 4096 })
   for (const w of writable) mounts.push({ kind: OP.bind, flags: 0, src: w.source, dst: w.target })
-  for (const dir of readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
+  for (const r of readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: r.source, dst: r.target })
 
   mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
   for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })

@@ -37,8 +37,8 @@ export interface SpawnRequest {
   hide?: readonly string[]
   /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
   writable?: readonly { source: string; target: string }[]
-  /** Host directories bound read-only at their own path (the run's code cache, src/compile-cache.ts). */
-  readOnly?: readonly string[]
+  /** Host directories bound read-only (the run's code cache, src/compile-cache.ts). */
+  readOnly?: readonly { source: string; target: string }[]
 }
 
 export interface SandboxExit {
