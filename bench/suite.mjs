@@ -10,6 +10,10 @@
 //   node bench/suite.mjs --files 40 --workers 1 --rounds 3 # a quick subset
 //   node bench/suite.mjs --pools isolated,forks --tests 10 --warmup 0 --json out.json
 //   node bench/suite.mjs --freeze    # measure a frozen copy of the build (others rebuild dist/)
+//   node bench/suite.mjs --major 4,5 --files 40 --workers 1,2 --pools isolated,forks
+//                                    # Vitest 4.1 / Node 20 and Vitest 5 / Node 22 (test/v5), alternated
+//   node bench/suite.mjs --pools isolated,nocache,forks --variant nocache:VITEST_ISOLATED_CODE_CACHE=off
+//                                    # a variant: --pool=isolated with these variables, as one more column
 //
 // A run that takes longer than --timeout (default 120 s + 3 s per file) is killed with its whole
 // process group and reported as failed, with its process tree (wait channels) at that moment.
@@ -17,7 +21,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { buildStamp, checkBuilt, checkRun, ensureSuite, freezeBuild, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
+import { buildStamp, checkBuilt, checkRun, ensureSuite, freezeBuild, intList, list, loudFailure, machineFacts, majorOf, median, pad, RESULTS, runVitest } from './lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +29,8 @@ const { values } = parseArgs({
     tests: { type: 'string', default: '10' },
     workers: { type: 'string', default: '1,2' },
     pools: { type: 'string', default: 'isolated,forks,threads' },
+    major: { type: 'string', default: '4' },
+    variant: { type: 'string', multiple: true, default: [] },
     rounds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
     timeout: { type: 'string', default: '0' }, // seconds per run; 0: 120 s + 3 s per test file
@@ -36,7 +42,8 @@ const { values } = parseArgs({
 })
 if (values.help) {
   console.log('usage: node bench/suite.mjs [--files 40,200] [--tests 10] [--workers 1,2] [--pools isolated,forks,threads]\n'
-    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--freeze] [--regen] [--json FILE]')
+    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--freeze] [--regen] [--json FILE]\n'
+    + '                            [--major 4,5] [--variant NAME:VAR=VALUE,VAR=VALUE]...  (NAME then goes in --pools)')
   process.exit(0)
 }
 checkBuilt()
@@ -48,24 +55,34 @@ const POOLS = list(values.pools)
 const ROUNDS = Number(values.rounds)
 const WARMUP = Number(values.warmup)
 
-const suites = new Map(FILES.map((n) => [n, ensureSuite(n, TESTS, values.regen)]))
+const MAJORS = list(values.major).map(majorOf)
+// --variant NAME:A=1,B=2 : a column that runs --pool=isolated with these variables
+const VARIANTS = new Map(values.variant.map((v) => {
+  const [name, vars = ''] = [v.slice(0, v.indexOf(':')), v.slice(v.indexOf(':') + 1)]
+  return [name, Object.fromEntries(list(vars).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))]
+}))
+const suites = new Map(MAJORS.flatMap((m) => FILES.map((n) => [`${m.major}/${n}`, ensureSuite(n, TESTS, values.regen, m)])))
 const frozen = values.freeze ? freezeBuild() : undefined
 const stampNow = () => (frozen ? `frozen copy ${path.relative(process.cwd(), frozen.root)} of ${frozen.stamp}` : buildStamp())
 fs.mkdirSync(RESULTS, { recursive: true })
 
 // every (files, workers, pool) cell is one command; a round runs each once
 const cells = []
-for (const files of FILES) {
-  for (const workers of WORKERS) {
-    for (const pool of POOLS) cells.push({ files, workers, pool, times: [], failures: [] })
+for (const major of MAJORS) {
+  for (const files of FILES) {
+    for (const workers of WORKERS) {
+      for (const pool of POOLS) cells.push({ major, files, workers, pool, times: [], failures: [] })
+    }
   }
 }
-const key = (c) => `${c.files}/${c.workers}/${c.pool}`
+const key = (c) => `${c.major.major}/${c.files}/${c.workers}/${c.pool}`
 
 const builds = new Map() // build stamp -> runs made with it
 let lastStamp
 console.log(machineFacts())
 console.log(`build under test: ${stampNow()}`)
+console.log(`${MAJORS.map((m) => `Vitest ${m.vitestVersion} on node ${m.nodeVersion}`).join(', ')}; `
+  + `${[...VARIANTS].map(([n, env]) => `${n} = isolated with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`).join('; ')}`)
 console.log(`suites ${FILES.map((n) => `${n}x${TESTS}`).join(', ')}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; `
   + `${ROUNDS} rounds (+${WARMUP} warm-up), ${cells.length} commands per round, round-robin`)
 
@@ -76,11 +93,15 @@ async function runCell(cell, { record }) {
   }
   lastStamp = stamp
   builds.set(stamp, (builds.get(stamp) ?? 0) + 1)
-  const outFile = path.join(RESULTS, `suite-${process.pid}-${cell.files}-${cell.workers}-${cell.pool}.json`)
+  const outFile = path.join(RESULTS, `suite-${process.pid}-${cell.major.major}-${cell.files}-${cell.workers}-${cell.pool}.json`)
   const timeoutMs = (Number(values.timeout) || 120 + 3 * cell.files) * 1000
-  const run = await runVitest({ suite: suites.get(cell.files), pool: cell.pool, workers: cell.workers, outFile, timeoutMs, plugin: frozen?.plugin })
+  const variant = VARIANTS.get(cell.pool)
+  const run = await runVitest({
+    suite: suites.get(`${cell.major.major}/${cell.files}`), pool: variant ? 'isolated' : cell.pool, workers: cell.workers,
+    outFile, timeoutMs, plugin: frozen?.plugin, major: cell.major, env: variant ?? {},
+  })
   const problems = checkRun(run, cell.files, cell.files * TESTS)
-  const title = `--pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`
+  const title = `v${cell.major.major} --pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`
   if (problems.length > 0) {
     cell.failures.push(problems.join('; '))
     loudFailure(title, run, problems)
@@ -102,26 +123,30 @@ for (let r = 0; r < ROUNDS; r++) {
 // --- report -------------------------------------------------------------------------------------
 
 const byKey = new Map(cells.map((c) => [key(c), c]))
-const med = (files, workers, pool) => median(byKey.get(`${files}/${workers}/${pool}`)?.times ?? [])
+let MAJOR = MAJORS[0].major
+const med = (files, workers, pool) => median(byKey.get(`${MAJOR}/${files}/${workers}/${pool}`)?.times ?? [])
 const sec = (ms) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-')
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) : '-')
 
 console.log(`\nwall time (s), median / min of ${ROUNDS} rounds; ${machineFacts()}`)
-const head = ['files', 'workers', ...POOLS.map((p) => `${p} med / min`)]
+const head = ['vitest', 'node', 'files', 'workers', ...POOLS.map((p) => `${p} med / min`)]
 const hasIso = POOLS.includes('isolated')
 const others = POOLS.filter((p) => p !== 'isolated')
 if (hasIso) for (const p of others) head.push(`iso/${p}`)
 const rows = []
-for (const files of FILES) {
+for (const major of MAJORS) {
+  MAJOR = major.major
+  for (const files of FILES) {
   for (const workers of WORKERS) {
-    const row = [files, workers]
+    const row = [major.vitestVersion, major.nodeVersion, files, workers]
     for (const pool of POOLS) {
-      const c = byKey.get(`${files}/${workers}/${pool}`)
+      const c = byKey.get(`${MAJOR}/${files}/${workers}/${pool}`)
       const cell = `${sec(median(c.times))} / ${sec(Math.min(...c.times))}`
       row.push(c.failures.length ? `${cell} (${c.failures.length} FAILED)` : cell)
     }
     if (hasIso) for (const p of others) row.push(ratio(med(files, workers, 'isolated'), med(files, workers, p)))
     rows.push(row)
+  }
   }
 }
 printTable(head, rows)
@@ -129,9 +154,12 @@ printTable(head, rows)
 if (FILES.length >= 2) {
   const [small, big] = [Math.min(...FILES), Math.max(...FILES)]
   const linear = (big / small).toFixed(1)
-  console.log(`\nscaling: ${big}-file median / ${small}-file median per pool (linear would be ${linear})`)
-  for (const workers of WORKERS) {
-    console.log(`  workers ${workers}: ${POOLS.map((p) => `${p} ${ratio(med(big, workers, p), med(small, workers, p))}`).join(', ')}`)
+  for (const major of MAJORS) {
+    MAJOR = major.major
+    console.log(`\nscaling on Vitest ${major.vitestVersion}: ${big}-file median / ${small}-file median per pool (linear would be ${linear})`)
+    for (const workers of WORKERS) {
+      console.log(`  workers ${workers}: ${POOLS.map((p) => `${p} ${ratio(med(big, workers, p), med(small, workers, p))}`).join(', ')}`)
+    }
   }
 }
 

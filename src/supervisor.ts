@@ -18,8 +18,12 @@ import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
 import { exposedVersion, hostPortsNow } from './host-ports.js'
 import { InspectorForward } from './inspector-forward.js'
+import { CACHE_DIR_ENV, CACHE_TARGET, CompileCache, compileCacheSupported, WARM_UP_ENV } from './compile-cache.js'
 
 const debug = debuglog('vitest-pool-isolated')
+
+/** How long the code cache's warm-up may take (it imports Vitest's runtime once: ~0.2 s). */
+const WARM_UP_TIMEOUT = 30_000
 
 const OPTION_OF: Record<LimitName, string> = { memory: 'memory', cpu: 'cpus', pids: 'pids' }
 
@@ -64,6 +68,8 @@ export class Supervisor {
   /** Files still to come per key in this run, when known: no spare is booted for a file that never comes. */
   private readonly pending = new Map<object, number>()
   private closed = false
+  /** The run's V8 code cache (src/compile-cache.ts), once the first sandbox was asked for. */
+  private compileCache: CompileCache | undefined
 
   constructor(options: ResolvedIsolatedOptions) {
     this.options = options
@@ -93,6 +99,9 @@ export class Supervisor {
     vitest.onClose?.(async () => {
       this.inspectorForward?.close()
       await this.discardSpares()
+      this.warmUpSandbox?.kill('SIGKILL')
+      await this.warmedUp
+      this.compileCache?.remove()
       if (this.live.size === 0 && this.liveCgroups.size === 0) process.off('exit', onExit)
     })
     const o = this.options
@@ -167,17 +176,27 @@ export class Supervisor {
     return cgroup
   }
 
-  /** Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. */
-  async launch(request: LaunchRequest): Promise<Launched> {
+  /** Settles when the compile cache's warm-up sandbox is gone. */
+  private warmedUp: Promise<void> | undefined
+  private warmUpSandbox: Sandbox | undefined
+
+  /**
+   * Spawns a sandbox in a fresh cgroup; removes the cgroup if the spawn fails. It gets the
+   * run's code cache read-only once that is filled; the first call starts filling it.
+   */
+  async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
+    if (!warmUp) this.startWarmUp(request)
     const { coverageDir, ...spawn } = request
+    const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
+    if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
     const cgroup = this.createCgroup()
     let coverage: CoverageFiles | undefined
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
-      const writable = coverage ? [{ source: coverage.hostDir, target: coverage.target }] : undefined
+      const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
       const portsVersion = exposedVersion()
       const hostPorts = hostPortsNow(this.options)
-      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, hostPorts })
+      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
       this.live.add(launched)
       void sandbox.exited.then(() => {
@@ -191,6 +210,40 @@ export class Supervisor {
       await cgroup?.remove()
       throw error
     }
+  }
+
+  /**
+   * Once per run: a sandbox that runs no test (the entry in warm-up mode, without the project's
+   * execArgv and NODE_OPTIONS) fills the code cache through the only writable bind of it.
+   */
+  private startWarmUp(request: LaunchRequest): void {
+    if (this.compileCache || this.closed || !compileCacheSupported()) return
+    let cache: CompileCache
+    try {
+      cache = CompileCache.create(workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
+    } catch (error) {
+      debug('no compile cache: %s', (error as Error).message)
+      return
+    }
+    this.compileCache = cache
+    const env = { ...request.env, NODE_OPTIONS: undefined, [CACHE_DIR_ENV]: CACHE_TARGET, [WARM_UP_ENV]: '1' }
+    this.warmedUp = cache.fill(async (writable) => {
+      const launched = await this.launch({ ...request, coverageDir: undefined, execArgv: [], env }, writable)
+      const { sandbox } = launched
+      this.warmUpSandbox = sandbox
+      sandbox.ipc.destroy()
+      sandbox.stdout.resume()
+      sandbox.stderr.resume()
+      // Nothing watches it as a file's start is watched (a pids limit too small for node makes
+      // node hang): it gets WARM_UP_TIMEOUT, then runs go on without the cache.
+      const timer = setTimeout(() => sandbox.kill('SIGKILL'), WARM_UP_TIMEOUT)
+      timer.unref()
+      const exit = await sandbox.exited
+      clearTimeout(timer)
+      this.warmUpSandbox = undefined
+      await launched.cgroup?.remove()
+      return exit
+    })
   }
 
   /**
@@ -291,6 +344,7 @@ export class Supervisor {
 
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
+    this.compileCache?.remove()
     for (const launched of this.live) {
       launched.sandbox.kill('SIGKILL')
       launched.coverage?.remove()

@@ -94,8 +94,8 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
   return {
     name,
     intoFd: undefined,
-    attach(pid: number) {
-      for (const d of dirs) writeFile(d, 'cgroup.procs', String(pid))
+    async attach(pid: number) {
+      await Promise.all(dirs.map(d => fs.promises.writeFile(path.join(d, 'cgroup.procs'), String(pid))))
     },
     usage(): Usage {
       const mem = at('memory')

@@ -61,9 +61,11 @@ export interface PlanInput {
   hostPorts?: readonly number[]
   /** Init keeps a control socket for main (the debugger's way in). */
   netControl?: boolean
+  /** Host directories of the run bound read-only (the code cache, src/compile-cache.ts). */
+  readOnly?: readonly { source: string; target: string }[]
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, readOnly = [], isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -95,6 +97,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // Deeper than their bind, so sorted after it: what main keeps there is not the worker's to see.
   for (const dir of hide) mounts.push({ kind: OP.tmpfs, flags: OPF.ro, dst: dir, mode: 0o755, size: 4096 })
   for (const w of writable) mounts.push({ kind: OP.bind, flags: 0, src: w.source, dst: w.target })
+  for (const r of readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: r.source, dst: r.target })
 
   mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
   for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })

@@ -44,6 +44,8 @@ export interface SpawnRequest {
   hostPorts?: readonly { port: number; host: string }[]
   /** Keep a control socket to init so main can connect to the worker's inspector inside. */
   netControl?: boolean
+  /** Host directories bound read-only (the run's code cache, src/compile-cache.ts). */
+  readOnly?: readonly { source: string; target: string }[]
 }
 
 export interface SandboxExit {
@@ -80,6 +82,7 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
     writable: req.writable,
     hostPorts: req.hostPorts?.map(p => p.port),
     netControl: req.netControl,
+    readOnly: req.readOnly,
   })
   // The audit's hooks need to know which places are the sandbox's own; only then are they loaded.
   if (req.options.audit) plan.envp.push(`${AUDIT_ENV}=${JSON.stringify(auditAreas(plan.ops))}`)
@@ -107,7 +110,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
   const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
   // Nothing of the sandbox has run yet: on cgroup v1 this is where it joins its cgroup.
   try {
-    cgroup?.attach(raw.pid)
+    await cgroup?.attach(raw.pid)
   } catch (error) {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
     for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)

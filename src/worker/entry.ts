@@ -5,6 +5,7 @@
  * `vitest/worker` with `runBaseTests` / `setupEnvironment`, but Vitest's messages travel on our
  * channel over fd 3 (a socket the sandbox set up) instead of Node's IPC.
  */
+import module from 'node:module'
 import net from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { Channel } from '../ipc/channel.js'
@@ -27,12 +28,26 @@ if (!workerModulePath) {
   die('VITEST_ISOLATED_WORKER_MODULE is not set; the worker cannot find Vitest. This is a bug in vitest-pool-isolated.')
 }
 
+// The run's V8 code cache (src/compile-cache.ts): read-only here, except in the warm-up sandbox,
+// which runs no test and only imports Vitest's worker module to fill it. Set before that import,
+// so Vitest's runtime, chai and the rest compile from the cache.
+const compileCacheDir = process.env.VITEST_ISOLATED_COMPILE_CACHE_DIR
+const warmUp = process.env.VITEST_ISOLATED_WARM_UP === '1'
+delete process.env.VITEST_ISOLATED_COMPILE_CACHE_DIR
+delete process.env.VITEST_ISOLATED_WARM_UP
+if (compileCacheDir) (module as { enableCompileCache?: (dir: string) => unknown }).enableCompileCache?.(compileCacheDir)
+
 let vitest: VitestWorkerModule
 try {
   vitest = await import(pathToFileURL(workerModulePath!).href) as VitestWorkerModule
 }
 catch (error) {
   die(`cannot load Vitest's worker module ${workerModulePath} inside the sandbox`, error)
+}
+
+if (warmUp) {
+  (module as { flushCompileCache?: () => void }).flushCompileCache?.()
+  processExit(0)
 }
 
 // The audit's hooks, before any test code and only when the audit is on: otherwise the module
