@@ -21,6 +21,8 @@ import module from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { debuglog } from 'node:util'
+import { ourPidNamespace, pidAlive } from './cgroup/types.js'
+import { ROOT_WORKER_ID } from './sandbox/plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -40,15 +42,57 @@ export function compileCacheSupported(): boolean {
   return typeof (module as { enableCompileCache?: unknown }).enableCompileCache === 'function'
 }
 
+const CACHE_PREFIX = 'vitest-pool-isolated-compile-cache-'
+const CACHE_NAME = /^vitest-pool-isolated-compile-cache-(\d+)-(\d+)-[A-Za-z0-9]{6}$/
+
+/**
+ * Removes the caches of earlier runs of this PID namespace whose Vitest is gone (and that this
+ * user may remove). Never throws: a cache it cannot remove only takes room.
+ */
+export function removeStaleCaches(tmpdir: string = os.tmpdir()): string[] {
+  const removed: string[] = []
+  let names: string[] = []
+  try {
+    names = fs.readdirSync(tmpdir)
+  }
+  catch {
+    return removed
+  }
+  for (const name of names) {
+    const m = CACHE_NAME.exec(name)
+    if (!m || m[2] !== ourPidNamespace() || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue
+    const dir = path.join(tmpdir, name)
+    try {
+      const st = fs.lstatSync(dir)
+      // Ours only: rootless our own uid; as root root's, or the worker's (65534) when the run
+      // died while its warm-up still owned the directory. Never another user's.
+      const euid = process.geteuid?.()
+      if (!st.isDirectory() || !(st.uid === euid || (euid === 0 && st.uid === ROOT_WORKER_ID))) continue
+      fs.rmSync(dir, { recursive: true, force: true })
+      removed.push(dir)
+    }
+    catch (error) {
+      debug('stale compile cache %s: %s', dir, (error as Error).message)
+    }
+  }
+  return removed
+}
+
 export class CompileCache {
   private filled = false
   private removed = false
 
   private constructor(readonly dir: string) {}
 
-  /** A fresh host directory, owned by the worker's ids while the warm-up writes it (as root the worker is 65534). */
+  /**
+   * A fresh host directory, owned by the worker's ids while the warm-up writes it (as root the
+   * worker is 65534). Named after Vitest's pid and PID namespace like the cgroups, so that the
+   * directory of a run that was SIGKILLed (nothing of it could run to remove it) is removed by
+   * the next run.
+   */
   static create(owner: { uid: number; gid: number }): CompileCache {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-compile-cache-'))
+    removeStaleCaches()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${CACHE_PREFIX}${process.pid}-${ourPidNamespace()}-`))
     if (owner.uid !== process.geteuid?.()) fs.chownSync(dir, owner.uid, owner.gid)
     return new CompileCache(dir)
   }

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto'
+import fs from 'node:fs'
 import { afterEach, expect, test } from 'vitest'
 import { findProcesses } from '../support/host-probes.js'
 import { runCgroups, waitForSandbox } from '../support/faults-host.js'
@@ -246,13 +247,15 @@ function killUnlessEnded({ pid, done }: StartedFaultsRun): () => void {
 }
 
 /** The next run (fine, fine2) passes, removes the cgroups `pid` left, and leaves nothing itself. */
-async function expectNextRunClean(pid: number, left: number): Promise<void> {
-  const next = await runFaults({ files: ['fine', 'fine2'] })
+/** `tmpdir`: run in this TMPDIR (the interrupted run's), and find it empty afterwards. */
+async function expectNextRunClean(pid: number, left: number, tmpdir?: string): Promise<void> {
+  const next = await runFaults({ files: ['fine', 'fine2'], ...(tmpdir ? { env: { TMPDIR: tmpdir } } : {}) })
   const log = describeLimitsRun(next)
   expect(fileStatuses(next, FAULTS_FIXTURE), log).toEqual({ 'fine.test.ts': 'passed', 'fine2.test.ts': 'passed' })
   expect(next.exitCode, log).toBe(0)
   expect(cgroupsOf(pid), `cgroups of the interrupted Vitest ${pid} after the next run (${left} were left)\n${log}`).toEqual([])
   await expectNoLeftovers(next)
+  if (tmpdir) expect(fs.readdirSync(tmpdir), `${tmpdir} after the next run in it`).toEqual([])
 }
 
 test('Ctrl-C: SIGINT to Vitest\'s process group mid-run ends it promptly with exit code 130; no process, cgroup, mount or temp entry left; the next run is clean', async (context) => {
@@ -296,11 +299,12 @@ test('SIGKILL of Vitest mid-run: no process, mount or temp entry left; the next 
     const run = await done
     const log = describeLimitsRun(run)
     expect(run.signal, log).toBe('SIGKILL')
-    // Nothing can run in a SIGKILLed Vitest: its cgroups stay for the next run to remove.
-    await expectNoLeftovers(run, { cgroups: 'any' })
+    // Nothing can run in a SIGKILLed Vitest: its cgroups, and on Node >= 22 its code cache, stay
+    // for the next run to remove (in the same TMPDIR).
+    await expectNoLeftovers(run, { cgroups: 'any', compileCacheLeft: true })
     const left = cgroupsOf(pid).length
-    await context.annotate(`${run.watcher.inits.length} sandboxes killed with Vitest; ${left} of ${cgroups.length} cgroup directories left for the next run`)
-    await expectNextRunClean(pid, left)
+    await context.annotate(`${run.watcher.inits.length} sandboxes killed with Vitest; ${left} of ${cgroups.length} cgroup directories and ${fs.readdirSync(run.runTmp).length} temp entries left for the next run`)
+    await expectNextRunClean(pid, left, run.runTmp)
   }
   finally {
     cleanup()
