@@ -221,16 +221,18 @@ function makeSysV(cleanups: (() => void)[]) {
 
 /**
  * A host process for the fixture to look for and signal. A pid a sandbox could also hand
- * out (its own are small) would make the probe ambiguous: retry until it is above 1000.
+ * out (its own count from 1 and stay in the tens) would make the probe ambiguous, so it
+ * must be at least 300: once the pid counter wraps at pid_max (32768 on CI machines, where
+ * a long run wraps it), Linux hands out pids from 300 up (RESERVED_PIDS), never below.
  */
 function startSleeper(): ChildProcess {
   for (let attempt = 0; attempt < 50; attempt++) {
     const child = spawn('sleep', [`1000.${process.pid}`], { stdio: 'ignore' })
     child.on('error', () => {})
-    if (child.pid !== undefined && child.pid > 1000) return child
+    if (child.pid !== undefined && child.pid >= 300) return child
     child.kill('SIGKILL')
   }
-  throw new Error('could not get a host pid above 1000 for the escape fixture')
+  throw new Error('could not get a host pid of 300 or more for the escape fixture (is the sleep command there?)')
 }
 
 function findBlockDevice(): string | undefined {
