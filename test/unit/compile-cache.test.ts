@@ -10,7 +10,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
 })
 
-/** A pid no process has now (the highest pid_max allows is never in use this early). */
+/** A pid no process has now: searched down from pid_max, checked with kill(pid, 0). */
 function deadPid(): number {
   const max = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
   for (let pid = max - 1; pid > 1; pid--) {
