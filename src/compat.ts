@@ -14,8 +14,10 @@
  * - "faster with isolate: false" hints: {@link markIsolateChosen}.
  * - The json and junit reporters write to `.vitest/<name>/` unless asked for stdout, so the
  *   pool's summary may go to stdout with them: {@link reporterWritesToStdout} (src/reporter.ts).
- * - New worker RPC calls (fetchWarmModules, prewarmModuleGraph, benchmark and
- *   module-dependency events) are refused by src/guard/rpc.ts; the worker tolerates it.
+ * - New worker RPC calls: fetchWarmModules (the modules main already has for a worker's files,
+ *   in one answer) and prewarmModuleGraph are vetted by src/guard/rpc.ts, which rebuilds the
+ *   warm answer from entries checked like fetch answers; the others (benchmark and
+ *   module-dependency events) are refused, which the worker tolerates.
  * - Watch mode's interactive snapshot review skips projects with a `snapshotEnvironment`, so
  *   it is not offered under the pool: it would have main write, with plain fs, the files a
  *   worker's error names, past the checks of src/snapshot-fs.ts. Deliberately left so.

@@ -40,6 +40,17 @@ export interface RpcResponse {
   e?: unknown
 }
 
+/** What fetch, resolve and transform answer (and each entry of Vitest 5's warm modules). */
+interface ModuleAnswer {
+  file?: unknown
+  id?: unknown
+  externalize?: unknown
+  code?: unknown
+  sourceMap?: unknown
+  tmp?: unknown
+  cached?: unknown
+}
+
 /** Shown in place of a stack frame's file that lies outside the sandbox. */
 export const HIDDEN_FILE = '<outside the sandbox>'
 
@@ -91,10 +102,18 @@ const METHODS: Record<string, Check> = {
   resolveSnapshotPath: () => undefined,
   onCancel: () => undefined,
   getCountOfFailedTests: () => undefined,
+  // Vitest 5: the modules main already transformed for the files a worker runs, in one answer
+  // instead of a fetch each. Only for files the worker could read; the answer is rebuilt in
+  // onResponse from entries vetted one by one like fetch answers (warmModules).
+  fetchWarmModules: (args, guard) => filesOnly('fetchWarmModules', args, guard),
+  // Vitest 5 (jsdom and other environments that ask for it): main transforms the import graphs
+  // of the files a worker will run, ahead of its fetches; the answer is nothing. Main's reads are
+  // gated to the view meanwhile, as for a fetch.
+  prewarmModuleGraph: (args, guard) => filesOnly('prewarmModuleGraph', args, guard),
 }
 
 /** The methods whose answers name or carry host files. */
-const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform'])
+const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform', 'fetchWarmModules'])
 
 export class RpcGuard {
   /** The sandbox's own coverage files directory (Vitest 5 with coverage on). */
@@ -173,7 +192,25 @@ export class RpcGuard {
       return outside === undefined ? message : { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
     }
     if (message.r == null) return message
-    let r = message.r as { file?: unknown; id?: unknown; externalize?: unknown; code?: unknown; tmp?: unknown; cached?: unknown }
+    if (method === 'fetchWarmModules') return { ...message, r: this.warmModules(message.r) }
+    const vetted = this.vetModule(message.r as ModuleAnswer)
+    if ('outside' in vetted) {
+      const { outside } = vetted
+      debug('refused %s of %s: outside what the sandbox shows', method, outside)
+      // For resolve, "not found" is exactly what a missing file answers: no existence oracle.
+      if (method === 'resolve') return { t: 's', i: message.i, r: null }
+      return { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
+    }
+    return vetted.r === message.r ? message : { ...message, r: vetted.r }
+  }
+
+  /**
+   * A fetch, resolve or transform answer as the worker may have it: the code of a module from
+   * Vitest's hidden module cache read into it, its source maps cleaned; or the first file it
+   * names outside the view.
+   */
+  private vetModule(answer: ModuleAnswer): { r: ModuleAnswer } | { outside: string } {
+    let r = answer
     if (typeof r.tmp === 'string') {
       // A transform from Vitest's module cache, which the worker would read from disk (it does
       // whenever `cached` is there): the sandbox hides that cache (it holds main's own
@@ -183,28 +220,52 @@ export class RpcGuard {
       // 4.1 keeps the source map inline; 5 after the code, sent as `sourceMap` (src/compat.ts).
       const { code, sourceMap } = splitCachedModule(runForMain(() => fs.readFileSync(tmp, 'utf8')))
       r = { ...rest, code, ...(sourceMap === undefined ? {} : { sourceMap }) }
-      message = { ...message, r }
     }
     const files = [r.file, r.externalize, r.id].filter((f): f is string => typeof f === 'string')
     const outside = files.find(f => !this.allowed(f))
-    if (outside !== undefined) {
-      debug('refused %s of %s: outside what the sandbox shows', method, outside)
-      // For resolve, "not found" is exactly what a missing file answers: no existence oracle.
-      if (method === 'resolve') return { t: 's', i: message.i, r: null }
-      return { t: 's', i: message.i, e: refusal(`${outside} is outside what the sandbox shows (to ${method})`, outside) }
-    }
+    if (outside !== undefined) return { outside }
     const file = typeof r.file === 'string' ? r.file : undefined
     if (typeof r.code === 'string') {
       const code = this.cleanInlineMap(r.code, file)
-      if (code !== r.code) message = { ...message, r: r = { ...r, code } }
+      if (code !== r.code) r = { ...r, code }
     }
     // Vitest 5 sends the source map next to the code, as JSON.
-    const sourceMap = (r as { sourceMap?: unknown }).sourceMap
-    if (typeof sourceMap === 'string') {
-      const cleaned = this.cleanMapJson(sourceMap, file)
-      if (cleaned !== sourceMap) message = { ...message, r: { ...r, sourceMap: cleaned } }
+    if (typeof r.sourceMap === 'string') {
+      const cleaned = this.cleanMapJson(r.sourceMap, file)
+      if (cleaned !== r.sourceMap) r = { ...r, sourceMap: cleaned }
     }
-    return message
+    return { r }
+  }
+
+  /**
+   * Vitest 5's warm modules, rebuilt: each entry vetted like a fetch answer, those from its
+   * module cache (`tmp`, a file the sandbox hides) with their code read in, which the worker
+   * takes as it takes a fetch answer; an entry outside the view, or of another shape, is left
+   * out (the worker then fetches that module itself, and gets the refusal).
+   */
+  private warmModules(answer: unknown): unknown {
+    if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) return null
+    const warm: Record<string, ModuleAnswer> = Object.create(null)
+    // The same entry is listed under its url and its id: read and vet it once.
+    const done = new Map<unknown, ModuleAnswer | undefined>()
+    for (const key of Object.keys(answer)) {
+      const entry = (answer as Record<string, unknown>)[key]
+      if (typeof entry !== 'object' || entry === null) continue
+      if (!done.has(entry)) {
+        let vetted: ModuleAnswer | undefined
+        try {
+          const result = this.vetModule(entry as ModuleAnswer)
+          vetted = 'outside' in result ? undefined : result.r
+        }
+        catch (error) {
+          debug('left a warm module out: %s', (error as Error)?.message)
+        }
+        done.set(entry, vetted)
+      }
+      const vetted = done.get(entry)
+      if (vetted) Object.defineProperty(warm, key, { value: vetted, enumerable: true, writable: true, configurable: true })
+    }
+    return warm
   }
 
   /** True for ids that are no host file (virtual, builtins, URLs), or files the worker could read itself. */
@@ -329,6 +390,13 @@ function hostPath(id: string): string | undefined {
   else return undefined
   if (file.startsWith('/@fs/')) file = file.slice(4)
   return file
+}
+
+/** For calls that take an environment's name and test files: only files the worker could read. */
+function filesOnly(method: string, args: unknown[], guard: RpcGuard): string | undefined {
+  const files = args[1]
+  if (typeof args[0] !== 'string' || !Array.isArray(files) || files.some(f => typeof f !== 'string')) return `${method} takes an environment's name and a list of files`
+  return firstRefused(guard, files)
 }
 
 function firstRefused(guard: RpcGuard, values: unknown[]): string | undefined {

@@ -14,7 +14,13 @@
 import { promises as fs } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { SnapshotEnvironment } from 'vitest/runtime'
-import { CHANNEL_GLOBAL, type FsError, type FsRequest, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
+import type { FsError, FsRequest, IsolatedMessage, WorkerChannel } from '../ipc/protocol.js'
+
+// protocol.ts's CHANNEL_GLOBAL, not imported: Vitest loads this module through its module runner,
+// and a value import would be the runner's first fetch with an importer, which on Vitest 5 takes
+// the worker's one snapshot of warm modules before the test file is in main's module graph (it
+// came back empty, and every module of the file was then fetched one by one).
+const CHANNEL_GLOBAL = Symbol.for('vitest-pool-isolated.channel')
 
 interface PendingRequest {
   resolve: () => void

@@ -123,13 +123,42 @@ describe('RpcGuard', () => {
 
   test('a method it does not know is refused, not passed through; an event is dropped', () => {
     const guard = new RpcGuard(view)
-    for (const m of ['fetchWarmModules', '__proto__', 'constructor', 'toString']) {
+    for (const m of ['benchmarkStart', '__proto__', 'constructor', 'toString']) {
       const answer = guard.onRequest(request(m, []))
       expect(answer).toMatchObject({ t: 's', i: '1', e: { code: 'EACCES' } })
       expect(String((answer as { e: Error }).e.message)).toContain('not an RPC method vitest-pool-isolated knows')
     }
-    expect(guard.onRequest({ t: 'q', m: 'fetchWarmModules', a: [] })).toBe('drop')
+    expect(guard.onRequest({ t: 'q', m: 'benchmarkStart', a: [] })).toBe('drop')
     expect(guard.onRequest(request('onUserConsoleLog', [{ content: 'hi' }]))).toBeUndefined()
+  })
+
+  test('Vitest 5\'s warm modules: only for files in the view; each entry vetted like a fetch answer, cached code read in, the rest left out', () => {
+    const guard = new RpcGuard(view)
+    const inside = path.join(shown, 'a.txt')
+    expect(guard.onRequest(request('fetchWarmModules', ['ssr', [inside, secret()]], 'W0'))).toMatchObject({ e: { code: 'EACCES' } })
+    expect(guard.onRequest(request('fetchWarmModules', ['ssr', 'not a list'], 'W1'))).toMatchObject({ e: { code: 'EACCES' } })
+    expect(guard.onRequest(request('prewarmModuleGraph', ['ssr', [secret()]], 'W2'))).toMatchObject({ e: { code: 'EACCES' } })
+    expect(guard.onRequest(request('prewarmModuleGraph', ['ssr', [inside]], 'W3'))).toBeUndefined()
+    expect(guard.onRequest(request('fetchWarmModules', ['ssr', [inside]], 'W4'))).toBeUndefined()
+    // Vitest's module cache lies in the hidden directory: main reads it, the worker gets the code.
+    const cached = { cached: true, file: inside, id: inside, url: '/a.txt', tmp: path.join(shown, 'cache', 'x.js'), invalidate: false }
+    const answer = guard.onResponse({ t: 's', i: 'W4', r: {
+      '/a.txt': cached,
+      [inside]: cached,
+      '/secret.txt': { code: 'secret', file: secret(), id: secret(), url: '/secret.txt' },
+      '/ext.js': { externalize: secret(), type: 'module' },
+      '/dep.js': { externalize: path.join(shown, 'dep.js'), type: 'module' },
+      '/gone.js': { cached: true, file: inside, id: inside, tmp: path.join(shown, 'cache', 'missing.js') },
+      ['__proto__']: { externalize: path.join(shown, 'dep.js'), type: 'module' }, // an own key, as v8 deserializes it
+      'odd': 'not an entry',
+    } }) as { r: Record<string, unknown> }
+    expect(Object.keys(answer.r).sort()).toEqual(['/a.txt', '/dep.js', inside, '__proto__'].sort())
+    expect(answer.r['/a.txt']).toEqual({ file: inside, id: inside, url: '/a.txt', invalidate: false, code: 'cached' })
+    expect(answer.r[inside]).toBe(answer.r['/a.txt'])
+    expect(Object.getOwnPropertyDescriptor(answer.r, '__proto__')?.value).toEqual({ externalize: path.join(shown, 'dep.js'), type: 'module' })
+    // Not an object: nothing warm, the worker fetches each module itself.
+    expect(guard.onRequest(request('fetchWarmModules', ['ssr', [inside]], 'W5'))).toBeUndefined()
+    expect(guard.onResponse({ t: 's', i: 'W5', r: ['x'] })).toEqual({ t: 's', i: 'W5', r: null })
   })
 
   test('a request reusing the id of one in flight is dropped: main\'s first answer cannot pass for the checked one', () => {
