@@ -52,6 +52,15 @@ static napi_value make_result(napi_env env, int status, struct rusage *ru, doubl
   return out;
 }
 
+// Waits for pid (blocking) and makes its result object.
+static napi_value wait_result(napi_env env, pid_t pid, double started) {
+  int status = 0;
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  if (wait4(pid, &status, 0, &ru) < 0) status = -1;
+  return make_result(env, status, &ru, now_ms() - started);
+}
+
 // fork(): 0 in the child (whose event loop is re-armed with uv_loop_fork), the pid in the parent.
 static napi_value probe_fork(napi_env env, napi_callback_info info) {
   void *loop = NULL;
@@ -80,11 +89,7 @@ static napi_value probe_wait(napi_env env, napi_callback_info info) {
   double started;
   napi_get_value_int32(env, argv[0], &pid);
   napi_get_value_double(env, argv[1], &started);
-  int status = 0;
-  struct rusage ru;
-  memset(&ru, 0, sizeof ru);
-  if (wait4(pid, &status, 0, &ru) < 0) status = -1;
-  return make_result(env, status, &ru, now_ms() - started);
+  return wait_result(env, pid, started);
 }
 
 // run(argv): posix_spawn + wait4, the fresh process's own CPU (what a forks worker pays).
@@ -114,11 +119,7 @@ static napi_value probe_run(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "posix_spawn failed");
     return NULL;
   }
-  int status = 0;
-  struct rusage ru;
-  memset(&ru, 0, sizeof ru);
-  if (wait4(pid, &status, 0, &ru) < 0) status = -1;
-  return make_result(env, status, &ru, now_ms() - started);
+  return wait_result(env, pid, started);
 }
 
 static napi_value probe_now(napi_env env, napi_callback_info info) {
