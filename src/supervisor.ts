@@ -11,6 +11,7 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
+import { Zygote, zygoteExecArgv, ZygoteGone, ZYGOTE_ENV } from './zygote.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
@@ -99,6 +100,7 @@ export class Supervisor {
     vitest.onClose?.(async () => {
       this.inspectorForward?.close()
       await this.discardSpares()
+      this.zygote?.close()
       this.warmUpSandbox?.kill('SIGKILL')
       await this.warmedUp
       this.compileCache?.remove()
@@ -196,7 +198,14 @@ export class Supervisor {
       const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
       const portsVersion = exposedVersion()
       const hostPorts = hostPortsNow(this.options)
-      const sandbox = await spawnSandbox({ ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined })
+      const zygote = warmUp ? undefined : this.zygoteFor(request)
+      const spawnRequest = { ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined }
+      const sandbox = await spawnSandbox({ ...spawnRequest, zygote }).catch((error: unknown) => {
+        // The zygote went away: this file gets a fresh worker, like every later one.
+        if (!(error instanceof ZygoteGone)) throw error
+        debug('fresh worker instead: %s', error.message)
+        return spawnSandbox(spawnRequest)
+      })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
       this.live.add(launched)
       void sandbox.exited.then(() => {
@@ -211,6 +220,38 @@ export class Supervisor {
       throw error
     }
   }
+
+  private zygote: Zygote | undefined
+  private zygoteTried = false
+
+  /**
+   * The run's zygote once it is ready, for a file whose worker it can stand for: no execArgv
+   * or NODE_OPTIONS of the project (the zygote must not run project code on the host), no
+   * inspector, no coverage files (Vitest 5). The first eligible launch starts it; files that
+   * start before it is ready get fresh workers. `VITEST_ISOLATED_ZYGOTE=on` turns it on.
+   */
+  private zygoteFor(request: LaunchRequest): Zygote | undefined {
+    if (process.env[ZYGOTE_ENV] !== 'on' || this.closed) return undefined
+    const workerModule = request.env.VITEST_ISOLATED_WORKER_MODULE
+    const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
+    if (!execArgv || request.env.NODE_OPTIONS || request.netControl || request.coverageDir !== undefined) {
+      if (!this.zygoteTried) debug('no zygote for this file: execArgv %o, NODE_OPTIONS %o, inspector %o, coverage files %o', request.execArgv, request.env.NODE_OPTIONS, request.netControl, request.coverageDir)
+      return undefined
+    }
+    if (!this.zygoteTried) {
+      this.zygoteTried = true
+      this.zygoteArgv = execArgv.join('\0')
+      try {
+        this.zygote = new Zygote({ env: request.env, cwd: request.cwd, workerModule: workerModule!, execArgv })
+      } catch (error) {
+        debug('no zygote: %s', (error as Error).message)
+      }
+    }
+    if (execArgv.join('\0') !== this.zygoteArgv) return undefined
+    return this.zygote?.usable ? this.zygote : undefined
+  }
+
+  private zygoteArgv: string | undefined
 
   /**
    * Once per run: a sandbox that runs no test (the entry in warm-up mode, without the project's
@@ -345,6 +386,7 @@ export class Supervisor {
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
     this.compileCache?.remove()
+    this.zygote?.close()
     for (const launched of this.live) {
       launched.sandbox.kill('SIGKILL')
       launched.coverage?.remove()

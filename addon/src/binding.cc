@@ -13,6 +13,11 @@
 #include <vector>
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -539,6 +544,122 @@ Napi::Value RecvFds(const Napi::CallbackInfo &info) {
   return r;
 }
 
+// --- The zygote (src/zygote/, addon/src/zygote.c) ---
+
+Napi::Value ErrnoError(Napi::Env env, const std::string &what, int e) {
+  const char *code = strerrorname_np(e);
+  Napi::Error error = Napi::Error::New(env, "[vitest-pool-isolated] " + what + ": " + (code ? code : "EUNKNOWN") + ": " + strerror(e));
+  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, e));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// In Vitest main: a sealed, executable memfd holding a copy of the file at path (the node
+// binary the zygote runs from, so that no process of a sandbox ever has a host file as its
+// /proc/self/exe). Returns the fd (O_CLOEXEC).
+Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    TypeErr(env, "sealedCopy(path)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (src < 0) return ErrnoError(env, "open " + path, errno);
+  struct stat st;
+  if (fstat(src, &st) != 0) {
+    int e = errno;
+    close(src);
+    return ErrnoError(env, "stat " + path, e);
+  }
+  // MFD_EXEC (0x10, 6.3+) where vm.memfd_noexec would otherwise make it non-executable.
+  int fd = (int)syscall(SYS_memfd_create, "node", MFD_CLOEXEC | MFD_ALLOW_SEALING | 0x10U);
+  if (fd < 0 && errno == EINVAL) fd = (int)syscall(SYS_memfd_create, "node", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    int e = errno;
+    close(src);
+    return ErrnoError(env, "memfd_create", e);
+  }
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = n < 0 ? errno : EIO;
+      close(src);
+      close(fd);
+      return ErrnoError(env, "copy " + path, e);
+    }
+  }
+  close(src);
+  if (fchmod(fd, 0555) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    int e = errno;
+    close(fd);
+    return ErrnoError(env, "seal the copy of " + path, e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// In the zygote at start: die with Vitest main.
+Napi::Value ZygoteInit(const Napi::CallbackInfo &info) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return ErrnoError(info.Env(), "prctl(PR_SET_PDEATHSIG)", errno);
+  return Napi::Number::New(info.Env(), getppid());
+}
+
+// In the zygote: zygoteEnter(plan, { initPid, userNs, pidNs, procs }). Returns { pid, errFd } in
+// the zygote and { ipcFd } in the copy, which is then the sandbox's worker (zygote.c).
+Napi::Value ZygoteEnter(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
+    TypeErr(env, "zygoteEnter(plan, target) takes two objects").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto storage = std::make_unique<PlanStorage>();
+  std::string err;
+  if (!Marshal(info[0].As<Napi::Object>(), *storage, err)) {
+    TypeErr(env, err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object t = info[1].As<Napi::Object>();
+  double init_pid, user_ns, pid_ns;
+  std::vector<char *> procs;
+  if (!GetNumber(t, "initPid", init_pid, err) || !GetNumber(t, "userNs", user_ns, err) ||
+      !GetNumber(t, "pidNs", pid_ns, err) || !GetStringArray(t, "procs", *storage, procs, err) || init_pid < 2) {
+    TypeErr(env, err.empty() ? "initPid must be a pid" : err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct uv_loop_s *loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ErrnoError(env, "no event loop", EINVAL);
+  enter_request req{};
+  req.plan = &storage->p;
+  req.init_pid = (pid_t)init_pid;
+  req.user_ns = (uint64_t)user_ns;
+  req.pid_ns = (uint64_t)pid_ns;
+  req.procs = procs.data();
+  req.proc_count = (uint32_t)(procs.size() - 1);
+  int err_fd = -1, ipc_fd = -1;
+  pid_t pid = zygote_enter(&req, loop, &err_fd, &ipc_fd);
+  if (pid < 0) return ErrnoError(env, "fork", errno);
+  Napi::Object r = Napi::Object::New(env);
+  if (pid == 0) {
+    r.Set("ipcFd", ipc_fd);
+  } else {
+    r.Set("pid", pid);
+    r.Set("errFd", err_fd);
+  }
+  return r;
+}
+
+// In the zygote: reaps the copy's first process (it leaves right after forking the worker).
+Napi::Value Reap(const Napi::CallbackInfo &info) {
+  int status = 0;
+  pid_t pid = (pid_t)info[0].As<Napi::Number>().Int32Value();
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return Napi::Number::New(info.Env(), status);
+}
+
 // isolated-init sits next to this .node file (CMakeLists.txt puts it there).
 std::string InitPath() {
   Dl_info info{};
@@ -566,6 +687,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeBeneath", Napi::Function::New(env, BeneathWrite));
   exports.Set("removeBeneath", Napi::Function::New(env, BeneathRemove));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
+  exports.Set("sealedCopy", Napi::Function::New(env, SealedCopy));
+  exports.Set("zygoteInit", Napi::Function::New(env, ZygoteInit));
+  exports.Set("zygoteEnter", Napi::Function::New(env, ZygoteEnter));
+  exports.Set("reap", Napi::Function::New(env, Reap));
   return exports;
 }
 

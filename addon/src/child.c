@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <stddef.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -347,29 +349,8 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
     if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) != 0) fail(STEP_setsid, -1);
   }
 
-  /* The bounding set needs CAP_SETPCAP, which setresuid away from 0 drops. */
-  for (int cap = 0; cap <= 63; cap++) {
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail(STEP_drop_caps, -1);
-  }
-  /* Raw system calls, not glibc's setresgid/setresuid: those broadcast the change to every
-   * thread glibc believes the process has (SIGSETXID). When init was still a fork-style clone of
-   * Vitest, that list named Vitest's threads and one being created at the moment of the clone
-   * made glibc wait on a futex forever (once in 200 files). The kernel call changes this
-   * thread, which is all there is. */
-  if (syscall(SYS_setresgid, plan->worker_gid, plan->worker_gid, plan->worker_gid) != 0) fail(STEP_set_ids, -1);
-  if (syscall(SYS_setresuid, plan->worker_uid, plan->worker_uid, plan->worker_uid) != 0) fail(STEP_set_ids, -1);
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) fail(STEP_drop_caps, -1);
-  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-  struct __user_cap_data_struct data[2];
-  memset(data, 0, sizeof data);
-  if (syscall(SYS_capset, &hdr, data) != 0) fail(STEP_drop_caps, -1);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(STEP_no_new_privs, -1);
-  /* Last before execve: the filter also applies to everything setup still
-   * had to do, so nothing of ours may need a denied call after this. */
-  if (plan->seccomp_len > 0) {
-    struct sock_fprog prog = {.len = plan->seccomp_len, .filter = (struct sock_filter *)plan->seccomp};
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(STEP_seccomp, -1);
-  }
+  enum step failed;
+  if (drop_privileges(plan, &failed) != 0) fail(failed, -1);
 
   sigset_t none;
   sigemptyset(&none);
@@ -380,6 +361,66 @@ static void __attribute__((noreturn)) worker_main(const struct plan *plan, const
 
 static void forward_signal(int sig) {
   if (worker_pid > 0) kill(worker_pid, sig);
+}
+
+/* Reaps every child until the worker is among them; leaves with its status. */
+static void __attribute__((noreturn)) reap_until(pid_t pid, const struct child_fds *fds) {
+  for (;;) {
+    int status;
+    pid_t r = waitpid(-1, &status, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      _exit(125); /* ECHILD without having seen the worker: cannot happen */
+    }
+    if (r == pid) {
+      write_all(fds->status_w, &status, sizeof status);
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+  }
+}
+
+/* PLAN_ENTER: the sandbox is finished, and instead of exec'ing a fresh node, a warm worker
+ * forked by the zygote enters it (zygote.c). init listens on an abstract socket of the
+ * sandbox's own network namespace, says "ready" by closing the error pipe (main then asks the
+ * zygote), and gives the worker's fds to the one peer that is PID 3 here: nothing else has
+ * been in this PID namespace, so PIDs 2 and 3 are the first processes to enter it, which only
+ * a holder of main's identity can do. PID 2 forks PID 3 and leaves, so the worker is init's
+ * child and is reaped here like an exec'd one. */
+static void __attribute__((noreturn)) serve_entry(const struct child_fds *fds) {
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path + 1, ENTER_SOCKET_NAME, sizeof ENTER_SOCKET_NAME - 1);
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof ENTER_SOCKET_NAME);
+  int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (l < 0 || bind(l, (struct sockaddr *)&a, alen) != 0 || listen(l, 4) != 0) fail(STEP_fork_worker, -1);
+  worker_pid = ENTER_WORKER_PID;
+  close(fds->err_w);
+  err_fd = -1;
+  for (;;) {
+    int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      _exit(124);
+    }
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == ENTER_WORKER_PID) {
+      const int give[4] = {fds->ipc, fds->out_w, fds->errout_w, fds->in_r};
+      const char ok = 'F';
+      int r = send_with_fds(c, &ok, 1, give, 4);
+      close(c);
+      if (r != 0) _exit(124);
+      break;
+    }
+    close(c);
+  }
+  close(l);
+  close(fds->ipc);
+  close(fds->out_w);
+  close(fds->errout_w);
+  close(fds->in_r);
+  reap_until(ENTER_WORKER_PID, fds);
 }
 
 void child_main(const struct plan *plan, const struct child_fds *fds) {
@@ -471,6 +512,8 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
     sigprocmask(SIG_BLOCK, &chld, NULL);
   }
 
+  if (plan->flags & PLAN_ENTER) serve_entry(fds);
+
   /* A raw clone, not fork(): nothing of glibc's fork machinery (atfork
    * handlers, its locks) is wanted between setup and the worker's execve. */
   pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -493,16 +536,5 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
     write_all(fds->status_w, &status, sizeof status);
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
   }
-  for (;;) {
-    int status;
-    pid_t r = waitpid(-1, &status, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      _exit(125); /* ECHILD without having seen the worker: cannot happen */
-    }
-    if (r == pid) {
-      write_all(fds->status_w, &status, sizeof status);
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    }
-  }
+  reap_until(pid, fds);
 }

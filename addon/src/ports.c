@@ -29,8 +29,12 @@
 /* The request byte Vitest sends for one socket, and the byte init answers with. */
 #define NET_REQUEST_SOCKET 'S'
 
-static int send_with_fds(int net, const void *payload, size_t len, const int *fds, int nfds) {
-  char ctrl[CMSG_SPACE(sizeof(int) * 2)];
+int send_with_fds(int net, const void *payload, size_t len, const int *fds, int nfds) {
+  char ctrl[CMSG_SPACE(sizeof(int) * 4)];
+  if (nfds < 1 || nfds > 4) {
+    errno = EINVAL;
+    return -1;
+  }
   memset(ctrl, 0, sizeof ctrl);
   struct iovec iov = {.iov_base = (void *)payload, .iov_len = len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,

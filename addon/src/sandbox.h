@@ -72,6 +72,7 @@ enum plan_flags {
   PLAN_LOOPBACK = 1u << 1, /* bring lo up in it */
   PLAN_TTY = 1u << 2,      /* the worker's fd 0 is a terminal: it becomes its controlling tty (shell) */
   PLAN_NET_CTL = 1u << 3,  /* init keeps INIT_FD_NET and makes sockets of its netns on request (ports.c) */
+  PLAN_ENTER = 1u << 4,    /* no execve: a warm worker forked by the zygote enters the finished sandbox (zygote.c) */
 };
 
 struct plan {
@@ -123,6 +124,10 @@ struct child_fds {
   int in_r;     /* becomes fd 0 (/dev/null unless the plan gives one) */
   int net;      /* AF_UNIX seqpacket to Vitest: listening fds, then sockets on request (ports.c) */
 };
+
+/* drop.c: bounding set, ids (plan->worker_uid/gid), ambient and all other capabilities,
+ * no_new_privs, then the plan's seccomp filter. 0, or -1 with errno and *failed. */
+int drop_privileges(const struct plan *plan, enum step *failed);
 
 /* Never returns. Runs in isolated-init (PID 1 of the new PID namespace). */
 void child_main(const struct plan *plan, const struct child_fds *fds) __attribute__((noreturn));
@@ -212,6 +217,33 @@ int reap_serving(pid_t worker, int net);
  * carries (MSG_DONTWAIT after polling up to timeout_ms). Returns the payload
  * length (0 at EOF), or -1 with errno (EAGAIN: nothing came in time). */
 int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fds, int *nfds);
+/* One message with 1 to 4 fds (SCM_RIGHTS). 0, or -1 with errno. */
+int send_with_fds(int sock, const void *payload, size_t len, const int *fds, int nfds);
+
+/* PLAN_ENTER (child.c, zygote.c): init listens on this abstract AF_UNIX seqpacket name in the
+ * sandbox's own network namespace and hands the worker's fds (ipc, stdout, stderr, stdin) to
+ * the one peer that is PID 3 of the sandbox: the worker the zygote forked into it (PID 2 made
+ * it and left). */
+#define ENTER_SOCKET_NAME "vitest-pool-isolated/enter"
+#define ENTER_WORKER_PID 3
+
+/* zygote.c, in the zygote (a node that imported Vitest's worker runtime, outside any
+ * sandbox, with Vitest main's identity): forks a copy of itself into the finished sandbox
+ * whose init is init_pid (PLAN_ENTER). The copy joins the cgroup (each path in procs gets
+ * "0"), checks that init_pid is still the process main saw (its user and PID namespace
+ * inodes), joins all its namespaces, forks the worker as PID 3 inside, which takes its fds
+ * from init, gives up every privilege like the exec'd worker (child.c) and returns.
+ * Returns in the zygote: the pid of the copy's first process, with *err_r the read end of
+ * its failure pipe (a struct setup_failure, or EOF when the worker is ready); in the worker:
+ * 0 with *ipc_fd; -1 with errno when nothing was forked. */
+struct enter_request {
+  const struct plan *plan; /* flags, cwd, worker ids, seccomp */
+  pid_t init_pid;
+  uint64_t user_ns, pid_ns;
+  const char *const *procs;
+  uint32_t proc_count;
+};
+pid_t zygote_enter(const struct enter_request *req, void *uv_loop, int *err_r, int *ipc_fd);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,8 @@ export interface FileCgroup {
   readonly name: string
   /** v2: an O_DIRECTORY fd of the cgroup for CLONE_INTO_CGROUP; the caller must not close it. */
   readonly intoFd: number | undefined
+  /** Its cgroup.procs files (one per controller on v1): the zygote's copy writes itself in. */
+  readonly procs: readonly string[]
   /**
    * Moves the (still waiting) sandbox init into the cgroup; v2 with intoFd does nothing. v1
    * writes off the main thread: each cgroup.procs write sleeps for an RCU grace period (~3 ms

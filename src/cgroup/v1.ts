@@ -94,6 +94,7 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
   return {
     name,
     intoFd: undefined,
+    procs: dirs.map(d => path.join(d, 'cgroup.procs')),
     async attach(pid: number) {
       await Promise.all(dirs.map(d => fs.promises.writeFile(path.join(d, 'cgroup.procs'), String(pid))))
     },

@@ -96,6 +96,7 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
   return {
     name,
     intoFd: fd,
+    procs: [path.join(dir, 'cgroup.procs')],
     attach() {
       // CLONE_INTO_CGROUP already placed the sandbox.
     },

@@ -49,6 +49,15 @@ export interface NativePlan {
   hostPorts?: number[]
 }
 
+/** Which sandbox a zygote's copy enters: init's host pid and the namespaces main saw it in. */
+export interface EnterTarget {
+  initPid: number
+  userNs: number
+  pidNs: number
+  /** cgroup.procs files the copy writes itself into before it makes the worker. */
+  procs: string[]
+}
+
 export interface NativeSpawned {
   pid: number
   pidfd: number
@@ -112,6 +121,18 @@ export interface NativeAddon {
    * EOF. Waits up to timeoutMs; throws an Error with `code`/`errno` (EAGAIN: nothing in time).
    */
   recvFds(fd: number, timeoutMs: number): { data: Buffer; fds: number[] } | null
+  /** Main: a sealed executable memfd (O_CLOEXEC) with a copy of the file, for the zygote to run from. */
+  sealedCopy(path: string): number
+  /** The zygote at start: PR_SET_PDEATHSIG(SIGKILL); returns the parent's pid. */
+  zygoteInit(): number
+  /**
+   * The zygote: forks a copy into the finished sandbox of a PLAN_ENTER plan (addon/src/zygote.c).
+   * In the zygote: the copy's first pid and its failure pipe; in the copy (now the sandbox's
+   * worker, PID 2 there): the fd of its channel to main.
+   */
+  zygoteEnter(plan: NativePlan, target: EnterTarget): { pid: number; errFd: number } | { ipcFd: number }
+  /** Blocking waitpid; returns the wait status. */
+  reap(pid: number): number
 }
 
 /**

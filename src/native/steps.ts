@@ -5,6 +5,7 @@ export const STEPS = [
   'mkdir', 'bind', 'tmpfs', 'idmap', 'overlay', 'proc', 'devpts', 'symlink', 'write_file', 'seal', 'detach_oldroot',
   'pivot_root', 'chdir', 'loopback', 'host_ports', 'hostname', 'fork_worker',
   'dup_fds', 'close_fds', 'set_ids', 'drop_caps', 'no_new_privs', 'seccomp', 'exec',
+  'enter_cgroup', 'enter_check', 'enter_setns', 'enter_fork', 'enter_fds', 'enter_loop',
 ] as const
 
 export type Step = (typeof STEPS)[number]
@@ -19,4 +20,6 @@ export const STEP_SYSCALL: Record<Step, string> = {
   loopback: 'ioctl', host_ports: 'listen', hostname: 'sethostname', fork_worker: 'clone', dup_fds: 'dup2',
   close_fds: 'close_range', set_ids: 'setresuid', drop_caps: 'capset', no_new_privs: 'prctl', seccomp: 'prctl',
   exec: 'execve',
+  enter_cgroup: 'write', enter_check: 'pidfd_open', enter_setns: 'setns', enter_fork: 'fork', enter_fds: 'recvmsg',
+  enter_loop: 'uv_loop_fork',
 }

@@ -12,13 +12,14 @@ import { IsolatedError, SandboxSetupError } from '../errors.js'
 import type { FileCgroup } from '../cgroup/index.js'
 import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
-import { native, type NativeExit, type NativePlan, type NativeStepError } from '../native/binding.js'
+import { native, type NativeExit, type NativePlan, type NativeSpawned, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
 import { auditAreas } from '../audit.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
 import { hostLayout } from './host-layout.js'
 import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
 import { buildPlan, OP, PLAN, workerUidOf } from './plan.js'
+import { plannable, type Zygote } from '../zygote.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -46,6 +47,8 @@ export interface SpawnRequest {
   netControl?: boolean
   /** Host directories bound read-only (the run's code cache, src/compile-cache.ts). */
   readOnly?: readonly { source: string; target: string }[]
+  /** The run's zygote (src/zygote.ts): its copy enters the sandbox when the plan allows it. */
+  zygote?: Zygote
 }
 
 export interface SandboxExit {
@@ -86,7 +89,9 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
   })
   // The audit's hooks need to know which places are the sandbox's own; only then are they loaded.
   if (req.options.audit) plan.envp.push(`${AUDIT_ENV}=${JSON.stringify(auditAreas(plan.ops))}`)
-  const sandbox = await spawnPlan(plan, req.cgroup)
+  const zygote = req.zygote?.usable && plannable(plan) ? req.zygote : undefined
+  if (zygote) plan.flags |= PLAN.enter
+  const sandbox = await spawnPlan(plan, req.cgroup, zygote)
   if (req.hostPorts?.length) {
     const forward = forwardHostPorts(sandbox.net.listeners, new Map(req.hostPorts.map(p => [p.port, p.host])))
     void sandbox.exited.then(() => forward.close())
@@ -95,10 +100,10 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
 }
 
 /** Spawns an already built plan (integration tests use this to reach every setup step). */
-export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<Sandbox> {
+export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: Zygote): Promise<Sandbox> {
   const addon = native()
   if (cgroup?.intoFd !== undefined) plan = { ...plan, cgroupFd: cgroup.intoFd }
-  let raw
+  let raw: NativeSpawned
   try {
     raw = await addon.spawn(plan)
   } catch (error) {
@@ -126,7 +131,25 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup): Promise<
     await exited
     throw setupError(plan, failure)
   }
-  debug('sandbox %d: worker exec\'d', raw.pid)
+  // PLAN_ENTER: init has finished the sandbox and waits; the zygote's copy becomes its worker.
+  if (plan.flags & PLAN.enter) {
+    let entered: NativeStepError | null
+    try {
+      if (!zygote) throw new IsolatedError('[vitest-pool-isolated] a plan with the flag enter needs the zygote. This is a bug in vitest-pool-isolated.')
+      entered = await zygote.enter(plan, raw.pid, cgroup?.procs ?? [])
+    } catch (error) {
+      entered = null
+      await abandon(error)
+    }
+    if (entered) await abandon(setupError(plan, entered))
+  }
+  async function abandon(error: unknown): Promise<never> {
+    addon.signal(raw!.pidfd, os.constants.signals.SIGKILL)
+    for (const fd of [raw!.ipcFd, raw!.stdoutFd, raw!.stderrFd, raw!.netFd]) if (fd >= 0) fs.closeSync(fd)
+    await exited
+    throw error
+  }
+  debug('sandbox %d: worker %s', raw.pid, plan.flags & PLAN.enter ? 'entered' : 'exec\'d')
   let sandboxNet: SandboxNet
   try {
     sandboxNet = openSandboxNet(addon, raw.netFd, plan.hostPorts ?? [], (plan.flags & PLAN.netCtl) !== 0)

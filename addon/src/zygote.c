@@ -1,0 +1,207 @@
+/* The zygote's copy (src/zygote/): a node that has imported Vitest's worker runtime once per
+ * run forks a copy of itself per test file, and the copy enters that file's finished sandbox
+ * instead of a fresh node being exec'd there. This file is that fork and entry; it runs in
+ * the zygote (loaded as part of the addon), which is outside any sandbox with Vitest main's
+ * identity and no seccomp filter, and runs no test code.
+ *
+ * What the copy must not carry in: the host's files (every fd but the four init hands over
+ * and the event loop's own pipes, eventfds and epoll is closed; the zygote runs from a sealed
+ * memfd, so /proc/self/exe is no host file either), the host's root and cwd (setns into the
+ * mount namespace puts both at the sandbox's root), a terminal (setsid), capabilities and ids
+ * (drop.c, as the exec'd worker), and the cgroup of the zygote (the copy moves itself into
+ * the file's cgroup before it makes the worker). What it keeps is the zygote's memory: Vitest's
+ * runtime, the run's environment, which every worker of the run gets anyway.
+ *
+ * The copy is three processes: the first joins the cgroup and the namespaces (setns into a PID
+ * namespace only applies to children), the second (PID 2 of the sandbox) forks the worker (PID
+ * 3) and leaves, so init reaps the worker like an exec'd one. glibc's fork() on purpose: OpenSSL reseeds its
+ * random state and libuv resets its signal pipe in their atfork handlers. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+
+/* Exported by the node binary (libuv). */
+int uv_loop_fork(void *loop);
+
+static void __attribute__((noreturn)) fail_to(int fd, enum step step) {
+  struct setup_failure f = {.step = step, .err = errno ? errno : EIO, .op_index = -1};
+  ssize_t n;
+  do n = write(fd, &f, sizeof f);
+  while (n < 0 && errno == EINTR);
+  _exit(127);
+}
+
+/* V8 marks its heap MADV_DONTFORK (so that fork+exec of a big node is cheap): a copy would
+ * find its JS heap unmapped. Undone for every mapping before each fork (V8 maps new pages as
+ * it goes). */
+static void dofork_all(void) {
+  FILE *maps = fopen("/proc/self/maps", "re");
+  if (!maps) return;
+  char line[4096];
+  while (fgets(line, sizeof line, maps)) {
+    unsigned long from, to;
+    if (sscanf(line, "%lx-%lx", &from, &to) != 2 || strstr(line, "[vsyscall]")) continue;
+    madvise((void *)from, to - from, MADV_DOFORK);
+  }
+  fclose(maps);
+}
+
+static int write_str(const char *path, const char *s) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n;
+  do n = write(fd, s, strlen(s));
+  while (n < 0 && errno == EINTR);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+static uint64_t ns_inode(pid_t pid, const char *ns) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, ns);
+  struct stat st;
+  return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/* Everything but 0-2, keep and what the event loop watches: pipes, sockets and anonymous
+ * inodes (epoll, eventfd, signalfd) stay for uv_loop_fork to replace; every fd of a file,
+ * directory, device or O_PATH (the addon's handle on isolated-init, say) is closed. */
+static int close_host_fds(int keep) {
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  DIR *d = fdopendir(dir);
+  if (!d) return -1;
+  int fds[1024], n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < 1024) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd <= 2 || fd == keep || fd == dir) continue;
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || fl < 0) continue;
+    mode_t t = st.st_mode & S_IFMT;
+    if ((fl & O_PATH) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR || t == S_IFBLK) fds[n++] = fd;
+  }
+  closedir(d);
+  for (int i = 0; i < n; i++) close(fds[i]);
+  return 0;
+}
+
+/* The worker, PID 3 of the sandbox: its fds from init, then the exec'd worker's last steps. */
+static int become_worker(const struct enter_request *req, void *loop, int err_w, int *ipc_fd) {
+  /* Until PID 2 is gone, it is our parent; then init is (getppid says 1), which must reap us. */
+  for (int i = 0; getppid() != 1; i++) {
+    if (i > 200000) {
+      errno = ETIMEDOUT;
+      fail_to(err_w, STEP_enter_fork);
+    }
+    usleep(50);
+  }
+  if (setsid() < 0) fail_to(err_w, STEP_setsid);
+  int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path + 1, ENTER_SOCKET_NAME, sizeof ENTER_SOCKET_NAME - 1);
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof ENTER_SOCKET_NAME);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, alen) != 0) fail_to(err_w, STEP_enter_fds);
+  char tag;
+  int fds[4], nfds = 0;
+  int n = recv_fds(s, 10000, &tag, 1, fds, 4, &nfds);
+  if (n != 1 || nfds != 4 || tag != 'F') {
+    if (n >= 0) errno = EPROTO;
+    fail_to(err_w, STEP_enter_fds);
+  }
+  close(s);
+  /* fds[]: ipc, stdout, stderr, stdin (all O_CLOEXEC from recv_fds). The ipc socket stays
+   * close-on-exec: no execve of ours follows, and a test's child processes must not get it. */
+  if (dup2(fds[3], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0) fail_to(err_w, STEP_dup_fds);
+  close(fds[1]);
+  close(fds[2]);
+  close(fds[3]);
+  if (close_host_fds(fds[0]) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
+  if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
+  if (uv_loop_fork(loop) != 0) {
+    errno = EIO;
+    fail_to(err_w, STEP_enter_loop);
+  }
+  enum step failed;
+  if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
+  *ipc_fd = fds[0];
+  return 0;
+}
+
+pid_t zygote_enter(const struct enter_request *req, void *loop, int *err_fd, int *ipc_fd) {
+  int errp[2];
+  if (pipe2(errp, O_CLOEXEC) != 0) return -1;
+  dofork_all();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(errp[0]);
+    close(errp[1]);
+    errno = e;
+    return -1;
+  }
+  if (pid > 0) {
+    close(errp[1]);
+    *err_fd = errp[0];
+    return pid;
+  }
+  /* The copy's first process: still the zygote's identity, on the host. */
+  int err_w = errp[1];
+  close(errp[0]);
+  for (uint32_t i = 0; i < req->proc_count; i++)
+    if (write_str(req->procs[i], "0") != 0) fail_to(err_w, STEP_enter_cgroup);
+  int pidfd = (int)syscall(SYS_pidfd_open, req->init_pid, 0);
+  if (pidfd < 0) fail_to(err_w, STEP_enter_check);
+  /* init_pid is main's sandbox only if its namespaces are the ones main saw, checked while the
+   * pidfd shows it alive: a pid can only have been reused after its process is gone. */
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  if (ns_inode(req->init_pid, "user") != req->user_ns || ns_inode(req->init_pid, "pid") != req->pid_ns ||
+      poll(&p, 1, 0) != 0) {
+    errno = ESRCH;
+    fail_to(err_w, STEP_enter_check);
+  }
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+  if (req->plan->flags & PLAN_NEW_NET) flags |= CLONE_NEWNET;
+  if (setns(pidfd, flags) != 0) fail_to(err_w, STEP_enter_setns);
+  close(pidfd);
+  /* Twice: an orphan goes to the reaper of its dead parent's PID namespace. The first child
+   * is PID 2 inside and leaves at once, so the worker (PID 3) becomes init's child. */
+  pid_t first = fork();
+  if (first < 0) fail_to(err_w, STEP_enter_fork);
+  if (first > 0) {
+    int status;
+    while (waitpid(first, &status, 0) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  pid_t worker = fork();
+  if (worker < 0) fail_to(err_w, STEP_enter_fork);
+  if (worker > 0) _exit(0);
+  become_worker(req, loop, err_w, ipc_fd);
+  /* EOF for the zygote: the worker is ready. */
+  close(err_w);
+  return 0;
+}

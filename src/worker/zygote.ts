@@ -1,0 +1,178 @@
+/**
+ * The zygote: one node per run that imports Vitest's worker runtime once and then forks a copy
+ * of itself into each test file's finished sandbox (addon/src/zygote.c), so that a file's
+ * worker costs a fork instead of node's start-up and the runtime's import. Started by main
+ * (src/zygote.ts) as `<sealed copy of node> --single-threaded dist/worker/zygote.js`, outside
+ * any sandbox, with main's identity, without the project's execArgv or NODE_OPTIONS: it runs
+ * Vitest's own code only, never a test's.
+ *
+ * `--single-threaded`: only the forking thread lives on in a copy, and V8's platform threads
+ * would be missing there with their locks as they were at the fork.
+ *
+ * Messages on fd 3 (our channel): main sends `enter` (plan, target, env); the zygote answers
+ * `entered` with the failure of a setup step or none. One entry at a time: a copy must not
+ * inherit another entry's failure pipe.
+ */
+import fs from 'node:fs'
+import net from 'node:net'
+import { webcrypto } from 'node:crypto'
+import { pathToFileURL } from 'node:url'
+import { Channel } from '../ipc/channel.js'
+import { native, type EnterTarget, type NativePlan } from '../native/binding.js'
+import { STEPS } from '../native/steps.js'
+import { runWorker, save } from './run.js'
+
+type VitestWorkerModule = typeof import('vitest/worker')
+
+export interface EnterMessage {
+  type: 'enter'
+  id: number
+  plan: NativePlan
+  target: EnterTarget
+  /** The file's worker environment (the plan's envp as an object). */
+  env: Record<string, string>
+}
+
+export interface EnteredMessage {
+  type: 'entered'
+  id: number
+  failure?: { step: string; errno: number; opIndex: number }
+  error?: string
+}
+
+export const ZYGOTE_EXE_FD = 4
+/** The worker's pid in its sandbox (ENTER_WORKER_PID, addon/src/sandbox.h). */
+const WORKER_PID = 3
+
+const saved = save()
+const { processExit, stderrWrite } = saved
+
+const workerModulePath = process.env.VITEST_ISOLATED_WORKER_MODULE
+delete process.env.VITEST_ISOLATED_WORKER_MODULE
+// The sealed node it runs from: nothing else may hold it (a copy closes every file fd anyway).
+try {
+  fs.closeSync(ZYGOTE_EXE_FD)
+} catch {}
+
+const addon = native()
+addon.zygoteInit()
+
+const vitest = await import(pathToFileURL(workerModulePath!).href) as VitestWorkerModule
+
+const controlSocket = new net.Socket({ fd: 3, readable: true, writable: true })
+const control = new Channel(controlSocket)
+let copy = false
+const queue: EnterMessage[] = []
+let busy = false
+
+control.on('message', (message) => {
+  if (copy) return
+  const m = message as EnterMessage
+  if (m?.type !== 'enter') return
+  queue.push(m)
+  void pump()
+})
+// Main gone: so is the run.
+control.on('close', () => {
+  if (!copy) processExit(0)
+})
+control.on('error', () => {
+  if (!copy) processExit(1)
+})
+control.send({ type: 'ready' })
+
+async function pump(): Promise<void> {
+  if (busy) return
+  busy = true
+  while (queue.length > 0) await enter(queue.shift()!)
+  busy = false
+}
+
+async function enter(m: EnterMessage): Promise<void> {
+  let r: ReturnType<typeof addon.zygoteEnter>
+  try {
+    r = addon.zygoteEnter(m.plan, m.target)
+  } catch (error) {
+    control.send({ type: 'entered', id: m.id, error: (error as Error).message } satisfies EnteredMessage)
+    return
+  }
+  if ('ipcFd' in r) {
+    becomeWorker(m, r.ipcFd)
+    // The zygote's queue stops here in the copy.
+    return new Promise(() => {})
+  }
+  const failure = await readFailure(r.errFd)
+  addon.reap(r.pid)
+  control.send({ type: 'entered', id: m.id, ...(failure ? { failure } : {}) } satisfies EnteredMessage)
+}
+
+/** The copy, now PID 3 of the file's sandbox with its fds from init: the worker. */
+function becomeWorker(m: EnterMessage, fd: number): void {
+  copy = true
+  controlSocket.destroy()
+  for (const key of Object.keys(process.env)) if (!(key in m.env)) delete process.env[key]
+  Object.assign(process.env, m.env)
+  delete process.env.VITEST_ISOLATED_WORKER_MODULE
+  // What an exec'd worker would see: node's own path and the entry as the script.
+  process.execPath = m.plan.execPath
+  process.argv.splice(0, process.argv.length, m.plan.execPath, m.plan.argv.at(-1)!)
+  redefine(process, 'pid', WORKER_PID)
+  reseedMathRandom()
+  void runWorker(vitest, fd, saved).catch((error: Error) => {
+    stderrWrite(`[vitest-pool-isolated] ${error.stack ?? error.message}\n`)
+    processExit(1)
+  })
+}
+
+function redefine(target: object, key: string, value: unknown): void {
+  try {
+    Object.defineProperty(target, key, { value, writable: false, enumerable: true, configurable: true })
+  } catch {}
+}
+
+/**
+ * Every copy starts with the zygote's Math.random state (V8 keeps it per context, seeded once),
+ * so every file would draw the same numbers. A xoshiro128** seeded from the system's random
+ * source replaces it, 53 bits per number like V8's.
+ */
+function reseedMathRandom(): void {
+  const s = new Uint32Array(4)
+  do webcrypto.getRandomValues(s)
+  while ((s[0]! | s[1]! | s[2]! | s[3]!) === 0)
+  const next = (): number => {
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0
+    const t = s[1]! << 9
+    s[2]! ^= s[0]!
+    s[3]! ^= s[1]!
+    s[1]! ^= s[2]!
+    s[0]! ^= s[3]!
+    s[2]! ^= t
+    s[3] = rotl(s[3]!, 11)
+    return result
+  }
+  const random = { random: () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992 }.random
+  Object.defineProperty(Math, 'random', { value: random, writable: true, enumerable: false, configurable: true })
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0
+}
+
+function readFailure(fd: number): Promise<EnteredMessage['failure'] | undefined> {
+  const buf = Buffer.alloc(12)
+  return new Promise((resolve) => {
+    let got = 0
+    const next = (): void =>
+      fs.read(fd, buf, got, buf.length - got, null, (err, n) => {
+        if (!err && n > 0 && got + n < buf.length) {
+          got += n
+          return next()
+        }
+        fs.closeSync(fd)
+        got += err ? 0 : n
+        if (got < buf.length) return resolve(err ? { step: 'enter_fork', errno: err.errno ?? 5, opIndex: -1 } : undefined)
+        resolve({ step: STEPS[buf.readInt32LE(0)] ?? `unknown(${buf.readInt32LE(0)})`, errno: buf.readInt32LE(4), opIndex: buf.readInt32LE(8) })
+      })
+    next()
+  })
+}
