@@ -165,10 +165,10 @@ export class Supervisor {
   private ahead: Limits | undefined
 
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
-  createCgroup(): FileCgroup | undefined {
+  createCgroup(limits = this.limits): FileCgroup | undefined {
     const driver = this.driver
     if (!driver || !Object.values(driver.support).some((s) => s.ok)) return undefined
-    const cgroup = driver.create(this.limits)
+    const cgroup = driver.create(limits)
     this.liveCgroups.add(cgroup)
     const remove = cgroup.remove.bind(cgroup)
     cgroup.remove = async () => {
@@ -187,18 +187,21 @@ export class Supervisor {
    * run's code cache read-only once that is filled; the first call starts filling it.
    */
   async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
-    if (!warmUp) this.startWarmUp(request)
+    // Read now: bootAhead's limits hold only for the synchronous part of this call.
+    const limits = this.limits
+    const zygote = warmUp ? undefined : await this.zygoteFor(request)
+    // Copies of the zygote compile nothing of Vitest's runtime: no code cache to fill for them.
+    if (!warmUp && !zygote) this.startWarmUp(request)
     const { coverageDir, ...spawn } = request
     const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
     if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
-    const cgroup = this.createCgroup()
+    const cgroup = this.createCgroup(limits)
     let coverage: CoverageFiles | undefined
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
       const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
       const portsVersion = exposedVersion()
       const hostPorts = hostPortsNow(this.options)
-      const zygote = warmUp ? undefined : this.zygoteFor(request)
       const spawnRequest = { ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined }
       const sandbox = await spawnSandbox({ ...spawnRequest, zygote }).catch((error: unknown) => {
         // The zygote went away: this file gets a fresh worker, like every later one.
@@ -225,12 +228,14 @@ export class Supervisor {
   private zygoteTried = false
 
   /**
-   * The run's zygote once it is ready, for a file whose worker it can stand for: no execArgv
-   * or NODE_OPTIONS of the project (the zygote must not run project code on the host), no
-   * inspector, no coverage files (Vitest 5). The first eligible launch starts it; files that
-   * start before it is ready get fresh workers. `VITEST_ISOLATED_ZYGOTE=on` turns it on.
+   * The run's zygote, for a file whose worker it can stand for: no execArgv or NODE_OPTIONS of
+   * the project (the zygote must not run project code on the host), no inspector, no coverage
+   * files (Vitest 5). The first eligible launch starts it, and every launch waits until it is
+   * ready (it takes what one fresh worker's start takes), so that all files of a run get the
+   * same kind of worker; if it cannot start, they get fresh ones.
+   * `VITEST_ISOLATED_ZYGOTE=on` turns it on.
    */
-  private zygoteFor(request: LaunchRequest): Zygote | undefined {
+  private async zygoteFor(request: LaunchRequest): Promise<Zygote | undefined> {
     if (process.env[ZYGOTE_ENV] !== 'on' || this.closed) return undefined
     const workerModule = request.env.VITEST_ISOLATED_WORKER_MODULE
     const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
@@ -247,8 +252,9 @@ export class Supervisor {
         debug('no zygote: %s', (error as Error).message)
       }
     }
-    if (execArgv.join('\0') !== this.zygoteArgv) return undefined
-    return this.zygote?.usable ? this.zygote : undefined
+    if (execArgv.join('\0') !== this.zygoteArgv || !this.zygote) return undefined
+    await this.zygote.ready
+    return this.zygote.usable ? this.zygote : undefined
   }
 
   private zygoteArgv: string | undefined

@@ -601,9 +601,10 @@ Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
-// In the zygote at start: die with Vitest main.
+// In the zygote at start: die with Vitest main; no fd but 0-3 of what it was started with.
 Napi::Value ZygoteInit(const Napi::CallbackInfo &info) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return ErrnoError(info.Env(), "prctl(PR_SET_PDEATHSIG)", errno);
+  if (zygote_sanitize_fds() != 0) return ErrnoError(info.Env(), "close inherited fds", errno);
   return Napi::Number::New(info.Env(), getppid());
 }
 

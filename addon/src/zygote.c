@@ -82,9 +82,11 @@ static uint64_t ns_inode(pid_t pid, const char *ns) {
   return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* Everything but 0-2, keep and what the event loop watches: pipes, sockets and anonymous
- * inodes (epoll, eventfd, signalfd) stay for uv_loop_fork to replace; every fd of a file,
- * directory, device or O_PATH (the addon's handle on isolated-init, say) is closed. */
+/* Everything but 0-3 (3: the zygote's channel, which the copy's JS closes), keep and what the
+ * event loop watches: libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
+ * close-on-exec, stay for uv_loop_fork to replace. Closed: every fd of a file, directory,
+ * device or O_PATH (the addon's handle on isolated-init, say), and anything inherited without
+ * close-on-exec (zygote_sanitize_fds already closed what node was started with). */
 static int close_host_fds(int keep) {
   int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return -1;
@@ -95,12 +97,32 @@ static int close_host_fds(int keep) {
   while ((e = readdir(d)) && n < 1024) {
     if (e->d_name[0] == '.') continue;
     int fd = atoi(e->d_name);
-    if (fd <= 2 || fd == keep || fd == dir) continue;
+    if (fd <= 3 || fd == keep || fd == dir) continue;
     struct stat st;
-    int fl = fcntl(fd, F_GETFL);
-    if (fstat(fd, &st) != 0 || fl < 0) continue;
+    int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
+    if (fstat(fd, &st) != 0 || fl < 0 || fdfl < 0) continue;
     mode_t t = st.st_mode & S_IFMT;
-    if ((fl & O_PATH) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR || t == S_IFBLK) fds[n++] = fd;
+    if ((fl & O_PATH) || !(fdfl & FD_CLOEXEC) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR ||
+        t == S_IFBLK)
+      fds[n++] = fd;
+  }
+  closedir(d);
+  for (int i = 0; i < n; i++) close(fds[i]);
+  return 0;
+}
+
+int zygote_sanitize_fds(void) {
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  DIR *d = fdopendir(dir);
+  if (!d) return -1;
+  int fds[1024], n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < 1024) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fd > 3 && fd != dir && fdfl >= 0 && !(fdfl & FD_CLOEXEC)) fds[n++] = fd;
   }
   closedir(d);
   for (int i = 0; i < n; i++) close(fds[i]);

@@ -40,7 +40,6 @@ export interface EnteredMessage {
   error?: string
 }
 
-export const ZYGOTE_EXE_FD = 4
 /** The worker's pid in its sandbox (ENTER_WORKER_PID, addon/src/sandbox.h). */
 const WORKER_PID = 3
 
@@ -49,11 +48,7 @@ const { processExit, stderrWrite } = saved
 
 const workerModulePath = process.env.VITEST_ISOLATED_WORKER_MODULE
 delete process.env.VITEST_ISOLATED_WORKER_MODULE
-// The sealed node it runs from: nothing else may hold it (a copy closes every file fd anyway).
-try {
-  fs.closeSync(ZYGOTE_EXE_FD)
-} catch {}
-
+// Closes the sealed node it runs from (fd 4) and every other fd it was started with but 0-3.
 const addon = native()
 addon.zygoteInit()
 
