@@ -163,12 +163,15 @@ static int become_worker(const struct enter_request *req, void *loop, int err_w,
   close(fds[3]);
   if (close_host_fds(fds[0]) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
   if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
+  enum step failed;
+  if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
+  /* The event loop's new epoll, eventfd and pipes: after the seccomp filter, which denies
+   * io_uring, so that libuv finds what an exec'd worker finds and sets up no ring it would
+   * abort on (Node 22's batches epoll_ctl through one). */
   if (uv_loop_fork(loop) != 0) {
     errno = EIO;
     fail_to(err_w, STEP_enter_loop);
   }
-  enum step failed;
-  if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
   *ipc_fd = fds[0];
   return 0;
 }

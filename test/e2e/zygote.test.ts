@@ -72,10 +72,11 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
     expect(seen, ns).not.toContain(host)
   }
   // What an exec'd worker would say about itself.
+  const node = run.command[0]
   for (const p of probes) {
-    expect(p.execPath).toBe(process.execPath)
-    expect(p.argv).toEqual([process.execPath, expect.stringMatching(/\/dist\/worker\/entry\.js$/)])
-    expect(p.cwd).toBe(process.cwd())
+    expect(p.execPath).toBe(node)
+    expect(p.argv).toEqual([node, expect.stringMatching(/\/dist\/worker\/entry\.js$/)])
+    expect(p.cwd).toBe(probes[0]!.cwd)
   }
 
   await new Promise(resolve => setTimeout(resolve, 500))
