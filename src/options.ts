@@ -113,6 +113,15 @@ export interface IsolatedOptions {
    */
   audit?: boolean
   /**
+   * Workers from a zygote: one node per run imports Vitest's runtime once, and each test file's
+   * worker is a copy of it forked into the file's finished sandbox (same namespaces, mounts,
+   * cgroup, privileges and seccomp filter as a fresh one) instead of a node started there.
+   * Files whose worker it cannot stand for (execArgv or NODE_OPTIONS of the project, the
+   * inspector, hostPorts, network 'host', Vitest 5 coverage) get fresh workers. Default:
+   * `true`. Environment: `VITEST_ISOLATED_ZYGOTE=0`.
+   */
+  zygote?: boolean
+  /**
    * Writes into the project tree: `'readonly'` fails them with `EROFS`; `'discard'` lets them
    * succeed inside the file's sandbox (an overlay whose upper layer lives in the sandbox's memory,
    * capped at `tmpSize`) and throws them away when the file ends. Snapshot writes reach the host
@@ -161,6 +170,7 @@ export interface ResolvedIsolatedOptions {
   /** Host TCP services reachable from inside (sorted by port, no port twice). */
   hostPorts: { port: number; host: string }[]
   audit: boolean
+  zygote: boolean
   projectWrites: IsolatedProjectWrites
 }
 
@@ -207,7 +217,7 @@ export const MIN_PIDS = minimumPids()
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
-const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'projectWrites'] as const
+const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'zygote', 'projectWrites'] as const
 
 const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
 const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
@@ -486,11 +496,12 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     problems.push(problem({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`))
   }
   const audit = setting('audit', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_AUDIT', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
+  const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? true
   const projectWrites = setting('projectWrites', PROJECT_WRITES, 'VITEST_ISOLATED_PROJECT_WRITES') ?? 'readonly'
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, projectWrites }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, zygote, projectWrites }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids

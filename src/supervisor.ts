@@ -11,7 +11,7 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
-import { Zygote, zygoteExecArgv, ZygoteGone, ZYGOTE_ENV } from './zygote.js'
+import { Zygote, zygoteExecArgv, ZygoteGone } from './zygote.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
@@ -232,11 +232,10 @@ export class Supervisor {
    * the project (the zygote must not run project code on the host), no inspector, no coverage
    * files (Vitest 5). The first eligible launch starts it, and every launch waits until it is
    * ready (it takes what one fresh worker's start takes), so that all files of a run get the
-   * same kind of worker; if it cannot start, they get fresh ones.
-   * `VITEST_ISOLATED_ZYGOTE=on` turns it on.
+   * same kind of worker; if it cannot start, they get fresh ones. Option `zygote`.
    */
   private async zygoteFor(request: LaunchRequest): Promise<Zygote | undefined> {
-    if (process.env[ZYGOTE_ENV] !== 'on' || this.closed) return undefined
+    if (!this.options.zygote || this.closed) return undefined
     const workerModule = request.env.VITEST_ISOLATED_WORKER_MODULE
     const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
     if (!execArgv || request.env.NODE_OPTIONS || request.netControl || request.coverageDir !== undefined) {

@@ -24,8 +24,6 @@ import type { EnteredMessage, EnterMessage } from './worker/zygote.js'
 const debug = debuglog('vitest-pool-isolated')
 
 export const ZYGOTE_ENTRY = fileURLToPath(new URL('./worker/zygote.js', import.meta.url))
-/** `on` | `off` (default off while the zygote is new). */
-export const ZYGOTE_ENV = 'VITEST_ISOLATED_ZYGOTE'
 /** The zygote's fd of the sealed node (src/worker/zygote.ts closes it). */
 const EXE_FD = 4
 /** Longest a zygote may take to import Vitest's runtime before the run goes on without it. */

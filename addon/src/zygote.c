@@ -202,8 +202,11 @@ pid_t zygote_enter(const struct enter_request *req, void *loop, int *err_fd, int
   if (pidfd < 0) fail_to(err_w, STEP_enter_check);
   /* init_pid is main's sandbox only if its namespaces are the ones main saw, checked while the
    * pidfd shows it alive: a pid can only have been reused after its process is gone. */
+  /* And never a process of the zygote's own user namespace: whatever asks, a copy goes only
+   * into a sandbox, never into the host's namespaces. */
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
-  if (ns_inode(req->init_pid, "user") != req->user_ns || ns_inode(req->init_pid, "pid") != req->pid_ns ||
+  uint64_t user_ns = ns_inode(req->init_pid, "user");
+  if (user_ns != req->user_ns || user_ns == ns_inode(getpid(), "user") || ns_inode(req->init_pid, "pid") != req->pid_ns ||
       poll(&p, 1, 0) != 0) {
     errno = ESRCH;
     fail_to(err_w, STEP_enter_check);

@@ -30,6 +30,7 @@ describe('defaults', () => {
       summary: true,
       hostPorts: [],
       audit: false,
+      zygote: true,
       projectWrites: 'readonly',
     })
   })
@@ -39,7 +40,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'summary', 'tmpSizeBytes'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'summary', 'tmpSizeBytes', 'zygote'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -307,7 +308,7 @@ describe('unknown keys', () => {
     const error = problemsOf({ memroy: '1G' })
     expect(error.problems).toEqual([{
       option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp, hostPorts, audit, projectWrites); did you mean "memory"?'),
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp, hostPorts, audit, zygote, projectWrites); did you mean "memory"?'),
     }])
   })
   test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {
