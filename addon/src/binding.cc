@@ -601,11 +601,13 @@ Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
-// In the zygote at start: die with Vitest main; no fd but 0-3 of what it was started with.
+// In the zygote at start: die with Vitest main; no fd but 0-2 of what it was started with,
+// and its channel (fd 3) moved above 63. Returns the channel's fd.
 Napi::Value ZygoteInit(const Napi::CallbackInfo &info) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return ErrnoError(info.Env(), "prctl(PR_SET_PDEATHSIG)", errno);
-  if (zygote_sanitize_fds() != 0) return ErrnoError(info.Env(), "close inherited fds", errno);
-  return Napi::Number::New(info.Env(), getppid());
+  int control = zygote_sanitize_fds();
+  if (control < 0) return ErrnoError(info.Env(), "close inherited fds", errno);
+  return Napi::Number::New(info.Env(), control);
 }
 
 // In the zygote: zygoteEnter(plan, { initPid, userNs, pidNs, procs }). Returns { pid, errFd } in
@@ -652,6 +654,13 @@ Napi::Value ZygoteEnter(const Napi::CallbackInfo &info) {
   return r;
 }
 
+// In a copy of the zygote: leaves at once. node's own exit would wait for or tear down V8's
+// platform threads, which the copy does not have (it hung on Node 20, crashed on 22).
+Napi::Value ExitNow(const Napi::CallbackInfo &info) {
+  int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  _exit(code & 0xff);
+}
+
 // In the zygote: reaps the copy's first process (it leaves right after forking the worker).
 Napi::Value Reap(const Napi::CallbackInfo &info) {
   int status = 0;
@@ -692,6 +701,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("zygoteInit", Napi::Function::New(env, ZygoteInit));
   exports.Set("zygoteEnter", Napi::Function::New(env, ZygoteEnter));
   exports.Set("reap", Napi::Function::New(env, Reap));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow));
   return exports;
 }
 

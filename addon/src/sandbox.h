@@ -244,8 +244,9 @@ struct enter_request {
   uint32_t proc_count;
 };
 pid_t zygote_enter(const struct enter_request *req, void *uv_loop, int *err_r, int *ipc_fd);
-/* The zygote at start: closes every fd above 3 it was started with (node's own are all
- * close-on-exec; anything else was inherited from whatever started Vitest). 0 or -1. */
+/* The zygote at start: moves its channel from fd 3 above 63 (close-on-exec) and closes every
+ * other fd above 3 it was started with (node's own are all close-on-exec; anything else was
+ * inherited from whatever started Vitest). Returns the channel's new fd, or -1. */
 int zygote_sanitize_fds(void);
 
 #ifdef __cplusplus

@@ -82,8 +82,8 @@ static uint64_t ns_inode(pid_t pid, const char *ns) {
   return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* Everything but 0-3 (3: the zygote's channel, which the copy's JS closes), keep and what the
- * event loop watches: libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
+/* Everything but 0-3 (3: the file's channel), keep and what the event loop watches (the
+ * zygote's channel too, which the copy's JS closes): libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
  * close-on-exec, stay for uv_loop_fork to replace. Closed: every fd of a file, directory,
  * device or O_PATH (the addon's handle on isolated-init, say), and anything inherited without
  * close-on-exec (zygote_sanitize_fds already closed what node was started with). */
@@ -112,6 +112,12 @@ static int close_host_fds(int keep) {
 }
 
 int zygote_sanitize_fds(void) {
+  /* Its channel to main moves above 63, so that a copy can have the file's at 3; /dev/null
+   * holds fd 3 meanwhile, or libuv's atfork handler would put its new signal lock pipe there
+   * in every copy, and the copy's dup onto 3 would take it from under libuv. */
+  int control = fcntl(3, F_DUPFD_CLOEXEC, 64);
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (control < 0 || null < 0 || dup3(null, 3, O_CLOEXEC) < 0 || close(null) != 0) return -1;
   int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return -1;
   DIR *d = fdopendir(dir);
@@ -126,7 +132,7 @@ int zygote_sanitize_fds(void) {
   }
   closedir(d);
   for (int i = 0; i < n; i++) close(fds[i]);
-  return 0;
+  return control;
 }
 
 /* The worker, PID 3 of the sandbox: its fds from init, then the exec'd worker's last steps. */
@@ -155,13 +161,14 @@ static int become_worker(const struct enter_request *req, void *loop, int err_w,
     fail_to(err_w, STEP_enter_fds);
   }
   close(s);
-  /* fds[]: ipc, stdout, stderr, stdin (all O_CLOEXEC from recv_fds). The ipc socket stays
+  /* fds[]: ipc, stdout, stderr, stdin (all O_CLOEXEC from recv_fds), to 0-3 as an exec'd
+   * worker has them (the zygote keeps its own channel above 3). The ipc socket stays
    * close-on-exec: no execve of ours follows, and a test's child processes must not get it. */
-  if (dup2(fds[3], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0) fail_to(err_w, STEP_dup_fds);
-  close(fds[1]);
-  close(fds[2]);
-  close(fds[3]);
-  if (close_host_fds(fds[0]) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
+  if (dup2(fds[3], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0 || dup3(fds[0], 3, O_CLOEXEC) < 0)
+    fail_to(err_w, STEP_dup_fds);
+  for (int i = 0; i < 4; i++)
+    if (fds[i] > 3) close(fds[i]);
+  if (close_host_fds(3) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
   if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
   enum step failed;
   if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
@@ -172,7 +179,7 @@ static int become_worker(const struct enter_request *req, void *loop, int err_w,
     errno = EIO;
     fail_to(err_w, STEP_enter_loop);
   }
-  *ipc_fd = fds[0];
+  *ipc_fd = 3;
   return 0;
 }
 

@@ -123,7 +123,10 @@ export interface NativeAddon {
   recvFds(fd: number, timeoutMs: number): { data: Buffer; fds: number[] } | null
   /** Main: a sealed executable memfd (O_CLOEXEC) with a copy of the file, for the zygote to run from. */
   sealedCopy(path: string): number
-  /** The zygote at start: PR_SET_PDEATHSIG(SIGKILL); returns the parent's pid. */
+  /**
+   * The zygote at start: PR_SET_PDEATHSIG(SIGKILL), every inherited fd above 3 closed, its
+   * channel moved from fd 3 above 63; returns the channel's fd.
+   */
   zygoteInit(): number
   /**
    * The zygote: forks a copy into the finished sandbox of a PLAN_ENTER plan (addon/src/zygote.c).
@@ -133,6 +136,8 @@ export interface NativeAddon {
   zygoteEnter(plan: NativePlan, target: EnterTarget): { pid: number; errFd: number } | { ipcFd: number }
   /** Blocking waitpid; returns the wait status. */
   reap(pid: number): number
+  /** `_exit(code)`: how a copy of the zygote leaves (node's own exit needs threads it lacks). */
+  exitNow(code: number): never
 }
 
 /**

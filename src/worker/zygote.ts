@@ -9,7 +9,7 @@
  * `--single-threaded`: only the forking thread lives on in a copy, and V8's platform threads
  * would be missing there with their locks as they were at the fork.
  *
- * Messages on fd 3 (our channel): main sends `enter` (plan, target, env); the zygote answers
+ * Messages on its channel (fd 3 at start): main sends `enter` (plan, target, env); the zygote answers
  * `entered` with the failure of a setup step or none. One entry at a time: a copy must not
  * inherit another entry's failure pipe.
  */
@@ -48,13 +48,14 @@ const { processExit, stderrWrite } = saved
 
 const workerModulePath = process.env.VITEST_ISOLATED_WORKER_MODULE
 delete process.env.VITEST_ISOLATED_WORKER_MODULE
-// Closes the sealed node it runs from (fd 4) and every other fd it was started with but 0-3.
+// Closes the sealed node it runs from (fd 4) and every other fd it was started with but 0-2,
+// and moves its channel from fd 3 above 63: a copy has the file's channel at 3.
 const addon = native()
-addon.zygoteInit()
+const controlFd = addon.zygoteInit()
 
 const vitest = await import(pathToFileURL(workerModulePath!).href) as VitestWorkerModule
 
-const controlSocket = new net.Socket({ fd: 3, readable: true, writable: true })
+const controlSocket = new net.Socket({ fd: controlFd, readable: true, writable: true })
 const control = new Channel(controlSocket)
 let copy = false
 const queue: EnterMessage[] = []
@@ -113,10 +114,29 @@ function becomeWorker(m: EnterMessage, fd: number): void {
   process.argv.splice(0, process.argv.length, m.plan.execPath, m.plan.argv.at(-1)!)
   redefine(process, 'pid', WORKER_PID)
   reseedMathRandom()
+  leaveWithExit()
   void runWorker(vitest, fd, saved).catch((error: Error) => {
     stderrWrite(`[vitest-pool-isolated] ${error.stack ?? error.message}\n`)
     processExit(1)
   })
+}
+
+/**
+ * A copy leaves through `_exit` once the 'exit' event has run: node's own exit would wait for,
+ * or tear down, V8's platform threads, which only the zygote had (the copy crashed with SIGSEGV
+ * after its file had passed). Both ways out: process.exit (reallyExit), and the event loop
+ * running dry, after which node emits 'exit' itself.
+ */
+function leaveWithExit(): void {
+  const exitNow = (code: unknown): never => addon.exitNow(typeof code === 'number' ? code : Number(process.exitCode ?? 0) || 0)
+  const p = process as unknown as { reallyExit: (code?: number) => never; emit: (event: string, ...args: unknown[]) => boolean }
+  p.reallyExit = code => exitNow(code ?? process.exitCode)
+  const emit = p.emit
+  p.emit = function (this: unknown, event: string, ...args: unknown[]) {
+    const handled = emit.call(this, event, ...args)
+    if (event === 'exit') exitNow(process.exitCode ?? args[0])
+    return handled
+  }
 }
 
 function redefine(target: object, key: string, value: unknown): void {

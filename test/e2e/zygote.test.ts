@@ -14,7 +14,7 @@ await requireKernel()
 // namespaces, random numbers and ids for the comparisons below.
 const root = fixtureDir('zygote')
 const FILES = ['a', 'b', 'c', 'd', 'e', 'f']
-const PROBES_PER_FILE = 8
+const PROBES_PER_FILE = 9
 
 interface Probe {
   name: string
