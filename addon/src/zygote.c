@@ -135,6 +135,58 @@ int zygote_sanitize_fds(void) {
   return control;
 }
 
+/* Condition variables the zygote's other threads wait on when it forks. Only the forking
+ * thread lives on in a copy, and a glibc condvar keeps its waiters' references: the first
+ * pthread_cond_signal that has to switch groups waits for them forever. node's platform worker
+ * thread waits on its task queue's condvar, and V8 still posts to it with --single-threaded
+ * (WebAssembly compilation did): a copy hung in a real suite once in ~200 files. So the zygote
+ * notes, right before each fork, the futex every other thread waits on in pthread_cond_wait
+ * (FUTEX_WAIT_BITSET), and the copy resets each such condvar to its initial state: tasks
+ * posted to a thread that is not there then wait in the queue, and V8 does that work on the
+ * main thread (it joins its jobs). libuv re-initialises its own pool's condvar itself. */
+#define MAX_WAITS 32
+static uintptr_t waits[MAX_WAITS];
+static int wait_count;
+
+static void note_condvar_waits(void) {
+  wait_count = 0;
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return;
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  struct dirent *e;
+  while ((e = readdir(d)) && wait_count < MAX_WAITS) {
+    if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
+    char path[320], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%s/syscall", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0) continue;
+    line[n] = '\0';
+    long nr;
+    unsigned long addr, op;
+    if (sscanf(line, "%ld %lx %lx", &nr, &addr, &op) == 3 && nr == SYS_futex && (op & 0x7f) == 9 /* FUTEX_WAIT_BITSET */)
+      waits[wait_count++] = (uintptr_t)addr;
+  }
+  closedir(d);
+}
+
+/* glibc >= 2.25's pthread_cond_t: __g_refs[2] at 16, __wrefs at 36, __g_signals[2] at 40; a
+ * waiter blocks on __g_signals[g] holding 2 in __g_refs[g] and 8 in __wrefs. Only a futex
+ * that sits where such a condvar with waiters would put it is reset. */
+static void reset_condvars(void) {
+  for (int i = 0; i < wait_count; i++) {
+    uintptr_t addr = waits[i];
+    int g = (addr % 8) == 0 ? 0 : 1;
+    unsigned char *base = (unsigned char *)(addr - 40 - 4 * (uintptr_t)g);
+    uint32_t refs, wrefs;
+    memcpy(&refs, base + 16 + 4 * g, sizeof refs);
+    memcpy(&wrefs, base + 36, sizeof wrefs);
+    if (refs >= 2 && refs % 2 == 0 && refs < 1024 && wrefs >= 8 && wrefs < 8 * 1024) memset(base, 0, 48);
+  }
+}
+
 /* The worker, PID 3 of the sandbox: its fds from init, then the exec'd worker's last steps. */
 static int become_worker(const struct enter_request *req, void *loop, int err_w, int *ipc_fd) {
   /* Until PID 2 is gone, it is our parent; then init is (getppid says 1), which must reap us. */
@@ -170,6 +222,7 @@ static int become_worker(const struct enter_request *req, void *loop, int err_w,
     if (fds[i] > 3) close(fds[i]);
   if (close_host_fds(3) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
   if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
+  reset_condvars();
   enum step failed;
   if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
   /* The event loop's new epoll, eventfd and pipes: after the seccomp filter, which denies
@@ -187,6 +240,7 @@ pid_t zygote_enter(const struct enter_request *req, void *loop, int *err_fd, int
   int errp[2];
   if (pipe2(errp, O_CLOEXEC) != 0) return -1;
   dofork_all();
+  note_condvar_waits();
   pid_t pid = fork();
   if (pid < 0) {
     int e = errno;
