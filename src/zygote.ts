@@ -119,6 +119,13 @@ export class Zygote {
       else waiter.resolve(m.failure ?? null)
     })
     this.channel.on('error', (error: Error) => this.end(error))
+    // Not startable (a kernel with vm.memfd_noexec=2 refuses to exec the sealed copy, say):
+    // the run goes on with fresh workers.
+    this.child.on('error', (error) => {
+      clearTimeout(timer)
+      this.end(new ZygoteGone(`the zygote could not start: ${error.message}`))
+      settle(false)
+    })
     this.child.on('exit', (code, signal) => {
       clearTimeout(timer)
       this.end(new ZygoteGone(`the zygote exited (${signal ?? code})${this.stderr ? `: ${this.stderr.trim()}` : ''}`))

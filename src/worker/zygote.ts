@@ -7,7 +7,9 @@
  * Vitest's own code only, never a test's.
  *
  * `--single-threaded`: only the forking thread lives on in a copy, and V8's platform threads
- * would be missing there with their locks as they were at the fork.
+ * would be missing there with their locks as they were at the fork. node still keeps one
+ * platform worker thread, and V8 still posts a little to it (WebAssembly compile jobs): the
+ * copy resets the condvars the zygote's threads waited on (addon/src/zygote.c).
  *
  * Messages on its channel (fd 3 at start): main sends `enter` (plan, target, env); the zygote answers
  * `entered` with the failure of a setup step or none. One entry at a time: a copy must not
