@@ -324,18 +324,23 @@ class SpawnWorker : public Napi::AsyncWorker {
   int err_ = 0;
 };
 
+// The plan of spawn() and zygoteEnter(), or null with a TypeError thrown.
+std::unique_ptr<PlanStorage> MarshalOrThrow(const Napi::Object &o) {
+  auto storage = std::make_unique<PlanStorage>();
+  std::string err;
+  if (Marshal(o, *storage, err)) return storage;
+  TypeErr(o.Env(), err).ThrowAsJavaScriptException();
+  return nullptr;
+}
+
 Napi::Value Spawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
     TypeErr(env, "spawn(plan) takes an object").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto storage = std::make_unique<PlanStorage>();
-  std::string err;
-  if (!Marshal(info[0].As<Napi::Object>(), *storage, err)) {
-    TypeErr(env, err).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  std::unique_ptr<PlanStorage> storage = MarshalOrThrow(info[0].As<Napi::Object>());
+  if (!storage) return env.Undefined();
   auto *w = new SpawnWorker(env, std::move(storage));
   Napi::Promise p = w->Promise();
   w->Queue();
@@ -618,13 +623,10 @@ Napi::Value ZygoteEnter(const Napi::CallbackInfo &info) {
     TypeErr(env, "zygoteEnter(plan, target) takes two objects").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto storage = std::make_unique<PlanStorage>();
-  std::string err;
-  if (!Marshal(info[0].As<Napi::Object>(), *storage, err)) {
-    TypeErr(env, err).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  std::unique_ptr<PlanStorage> storage = MarshalOrThrow(info[0].As<Napi::Object>());
+  if (!storage) return env.Undefined();
   Napi::Object t = info[1].As<Napi::Object>();
+  std::string err;
   double init_pid, user_ns, pid_ns;
   std::vector<char *> procs;
   if (!GetNumber(t, "initPid", init_pid, err) || !GetNumber(t, "userNs", user_ns, err) ||

@@ -82,12 +82,9 @@ static uint64_t ns_inode(pid_t pid, const char *ns) {
   return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* Everything but 0-3 (3: the file's channel), keep and what the event loop watches (the
- * zygote's channel too, which the copy's JS closes): libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
- * close-on-exec, stay for uv_loop_fork to replace. Closed: every fd of a file, directory,
- * device or O_PATH (the addon's handle on isolated-init, say), and anything inherited without
- * close-on-exec (zygote_sanitize_fds already closed what node was started with). */
-static int close_host_fds(int keep) {
+/* Closes every fd above 3 (other than keep) that should_close picks; the walk's own directory
+ * fd is left alone. 0, or -1 when /proc/self/fd cannot be read. */
+static int close_fds_where(int (*should_close)(int fd), int keep) {
   int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return -1;
   DIR *d = fdopendir(dir);
@@ -97,18 +94,29 @@ static int close_host_fds(int keep) {
   while ((e = readdir(d)) && n < 1024) {
     if (e->d_name[0] == '.') continue;
     int fd = atoi(e->d_name);
-    if (fd <= 3 || fd == keep || fd == dir) continue;
-    struct stat st;
-    int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
-    if (fstat(fd, &st) != 0 || fl < 0 || fdfl < 0) continue;
-    mode_t t = st.st_mode & S_IFMT;
-    if ((fl & O_PATH) || !(fdfl & FD_CLOEXEC) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR ||
-        t == S_IFBLK)
-      fds[n++] = fd;
+    if (fd > 3 && fd != keep && fd != dir && should_close(fd)) fds[n++] = fd;
   }
   closedir(d);
   for (int i = 0; i < n; i++) close(fds[i]);
   return 0;
+}
+
+static int inherited(int fd) {
+  int fdfl = fcntl(fd, F_GETFD);
+  return fdfl >= 0 && !(fdfl & FD_CLOEXEC);
+}
+
+/* In a copy: everything but what the event loop watches (the zygote's channel too, which the
+ * copy's JS closes): libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
+ * close-on-exec, stay for uv_loop_fork to replace. Closed: every fd of a file, directory,
+ * device or O_PATH (the addon's handle on isolated-init, say), and anything inherited without
+ * close-on-exec (zygote_sanitize_fds already closed what node was started with). */
+static int host_fd(int fd) {
+  struct stat st;
+  int fl = fcntl(fd, F_GETFL);
+  if (fstat(fd, &st) != 0 || fl < 0) return 0;
+  mode_t t = st.st_mode & S_IFMT;
+  return (fl & O_PATH) || inherited(fd) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR || t == S_IFBLK;
 }
 
 int zygote_sanitize_fds(void) {
@@ -118,20 +126,7 @@ int zygote_sanitize_fds(void) {
   int control = fcntl(3, F_DUPFD_CLOEXEC, 64);
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (control < 0 || null < 0 || dup3(null, 3, O_CLOEXEC) < 0 || close(null) != 0) return -1;
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return -1;
-  DIR *d = fdopendir(dir);
-  if (!d) return -1;
-  int fds[1024], n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) && n < 1024) {
-    if (e->d_name[0] == '.') continue;
-    int fd = atoi(e->d_name);
-    int fdfl = fcntl(fd, F_GETFD);
-    if (fd > 3 && fd != dir && fdfl >= 0 && !(fdfl & FD_CLOEXEC)) fds[n++] = fd;
-  }
-  closedir(d);
-  for (int i = 0; i < n; i++) close(fds[i]);
+  if (close_fds_where(inherited, -1) != 0) return -1;
   return control;
 }
 
@@ -220,7 +215,7 @@ static int become_worker(const struct enter_request *req, void *loop, int err_w,
     fail_to(err_w, STEP_dup_fds);
   for (int i = 0; i < 4; i++)
     if (fds[i] > 3) close(fds[i]);
-  if (close_host_fds(3) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
+  if (close_fds_where(host_fd, 3) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
   if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
   reset_condvars();
   enum step failed;
