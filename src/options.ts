@@ -118,7 +118,8 @@ export interface IsolatedOptions {
    * cgroup, privileges and seccomp filter as a fresh one) instead of a node started there.
    * Files whose worker it cannot stand for (execArgv or NODE_OPTIONS of the project, the
    * inspector, hostPorts, network 'host', Vitest 5 coverage) get fresh workers. Default:
-   * `true`. Environment: `VITEST_ISOLATED_ZYGOTE=0`.
+   * `false` until its copies are confined (see SECURITY.md). Environment:
+   * `VITEST_ISOLATED_ZYGOTE=1`.
    */
   zygote?: boolean
   /**
@@ -496,7 +497,7 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     problems.push(problem({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`))
   }
   const audit = setting('audit', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_AUDIT', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
-  const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? true
+  const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
   const projectWrites = setting('projectWrites', PROJECT_WRITES, 'VITEST_ISOLATED_PROJECT_WRITES') ?? 'readonly'
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
