@@ -11,7 +11,10 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
-import { Zygote, zygoteExecArgv, ZygoteGone } from './zygote.js'
+import { Zygote, ZygoteGone } from './zygote/main.js'
+import { zygoteExecArgv } from './zygote/exec-argv.js'
+import { zygoteSupport } from './zygote/support.js'
+import { WORKER_MODULE_ENV } from './zygote/contract.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
 import { workerIdsOf } from './sandbox/plan.js'
@@ -100,7 +103,7 @@ export class Supervisor {
     vitest.onClose?.(async () => {
       this.inspectorForward?.close()
       await this.discardSpares()
-      this.zygote?.close()
+      await this.closeZygotes()
       this.warmUpSandbox?.kill('SIGKILL')
       await this.warmedUp
       this.compileCache?.remove()
@@ -204,9 +207,10 @@ export class Supervisor {
       const hostPorts = hostPortsNow(this.options)
       const spawnRequest = { ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined }
       const sandbox = await spawnSandbox({ ...spawnRequest, zygote }).catch((error: unknown) => {
-        // The zygote went away: this file gets a fresh worker, like every later one.
+        // The zygote went away, or its copy failed its entry: this file gets a fresh worker,
+        // like every later one of that zygote's.
         if (!(error instanceof ZygoteGone)) throw error
-        debug('fresh worker instead: %s', error.message)
+        debug('fresh worker instead of a copy of the zygote: %s', error.message)
         return spawnSandbox(spawnRequest)
       })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
@@ -224,39 +228,71 @@ export class Supervisor {
     }
   }
 
-  private zygote: Zygote | undefined
-  private zygoteTried = false
+  /** One zygote per worker environment (a Vitest project): no project's copies see another's. */
+  private readonly zygotes = new Map<string, Promise<Zygote | undefined>>()
+  private zygoteNoted = false
 
   /**
-   * The run's zygote, for a file whose worker it can stand for: no execArgv or NODE_OPTIONS of
-   * the project (the zygote must not run project code on the host), no inspector, no coverage
-   * files (Vitest 5). The first eligible launch starts it, and every launch waits until it is
-   * ready (it takes what one fresh worker's start takes), so that all files of a run get the
-   * same kind of worker; if it cannot start, they get fresh ones. Option `zygote`.
+   * The zygote of this file's worker environment, for a file whose worker it can stand for: no
+   * execArgv or NODE_OPTIONS of the project (the zygote must not run project code), no
+   * inspector, no coverage files (Vitest 5), the seccomp filter on. The first eligible launch of
+   * an environment starts it, and every launch of it waits until it is ready (it takes what one
+   * fresh worker's start takes), so that all files of a project get the same kind of worker; if
+   * it cannot start, they get fresh ones. Option `zygote`.
    */
   private async zygoteFor(request: LaunchRequest): Promise<Zygote | undefined> {
     if (!this.options.zygote || this.closed) return undefined
-    const workerModule = request.env.VITEST_ISOLATED_WORKER_MODULE
-    const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
-    if (!execArgv || request.env.NODE_OPTIONS || request.netControl || request.coverageDir !== undefined) {
-      if (!this.zygoteTried) debug('no zygote for this file: execArgv %o, NODE_OPTIONS %o, inspector %o, coverage files %o', request.execArgv, request.env.NODE_OPTIONS, request.netControl, request.coverageDir)
+    const note = (why: string, ...args: unknown[]) => {
+      if (!this.zygoteNoted) debug(`no zygote: ${why}`, ...args)
+      this.zygoteNoted = true
       return undefined
     }
-    if (!this.zygoteTried) {
-      this.zygoteTried = true
-      this.zygoteArgv = execArgv.join('\0')
-      try {
-        this.zygote = new Zygote({ env: request.env, cwd: request.cwd, workerModule: workerModule!, execArgv })
-      } catch (error) {
-        debug('no zygote: %s', (error as Error).message)
-      }
+    const support = zygoteSupport()
+    if (!support.ok) return note(support.reason!)
+    if (this.options.seccomp === false) return note('seccomp is off, and a copy keeps the zygote\'s filter')
+    const workerModule = request.env[WORKER_MODULE_ENV]
+    const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
+    if (!execArgv || request.env.NODE_OPTIONS || request.netControl || request.coverageDir !== undefined) {
+      return note('not for this file: execArgv %o, NODE_OPTIONS %o, inspector %o, coverage files %o', request.execArgv, request.env.NODE_OPTIONS, request.netControl, request.coverageDir)
     }
-    if (execArgv.join('\0') !== this.zygoteArgv || !this.zygote) return undefined
-    await this.zygote.ready
-    return this.zygote.usable ? this.zygote : undefined
+    const key = JSON.stringify([request.env, execArgv, request.cwd, request.projectRoot, request.hide ?? []])
+    let started = this.zygotes.get(key)
+    if (!started) {
+      started = this.startZygote(request, execArgv).catch((error: unknown) => {
+        debug('no zygote: %s', (error as Error).message)
+        return undefined
+      })
+      this.zygotes.set(key, started)
+    }
+    const zygote = await started
+    if (!zygote || !(await zygote.ready)) return undefined
+    return zygote.usable ? zygote : undefined
   }
 
-  private zygoteArgv: string | undefined
+  /** The zygote's own sandbox, in a cgroup of its own (without limits: accounted, killed whole with the run). */
+  private async startZygote(request: LaunchRequest, execArgv: string[]): Promise<Zygote> {
+    const cgroup = this.createCgroup({})
+    const zygote = await Zygote.start({ options: this.options, execArgv, env: request.env, cwd: request.cwd, projectRoot: request.projectRoot, hide: request.hide, cgroup })
+      .catch(async (error: unknown) => {
+        await cgroup?.remove()
+        throw error
+      })
+    this.zygoteSandboxes.add(zygote.sandbox)
+    void zygote.sandbox.exited.then(async () => {
+      this.zygoteSandboxes.delete(zygote.sandbox)
+      await cgroup?.remove()
+    })
+    return zygote
+  }
+
+  private readonly zygoteSandboxes = new Set<Sandbox>()
+
+  /** After the files' sandboxes, which are nested in the zygotes' and would go with them. */
+  private async closeZygotes(): Promise<void> {
+    const zygotes = await Promise.all(this.zygotes.values())
+    this.zygotes.clear()
+    for (const zygote of zygotes) zygote?.close()
+  }
 
   /**
    * Once per run: a sandbox that runs no test (the entry in warm-up mode, without the project's
@@ -391,7 +427,7 @@ export class Supervisor {
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
     this.compileCache?.remove()
-    this.zygote?.close()
+    for (const sandbox of this.zygoteSandboxes) sandbox.kill('SIGKILL')
     for (const launched of this.live) {
       launched.sandbox.kill('SIGKILL')
       launched.coverage?.remove()

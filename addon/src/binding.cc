@@ -16,11 +16,14 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/random.h>
+#include <algorithm>
+#include <cstdio>
 
 #include <linux/filter.h>
 
@@ -110,10 +113,12 @@ bool GetStringArray(const Napi::Object &o, const char *key, PlanStorage &s, std:
 }
 
 bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
-  double flags, uid, gid, root_size, cgroup_fd;
+  double flags, uid, gid, root_size, cgroup_fd, nest_pidfd, nest_uid, nest_gid;
   std::string uid_map, gid_map, hostname, cwd, exec_path;
   if (!GetNumber(o, "flags", flags, err) || !GetNumber(o, "workerUid", uid, err) ||
       !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) || !GetNumber(o, "cgroupFd", cgroup_fd, err, -1) ||
+      !GetNumber(o, "nestPidfd", nest_pidfd, err, -1) || !GetNumber(o, "nestUid", nest_uid, err) ||
+      !GetNumber(o, "nestGid", nest_gid, err) ||
       !GetString(o, "uidMap", uid_map, err) || !GetString(o, "gidMap", gid_map, err) ||
       !GetString(o, "hostname", hostname, err) || !GetString(o, "cwd", cwd, err) ||
       !GetString(o, "execPath", exec_path, err) || !GetStringArray(o, "argv", s, s.argv, err) ||
@@ -174,6 +179,9 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   s.p.worker_gid = (uint32_t)gid;
   s.p.root_size = (uint64_t)root_size;
   s.p.cgroup_fd = (int)cgroup_fd;
+  s.p.nest_pidfd = (int)nest_pidfd;
+  s.p.nest_uid = (uint32_t)nest_uid;
+  s.p.nest_gid = (uint32_t)nest_gid;
   // stdio: [in, out, err] host fds for the worker (shell), -1 or absent for the default.
   s.p.stdio[0] = s.p.stdio[1] = s.p.stdio[2] = -1;
   Napi::Value stdio_v = o.Get("stdio");
@@ -245,29 +253,46 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     }
     double ioctl_nr = 0;
     if (!GetNumber(so, "ioctl", ioctl_nr, err)) return false;
-    // setid: flat (nr, argument index) pairs, absent for none.
-    std::vector<uint32_t> setid;
-    Napi::Value mv = so.Get("setid");
+    // masked: flat (nr, argument index, mask) triples; enosys: numbers; both absent for none.
+    std::vector<uint32_t> masked, enosys;
+    Napi::Value mv = so.Get("masked");
     if (!mv.IsUndefined()) {
       Napi::Array ma = mv.IsArray() ? mv.As<Napi::Array>() : Napi::Array::New(o.Env());
-      if (!mv.IsArray() || ma.Length() % 2 != 0) {
-        err = "seccomp.setid must be an array of (nr, argument index) pairs";
+      if (!mv.IsArray() || ma.Length() % 3 != 0) {
+        err = "seccomp.masked must be an array of (nr, argument index, mask) triples";
         return false;
       }
       for (uint32_t i = 0; i < ma.Length(); i++) {
         Napi::Value e = ma.Get(i);
-        if (!e.IsNumber() || (i % 2 == 1 && e.As<Napi::Number>().Uint32Value() > 5)) {
-          err = "seccomp.setid[" + std::to_string(i) + "] must be a syscall number or an argument index 0-5";
+        if (!e.IsNumber() || (i % 3 == 1 && e.As<Napi::Number>().Uint32Value() > 5)) {
+          err = "seccomp.masked[" + std::to_string(i) + "] must be a syscall number, an argument index 0-5 or a mask";
           return false;
         }
-        setid.push_back(e.As<Napi::Number>().Uint32Value());
+        masked.push_back(e.As<Napi::Number>().Uint32Value());
+      }
+    }
+    Napi::Value ev = so.Get("enosys");
+    if (!ev.IsUndefined()) {
+      if (!ev.IsArray()) {
+        err = "seccomp.enosys must be an array of syscall numbers";
+        return false;
+      }
+      Napi::Array ea = ev.As<Napi::Array>();
+      for (uint32_t i = 0; i < ea.Length(); i++) {
+        Napi::Value e = ea.Get(i);
+        if (!e.IsNumber()) {
+          err = "seccomp.enosys[" + std::to_string(i) + "] must be a number";
+          return false;
+        }
+        enosys.push_back(e.As<Napi::Number>().Uint32Value());
       }
     }
     bool tiocsti = so.Get("tiocsti").ToBoolean().Value();
     // Longer than the kernel takes (BPF_MAXINSNS): prctl says EINVAL, at step "seccomp".
-    s.filter.resize(deny.size() * 2 + setid.size() / 2 * 5 + 16);
-    int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr, setid.data(),
-                                   (uint32_t)(setid.size() / 2), s.filter.data(), (uint32_t)s.filter.size());
+    s.filter.resize(deny.size() * 2 + enosys.size() * 2 + masked.size() / 3 * 5 + 16);
+    int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr, masked.data(),
+                                   (uint32_t)(masked.size() / 3), enosys.data(), (uint32_t)enosys.size(), s.filter.data(),
+                                   (uint32_t)s.filter.size());
     if (len < 0 || len > 65535) {
       err = "seccomp filter does not fit";
       return false;
@@ -313,6 +338,7 @@ class SpawnWorker : public Napi::AsyncWorker {
     r.Set("stdoutFd", result_.out_r);
     r.Set("stderrFd", result_.errout_r);
     r.Set("netFd", result_.net);
+    r.Set("planFd", result_.plan_fd);
     deferred_.Resolve(r);
   }
 
@@ -560,100 +586,248 @@ Napi::Value ErrnoError(Napi::Env env, const std::string &what, int e) {
   return env.Undefined();
 }
 
-// In Vitest main: a sealed, executable memfd holding a copy of the file at path (the node
-// binary the zygote runs from, so that no process of a sandbox ever has a host file as its
-// /proc/self/exe). Returns the fd (O_CLOEXEC).
-Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    TypeErr(env, "sealedCopy(path)").ThrowAsJavaScriptException();
-    return env.Undefined();
+// The zygote's random sources. A copy starts with the zygote's memory, so V8's random state is
+// the zygote's: every copy would draw the same numbers. The isolate's generator (which seeds
+// Math.random of every new context, and identity hashes) is found once in the zygote, by what
+// it does rather than where a version keeps it: a word of the isolate that points at two
+// 64-bit words which, after new contexts drew from the generator, moved on by V8's
+// xorshift128+ steps. Each copy reseeds it from the kernel (SetSeed, exported by every node).
+// The main context's own state is reset where V8 exports MathRandom::ResetContext (Node 20,
+// 22); elsewhere JS replaces Math.random (src/zygote/entry.ts).
+namespace zygote_random {
+
+using GetCurrentFn = void *(*)();
+using GetContextFn = void *(*)(void *);
+using SetSeedFn = void (*)(void *, int64_t);
+using ResetContextFn = void (*)(uintptr_t);
+
+struct Candidate {
+  uintptr_t at;
+  uint64_t before[3];
+};
+
+std::vector<Candidate> candidates;
+void *generator = nullptr;
+
+void *Symbol(const char *name) { return dlsym(RTLD_DEFAULT, name); }
+
+void *CurrentIsolate() {
+  auto get = reinterpret_cast<GetCurrentFn>(Symbol("_ZN2v87Isolate10GetCurrentEv"));
+  return get ? get() : nullptr;
+}
+
+ResetContextFn ResetContext() {
+  void *f = Symbol("_ZN2v88internal10MathRandom12ResetContextENS0_7ContextE");
+  if (!f) f = Symbol("_ZN2v88internal10MathRandom12ResetContextENS0_6TaggedINS0_7ContextEEE");
+  return reinterpret_cast<ResetContextFn>(f);
+}
+
+struct Range {
+  uintptr_t from, to;
+};
+
+std::vector<Range> Readable() {
+  std::vector<Range> out;
+  FILE *maps = fopen("/proc/self/maps", "re");
+  if (!maps) return out;
+  char line[4096];
+  while (fgets(line, sizeof line, maps)) {
+    unsigned long from, to;
+    char perms[8];
+    if (sscanf(line, "%lx-%lx %7s", &from, &to, perms) == 3 && perms[0] == 'r' && !strstr(line, "[vvar]") &&
+        !strstr(line, "[vsyscall]"))
+      out.push_back({from, to});
   }
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (src < 0) return ErrnoError(env, "open " + path, errno);
-  struct stat st;
-  if (fstat(src, &st) != 0) {
-    int e = errno;
-    close(src);
-    return ErrnoError(env, "stat " + path, e);
+  fclose(maps);
+  return out;
+}
+
+bool Inside(const std::vector<Range> &r, uintptr_t at, size_t len) {
+  for (const Range &x : r)
+    if (at >= x.from && at + len <= x.to) return true;
+  return false;
+}
+
+void XorShift128(uint64_t &s0, uint64_t &s1) {
+  uint64_t a = s0, b = s1;
+  s0 = b;
+  a ^= a << 23;
+  a ^= a >> 17;
+  a ^= b;
+  a ^= b >> 26;
+  s1 = a;
+}
+
+constexpr size_t kScan = 256 * 1024;
+
+// Before: every pointer-sized word of the isolate that points at 24 readable bytes.
+bool Begin() {
+  candidates.clear();
+  generator = nullptr;
+  auto *iso = static_cast<const uintptr_t *>(CurrentIsolate());
+  if (!iso) return false;
+  std::vector<Range> readable = Readable();
+  for (size_t i = 0; i < kScan / sizeof(uintptr_t); i++) {
+    if (!Inside(readable, reinterpret_cast<uintptr_t>(iso + i), sizeof(uintptr_t))) break;
+    uintptr_t w = iso[i];
+    if (w % 8 != 0 || !Inside(readable, w, 24)) continue;
+    Candidate c{w, {}};
+    memcpy(c.before, reinterpret_cast<const void *>(w), sizeof c.before);
+    candidates.push_back(c);
   }
-  // MFD_EXEC (0x10, 6.3+) where vm.memfd_noexec would otherwise make it non-executable.
-  int fd = (int)syscall(SYS_memfd_create, "node", MFD_CLOEXEC | MFD_ALLOW_SEALING | 0x10U);
-  if (fd < 0 && errno == EINVAL) fd = (int)syscall(SYS_memfd_create, "node", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) {
-    int e = errno;
-    close(src);
-    return ErrnoError(env, "memfd_create", e);
-  }
-  off_t off = 0;
-  while (off < st.st_size) {
-    ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      close(src);
-      close(fd);
-      return ErrnoError(env, "copy " + path, e);
+  return !candidates.empty();
+}
+
+// After new contexts drew from the generator: the one candidate whose state words (at 8 and
+// 16, after its initial seed) moved on by 1 to 100000 xorshift steps.
+bool End() {
+  std::vector<Range> readable = Readable();
+  std::vector<uintptr_t> found;
+  for (const Candidate &c : candidates) {
+    if (!Inside(readable, c.at, 24)) continue;
+    uint64_t after[3];
+    memcpy(after, reinterpret_cast<const void *>(c.at), sizeof after);
+    if (after[0] != c.before[0] || (c.before[1] == 0 && c.before[2] == 0)) continue;
+    uint64_t s0 = c.before[1], s1 = c.before[2];
+    for (int k = 0; k < 100000; k++) {
+      XorShift128(s0, s1);
+      if (s0 == after[1] && s1 == after[2]) {
+        if (std::find(found.begin(), found.end(), c.at) == found.end()) found.push_back(c.at);
+        break;
+      }
     }
   }
-  close(src);
-  if (fchmod(fd, 0555) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    int e = errno;
-    close(fd);
-    return ErrnoError(env, "seal the copy of " + path, e);
-  }
-  return Napi::Number::New(env, fd);
+  candidates.clear();
+  generator = found.size() == 1 ? reinterpret_cast<void *>(found[0]) : nullptr;
+  return generator != nullptr;
 }
 
-// In the zygote at start: die with Vitest main; no fd but 0-2 of what it was started with,
-// and its channel (fd 3) moved above 63. Returns the channel's fd.
-Napi::Value ZygoteInit(const Napi::CallbackInfo &info) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return ErrnoError(info.Env(), "prctl(PR_SET_PDEATHSIG)", errno);
-  int control = zygote_sanitize_fds();
-  if (control < 0) return ErrnoError(info.Env(), "close inherited fds", errno);
-  return Napi::Number::New(info.Env(), control);
+// In a copy: the generator reseeded from the kernel; the main context's state reset when V8
+// lets us (it then seeds itself from the generator at its next Math.random). Returns whether
+// the main context was reset.
+bool Reseed() {
+  auto set_seed = reinterpret_cast<SetSeedFn>(Symbol("_ZN2v84base21RandomNumberGenerator7SetSeedEl"));
+  int64_t seed = 0;
+  while (seed == 0)
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) abort();
+  if (generator && set_seed) set_seed(generator, seed);
+  seed = 0;
+  ResetContextFn reset = ResetContext();
+  auto get_context = reinterpret_cast<GetContextFn>(Symbol("_ZN2v87Isolate17GetCurrentContextEv"));
+  void *iso = CurrentIsolate();
+  if (!reset || !get_context || !iso) return false;
+  // Local<Context> is a pointer to the handle's slot, which holds the context's address.
+  auto *slot = static_cast<uintptr_t *>(get_context(iso));
+  if (!slot) return false;
+  reset(*slot);
+  return true;
 }
 
-// In the zygote: zygoteEnter(plan, { initPid, userNs, pidNs, procs }). Returns { pid, errFd } in
-// the zygote and { ipcFd } in the copy, which is then the sandbox's worker (zygote.c).
-Napi::Value ZygoteEnter(const Napi::CallbackInfo &info) {
+}  // namespace zygote_random
+
+// In the zygote, at start: finds V8's generator (see zygote_random). randomProbe('begin'), then
+// JS makes new contexts that draw from it, then randomProbe('end') returns whether it was found.
+Napi::Value RandomProbe(const Napi::CallbackInfo &info) {
+  std::string phase = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  bool ok = phase == "begin" ? zygote_random::Begin() : zygote_random::End();
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+// In the zygote: serves main's requests on its channel (zygote.c) until main closes it; then
+// returns null (the zygote leaves). In a copy that is now a file's worker: { reportFd, argv,
+// envp, execPath, cwd, mathRandomReset }.
+Napi::Value ZygoteServe(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
-    TypeErr(env, "zygoteEnter(plan, target) takes two objects").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  std::unique_ptr<PlanStorage> storage = MarshalOrThrow(info[0].As<Napi::Object>());
-  if (!storage) return env.Undefined();
-  Napi::Object t = info[1].As<Napi::Object>();
-  std::string err;
-  double init_pid, user_ns, pid_ns;
-  std::vector<char *> procs;
-  if (!GetNumber(t, "initPid", init_pid, err) || !GetNumber(t, "userNs", user_ns, err) ||
-      !GetNumber(t, "pidNs", pid_ns, err) || !GetStringArray(t, "procs", *storage, procs, err) || init_pid < 2) {
-    TypeErr(env, err.empty() ? "initPid must be a pid" : err).ThrowAsJavaScriptException();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    TypeErr(env, "zygoteServe(controlFd)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   struct uv_loop_s *loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ErrnoError(env, "no event loop", EINVAL);
-  enter_request req{};
-  req.plan = &storage->p;
-  req.init_pid = (pid_t)init_pid;
-  req.user_ns = (uint64_t)user_ns;
-  req.pid_ns = (uint64_t)pid_ns;
-  req.procs = procs.data();
-  req.proc_count = (uint32_t)(procs.size() - 1);
-  int err_fd = -1, ipc_fd = -1;
-  pid_t pid = zygote_enter(&req, loop, &err_fd, &ipc_fd);
-  if (pid < 0) return ErrnoError(env, "fork", errno);
-  Napi::Object r = Napi::Object::New(env);
-  if (pid == 0) {
-    r.Set("ipcFd", ipc_fd);
-  } else {
-    r.Set("pid", pid);
-    r.Set("errFd", err_fd);
+  static zygote_entry entry;
+  memset(&entry, 0, sizeof entry);
+  int r = zygote_serve(info[0].As<Napi::Number>().Int32Value(), loop, &entry);
+  if (r < 0) return ErrnoError(env, "the zygote's channel", errno);
+  if (r > 0) return env.Null();
+  bool reset = zygote_random::Reseed();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("reportFd", entry.report_fd);
+  Napi::Array argv = Napi::Array::New(env), envp = Napi::Array::New(env);
+  for (uint32_t i = 0; entry.plan.argv && entry.plan.argv[i]; i++) argv.Set(i, entry.plan.argv[i]);
+  for (uint32_t i = 0; entry.plan.envp && entry.plan.envp[i]; i++) envp.Set(i, entry.plan.envp[i]);
+  o.Set("argv", argv);
+  o.Set("envp", envp);
+  o.Set("execPath", entry.plan.exec_path);
+  o.Set("cwd", entry.plan.cwd);
+  o.Set("mathRandomReset", reset);
+  return o;
+}
+
+// In a copy, once its JS is ready to run the file: says so on the report pipe and closes it.
+Napi::Value ZygoteReady(const Napi::CallbackInfo &info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  setup_failure f{};
+  f.step = ENTER_READY;
+  ssize_t n;
+  do n = write(fd, &f, sizeof f);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n != (ssize_t)sizeof f) return ErrnoError(info.Env(), "report the worker ready", n < 0 ? errno : EIO);
+  return info.Env().Undefined();
+}
+
+// In main: one request to the zygote (zygote.c, zygote_request): the fds [init's pidfd, report
+// pipe, plan image, cgroup.procs...]. The channel is non-blocking (libuv reads it): waits up to
+// a second for room.
+Napi::Value ZygoteRequest(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsArray() || !info[2].IsNumber()) {
+    TypeErr(env, "zygoteRequest(fd, fds, procCount)").ThrowAsJavaScriptException();
+    return env.Undefined();
   }
-  return r;
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array a = info[1].As<Napi::Array>();
+  uint32_t procs = info[2].As<Napi::Number>().Uint32Value();
+  if (a.Length() != 3 + procs || procs > ZYGOTE_MAX_PROCS) {
+    TypeErr(env, "zygoteRequest: 3 + procCount fds").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fds[SEND_FDS_MAX];
+  for (uint32_t i = 0; i < a.Length(); i++) fds[i] = a.Get(i).As<Napi::Number>().Int32Value();
+  zygote_request req{};
+  req.magic = ZYGOTE_MAGIC;
+  req.proc_count = procs;
+  for (int tries = 0;; tries++) {
+    if (send_with_fds(sock, &req, sizeof req, fds, (int)a.Length()) == 0) break;
+    if ((errno != EAGAIN && errno != EWOULDBLOCK) || tries == 100) return ErrnoError(env, "send to the zygote", errno);
+    struct pollfd p = {sock, POLLOUT, 0};
+    poll(&p, 1, 10);
+  }
+  return env.Undefined();
+}
+
+// pipe2(O_CLOEXEC): [read end, write end].
+Napi::Value Pipe(const Napi::CallbackInfo &info) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(info.Env(), "pipe", errno);
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, p[0]);
+  a.Set(1u, p[1]);
+  return a;
+}
+
+// pidfd_open(pid): a pidfd of the process (O_CLOEXEC, as pidfds are).
+Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
+  int fd = (int)syscall(SYS_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0);
+  if (fd < 0) return ErrnoError(info.Env(), "pidfd_open", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// fcntl(F_DUPFD_CLOEXEC): a second fd of the same open file.
+Napi::Value DupFd(const Napi::CallbackInfo &info) {
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(info.Env(), "dup", errno);
+  return Napi::Number::New(info.Env(), fd);
 }
 
 // In a copy of the zygote: leaves at once. node's own exit would wait for or tear down V8's
@@ -661,15 +835,6 @@ Napi::Value ZygoteEnter(const Napi::CallbackInfo &info) {
 Napi::Value ExitNow(const Napi::CallbackInfo &info) {
   int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
   _exit(code & 0xff);
-}
-
-// In the zygote: reaps the copy's first process (it leaves right after forking the worker).
-Napi::Value Reap(const Napi::CallbackInfo &info) {
-  int status = 0;
-  pid_t pid = (pid_t)info[0].As<Napi::Number>().Int32Value();
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return Napi::Number::New(info.Env(), status);
 }
 
 // isolated-init sits next to this .node file (CMakeLists.txt puts it there).
@@ -699,10 +864,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeBeneath", Napi::Function::New(env, BeneathWrite));
   exports.Set("removeBeneath", Napi::Function::New(env, BeneathRemove));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
-  exports.Set("sealedCopy", Napi::Function::New(env, SealedCopy));
-  exports.Set("zygoteInit", Napi::Function::New(env, ZygoteInit));
-  exports.Set("zygoteEnter", Napi::Function::New(env, ZygoteEnter));
-  exports.Set("reap", Napi::Function::New(env, Reap));
+  exports.Set("randomProbe", Napi::Function::New(env, RandomProbe));
+  exports.Set("zygoteServe", Napi::Function::New(env, ZygoteServe));
+  exports.Set("zygoteReady", Napi::Function::New(env, ZygoteReady));
+  exports.Set("zygoteRequest", Napi::Function::New(env, ZygoteRequest));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("exitNow", Napi::Function::New(env, ExitNow));
   return exports;
 }

@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <stddef.h>
 #include <sched.h>
 #include <signal.h>
@@ -363,6 +364,29 @@ static void forward_signal(int sig) {
   if (worker_pid > 0) kill(worker_pid, sig);
 }
 
+static int hold_fd = -1;
+
+/* Leaves with the worker's status. PLAN_HOLD (the zygote's sandbox): not before main closes the
+ * sync pipe. Exiting PID 1 kills every process of the PID namespace and of the ones below it,
+ * and the files' sandboxes live below the zygote's: a zygote that dies must not take the files
+ * that run with it. Meanwhile init reaps what is reparented to it (a copy of the zygote's first
+ * process, when the zygote went first). */
+static void __attribute__((noreturn)) leave_with(int status, const struct child_fds *fds) {
+  write_all(fds->status_w, &status, sizeof status);
+  while (hold_fd >= 0) {
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    struct pollfd p = {.fd = hold_fd, .events = POLLIN};
+    if (poll(&p, 1, 1000) < 0 && errno != EINTR) break;
+    if (p.revents) {
+      char c;
+      ssize_t n = read(hold_fd, &c, 1);
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+    }
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
 /* Reaps every child until the worker is among them; leaves with its status. */
 static void __attribute__((noreturn)) reap_until(pid_t pid, const struct child_fds *fds) {
   for (;;) {
@@ -372,10 +396,7 @@ static void __attribute__((noreturn)) reap_until(pid_t pid, const struct child_f
       if (errno == EINTR) continue;
       _exit(125); /* ECHILD without having seen the worker: cannot happen */
     }
-    if (r == pid) {
-      write_all(fds->status_w, &status, sizeof status);
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    }
+    if (r == pid) leave_with(status, fds);
   }
 }
 
@@ -444,7 +465,8 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
     if (n == 0) errno = EPIPE;
     fail(STEP_sync_wait, -1);
   }
-  close(fds->sync_r);
+  if (plan->flags & PLAN_HOLD) hold_fd = fds->sync_r;
+  else close(fds->sync_r);
 
   /* Exec'd through an fd, our comm would be the fd's number; say what we are. */
   prctl(PR_SET_NAME, "isolated-init", 0, 0, 0);
@@ -532,9 +554,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   /* Reap everything; leave with the worker. Exiting PID 1 makes the kernel
    * kill whatever is left in the namespace (detached servers, sleeps). */
   if (plan->flags & PLAN_NET_CTL) {
-    int status = reap_serving(pid, fds->net);
-    write_all(fds->status_w, &status, sizeof status);
-    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    leave_with(reap_serving(pid, fds->net), fds);
   }
   reap_until(pid, fds);
 }

@@ -187,6 +187,7 @@ int plan_read(int fd, struct plan *p) {
   p->worker_gid = take_u32(&r);
   p->root_size = take_u64(&r);
   p->cgroup_fd = -1;
+  p->nest_pidfd = -1;
   p->hostname = take_str(&r, NULL);
   p->cwd = take_str(&r, NULL);
   p->exec_path = take_str(&r, NULL);

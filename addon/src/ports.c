@@ -30,8 +30,8 @@
 #define NET_REQUEST_SOCKET 'S'
 
 int send_with_fds(int net, const void *payload, size_t len, const int *fds, int nfds) {
-  char ctrl[CMSG_SPACE(sizeof(int) * 4)];
-  if (nfds < 1 || nfds > 4) {
+  char ctrl[CMSG_SPACE(sizeof(int) * SEND_FDS_MAX)];
+  if (nfds < 1 || nfds > SEND_FDS_MAX) {
     errno = EINVAL;
     return -1;
   }
@@ -166,7 +166,7 @@ int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fd
     errno = EAGAIN;
     return -1;
   }
-  char ctrl[CMSG_SPACE(sizeof(int) * 8)];
+  char ctrl[CMSG_SPACE(sizeof(int) * SEND_FDS_MAX)];
   struct iovec iov = {.iov_base = buf, .iov_len = len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
   ssize_t n;

@@ -73,6 +73,8 @@ enum plan_flags {
   PLAN_TTY = 1u << 2,      /* the worker's fd 0 is a terminal: it becomes its controlling tty (shell) */
   PLAN_NET_CTL = 1u << 3,  /* init keeps INIT_FD_NET and makes sockets of its netns on request (ports.c) */
   PLAN_ENTER = 1u << 4,    /* no execve: a warm worker forked by the zygote enters the finished sandbox (zygote.c) */
+  PLAN_HOLD = 1u << 5,     /* init outlives its worker until INIT_FD_SYNC reaches EOF: the zygote's sandbox, whose
+                            * PID namespace holds the files' sandboxes (spawn.c, nest) */
 };
 
 struct plan {
@@ -104,6 +106,14 @@ struct plan {
    * network namespace and hands the listening fds to Vitest (ports.c). */
   const uint16_t *ports;
   uint32_t port_count;
+  /* Nesting (parent side only, not in the image): a pidfd of the zygote sandbox's init, or -1.
+   * The new sandbox's user namespace is then made a child of that sandbox's, owned by
+   * nest_uid/nest_gid there (the zygote's ids, which then may enter it), and its PID namespace
+   * a child of that sandbox's (spawn.c, nest_*). uid_map/gid_map name ids of the zygote's
+   * user namespace. */
+  int nest_pidfd;
+  uint32_t nest_uid;
+  uint32_t nest_gid;
 };
 
 /* What the child reports when a step fails; EOF instead means execve worked. */
@@ -168,6 +178,7 @@ struct spawn_result {
   int errout_r; /* -1 when the plan gave the worker's stderr */
   int failed_op; /* on failure: the plan op a parent-side step failed on, else -1 */
   int net;      /* our end of init's INIT_FD_NET (ports.c) */
+  int plan_fd;  /* PLAN_ENTER: the plan image (a memfd, rewound) for the zygote's copy; else -1 */
 };
 
 /* Parent side (idmap.c): the idmapped clones for the plan's OPF_IDMAP ops,
@@ -182,12 +193,13 @@ void idmap_release(int *fds, int count);
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
 
 /* Builds the BPF deny list (EPERM for each syscall number, for ioctl
- * TIOCSTI when asked, and for the mode_count (nr, argument index) pairs of
- * mode_calls when that argument has S_ISUID or S_ISGID). Returns the number of
- * instructions or -E2BIG. */
+ * TIOCSTI when asked, and for the arg_count (nr, argument index, mask) triples of
+ * arg_calls when that argument has a bit of the mask; ENOSYS for each of enosys).
+ * Returns the number of instructions or -E2BIG. */
 struct sock_filter;
 int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,
-                         const uint32_t *mode_calls, uint32_t mode_count, struct sock_filter *out, uint32_t max);
+                         const uint32_t *arg_calls, uint32_t arg_count, const uint32_t *enosys, uint32_t enosys_count,
+                         struct sock_filter *out, uint32_t max);
 
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
  * once. Returns 0 or an errno. Creates nothing that outlives the call. */
@@ -217,7 +229,8 @@ int reap_serving(pid_t worker, int net);
  * carries (MSG_DONTWAIT after polling up to timeout_ms). Returns the payload
  * length (0 at EOF), or -1 with errno (EAGAIN: nothing came in time). */
 int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fds, int *nfds);
-/* One message with 1 to 4 fds (SCM_RIGHTS). 0, or -1 with errno. */
+/* One message with 1 to SEND_FDS_MAX fds (SCM_RIGHTS). 0, or -1 with errno. */
+#define SEND_FDS_MAX 16
 int send_with_fds(int sock, const void *payload, size_t len, const int *fds, int nfds);
 
 /* PLAN_ENTER (child.c, zygote.c): init listens on this abstract AF_UNIX seqpacket name in the
@@ -227,27 +240,33 @@ int send_with_fds(int sock, const void *payload, size_t len, const int *fds, int
 #define ENTER_SOCKET_NAME "vitest-pool-isolated/enter"
 #define ENTER_WORKER_PID 3
 
-/* zygote.c, in the zygote (a node that imported Vitest's worker runtime, outside any
- * sandbox, with Vitest main's identity): forks a copy of itself into the finished sandbox
- * whose init is init_pid (PLAN_ENTER). The copy joins the cgroup (each path in procs gets
- * "0"), checks that init_pid is still the process main saw (its user and PID namespace
- * inodes), joins all its namespaces, forks the worker as PID 3 inside, which takes its fds
- * from init, gives up every privilege like the exec'd worker (child.c) and returns.
- * Returns in the zygote: the pid of the copy's first process, with *err_r the read end of
- * its failure pipe (a struct setup_failure, or EOF when the worker is ready); in the worker:
- * 0 with *ipc_fd; -1 with errno when nothing was forked. */
-struct enter_request {
-  const struct plan *plan; /* flags, cwd, worker ids, seccomp */
-  pid_t init_pid;
-  uint64_t user_ns, pid_ns;
-  const char *const *procs;
+/* The zygote's side of its channel (zygote.c; the contract is src/zygote/contract.ts).
+ * Main sends one fixed-size request per file, with its fds (SCM_RIGHTS) in this order: a
+ * pidfd of the file's init, the write end of the file's report pipe, the plan image, then
+ * proc_count cgroup.procs fds (opened by main: the kernel checks a cgroup move against the
+ * opener's credentials). The copy writes one struct setup_failure to the report pipe: a
+ * failed step, or step ENTER_READY once the worker is ready; EOF without one means the zygote
+ * or its copy is gone. */
+#define ZYGOTE_MAGIC 0x5a59474fu /* "OGYZ" */
+#define ZYGOTE_MAX_PROCS 8
+#define ENTER_READY (-1)
+struct zygote_request {
+  uint32_t magic;
   uint32_t proc_count;
+  uint32_t reserved[2];
 };
-pid_t zygote_enter(const struct enter_request *req, void *uv_loop, int *err_r, int *ipc_fd);
-/* The zygote at start: moves its channel from fd 3 above 63 (close-on-exec) and closes every
- * other fd above 3 it was started with (node's own are all close-on-exec; anything else was
- * inherited from whatever started Vitest). Returns the channel's new fd, or -1. */
-int zygote_sanitize_fds(void);
+
+/* What the copy, once it is the file's worker, tells its JS (binding.cc). */
+struct zygote_entry {
+  struct plan plan; /* read from the image: argv, envp, exec_path, cwd */
+  int report_fd;    /* the report pipe: JS writes ENTER_READY when it is ready */
+};
+
+/* In the zygote, after its start: serves requests on control until main closes it. Returns 1
+ * then (the zygote leaves), -1 with errno on a broken channel, and 0 in a copy that is now the
+ * file's worker (PID 3 of its sandbox, fds 0-3 its own, privileges dropped, nothing inherited
+ * left but what is on the allowlist, loop re-armed). */
+int zygote_serve(int control, void *uv_loop, struct zygote_entry *entry);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,8 @@
 #define JUMP(code, k, jt, jf) ((struct sock_filter){(unsigned short)(code), (jt), (jf), (k)})
 
 int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,
-                         const uint32_t *mode_calls, uint32_t mode_count, struct sock_filter *out, uint32_t max) {
+                         const uint32_t *arg_calls, uint32_t arg_count, const uint32_t *enosys, uint32_t enosys_count,
+                         struct sock_filter *out, uint32_t max) {
   uint32_t n = 0;
 #define EMIT(insn)                 \
   do {                             \
@@ -46,17 +47,23 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
     EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, deny[i], 0, 1));
     EMIT(STMT(BPF_RET | BPF_K, deny_ret));
   }
-  /* (nr, argument index) pairs whose argument is a file mode: refused when
-   * it asks for the set-user-ID or set-group-ID bit. Through a writable bind
-   * the file lands on the host owned by the source's owner (root, as root:
-   * addon/src/idmap.c), where the mount's nosuid no longer protects anyone.
-   * Only the low 32 bits matter (mode_t). Before the TIOCSTI check, which
-   * leaves an argument in the accumulator: here it still holds nr whenever a
-   * pair does not match. */
-  for (uint32_t i = 0; i + 1 < mode_count * 2; i += 2) {
-    EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, mode_calls[i], 0, 4));
-    EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 8 * mode_calls[i + 1]));
-    EMIT(JUMP(BPF_JMP | BPF_JSET | BPF_K, 06000, 0, 1));
+  /* ENOSYS, not EPERM: "this kernel has no such call", after which libc falls back (glibc
+   * from clone3 to clone, whose flags the filter can read). */
+  for (uint32_t i = 0; i < enosys_count; i++) {
+    EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, enosys[i], 0, 1));
+    EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+  }
+  /* (nr, argument index, mask) triples: refused when the argument has a bit of the mask. A
+   * file mode asking for the set-user-ID or set-group-ID bit: through a writable bind the file
+   * lands on the host owned by the source's owner (root, as root: addon/src/idmap.c), where
+   * the mount's nosuid no longer protects anyone. Flags asking for a new user namespace (the
+   * zygote's filter). Only the low 32 bits are read (mode_t; the CLONE_NEW* bits). Before the
+   * TIOCSTI check, which leaves an argument in the accumulator: here it still holds nr
+   * whenever a triple does not match. */
+  for (uint32_t i = 0; i + 2 < arg_count * 3; i += 3) {
+    EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, arg_calls[i], 0, 4));
+    EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 8 * arg_calls[i + 1]));
+    EMIT(JUMP(BPF_JMP | BPF_JSET | BPF_K, arg_calls[i + 2], 0, 1));
     EMIT(STMT(BPF_RET | BPF_K, deny_ret));
     EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   }

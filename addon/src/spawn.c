@@ -9,6 +9,8 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -174,6 +176,131 @@ static int write_proc_file(pid_t pid, const char *name, const char *content) {
   return 0;
 }
 
+#ifdef HAVE_CLONE3_VM
+/* Nesting: a file's sandbox inside the zygote's (PLAN_ENTER with plan->nest_pidfd). Its user
+ * namespace must be a child of the zygote's, owned by the zygote's ids there, so that the
+ * zygote, which holds no capability of its own, may enter it (the kernel gives the owner of a
+ * user namespace, seen from its parent, every capability in it) and nothing else; and its PID
+ * namespace a child of the zygote's, which is what setns into a PID namespace requires. Only a
+ * process inside the zygote's namespaces can make such children:
+ *
+ *   main's pool thread
+ *    └─ stage 1 (CLONE_VM|CLONE_VFORK): setns into the zygote's user, mount and PID namespaces
+ *       (the mount namespace too: the file's view is cut from the zygote's, which already shows
+ *       the project at its path, so no host directory is walked with host root's rights),
+ *       switches to the zygote's ids keeping its capabilities there, then
+ *        └─ stage 2 (CLONE_PARENT, main's child): the first process of the zygote's PID
+ *           namespace, since setns into a PID namespace only applies to children, and the
+ *           kernel makes a new PID namespace only from a process in its active one;
+ *            └─ init (CLONE_PARENT, main's child, as an unnested init is): clone3 into new
+ *               namespaces and exec isolated-init, as below; stage 2 writes its id maps.
+ *
+ * All three share our memory until the exec (CLONE_VM, as exec_child does) and our fd table
+ * (CLONE_FILES, so the pidfd of init lands in ours); only plain system calls run there. */
+struct nest_ctx {
+  const struct plan *plan;
+  struct exec_child *child;
+  struct clone_args init_args;
+  void *stack2;
+  pid_t stage2;   /* our pid namespace's number of stage 2, to reap it */
+  pid_t init_pid; /* the zygote's PID namespace's number of init */
+  int step, err;  /* the failed step, when err is set */
+};
+
+#define NEST_FAIL(n, s)             \
+  do {                              \
+    (n)->step = (s);                \
+    (n)->err = errno ? errno : EIO; \
+    return 127;                     \
+  } while (0)
+
+/* Writes content into /proc/<pid>/<name> of the procfs at the root we see (the zygote's: its
+ * PID namespace's numbers), without stdio. */
+static int write_nested_proc(pid_t pid, const char *name, const char *content) {
+  char path[64] = "/proc/", num[16];
+  int n = 0;
+  unsigned v = (unsigned)pid;
+  do num[n++] = (char)('0' + v % 10); while ((v /= 10) && n < 15);
+  size_t at = 6;
+  while (n) path[at++] = num[--n];
+  path[at++] = '/';
+  for (const char *c = name; *c && at < sizeof path - 1; c++) path[at++] = *c;
+  path[at] = '\0';
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t len = strlen(content);
+  long w;
+  do w = syscall(SYS_write, fd, content, len);
+  while (w < 0 && errno == EINTR);
+  int saved = errno;
+  syscall(SYS_close, fd);
+  if (w != (long)len) {
+    errno = w < 0 ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static int nest_stage2(void *arg) {
+  struct nest_ctx *n = arg;
+  long pid = isolated_clone3(&n->init_args, sizeof n->init_args, exec_child, n->child);
+  if (pid < 0) {
+    errno = (int)-pid;
+    NEST_FAIL(n, STEP_clone);
+  }
+  if (n->child->err) return 127; /* exec_child reports exec_init itself */
+  n->init_pid = (pid_t)pid;
+  /* setgroups=deny before gid_map (CVE-2014-8989): a one-id mapping of our own ids. */
+  if (write_nested_proc(n->init_pid, "setgroups", "deny") != 0) NEST_FAIL(n, STEP_setgroups);
+  if (write_nested_proc(n->init_pid, "uid_map", n->plan->uid_map) != 0) NEST_FAIL(n, STEP_uid_map);
+  if (write_nested_proc(n->init_pid, "gid_map", n->plan->gid_map) != 0) NEST_FAIL(n, STEP_gid_map);
+  return 0;
+}
+
+static int nest_stage1(void *arg) {
+  struct nest_ctx *n = arg;
+  if (syscall(SYS_setns, n->plan->nest_pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) != 0) NEST_FAIL(n, STEP_nest_setns);
+  /* The zygote's ids, with the capabilities setns gave us in its user namespace kept (they
+   * write the child's id maps): the new user namespace is owned by whoever creates it. */
+  if (syscall(SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 ||
+      syscall(SYS_setresgid, n->plan->nest_gid, n->plan->nest_gid, n->plan->nest_gid) != 0 ||
+      syscall(SYS_setresuid, n->plan->nest_uid, n->plan->nest_uid, n->plan->nest_uid) != 0)
+    NEST_FAIL(n, STEP_nest_ids);
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &hdr, data) != 0) NEST_FAIL(n, STEP_nest_ids);
+  data[0].effective = data[0].permitted;
+  data[1].effective = data[1].permitted;
+  if (syscall(SYS_capset, &hdr, data) != 0) NEST_FAIL(n, STEP_nest_ids);
+  struct clone_args a;
+  memset(&a, 0, sizeof a);
+  a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PARENT;
+  a.stack = (uint64_t)(uintptr_t)n->stack2;
+  a.stack_size = CHILD_STACK_SIZE;
+  long pid = isolated_clone3(&a, sizeof a, nest_stage2, n);
+  if (pid < 0) {
+    errno = (int)-pid;
+    NEST_FAIL(n, STEP_nest_fork);
+  }
+  n->stage2 = (pid_t)pid;
+  return 0;
+}
+
+/* The pid of a pidfd's process in our PID namespace (its fdinfo's "Pid:"), or -1. */
+static pid_t pidfd_pid(int pidfd) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return -1;
+  buf[len] = '\0';
+  const char *p = strstr(buf, "\nPid:");
+  return p ? (pid_t)strtol(p + 5, NULL, 10) : -1;
+}
+#endif
+
 static void close_all(int *fds, int n) {
   for (int i = 0; i < n; i++)
     if (fds[i] >= 0) close(fds[i]);
@@ -227,13 +354,16 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
       .mount_count = mount_count,
       .err = 0,
   };
+  out->plan_fd = -1;
   int pidfd = -1;
   struct clone_args args;
   memset(&args, 0, sizeof args);
   args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                CLONE_NEWCGROUP | CLONE_PIDFD | ((plan->flags & PLAN_NEW_NET) ? CLONE_NEWNET : 0);
-  if (plan->cgroup_fd >= 0) {
-    /* Atomic: the child never runs a single instruction outside its cgroup. */
+  if (plan->cgroup_fd >= 0 && plan->nest_pidfd < 0) {
+    /* Atomic: the child never runs a single instruction outside its cgroup. (Nested, the
+     * clone runs with the zygote's ids, which may not write there: main moves init in while it
+     * waits, as on cgroup v1.) */
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = (uint64_t)plan->cgroup_fd;
   }
@@ -251,9 +381,69 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
    * CLONE_VFORK waits for. A fork would copy Vitest's page tables and make
    * every page Vitest then writes fault and be copied for as long as the
    * sandbox lives: measured, that was most of the pool's cost in Vitest. */
-  void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  void *stack = mmap(NULL, CHILD_STACK_SIZE * 3, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
     pid = -1;
+  } else if (plan->nest_pidfd >= 0) {
+    struct nest_ctx n;
+    memset(&n, 0, sizeof n);
+    n.plan = plan;
+    n.child = &child;
+    n.init_args = args;
+    n.init_args.flags |= CLONE_VM | CLONE_VFORK | CLONE_PARENT;
+    n.init_args.exit_signal = 0; /* CLONE_PARENT: the exit signal is the caller's */
+    n.init_args.stack = (uint64_t)(uintptr_t)stack;
+    n.init_args.stack_size = CHILD_STACK_SIZE;
+    n.stack2 = (char *)stack + CHILD_STACK_SIZE;
+    struct clone_args a;
+    memset(&a, 0, sizeof a);
+    a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
+    a.exit_signal = SIGCHLD;
+    a.stack = (uint64_t)(uintptr_t)((char *)stack + 2 * CHILD_STACK_SIZE);
+    a.stack_size = CHILD_STACK_SIZE;
+    long stage1 = isolated_clone3(&a, sizeof a, nest_stage1, &n);
+    int status;
+    if (stage1 > 0) {
+      while (waitpid((pid_t)stage1, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    if (n.stage2 > 0) {
+      while (waitpid(n.stage2, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    pid = stage1 < 0 ? stage1 : pidfd >= 0 ? pidfd_pid(pidfd) : -ESRCH;
+    if (stage1 < 0) {
+      errno = (int)-stage1;
+      *failed_step = STEP_nest_fork;
+      pid = -1;
+    } else if (n.err || child.err || pid < 0) {
+      /* Whatever came to exist goes: init (our child, by CLONE_PARENT) if it was cloned. */
+      if (pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
+        }
+        close(pidfd);
+      }
+      errno = child.err ? child.err : n.err ? n.err : ESRCH;
+      *failed_step = child.err ? STEP_exec_init : n.err ? n.step : STEP_clone;
+      child.err = 0;
+      pid = -1;
+    }
+    int saved_nest = errno;
+    munmap(stack, CHILD_STACK_SIZE * 3);
+    errno = saved_nest;
+    if (pid < 0) {
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+      close(plan_fd);
+      idmap_release(mount_fds, mount_count);
+      int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0], net[1]};
+      close_all(child_ends, 8);
+      int ours[] = {sync_p[1], err_p[0], status_p[0], ipc[0], out_p[0], errout_p[0], net[0]};
+      close_all(ours, 7);
+      errno = saved_nest;
+      return -1;
+    }
   } else {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = (uint64_t)(uintptr_t)stack;
@@ -264,17 +454,26 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
       pid = -1;
     }
     int saved = errno;
-    munmap(stack, CHILD_STACK_SIZE);
+    munmap(stack, CHILD_STACK_SIZE * 3);
     errno = saved;
   }
 #else
   /* clone3 (not unshare: unshare(CLONE_NEWUSER) fails with EINVAL in a
-   * multi-threaded process, and Node always is one), fork-style. */
-  pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) syscall(SYS_exit_group, exec_child(&child));
+   * multi-threaded process, and Node always is one), fork-style. Nesting needs
+   * CLONE_VM (the zygote is not offered without it). */
+  if (plan->nest_pidfd >= 0) {
+    errno = ENOSYS;
+    pid = -1;
+  } else {
+    pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) syscall(SYS_exit_group, exec_child(&child));
+  }
 #endif
   int saved = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  /* The zygote's copy reads the plan too (zygote.c); init has its own fd of it. */
+  out->plan_fd = -1;
+  if (pid >= 0 && (plan->flags & PLAN_ENTER)) out->plan_fd = fcntl(plan_fd, F_DUPFD_CLOEXEC, 0);
   close(plan_fd);
   idmap_release(mount_fds, mount_count);
 
@@ -294,15 +493,18 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     }
     close(pidfd);
     close_all(ours, 7);
+    if (out->plan_fd >= 0) close(out->plan_fd);
+    out->plan_fd = -1;
     errno = child.err;
     return -1;
   }
 
   /* setgroups=deny before gid_map: an unprivileged mapping must not let the
-   * sandbox drop supplementary groups used as deny lists (CVE-2014-8989). */
-  if ((*failed_step = STEP_setgroups, write_proc_file((pid_t)pid, "setgroups", "deny")) ||
+   * sandbox drop supplementary groups used as deny lists (CVE-2014-8989).
+   * Nested, stage 2 wrote them (only a process of the parent user namespace may). */
+  if (plan->nest_pidfd < 0 && ((*failed_step = STEP_setgroups, write_proc_file((pid_t)pid, "setgroups", "deny")) ||
       (*failed_step = STEP_uid_map, write_proc_file((pid_t)pid, "uid_map", plan->uid_map)) ||
-      (*failed_step = STEP_gid_map, write_proc_file((pid_t)pid, "gid_map", plan->gid_map))) {
+      (*failed_step = STEP_gid_map, write_proc_file((pid_t)pid, "gid_map", plan->gid_map)))) {
     saved = errno;
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
     siginfo_t si;
@@ -310,6 +512,8 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     }
     close(pidfd);
     close_all(ours, 7);
+    if (out->plan_fd >= 0) close(out->plan_fd);
+    out->plan_fd = -1;
     errno = saved;
     return -1;
   }

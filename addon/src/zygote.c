@@ -1,21 +1,23 @@
-/* The zygote's copy (src/zygote/): a node that has imported Vitest's worker runtime once per
- * run forks a copy of itself per test file, and the copy enters that file's finished sandbox
- * instead of a fresh node being exec'd there. This file is that fork and entry; it runs in
- * the zygote (loaded as part of the addon), which is outside any sandbox with Vitest main's
- * identity and no seccomp filter, and runs no test code.
+/* The zygote's fork and a copy's entry (src/zygote/ is the rest; the contract is
+ * src/zygote/contract.ts). The zygote is a node that imported Vitest's worker runtime once and
+ * runs as the worker of a sandbox of its own (the zygote's sandbox: no capability, the
+ * worker's ids, the worker's read-only view, no network, its own PID namespace, a seccomp
+ * filter that also denies io_uring and new user namespaces). Each file's sandbox is built
+ * nested inside it (spawn.c), so the zygote, as the owner of the file's user namespace, may
+ * enter it and nothing else.
  *
- * What the copy must not carry in: the host's files (every fd but the four init hands over
- * and the event loop's own pipes, eventfds and epoll is closed; the zygote runs from a sealed
- * memfd, so /proc/self/exe is no host file either), the host's root and cwd (setns into the
- * mount namespace puts both at the sandbox's root), a terminal (setsid), capabilities and ids
- * (drop.c, as the exec'd worker), and the cgroup of the zygote (the copy moves itself into
- * the file's cgroup before it makes the worker). What it keeps is the zygote's memory: Vitest's
- * runtime, the run's environment, which every worker of the run gets anyway.
+ * A fork carries the parent's memory AND its kernel objects: every fd (the pipes, eventfds and
+ * epolls of node's other event loops among them) and every shared mapping stays the same open
+ * file, the same physical page. So a copy keeps only what is on an allowlist: the fds init
+ * hands it, the ones it creates itself after entering, its report pipe; no shared mapping at
+ * all. What it inherited is told from what it made by kcmp against its parent (PID 2), which
+ * holds exactly what the zygote had; anything the copy cannot account for fails its entry.
  *
- * The copy is three processes: the first joins the cgroup and the namespaces (setns into a PID
- * namespace only applies to children), the second (PID 2 of the sandbox) forks the worker (PID
- * 3) and leaves, so init reaps the worker like an exec'd one. glibc's fork() on purpose: OpenSSL reseeds its
- * random state and libuv resets its signal pipe in their atfork handlers. */
+ * The copy is three processes: the first moves itself into the file's cgroup and joins all
+ * namespaces of the file's init (setns into a PID namespace only applies to children), the
+ * second (PID 2) forks the worker (PID 3) and waits until the worker has swept what it
+ * inherited, then leaves, so init reaps the worker like an exec'd one. glibc's fork() on
+ * purpose: OpenSSL reseeds and libuv makes its signal lock pipe anew in their atfork handlers. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,18 +30,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
+#include <linux/prctl.h>
 
 #include "sandbox.h"
 
 /* Exported by the node binary (libuv). */
 int uv_loop_fork(void *loop);
 
+extern char **environ;
+
+/* errno first; the record goes to the file's report pipe, which main reads. */
 static void __attribute__((noreturn)) fail_to(int fd, enum step step) {
   struct setup_failure f = {.step = step, .err = errno ? errno : EIO, .op_index = -1};
   ssize_t n;
@@ -61,73 +69,6 @@ static void dofork_all(void) {
     madvise((void *)from, to - from, MADV_DOFORK);
   }
   fclose(maps);
-}
-
-static int write_str(const char *path, const char *s) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n;
-  do n = write(fd, s, strlen(s));
-  while (n < 0 && errno == EINTR);
-  int e = errno;
-  close(fd);
-  errno = e;
-  return n == (ssize_t)strlen(s) ? 0 : -1;
-}
-
-static uint64_t ns_inode(pid_t pid, const char *ns) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, ns);
-  struct stat st;
-  return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
-}
-
-/* Closes every fd above 3 (other than keep) that should_close picks; the walk's own directory
- * fd is left alone. 0, or -1 when /proc/self/fd cannot be read. */
-static int close_fds_where(int (*should_close)(int fd), int keep) {
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return -1;
-  DIR *d = fdopendir(dir);
-  if (!d) return -1;
-  int fds[1024], n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) && n < 1024) {
-    if (e->d_name[0] == '.') continue;
-    int fd = atoi(e->d_name);
-    if (fd > 3 && fd != keep && fd != dir && should_close(fd)) fds[n++] = fd;
-  }
-  closedir(d);
-  for (int i = 0; i < n; i++) close(fds[i]);
-  return 0;
-}
-
-static int inherited(int fd) {
-  int fdfl = fcntl(fd, F_GETFD);
-  return fdfl >= 0 && !(fdfl & FD_CLOEXEC);
-}
-
-/* In a copy: everything but what the event loop watches (the zygote's channel too, which the
- * copy's JS closes): libuv's pipes, sockets and anonymous inodes (epoll, eventfd), all
- * close-on-exec, stay for uv_loop_fork to replace. Closed: every fd of a file, directory,
- * device or O_PATH (the addon's handle on isolated-init, say), and anything inherited without
- * close-on-exec (zygote_sanitize_fds already closed what node was started with). */
-static int host_fd(int fd) {
-  struct stat st;
-  int fl = fcntl(fd, F_GETFL);
-  if (fstat(fd, &st) != 0 || fl < 0) return 0;
-  mode_t t = st.st_mode & S_IFMT;
-  return (fl & O_PATH) || inherited(fd) || t == S_IFREG || t == S_IFDIR || t == S_IFLNK || t == S_IFCHR || t == S_IFBLK;
-}
-
-int zygote_sanitize_fds(void) {
-  /* Its channel to main moves above 63, so that a copy can have the file's at 3; /dev/null
-   * holds fd 3 meanwhile, or libuv's atfork handler would put its new signal lock pipe there
-   * in every copy, and the copy's dup onto 3 would take it from under libuv. */
-  int control = fcntl(3, F_DUPFD_CLOEXEC, 64);
-  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (control < 0 || null < 0 || dup3(null, 3, O_CLOEXEC) < 0 || close(null) != 0) return -1;
-  if (close_fds_where(inherited, -1) != 0) return -1;
-  return control;
 }
 
 /* Condition variables the zygote's other threads wait on when it forks. Only the forking
@@ -180,112 +121,347 @@ static void reset_condvars(void) {
     memcpy(&wrefs, base + 36, sizeof wrefs);
     if (refs >= 2 && refs % 2 == 0 && refs < 1024 && wrefs >= 8 && wrefs < 8 * 1024) memset(base, 0, 48);
   }
+  wait_count = 0;
+  memset(waits, 0, sizeof waits);
 }
 
-/* The worker, PID 3 of the sandbox: its fds from init, then the exec'd worker's last steps. */
-static int become_worker(const struct enter_request *req, void *loop, int err_w, int *ipc_fd) {
-  /* Until PID 2 is gone, it is our parent; then init is (getppid says 1), which must reap us. */
-  for (int i = 0; getppid() != 1; i++) {
-    if (i > 200000) {
-      errno = ETIMEDOUT;
-      fail_to(err_w, STEP_enter_fork);
-    }
-    usleep(50);
+/* The open fds of this process (at most max), ascending, without the walk's own. */
+static int list_fds(int *fds, int max) {
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  DIR *d = fdopendir(dir);
+  if (!d) {
+    close(dir);
+    return -1;
   }
-  if (setsid() < 0) fail_to(err_w, STEP_setsid);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd == dir) continue;
+    if (n == max) {
+      closedir(d);
+      errno = EMFILE;
+      return -1;
+    }
+    fds[n++] = fd;
+  }
+  closedir(d);
+  return n;
+}
+
+#define MAX_FDS 4096
+
+/* Whether fd of ours is an open file that `other` (our parent, PID 2: what the zygote had)
+ * holds too, at any of its fds. 1 yes, 0 no, -1 with errno when the kernel cannot tell. */
+static int inherited(int fd, pid_t other, const int *theirs, int count) {
+  for (int i = 0; i < count; i++) {
+    long r = syscall(SYS_kcmp, getpid(), other, KCMP_FILE, fd, theirs[i]);
+    if (r == 0) return 1;
+    if (r < 0 && errno != EBADF) return -1;
+  }
+  return 0;
+}
+
+/* The allowlist for fds: everything the worker holds that it did not make or get itself goes.
+ * `other` is PID 2, alive until we are done; its fds are the zygote's at the fork. Then the
+ * check again: one fd still shared with the zygote fails the entry. */
+static int sweep_fds(pid_t other, const int *keep, int keep_count) {
+  static int ours[MAX_FDS], theirs[MAX_FDS];
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)other);
+  int count = 0;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d)) && count < MAX_FDS) {
+    if (e->d_name[0] != '.') theirs[count++] = atoi(e->d_name);
+  }
+  closedir(d);
+  for (int pass = 0; pass < 2; pass++) {
+    int n = list_fds(ours, MAX_FDS);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+      int kept = 0;
+      for (int k = 0; k < keep_count; k++) kept |= ours[i] == keep[k];
+      if (kept) continue;
+      int r = inherited(ours[i], other, theirs, count);
+      if (r < 0) return -1;
+      if (r == 0) continue;
+      if (pass == 1) {
+        errno = EEXIST;
+        return -1;
+      }
+      close(ours[i]);
+    }
+  }
+  return 0;
+}
+
+/* The allowlist for mappings is empty: a shared mapping the copy did not make (an io_uring
+ * ring, a memfd, a shared anonymous region) would be the same physical pages as the
+ * zygote's. The worker has made none so far: every one goes, then the check. */
+static int sweep_shared_maps(void) {
+  for (int pass = 0; pass < 2; pass++) {
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) return -1;
+    char line[4096];
+    unsigned long found[64][2];
+    int n = 0;
+    while (fgets(line, sizeof line, maps) && n < 64) {
+      unsigned long from, to;
+      char perms[8];
+      if (sscanf(line, "%lx-%lx %7s", &from, &to, perms) != 3 || perms[3] != 's') continue;
+      found[n][0] = from;
+      found[n][1] = to;
+      n++;
+    }
+    fclose(maps);
+    if (n == 0) return 0;
+    if (pass == 1) {
+      errno = EEXIST;
+      return -1;
+    }
+    for (int i = 0; i < n; i++) munmap((void *)found[i][0], found[i][1] - found[i][0]);
+  }
+  return 0;
+}
+
+/* The fields of /proc/self/stat that PR_SET_MM_MAP wants back (1-based numbers in proc(5)). */
+static int read_mm(struct prctl_mm_map *m) {
+  char buf[2048];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return -1;
+  buf[len] = '\0';
+  char *p = strrchr(buf, ')');
+  if (!p) return -1;
+  unsigned long long v[52] = {0};
+  int field = 2;
+  for (char *tok = strtok(p + 1, " "); tok && field < 51; tok = strtok(NULL, " ")) v[++field] = strtoull(tok, NULL, 10);
+  memset(m, 0, sizeof *m);
+  m->start_code = v[26];
+  m->end_code = v[27];
+  m->start_stack = v[28];
+  m->start_data = v[45];
+  m->end_data = v[46];
+  m->start_brk = v[47];
+  m->arg_start = v[48];
+  m->arg_end = v[49];
+  m->env_start = v[50];
+  m->env_end = v[51];
+  m->brk = (uint64_t)syscall(SYS_brk, 0);
+  m->exe_fd = (uint32_t)-1;
+  return 0;
+}
+
+static size_t strv_size(char *const *v) {
+  size_t n = 0;
+  for (; v && *v; v++) n += strlen(*v) + 1;
+  return n;
+}
+
+static char *put_strv(char *at, char *const *v) {
+  for (; v && *v; v++) at = stpcpy(at, *v) + 1;
+  return at;
+}
+
+/* What an exec of the worker would show: its argv as /proc/self/cmdline, its environment as
+ * /proc/self/environ and in `environ`, laid out where the zygote's were (node's process.title
+ * writes over the argv area, as in an exec'd node); the zygote's own strings zeroed. A block
+ * that does not fit where the old one was gets a fresh mapping. PR_SET_MM_MAP without a new
+ * exe needs no capability. */
+static int set_image(char *const *argv, char *const *envp) {
+  struct prctl_mm_map m;
+  if (read_mm(&m) != 0) return -1;
+  size_t argv_len = strv_size(argv), env_len = strv_size(envp);
+  size_t old_argv = m.arg_end - m.arg_start, old_env = m.env_end - m.env_start;
+  char *arg_at = (char *)(uintptr_t)m.arg_start, *env_at = (char *)(uintptr_t)m.env_start;
+  if (argv_len > old_argv || env_len > old_env) {
+    char *block = mmap(NULL, argv_len + env_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (block == MAP_FAILED) return -1;
+    if (argv_len > old_argv) arg_at = block;
+    if (env_len > old_env) env_at = block + argv_len;
+  }
+  if (arg_at == (char *)(uintptr_t)m.arg_start) memset(arg_at, 0, old_argv);
+  if (env_at == (char *)(uintptr_t)m.env_start) memset(env_at, 0, old_env);
+  put_strv(arg_at, argv);
+  put_strv(env_at, envp);
+  if (arg_at != (char *)(uintptr_t)m.arg_start) memset((void *)(uintptr_t)m.arg_start, 0, old_argv);
+  if (env_at != (char *)(uintptr_t)m.env_start) memset((void *)(uintptr_t)m.env_start, 0, old_env);
+  m.arg_start = (uintptr_t)arg_at;
+  m.arg_end = (uintptr_t)arg_at + argv_len;
+  m.env_start = (uintptr_t)env_at;
+  m.env_end = (uintptr_t)env_at + env_len;
+  if (prctl(PR_SET_MM, PR_SET_MM_MAP, &m, sizeof m, 0) != 0) return -1;
+  /* environ pointed into the old block: anew, into the new strings. */
+  clearenv();
+  for (char *at = env_at; at < env_at + env_len; at += strlen(at) + 1)
+    if (putenv(at) != 0) return -1;
+  return 0;
+}
+
+/* Takes the worker's fds from init: the one peer init answers is PID 3, its child (so PID 2
+ * is gone by now). fds: ipc, stdout, stderr, stdin, to 0-3 as an exec'd worker has them. The
+ * ipc socket stays close-on-exec: no execve of ours follows, and a test's child processes must
+ * not get it. */
+static void take_fds_from_init(int report) {
   int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   struct sockaddr_un a;
   memset(&a, 0, sizeof a);
   a.sun_family = AF_UNIX;
   memcpy(a.sun_path + 1, ENTER_SOCKET_NAME, sizeof ENTER_SOCKET_NAME - 1);
   socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof ENTER_SOCKET_NAME);
-  if (s < 0 || connect(s, (struct sockaddr *)&a, alen) != 0) fail_to(err_w, STEP_enter_fds);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, alen) != 0) fail_to(report, STEP_enter_fds);
   char tag;
   int fds[4], nfds = 0;
   int n = recv_fds(s, 10000, &tag, 1, fds, 4, &nfds);
   if (n != 1 || nfds != 4 || tag != 'F') {
     if (n >= 0) errno = EPROTO;
-    fail_to(err_w, STEP_enter_fds);
+    fail_to(report, STEP_enter_fds);
   }
   close(s);
-  /* fds[]: ipc, stdout, stderr, stdin (all O_CLOEXEC from recv_fds), to 0-3 as an exec'd
-   * worker has them (the zygote keeps its own channel above 3). The ipc socket stays
-   * close-on-exec: no execve of ours follows, and a test's child processes must not get it. */
-  if (dup2(fds[3], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0 || dup3(fds[0], 3, O_CLOEXEC) < 0)
-    fail_to(err_w, STEP_dup_fds);
-  for (int i = 0; i < 4; i++)
-    if (fds[i] > 3) close(fds[i]);
-  if (close_fds_where(host_fd, 3) != 0 && errno != EMFILE) fail_to(err_w, STEP_close_fds);
-  if (chdir(req->plan->cwd) != 0) fail_to(err_w, STEP_chdir);
-  reset_condvars();
-  enum step failed;
-  if (drop_privileges(req->plan, &failed) != 0) fail_to(err_w, failed);
-  /* The event loop's new epoll, eventfd and pipes: after the seccomp filter, which denies
-   * io_uring, so that libuv finds what an exec'd worker finds and sets up no ring it would
-   * abort on (Node 22's batches epoll_ctl through one). */
-  if (uv_loop_fork(loop) != 0) {
-    errno = EIO;
-    fail_to(err_w, STEP_enter_loop);
+  /* 0-3 are free (the sweep closed the zygote's), so the fds may have landed there: above 9
+   * first, then down, so that no move overwrites another. */
+  for (int i = 0; i < 4; i++) {
+    int parked = fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
+    if (parked < 0) fail_to(report, STEP_dup_fds);
+    close(fds[i]);
+    fds[i] = parked;
   }
-  *ipc_fd = 3;
-  return 0;
+  if (dup2(fds[3], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0 || dup3(fds[0], 3, O_CLOEXEC) < 0)
+    fail_to(report, STEP_dup_fds);
+  for (int i = 0; i < 4; i++) close(fds[i]);
 }
 
-pid_t zygote_enter(const struct enter_request *req, void *loop, int *err_fd, int *ipc_fd) {
-  int errp[2];
-  if (pipe2(errp, O_CLOEXEC) != 0) return -1;
-  dofork_all();
-  note_condvar_waits();
-  pid_t pid = fork();
-  if (pid < 0) {
-    int e = errno;
-    close(errp[0]);
-    close(errp[1]);
-    errno = e;
-    return -1;
+/* PID 3 of the file's sandbox: the exec'd worker's last steps, its fds from init last. Its
+ * parent is PID 2 until it says done on sync_w. */
+static void become_worker(const struct plan *plan, void *loop, int report, int sync_w) {
+  if (setsid() < 0) fail_to(report, STEP_setsid);
+  if (chdir(plan->cwd) != 0) fail_to(report, STEP_chdir);
+  reset_condvars();
+  if (set_image(plan->argv, plan->envp) != 0) fail_to(report, STEP_enter_image);
+  /* The event loop's new epoll, eventfd and pipes, before the sweep: libuv closes its old ones
+   * by number and makes new ones, which must not land on numbers the sweep freed. io_uring is
+   * denied by the zygote's filter, so libuv sets up none, as in an exec'd worker. */
+  if (uv_loop_fork(loop) != 0) {
+    errno = EIO;
+    fail_to(report, STEP_enter_loop);
   }
-  if (pid > 0) {
-    close(errp[1]);
-    *err_fd = errp[0];
-    return pid;
+  /* The sweep runs with this namespace's capabilities still held: kcmp needs to read PID 2,
+   * which holds them too. It keeps two fds by number, both made for this entry and held by
+   * PID 2 as well: the report pipe (main's, for this file) and the pipe to PID 2. Everything
+   * else the zygote had goes, its stdio and its channel (0-3) too. */
+  const int keep[2] = {report, sync_w};
+  if (sweep_fds(getppid(), keep, 2) != 0 || sweep_shared_maps() != 0) fail_to(report, STEP_enter_sweep);
+  enum step failed;
+  if (drop_privileges(plan, &failed) != 0) fail_to(report, failed);
+  /* PID 2 leaves; init (PID 1) is our parent from then on and reaps us like an exec'd worker. */
+  close(sync_w);
+  for (int i = 0; getppid() != 1; i++) {
+    if (i > 200000) {
+      errno = ETIMEDOUT;
+      fail_to(report, STEP_enter_fork);
+    }
+    usleep(50);
   }
-  /* The copy's first process: still the zygote's identity, on the host. */
-  int err_w = errp[1];
-  close(errp[0]);
-  for (uint32_t i = 0; i < req->proc_count; i++)
-    if (write_str(req->procs[i], "0") != 0) fail_to(err_w, STEP_enter_cgroup);
-  int pidfd = (int)syscall(SYS_pidfd_open, req->init_pid, 0);
-  if (pidfd < 0) fail_to(err_w, STEP_enter_check);
-  /* init_pid is main's sandbox only if its namespaces are the ones main saw, checked while the
-   * pidfd shows it alive: a pid can only have been reused after its process is gone. */
-  /* And never a process of the zygote's own user namespace: whatever asks, a copy goes only
-   * into a sandbox, never into the host's namespaces. */
-  struct pollfd p = {.fd = pidfd, .events = POLLIN};
-  uint64_t user_ns = ns_inode(req->init_pid, "user");
-  if (user_ns != req->user_ns || user_ns == ns_inode(getpid(), "user") || ns_inode(req->init_pid, "pid") != req->pid_ns ||
-      poll(&p, 1, 0) != 0) {
-    errno = ESRCH;
-    fail_to(err_w, STEP_enter_check);
+  take_fds_from_init(report);
+}
+
+/* The copy's first process, in the zygote's namespaces: the file's plan, its cgroup, its
+ * namespaces; then PID 2 and PID 3 of the file's sandbox. Returns only in PID 3, the worker. */
+static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct zygote_entry *entry) {
+  const int pidfd = fds[0], report = fds[1], plan_fd = fds[2];
+  if (lseek(plan_fd, 0, SEEK_SET) != 0 || plan_read(plan_fd, &entry->plan) != 0) fail_to(report, STEP_enter_plan);
+  close(plan_fd);
+  /* Into the file's cgroup before anything of the worker exists. The fds were opened by main:
+   * the kernel checks a move against the opener's credentials, so the zygote needs no right
+   * on the host's cgroup tree. */
+  for (uint32_t i = 0; i < proc_count; i++) {
+    ssize_t n;
+    do n = write(fds[3 + i], "0", 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) fail_to(report, STEP_enter_cgroup);
+    close(fds[3 + i]);
   }
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
-  if (req->plan->flags & PLAN_NEW_NET) flags |= CLONE_NEWNET;
-  if (setns(pidfd, flags) != 0) fail_to(err_w, STEP_enter_setns);
+  if (entry->plan.flags & PLAN_NEW_NET) flags |= CLONE_NEWNET;
+  /* Only a user namespace the zygote owns (a file's, made by spawn.c's nesting) lets it in:
+   * the kernel refuses every other one for want of capabilities. */
+  if (setns(pidfd, flags) != 0) fail_to(report, STEP_enter_setns);
   close(pidfd);
-  /* Twice: an orphan goes to the reaper of its dead parent's PID namespace. The first child
-   * is PID 2 inside and leaves at once, so the worker (PID 3) becomes init's child. */
-  pid_t first = fork();
-  if (first < 0) fail_to(err_w, STEP_enter_fork);
-  if (first > 0) {
-    int status;
-    while (waitpid(first, &status, 0) < 0 && errno == EINTR) {
+  /* Twice: setns into a PID namespace applies to children only, and an orphan goes to the
+   * reaper of its dead parent's PID namespace: PID 2 makes the worker and leaves, so the
+   * worker becomes init's child. */
+  pid_t second = fork();
+  if (second < 0) fail_to(report, STEP_enter_fork);
+  if (second > 0) {
+    while (waitpid(second, NULL, 0) < 0 && errno == EINTR) {
     }
     _exit(0);
   }
+  int sync[2];
+  if (pipe2(sync, O_CLOEXEC) != 0) fail_to(report, STEP_enter_fork);
   pid_t worker = fork();
-  if (worker < 0) fail_to(err_w, STEP_enter_fork);
-  if (worker > 0) _exit(0);
-  become_worker(req, loop, err_w, ipc_fd);
-  /* EOF for the zygote: the worker is ready. */
-  close(err_w);
-  return 0;
+  if (worker < 0) fail_to(report, STEP_enter_fork);
+  if (worker > 0) {
+    /* PID 2 keeps what the zygote had, untouched, until the worker has compared its fds with
+     * ours (kcmp) and closed every one it inherited. */
+    close(sync[1]);
+    char c;
+    while (read(sync[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(sync[0]);
+  become_worker(&entry->plan, loop, report, sync[1]);
+  entry->report_fd = report;
+}
+
+int zygote_serve(int control, void *loop, struct zygote_entry *entry) {
+  for (;;) {
+    /* The copies' first processes leave as soon as their worker is made. */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    struct pollfd p = {.fd = control, .events = POLLIN};
+    int r = poll(&p, 1, 1000);
+    if (r < 0 && errno != EINTR) return -1;
+    if (r <= 0) continue;
+    struct zygote_request req;
+    int fds[SEND_FDS_MAX], nfds = 0;
+    memset(&req, 0, sizeof req);
+    int n = recv_fds(control, 0, &req, sizeof req, fds, SEND_FDS_MAX, &nfds);
+    if (n == 0 && nfds == 0) return 1; /* main is done with us */
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return -1;
+    }
+    if (n != (int)sizeof req || req.magic != ZYGOTE_MAGIC || req.proc_count > ZYGOTE_MAX_PROCS ||
+        nfds != 3 + (int)req.proc_count) {
+      /* Not a request of main's (this is a bug): nothing is forked for it. */
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+      continue;
+    }
+    dofork_all();
+    note_condvar_waits();
+    pid_t pid = fork();
+    if (pid == 0) {
+      copy_enter(fds, req.proc_count, loop, entry);
+      return 0;
+    }
+    if (pid < 0) {
+      struct setup_failure f = {.step = STEP_enter_fork, .err = errno, .op_index = -1};
+      ssize_t w;
+      do w = write(fds[1], &f, sizeof f);
+      while (w < 0 && errno == EINTR);
+    }
+    /* Nothing of this request stays in the zygote: its fds, its bytes. */
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    memset(&req, 0, sizeof req);
+    memset(fds, 0, sizeof fds);
+    wait_count = 0;
+  }
 }

@@ -34,14 +34,18 @@ export interface FileCgroup {
   readonly name: string
   /** v2: an O_DIRECTORY fd of the cgroup for CLONE_INTO_CGROUP; the caller must not close it. */
   readonly intoFd: number | undefined
-  /** Its cgroup.procs files (one per controller on v1): the zygote's copy writes itself in. */
+  /**
+   * Its cgroup.procs files (one per controller on v1): main opens them for the zygote's copy,
+   * which writes itself in (the kernel checks the opener's rights).
+   */
   readonly procs: readonly string[]
   /**
-   * Moves the (still waiting) sandbox init into the cgroup; v2 with intoFd does nothing. v1
-   * writes off the main thread: each cgroup.procs write sleeps for an RCU grace period (~3 ms
-   * per controller here, 0.4 ms of it CPU), which blocked Vitest main ~12 ms per file.
+   * Moves the (still waiting) sandbox init into the cgroup; nothing when CLONE_INTO_CGROUP
+   * (v2, intoFd) already `placed` it there. Writes off the main thread: each cgroup.procs write
+   * sleeps for an RCU grace period (~3 ms per controller on v1, 0.4 ms of it CPU), which
+   * blocked Vitest main ~12 ms per file.
    */
-  attach(pid: number): void | Promise<void>
+  attach(pid: number, placed?: boolean): void | Promise<void>
   usage(): Usage
   /** Only the CPU counters of {@link usage}, for a baseline on the per-file path. */
   cpu(): Pick<Usage, 'cpuUserMs' | 'cpuSystemMs'>

@@ -97,8 +97,8 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
     name,
     intoFd: fd,
     procs: [path.join(dir, 'cgroup.procs')],
-    attach() {
-      // CLONE_INTO_CGROUP already placed the sandbox.
+    async attach(pid: number, placed?: boolean) {
+      if (!placed) await fs.promises.writeFile(path.join(dir, 'cgroup.procs'), String(pid))
     },
     usage(): Usage {
       const events = readKeyed(path.join(dir, 'memory.events'))

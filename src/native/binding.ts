@@ -32,6 +32,14 @@ export interface NativePlan {
   rootSize: number
   /** v2: clone3(CLONE_INTO_CGROUP) into this cgroup directory fd. */
   cgroupFd?: number
+  /**
+   * Nesting (the zygote, src/zygote/): a pidfd of the zygote sandbox's init. The sandbox's user
+   * and PID namespaces become children of that sandbox's, its user namespace owned by
+   * nestUid/nestGid there; uidMap/gidMap then name ids of that namespace.
+   */
+  nestPidfd?: number
+  nestUid?: number
+  nestGid?: number
   hostname: string
   cwd: string
   execPath: string
@@ -39,7 +47,7 @@ export interface NativePlan {
   envp: string[]
   ops: NativePlanOp[]
   /** Installed by the worker right before execve; absent for none. */
-  seccomp?: { deny: number[]; tiocsti: boolean; ioctl: number; setid?: number[] }
+  seccomp?: import('../sandbox/seccomp.js').NativeSeccomp
   /**
    * Host fds the worker gets as its 0, 1, 2 instead of /dev/null and two pipes (then
    * stdoutFd/stderrFd are -1); `vitest-pool-isolated shell` uses it. -1 keeps the default.
@@ -49,13 +57,17 @@ export interface NativePlan {
   hostPorts?: number[]
 }
 
-/** Which sandbox a zygote's copy enters: init's host pid and the namespaces main saw it in. */
-export interface EnterTarget {
-  initPid: number
-  userNs: number
-  pidNs: number
-  /** cgroup.procs files the copy writes itself into before it makes the worker. */
-  procs: string[]
+/** What a copy of the zygote becomes (addon/src/zygote.c, zygote_entry). */
+export interface ZygoteEntry {
+  /** The file's report pipe: the copy says ready there (zygoteReady). */
+  reportFd: number
+  /** What the file's plan gives an exec'd worker. */
+  argv: string[]
+  envp: string[]
+  execPath: string
+  cwd: string
+  /** Whether V8 let the main context's Math.random state be reset (else JS replaces it). */
+  mathRandomReset: boolean
 }
 
 export interface NativeSpawned {
@@ -69,6 +81,8 @@ export interface NativeSpawned {
   stderrFd: number
   /** Our end of init's seqpacket socket: one message per host port, then sockets on request (PLAN_NET_CTL). */
   netFd: number
+  /** PLAN_ENTER: the plan's image (a memfd) for the zygote's copy; else -1. */
+  planFd: number
 }
 
 /** How a spawn that failed in the parent (clone, id maps) is reported. */
@@ -121,21 +135,27 @@ export interface NativeAddon {
    * EOF. Waits up to timeoutMs; throws an Error with `code`/`errno` (EAGAIN: nothing in time).
    */
   recvFds(fd: number, timeoutMs: number): { data: Buffer; fds: number[] } | null
-  /** Main: a sealed executable memfd (O_CLOEXEC) with a copy of the file, for the zygote to run from. */
-  sealedCopy(path: string): number
   /**
-   * The zygote at start: PR_SET_PDEATHSIG(SIGKILL), every inherited fd above 3 closed, its
-   * channel moved from fd 3 above 63; returns the channel's fd.
+   * The zygote, at start: finds V8's random generator (addon/src/binding.cc, zygote_random).
+   * 'begin', then new contexts draw from it, then 'end' says whether it was found.
    */
-  zygoteInit(): number
+  randomProbe(phase: 'begin' | 'end'): boolean
   /**
-   * The zygote: forks a copy into the finished sandbox of a PLAN_ENTER plan (addon/src/zygote.c).
-   * In the zygote: the copy's first pid and its failure pipe; in the copy (now the sandbox's
-   * worker, PID 2 there): the fd of its channel to main.
+   * The zygote: serves main's requests on its channel (addon/src/zygote.c) until main closes
+   * it, then returns null. Returns in a copy, which is then a file's worker: its report pipe
+   * and what its plan says an exec'd worker gets.
    */
-  zygoteEnter(plan: NativePlan, target: EnterTarget): { pid: number; errFd: number } | { ipcFd: number }
-  /** Blocking waitpid; returns the wait status. */
-  reap(pid: number): number
+  zygoteServe(controlFd: number): ZygoteEntry | null
+  /** A copy: says ready on the report pipe and closes it. */
+  zygoteReady(reportFd: number): void
+  /** Main: one request to the zygote on its channel: [init's pidfd, report pipe, plan, ...cgroup.procs fds]. */
+  zygoteRequest(controlFd: number, fds: number[], procCount: number): void
+  /** A second fd of the same open file (close-on-exec). */
+  dupFd(fd: number): number
+  /** pipe2(O_CLOEXEC): [read end, write end]. */
+  pipe(): [number, number]
+  /** pidfd_open(pid). */
+  pidfdOpen(pid: number): number
   /** `_exit(code)`: how a copy of the zygote leaves (node's own exit needs threads it lacks). */
   exitNow(code: number): never
 }
@@ -169,8 +189,14 @@ export interface NativeOrigin {
  * prebuilds/linux-<arch>-musl, as scripts/prebuild.mjs names them.
  */
 export function prebuiltPlatform(): string {
-  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime
-  return `${process.platform}-${process.arch}${glibc ? '' : '-musl'}`
+  return `${process.platform}-${process.arch}${glibcVersion() ? '' : '-musl'}`
+}
+
+let glibc: string | undefined | null
+/** glibc's version at run time ("2.36"), or undefined on another C library (musl). */
+export function glibcVersion(): string | undefined {
+  glibc ??= (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime ?? null
+  return glibc ?? undefined
 }
 
 /**

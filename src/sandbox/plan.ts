@@ -8,12 +8,12 @@ import path from 'node:path'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import type { NativePlan, NativePlanOp } from '../native/binding.js'
 import type { HostLayout } from './host-layout.js'
-import { seccompFilter } from './seccomp.js'
+import { seccompFilter, zygoteSeccompFilter } from './seccomp.js'
 
 /** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
 export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9, overlay: 10 } as const
 export const OPF = { ro: 1, file: 2, optional: 4, dev: 8, idmap: 16 } as const
-export const PLAN = { newNet: 1, loopback: 2, tty: 4, netCtl: 8, enter: 16 } as const
+export const PLAN = { newNet: 1, loopback: 2, tty: 4, netCtl: 8, enter: 16, hold: 32 } as const
 
 /** The unprivileged id the worker gets when Vitest runs as root (nobody/nogroup). */
 export const ROOT_WORKER_ID = 65534
@@ -63,9 +63,18 @@ export interface PlanInput {
   netControl?: boolean
   /** Host directories of the run bound read-only (the code cache, src/compile-cache.ts). */
   readOnly?: readonly { source: string; target: string }[]
+  /**
+   * 'zygote': the zygote's own sandbox (src/zygote/), the worker's in all but these: no network
+   * at all; the project read-only whatever projectWrites says (a file's overlay is cut from
+   * it); a /proc with nothing mounted over it and nested user namespaces allowed (a file's
+   * sandbox is nested in this one, and the kernel mounts a file's /proc only where one is
+   * fully visible: its seals come with it); the zygote's seccomp filter.
+   */
+  role?: 'worker' | 'zygote'
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, readOnly = [], isFile = statIsFile, ownerOf = statOwner }: PlanInput): NativePlan {
+export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, readOnly = [], isFile = statIsFile, ownerOf = statOwner, role = 'worker' }: PlanInput): NativePlan {
+  const zygote = role === 'zygote'
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
   // reach a project below a mode-700 /root), and the worker drops to an
@@ -83,7 +92,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // process (addon/src/idmap.c), so its writes land owned by that owner. Rootless the worker is
   // the invoking user, and a plain bind already gives it that user's rights.
   const idmapped = (source: string) => root ? { flags: OPF.idmap, ...owner(ownerOf(source)) } : { flags: 0 }
-  const projectDirs = options.projectWrites === 'discard' ? layout.project ?? [] : []
+  const projectDirs = options.projectWrites === 'discard' && !zygote ? layout.project ?? [] : []
   for (const dir of layout.readOnly) if (!projectDirs.includes(dir)) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
   // projectWrites: 'discard': writes succeed into an upper layer on the sandbox's own tmpfs
   // (capped like /tmp) and go with it. A project directory inside a read-only bind (a workspace
@@ -100,7 +109,9 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   for (const r of readOnly) mounts.push({ kind: OP.bind, flags: OPF.ro, src: r.source, dst: r.target })
 
   mounts.push({ kind: OP.proc, flags: 0, dst: '/proc' })
-  for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })
+  // The zygote holds no capability: what these seals keep from a worker with a namespace's
+  // capabilities is out of its reach anyway (root-owned files of the host's kernel).
+  if (!zygote) for (const p of PROC_READ_ONLY) mounts.push({ kind: OP.seal, flags: OPF.optional, dst: p })
 
   mounts.push({ kind: OP.tmpfs, flags: 0, dst: '/dev', mode: 0o755, size: 1 << 20 })
   for (const d of DEVICES) {
@@ -148,7 +159,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // give test code every capability again over a copy of the mount table; the locked mounts
   // hold, but the kernel code it opens up is large (bubblewrap's --disable-userns). The limit
   // belongs to the sandbox's own user namespace, and the seal keeps the worker from raising it.
-  ops.splice(ops.findIndex(op => op.kind === OP.proc) + 1, 0, { kind: OP.write, flags: 0, dst: '/proc/sys/user/max_user_namespaces', data: '0' })
+  // The zygote's own filter denies new user namespaces to it instead: the files' are children of its.
+  if (!zygote) ops.splice(ops.findIndex(op => op.kind === OP.proc) + 1, 0, { kind: OP.write, flags: 0, dst: '/proc/sys/user/max_user_namespaces', data: '0' })
   ops.push({ kind: OP.mkdir, flags: 0, dst: layout.cwd, mode: 0o755 })
 
   // The sandbox's temp directory is its own /tmp; a host TMPDIR would name a path that is not there.
@@ -158,7 +170,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     .filter((e): e is [string, string] => typeof e[1] === 'string')
     .map(([k, v]) => `${k}=${v}`)
 
-  const network = options.network
+  const network = zygote ? 'none' : options.network
   return {
     flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0)
       | (netControl && network === 'loopback' ? PLAN.netCtl : 0),
@@ -174,7 +186,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     envp,
     ops,
     // A writable host bind: no set-user-ID or set-group-ID file may be made there (seccomp.ts).
-    ...(options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
+    ...(zygote ? { seccomp: zygoteSeccompFilter(process.arch) } : options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
     // Only a private loopback needs (and has room for) a forward: 'host' reaches the port itself.
     ...(hostPorts.length > 0 && network === 'loopback' ? { hostPorts: [...hostPorts] } : {}),
   }

@@ -60,6 +60,9 @@ const SETID_CALLS: Record<string, { mode: [number, number][]; openat2: number }>
   arm64: { mode: [[33, 2], [52, 1], [53, 2], [56, 3], [452, 2]], openat2: 437 },
 }
 
+/** S_ISUID | S_ISGID */
+const SETID_MASK = 0o6000
+
 export function syscallTable(arch: string = process.arch): Record<string, number> | undefined {
   return TABLES[arch]
 }
@@ -73,8 +76,35 @@ export interface NativeSeccomp {
   deny: number[]
   tiocsti: boolean
   ioctl: number
-  /** Flat [nr, mode argument index, …] pairs refused when the mode has S_ISUID/S_ISGID. */
-  setid?: number[]
+  /** Flat [nr, argument index, mask, …] triples refused (EPERM) when the argument has a bit of the mask. */
+  masked?: number[]
+  /** Refused with ENOSYS (libc then falls back to an older call). */
+  enosys?: number[]
+}
+
+/** CLONE_NEWUSER, in the flags of unshare(2) and clone(2). */
+const CLONE_NEWUSER = 0x10000000
+
+/** unshare, clone and clone3 per architecture, for the zygote's filter. */
+const CLONE_CALLS: Record<string, { unshare: number; clone: number; clone3: number }> = {
+  x64: { unshare: 272, clone: 56, clone3: 435 },
+  arm64: { unshare: 97, clone: 220, clone3: 435 },
+}
+
+/**
+ * The zygote's filter (src/zygote/): the workers' defaults (io_uring among them: libuv then
+ * sets up no ring in the zygote, from its first instruction), and no new user namespace, which
+ * the zygote's sandbox has to allow the kernel (the files' sandboxes are its children) but the
+ * zygote itself never needs: unshare and clone with CLONE_NEWUSER fail with EPERM, clone3
+ * (whose flags a filter cannot read) with ENOSYS, after which glibc uses clone. Its copies keep
+ * it under their own, where it changes nothing a worker could do (a worker's user namespace
+ * allows no nested one).
+ */
+export function zygoteSeccompFilter(arch: string = process.arch): NativeSeccomp {
+  const base = seccompFilter([], arch)
+  const calls = CLONE_CALLS[arch]
+  if (!calls) throw new Error(`[vitest-pool-isolated] no zygote filter for ${arch}. This is a bug in vitest-pool-isolated: the zygote is only offered on x64 and arm64.`)
+  return { ...base, masked: [calls.unshare, 0, CLONE_NEWUSER, calls.clone, 0, CLONE_NEWUSER], enosys: [calls.clone3] }
 }
 
 /** The filter for the plan: the defaults plus `extra` (names or numbers). */
@@ -89,5 +119,5 @@ export function seccompFilter(extra: (string | number)[], arch: string = process
   }
   const calls = setid ? SETID_CALLS[arch] : undefined
   if (calls) deny.add(calls.openat2)
-  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { setid: calls.mode.flat() } : {}) }
+  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { masked: calls.mode.flatMap(([nr, arg]) => [nr, arg, SETID_MASK]) } : {}) }
 }

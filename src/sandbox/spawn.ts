@@ -18,8 +18,8 @@ import { auditAreas } from '../audit.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
 import { hostLayout } from './host-layout.js'
 import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
-import { buildPlan, OP, PLAN, workerUidOf } from './plan.js'
-import { plannable, type Zygote } from '../zygote.js'
+import { buildPlan, OP, PLAN, workerIdsOf, workerUidOf } from './plan.js'
+import type { Zygote } from '../zygote/main.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -47,7 +47,7 @@ export interface SpawnRequest {
   netControl?: boolean
   /** Host directories bound read-only (the run's code cache, src/compile-cache.ts). */
   readOnly?: readonly { source: string; target: string }[]
-  /** The run's zygote (src/zygote.ts): its copy enters the sandbox when the plan allows it. */
+  /** The zygote of this worker environment (src/zygote/): its copy becomes the worker when the plan allows it. */
   zygote?: Zygote
 }
 
@@ -70,6 +70,20 @@ export interface Sandbox {
   readonly net: SandboxNet
   /** SIGTERM: init forwards it to the worker. SIGKILL: init dies and the kernel kills everything inside. */
   kill(signal?: 'SIGTERM' | 'SIGKILL'): void
+  /** The fd behind `ipc` (the zygote's channel takes native sends: they carry fds). */
+  readonly ipcFd: number
+  /** spawnPlan's `hold`: a pidfd of init that stays open, for sandboxes nested in this one. */
+  readonly nestPidfd?: number
+}
+
+/**
+ * Whether a copy of the zygote can be this plan's worker: init gives it everything a worker
+ * needs (no terminal, no control socket for forwarded ports or the inspector, its own
+ * network), and the worker's seccomp filter is on (the zygote's, which a copy keeps, is a part
+ * of it). Other plans get fresh workers.
+ */
+export function enterable(plan: Pick<NativePlan, 'flags' | 'hostPorts' | 'seccomp'>): boolean {
+  return (plan.flags & PLAN.newNet) !== 0 && (plan.flags & (PLAN.netCtl | PLAN.tty)) === 0 && !plan.hostPorts?.length && plan.seccomp !== undefined
 }
 
 /** Builds the plan, spawns the sandbox, resolves once the worker's execve succeeded; rejects with SandboxSetupError. */
@@ -89,8 +103,17 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
   })
   // The audit's hooks need to know which places are the sandbox's own; only then are they loaded.
   if (req.options.audit) plan.envp.push(`${AUDIT_ENV}=${JSON.stringify(auditAreas(plan.ops))}`)
-  const zygote = req.zygote?.usable && plannable(plan) ? req.zygote : undefined
-  if (zygote) plan.flags |= PLAN.enter
+  const zygote = req.zygote?.usable && enterable(plan) ? req.zygote : undefined
+  if (zygote) {
+    // Nested in the zygote's sandbox: the file's user namespace maps the worker's ids of the
+    // zygote's (which are the zygote's own) and nothing else, so that the zygote, its owner,
+    // gains no other id in it.
+    const ids = workerIdsOf(identity)
+    plan.flags |= PLAN.enter
+    plan.uidMap = `${ids.uid} ${ids.uid} 1\n`
+    plan.gidMap = `${ids.gid} ${ids.gid} 1\n`
+    Object.assign(plan, zygote.nest())
+  }
   const sandbox = await spawnPlan(plan, req.cgroup, zygote)
   if (req.hostPorts?.length) {
     const forward = forwardHostPorts(sandbox.net.listeners, new Map(req.hostPorts.map(p => [p.port, p.host])))
@@ -99,10 +122,18 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
   return sandbox
 }
 
-/** Spawns an already built plan (integration tests use this to reach every setup step). */
-export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: Zygote): Promise<Sandbox> {
+/**
+ * Spawns an already built plan (integration tests use this to reach every setup step). `hold`:
+ * init outlives its worker until the sandbox is killed (the zygote's sandbox, which nested
+ * sandboxes live in), and the sandbox keeps a pidfd of init for them (`nestPidfd`).
+ */
+export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: Zygote, { hold = false }: { hold?: boolean } = {}): Promise<Sandbox> {
   const addon = native()
-  if (cgroup?.intoFd !== undefined) plan = { ...plan, cgroupFd: cgroup.intoFd }
+  // Nested, the clone runs with the zygote's ids, which may not write to the cgroup: main
+  // moves init in while it waits (attach).
+  const placed = cgroup?.intoFd !== undefined && plan.nestPidfd === undefined
+  if (placed) plan = { ...plan, cgroupFd: cgroup!.intoFd }
+  if (hold) plan = { ...plan, flags: plan.flags | PLAN.hold }
   let raw: NativeSpawned
   try {
     raw = await addon.spawn(plan)
@@ -110,55 +141,53 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
     if (isStepError(error)) throw setupError(plan, error)
     throw error
   }
-  debug('sandbox %d cloned', raw.pid)
+  debug('sandbox %d cloned%s', raw.pid, plan.nestPidfd === undefined ? '' : ' (nested in the zygote\'s)')
 
+  // Taken before the watch, which closes the pidfd once init has gone.
+  const nestPidfd = hold ? addon.dupFd(raw.pidfd) : undefined
+  const initPidfd = plan.flags & PLAN.enter ? addon.dupFd(raw.pidfd) : -1
+  const closePlanFds = () => {
+    for (const fd of [raw.planFd, initPidfd]) if (fd >= 0) fs.closeSync(fd)
+  }
   const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
-  // Nothing of the sandbox has run yet: on cgroup v1 this is where it joins its cgroup.
-  try {
-    await cgroup?.attach(raw.pid)
-  } catch (error) {
+  async function abandon(error: unknown, fds: number[]): Promise<never> {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
-    await exited
-    throw new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error })
-  }
-  fs.writeSync(raw.syncFd, Buffer.of(1))
-  fs.closeSync(raw.syncFd)
-
-  const failure = await readFailure(raw.errFd)
-  if (failure) {
-    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd]) if (fd >= 0) fs.closeSync(fd)
-    await exited
-    throw setupError(plan, failure)
-  }
-  // PLAN_ENTER: init has finished the sandbox and waits; the zygote's copy becomes its worker.
-  if (plan.flags & PLAN.enter) {
-    let entered: NativeStepError | null
-    try {
-      if (!zygote) throw new IsolatedError('[vitest-pool-isolated] a plan with the flag enter needs the zygote. This is a bug in vitest-pool-isolated.')
-      entered = await zygote.enter(plan, raw.pid, cgroup?.procs ?? [])
-    } catch (error) {
-      entered = null
-      await abandon(error)
-    }
-    if (entered) await abandon(setupError(plan, entered))
-  }
-  async function abandon(error: unknown): Promise<never> {
-    addon.signal(raw!.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw!.ipcFd, raw!.stdoutFd, raw!.stderrFd, raw!.netFd]) if (fd >= 0) fs.closeSync(fd)
+    for (const fd of fds) if (fd >= 0) fs.closeSync(fd)
+    if (nestPidfd !== undefined) fs.closeSync(nestPidfd)
+    closePlanFds()
     await exited
     throw error
   }
+  // Nothing of the sandbox has run yet: unless clone3 placed it, this is where it joins its cgroup.
+  try {
+    await cgroup?.attach(raw.pid, placed)
+  } catch (error) {
+    await abandon(new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error }),
+      [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd])
+  }
+  fs.writeSync(raw.syncFd, Buffer.of(1))
+  // Held: init stays until this closes, after its worker too (addon/src/child.c, PLAN_HOLD).
+  if (!hold) fs.closeSync(raw.syncFd)
+
+  const failure = await readFailure(raw.errFd)
+  if (failure) await abandon(setupError(plan, failure), [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd, hold ? raw.syncFd : -1])
+  // PLAN_ENTER: init has finished the sandbox and waits; the zygote's copy becomes its worker.
+  if (plan.flags & PLAN.enter) {
+    try {
+      if (!zygote) throw new IsolatedError('[vitest-pool-isolated] a plan with the flag enter needs the zygote. This is a bug in vitest-pool-isolated.')
+      await zygote.enter(initPidfd, raw.planFd, cgroup?.procs ?? [])
+    } catch (error) {
+      await abandon(error, [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd])
+    }
+  }
+  closePlanFds()
   debug('sandbox %d: worker %s', raw.pid, plan.flags & PLAN.enter ? 'entered' : 'exec\'d')
   let sandboxNet: SandboxNet
   try {
     sandboxNet = openSandboxNet(addon, raw.netFd, plan.hostPorts ?? [], (plan.flags & PLAN.netCtl) !== 0)
   }
   catch (error) {
-    addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
-    for (const fd of [raw.ipcFd, raw.stdoutFd, raw.stderrFd]) if (fd >= 0) fs.closeSync(fd)
-    await exited
-    throw error
+    return abandon(error, [raw.ipcFd, raw.stdoutFd, raw.stderrFd, hold ? raw.syncFd : -1])
   }
 
   const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
@@ -170,6 +199,8 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   const exit = exited.then((e): SandboxExit => {
     done = true
     sandboxNet.close()
+    if (hold) fs.closeSync(raw.syncFd)
+    if (nestPidfd !== undefined) fs.closeSync(nestPidfd)
     debug('sandbox %d exited: %o', raw.pid, e)
     return {
       code: e.code ?? (e.signal === null && e.initCode !== null ? e.initCode : null),
@@ -178,6 +209,8 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   })
   return {
     pid: raw.pid,
+    ipcFd: raw.ipcFd,
+    ...(nestPidfd === undefined ? {} : { nestPidfd }),
     ipc,
     stdout,
     stderr,

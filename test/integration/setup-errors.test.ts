@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { SandboxSetupError } from '../../src/errors.js'
 import { STEPS } from '../../src/native/steps.js'
 import type { NativePlan } from '../../src/native/binding.js'
@@ -40,10 +40,25 @@ const KERNEL_ONLY = [
   'clone', 'exec_init', 'read_plan', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
   'root_tmpfs', 'detach_oldroot', 'pivot_root', 'loopback', 'fork_worker', 'dup_fds', 'close_fds',
   'drop_caps', 'no_new_privs',
-  // The zygote's copy (addon/src/zygote.c): enter_cgroup and enter_check are reached in
-  // test/integration/zygote.test.ts; the others fail only when the kernel refuses.
-  'enter_cgroup', 'enter_check', 'enter_setns', 'enter_fork', 'enter_fds', 'enter_loop',
+  // Nesting in the zygote's sandbox (spawn.c): the clone of its PID namespace's first process.
+  'nest_fork',
+  // The zygote's copy (addon/src/zygote.c): enter_cgroup and enter_setns are reached in
+  // test/integration/zygote.test.ts; the others fail only when the kernel refuses (or, for
+  // enter_sweep, when a copy finds something it cannot account for).
+  'enter_plan', 'enter_cgroup', 'enter_setns', 'enter_fork', 'enter_fds', 'enter_image', 'enter_loop', 'enter_sweep',
 ]
+
+// Nesting: an fd that is no pidfd, and a live sandbox (held) whose user namespace has no such id.
+const notAPidfd = fs.openSync('/dev/null', 'r')
+const held = await spawnPlan(basePlan(), undefined, undefined, { hold: true })
+// Its streams are not needed: closed now, not while the fd counts below are taken.
+for (const stream of [held.ipc, held.stdout, held.stderr]) stream.destroy()
+await new Promise(resolve => setTimeout(resolve, 50))
+afterAll(async () => {
+  fs.closeSync(notAPidfd)
+  held.kill('SIGKILL')
+  await held.exited
+})
 
 const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan) => void }[] = [
   { step: 'uid_map', code: 'EINVAL', mutate: (p) => { p.uidMap = 'not a map\n' } },
@@ -110,6 +125,8 @@ const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan
   },
   { step: 'hostname', code: 'EINVAL', mutate: (p) => { p.hostname = 'h'.repeat(65) } },
   { step: 'set_ids', code: 'EINVAL', mutate: (p) => { p.workerUid = 12345 } },
+  { step: 'nest_setns', code: 'EINVAL', mutate: (p) => { Object.assign(p, { nestPidfd: notAPidfd, nestUid: 0, nestGid: 0 }) } },
+  { step: 'nest_ids', code: 'EINVAL', mutate: (p) => { Object.assign(p, { nestPidfd: held.nestPidfd, nestUid: 12345, nestGid: 12345 }) } },
   {
     // 5000 denied numbers make a BPF program past the kernel's 4096 instructions.
     step: 'seccomp', code: 'EINVAL',

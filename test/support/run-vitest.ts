@@ -54,6 +54,9 @@ export interface RunOptions {
   timeoutMs?: number
   /** The human-readable reporter next to json; 'default' unless set. */
   reporter?: 'default' | 'verbose'
+  /** Called with Vitest main's pid once it is spawned, and with every chunk of its output. */
+  onSpawn?: (pid: number) => void
+  onOutput?: (chunk: string) => void
 }
 
 export interface VitestRun {
@@ -90,7 +93,7 @@ export async function runVitest(options: RunOptions): Promise<VitestRun> {
     ...options.args ?? [],
   ]
   try {
-    const result = await run(command, options.cwd ?? REPO_ROOT, childEnv(options.env), options.timeoutMs ?? 100_000)
+    const result = await run(command, options.cwd ?? REPO_ROOT, childEnv(options.env), options.timeoutMs ?? 100_000, options)
     let report: JsonReport | undefined
     if (fs.existsSync(reportFile)) report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as JsonReport
     return { command, ...result, output: `${result.stdout}\n${result.stderr}`, report }
@@ -126,15 +129,22 @@ interface Finished {
   stderr: string
 }
 
-function run(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Finished> {
+function run(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number, hooks: Pick<RunOptions, 'onSpawn' | 'onOutput'>): Promise<Finished> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a timeout takes the whole run (workers included) down.
     const child = spawn(command[0]!, command.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    if (child.pid !== undefined) hooks.onSpawn?.(child.pid)
     let stdout = ''
     let stderr = ''
     let timedOut = false
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      hooks.onOutput?.(chunk)
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+      hooks.onOutput?.(chunk)
+    })
     const timer = setTimeout(() => {
       timedOut = true
       try {

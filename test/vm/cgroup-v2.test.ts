@@ -145,17 +145,19 @@ describe('cgroup v2', () => {
     const dir = dirOf(cgroup)
     expect(cgroup.intoFd).toEqual(expect.any(Number))
     // attach() runs while the sandbox's init still waits on its sync pipe, before anything of it
-    // ran; on v2 it does nothing, so where the process is then is where clone3 put it.
+    // ran; told that clone3 placed it, it does nothing, so where the process is then is where
+    // clone3 put it.
     let atAttach: { cgroup: string; procs: string[]; parentProcs: string[] } | undefined
     const watched: FileCgroup = {
       ...cgroup,
-      attach(pid: number) {
+      attach(pid: number, placed?: boolean) {
+        expect(placed).toBe(true)
         atAttach = {
           cgroup: fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim(),
           procs: read(dir, 'cgroup.procs').split('\n'),
           parentProcs: read(driver!.parents[0], 'cgroup.procs').split('\n'),
         }
-        cgroup.attach(pid)
+        cgroup.attach(pid, placed)
       },
     }
     let sandbox: Sandbox | undefined

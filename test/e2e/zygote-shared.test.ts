@@ -1,0 +1,144 @@
+import { execFileSync, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { expect, test } from 'vitest'
+import { requireKernel } from '../support/kernel.js'
+import { fixtureDir, REPO_ROOT } from '../support/repo.js'
+import { describeRun, runVitest } from '../support/run-vitest.js'
+
+await requireKernel()
+
+// A worker cannot tell an inherited kernel object from its own: this looks from the host. While
+// three files hold their sandboxes open (fixtures/zygote-shared: a worker thread and a child
+// process each), every fd of every worker is compared with every fd of every other process of
+// the run (Vitest main, the zygote and its sandbox's init, the other files' sandboxes) with
+// kcmp(KCMP_FILE), and the pages of every writable shared mapping of a worker with theirs
+// (/proc/PID/pagemap as root; the mappings' backing objects rootless, where pagemap hides PFNs).
+
+const root = fixtureDir('zygote-shared')
+const CHECKER = path.join(REPO_ROOT, 'test/support/shared-objects.py')
+const FILES = 3
+
+interface Shared {
+  files: { subject: number; fd: number; link: string; other: number; otherFd: number }[]
+  pages: { subject: number; mapping: string; other: number }[]
+  sharedMappings: Record<string, string[]>
+  pagemap: boolean
+  checked: { fds: number; pairs: number }
+}
+
+function check(subjects: number[], others: number[]): Shared {
+  return JSON.parse(execFileSync('/usr/bin/python3', [CHECKER], { input: JSON.stringify({ subjects, others }) }).toString()) as Shared
+}
+
+function read(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** `top` and every process below it. */
+function processesUnder(top: number): number[] {
+  const parent = new Map<number, number>()
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = read(`/proc/${entry}/stat`)
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (stat) parent.set(Number(entry), ppid)
+  }
+  const under = (pid: number): boolean => {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 0 && hops < 64; p = parent.get(p), hops++) if (p === top) return true
+    return false
+  }
+  return [...parent.keys()].filter(under)
+}
+
+const pidNamespace = (pid: number): string => {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/pid`)
+  } catch {
+    return '?'
+  }
+}
+const isWorker = (pid: number) => read(`/proc/${pid}/cmdline`).includes('/dist/worker/entry.js')
+const isZygote = (pid: number) => read(`/proc/${pid}/cmdline`).includes('/dist/zygote/entry.js')
+/** The worker's pid inside its own PID namespace (NSpid's last field). */
+const innerPid = (pid: number) => Number(/^NSpid:\s*(.*)$/m.exec(read(`/proc/${pid}/status`))?.[1]?.trim().split(/\s+/).at(-1))
+
+test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an open file or a writable shared page with any process outside its sandbox', async (_mode, zygote) => {
+  let main = 0
+  const holding = new Set<string>()
+  const run = runVitest({
+    root,
+    pool: 'isolated',
+    env: { VITEST_ISOLATED_ZYGOTE: zygote },
+    onSpawn: (pid) => { main = pid },
+    onOutput: (chunk) => { for (const m of chunk.matchAll(/SHARED-HOLDING (\w+)/g)) holding.add(m[1]!) },
+    timeoutMs: 120_000,
+  })
+  let workers: number[] = []
+  try {
+    for (let waited = 0; waited < 60_000 && (holding.size < FILES || workers.length < FILES); waited += 100) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      workers = main ? processesUnder(main).filter(isWorker) : []
+    }
+    expect(holding.size, 'files holding their sandboxes').toBe(FILES)
+    expect(workers).toHaveLength(FILES)
+    const all = processesUnder(main)
+    const zygotes = all.filter(isZygote)
+    if (zygote === '1') {
+      // The workers are copies (PID 3 inside), and the zygote is one of the processes compared.
+      expect(zygotes.length).toBeGreaterThan(0)
+      expect(workers.map(innerPid)).toEqual(Array(FILES).fill(3))
+    } else {
+      expect(zygotes).toEqual([])
+      expect(workers.map(innerPid)).toEqual(Array(FILES).fill(2))
+    }
+    for (const worker of workers) {
+      const ns = pidNamespace(worker)
+      const others = all.filter(p => pidNamespace(p) !== ns)
+      expect(others).toContain(main)
+      const shared = check([worker], others)
+      expect(shared.files, `worker ${worker} shares open files`).toEqual([])
+      expect(shared.pages, `worker ${worker} shares pages`).toEqual([])
+      // No writable shared mapping at all: none was inherited, none made before tests ran.
+      expect(shared.sharedMappings[String(worker)]).toEqual([])
+      expect(shared.checked.fds).toBeGreaterThanOrEqual(4)
+      expect(shared.checked.pairs).toBeGreaterThan(100)
+    }
+  } finally {
+    for (const worker of workers) {
+      try {
+        process.kill(worker, 'SIGUSR2')
+      } catch {}
+    }
+  }
+  const done = await run
+  expect(done.exitCode, describeRun(done)).toBe(0)
+}, 150_000)
+
+test('the check is real: it sees an open file a child inherited and a page two processes share', async () => {
+  const child = spawn('/bin/sleep', ['30'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  // A python that maps shared memory, touches it and forks: parent and child share its pages.
+  const pages = spawn('/usr/bin/python3', ['-c', [
+    'import mmap, os, time, sys',
+    'm = mmap.mmap(-1, 4096 * 4); m.write(b"x" * 4096 * 4)',
+    'pid = os.fork()',
+    'm.read(4096 * 4)',
+    'print(os.getpid() if pid else 0, flush=True) if pid else None',
+    'time.sleep(30)',
+  ].join('\n')], { stdio: ['ignore', 'pipe', 'ignore'] })
+  try {
+    const parent = await new Promise<number>((resolve) => pages.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
+    const forked = processesUnder(parent).find(p => p !== parent)!
+    expect(check([child.pid!], [process.pid]).files.length).toBeGreaterThan(0)
+    const shared = check([forked], [parent])
+    expect(shared.sharedMappings[String(forked)]!.length).toBeGreaterThan(0)
+    expect(shared.pages.length).toBeGreaterThan(0)
+  } finally {
+    child.kill('SIGKILL')
+    for (const p of processesUnder(pages.pid!)) process.kill(p, 'SIGKILL')
+  }
+})
