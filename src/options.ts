@@ -113,13 +113,14 @@ export interface IsolatedOptions {
    */
   audit?: boolean
   /**
-   * Workers from a zygote: one node per run imports Vitest's runtime once, and each test file's
-   * worker is a copy of it forked into the file's finished sandbox (same namespaces, mounts,
-   * cgroup, privileges and seccomp filter as a fresh one) instead of a node started there.
+   * Workers from a zygote: one node per worker environment imports Vitest's runtime once, and
+   * each test file's worker is a copy of it forked into the file's finished sandbox (same
+   * namespaces, mounts, cgroup, privileges and seccomp filter as a fresh one) instead of a
+   * node started there.
    * Files whose worker it cannot stand for (execArgv or NODE_OPTIONS of the project, the
-   * inspector, hostPorts, network 'host', Vitest 5 coverage) get fresh workers. Default:
-   * `false` until its copies are confined (see SECURITY.md). Environment:
-   * `VITEST_ISOLATED_ZYGOTE=1`.
+   * inspector, hostPorts, network 'host', Vitest 5 coverage, seccomp off) get fresh workers.
+   * The zygote is confined like a worker (SECURITY.md, "Through the zygote"). Default: `true`.
+   * Environment: `VITEST_ISOLATED_ZYGOTE=0`.
    */
   zygote?: boolean
   /**
@@ -497,7 +498,7 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
     problems.push(problem({ option: 'hostPorts' }, `needs network 'loopback' (the forward listens on the sandbox's own 127.0.0.1); network is '${network}'`))
   }
   const audit = setting('audit', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_AUDIT', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
-  const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
+  const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? true
   const projectWrites = setting('projectWrites', PROJECT_WRITES, 'VITEST_ISOLATED_PROJECT_WRITES') ?? 'readonly'
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)

@@ -253,19 +253,20 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     }
     double ioctl_nr = 0;
     if (!GetNumber(so, "ioctl", ioctl_nr, err)) return false;
-    // masked: flat (nr, argument index, mask) triples; enosys: numbers; both absent for none.
+    // masked: flat (nr, argument index, mask, errno) entries; enosys: numbers; both absent for none.
     std::vector<uint32_t> masked, enosys;
     Napi::Value mv = so.Get("masked");
     if (!mv.IsUndefined()) {
       Napi::Array ma = mv.IsArray() ? mv.As<Napi::Array>() : Napi::Array::New(o.Env());
-      if (!mv.IsArray() || ma.Length() % 3 != 0) {
-        err = "seccomp.masked must be an array of (nr, argument index, mask) triples";
+      if (!mv.IsArray() || ma.Length() % 4 != 0) {
+        err = "seccomp.masked must be an array of (nr, argument index, mask, errno) entries";
         return false;
       }
       for (uint32_t i = 0; i < ma.Length(); i++) {
         Napi::Value e = ma.Get(i);
-        if (!e.IsNumber() || (i % 3 == 1 && e.As<Napi::Number>().Uint32Value() > 5)) {
-          err = "seccomp.masked[" + std::to_string(i) + "] must be a syscall number, an argument index 0-5 or a mask";
+        if (!e.IsNumber() || (i % 4 == 1 && e.As<Napi::Number>().Uint32Value() > 5) ||
+            (i % 4 == 3 && e.As<Napi::Number>().Uint32Value() > 4095)) {
+          err = "seccomp.masked[" + std::to_string(i) + "] must be a syscall number, an argument index 0-5, a mask or an errno";
           return false;
         }
         masked.push_back(e.As<Napi::Number>().Uint32Value());
@@ -289,9 +290,9 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     }
     bool tiocsti = so.Get("tiocsti").ToBoolean().Value();
     // Longer than the kernel takes (BPF_MAXINSNS): prctl says EINVAL, at step "seccomp".
-    s.filter.resize(deny.size() * 2 + enosys.size() * 2 + masked.size() / 3 * 5 + 16);
+    s.filter.resize(deny.size() * 2 + enosys.size() * 2 + masked.size() / 4 * 5 + 16);
     int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr, masked.data(),
-                                   (uint32_t)(masked.size() / 3), enosys.data(), (uint32_t)enosys.size(), s.filter.data(),
+                                   (uint32_t)(masked.size() / 4), enosys.data(), (uint32_t)enosys.size(), s.filter.data(),
                                    (uint32_t)s.filter.size());
     if (len < 0 || len > 65535) {
       err = "seccomp filter does not fit";

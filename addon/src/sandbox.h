@@ -193,8 +193,9 @@ void idmap_release(int *fds, int count);
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
 
 /* Builds the BPF deny list (EPERM for each syscall number, for ioctl
- * TIOCSTI when asked, and for the arg_count (nr, argument index, mask) triples of
- * arg_calls when that argument has a bit of the mask; ENOSYS for each of enosys).
+ * TIOCSTI when asked, and for the arg_count (nr, argument index, mask, errno) entries of
+ * arg_calls when that argument has a bit of the mask, with that errno; ENOSYS for each of
+ * enosys).
  * Returns the number of instructions or -E2BIG. */
 struct sock_filter;
 int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti, uint32_t ioctl_nr,

@@ -53,18 +53,18 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
     EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, enosys[i], 0, 1));
     EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
   }
-  /* (nr, argument index, mask) triples: refused when the argument has a bit of the mask. A
-   * file mode asking for the set-user-ID or set-group-ID bit: through a writable bind the file
-   * lands on the host owned by the source's owner (root, as root: addon/src/idmap.c), where
-   * the mount's nosuid no longer protects anyone. Flags asking for a new user namespace (the
-   * zygote's filter). Only the low 32 bits are read (mode_t; the CLONE_NEW* bits). Before the
-   * TIOCSTI check, which leaves an argument in the accumulator: here it still holds nr
-   * whenever a triple does not match. */
-  for (uint32_t i = 0; i + 2 < arg_count * 3; i += 3) {
+  /* (nr, argument index, mask, errno) quadruples: refused with errno when the argument has a
+   * bit of the mask. A file mode asking for the set-user-ID or set-group-ID bit: through a
+   * writable bind the file lands on the host owned by the source's owner (root, as root:
+   * addon/src/idmap.c), where the mount's nosuid no longer protects anyone. Flags asking for a
+   * new user namespace (the zygote's filter). Only the low 32 bits are read (mode_t; the
+   * CLONE_NEW* bits). Before the TIOCSTI check, which leaves an argument in the accumulator:
+   * here it still holds nr whenever an entry does not match. */
+  for (uint32_t i = 0; i + 3 < arg_count * 4; i += 4) {
     EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, arg_calls[i], 0, 4));
     EMIT(STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 8 * arg_calls[i + 1]));
     EMIT(JUMP(BPF_JMP | BPF_JSET | BPF_K, arg_calls[i + 2], 0, 1));
-    EMIT(STMT(BPF_RET | BPF_K, deny_ret));
+    EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (arg_calls[i + 3] & SECCOMP_RET_DATA)));
     EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   }
   if (deny_tiocsti) {

@@ -89,10 +89,18 @@ export function ourPidNamespace(): string {
   return pidNamespace
 }
 
-/** The name of our n-th cgroup. */
-export function cgroupName(n: number): string {
-  return `${NAME_PREFIX}${process.pid}-${n}-${ourPidNamespace()}`
+/**
+ * The name of our next cgroup. The count is the process's, not this module's: a config file
+ * that imports the plugin by a relative path gets it bundled, once per project, and two
+ * instances of this module must not hand out the same name.
+ */
+export function nextCgroupName(): string {
+  const counter = globalThis as { [SEQ]?: number }
+  counter[SEQ] = (counter[SEQ] ?? 0) + 1
+  return `${NAME_PREFIX}${process.pid}-${counter[SEQ]}-${ourPidNamespace()}`
 }
+
+const SEQ = Symbol.for('vitest-pool-isolated.cgroup-seq')
 
 /** 'kill': ours and its Vitest is gone; 'if-empty': another namespace's, remove only when empty; 'keep'. */
 export function staleness(name: string): 'kill' | 'if-empty' | 'keep' {

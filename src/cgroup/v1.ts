@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
 import { emptied, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -21,14 +21,13 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
     cpu: probe(dir('cpu'), 'cpu.cfs_quota_us', 'cpu'),
     pids: probe(dir('pids'), 'pids.max', 'pids'),
   }
-  let seq = 0
 
   return {
     version: 1,
     parents,
     support,
     create(limits: Limits): FileCgroup {
-      const name = cgroupName(++seq)
+      const name = nextCgroupName()
       const dirs = parents.map((p) => path.join(p, name))
       const made: string[] = []
       try {

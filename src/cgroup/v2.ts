@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PREFIX, cgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
 import { emptied, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -24,14 +24,13 @@ export function createV2Driver(start: string): CgroupDriver {
   // shell there): the cgroup to work in is the leaf's parent, or every run would nest deeper.
   const own = MAIN_LEAF.test(path.basename(start)) ? path.dirname(start) : start
   const support = prepare(own)
-  let seq = 0
 
   return {
     version: 2,
     parents: [own],
     support,
     create(limits: Limits): FileCgroup {
-      const name = cgroupName(++seq)
+      const name = nextCgroupName()
       const dir = path.join(own, name)
       fs.mkdirSync(dir)
       let fd: number | undefined

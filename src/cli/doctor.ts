@@ -23,6 +23,9 @@ import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan } from '../sandbox/spawn.js'
 import { loadProject, type LoadedProject } from './project.js'
+import { WORKER_MODULE_ENV } from '../zygote/contract.js'
+import { Zygote } from '../zygote/main.js'
+import { zygoteSupport, ZYGOTE_NODE_MAJORS } from '../zygote/support.js'
 
 export type Status = 'ok' | 'warn' | 'fail'
 
@@ -189,10 +192,40 @@ export async function doctor({ root, config }: { root: string; config?: string }
     }
   }
 
-  if (features.addon?.ok && features.namespaces?.ok) add(await sandboxCheck(options, projectRoot, driver ?? undefined, limits))
+  if (features.addon?.ok && features.namespaces?.ok) {
+    const sandbox = await sandboxCheck(options, projectRoot, driver ?? undefined, limits)
+    add(sandbox)
+    if (sandbox.status === 'ok') add(await zygoteCheck(options, projectRoot, project?.vitest.distPath))
+  }
 
   await project?.close()
   return { ok: checks.every(c => c.status !== 'fail'), checks }
+}
+
+/**
+ * The zygote: off, not offered here (why), or one really started in its sandbox (its view, the
+ * addon in it, V8's random generator found). Not being offered costs speed, not safety.
+ */
+async function zygoteCheck(options: ResolvedIsolatedOptions, projectRoot: string, distPath: string | undefined): Promise<Check> {
+  if (!options.zygote) return { name: 'zygote', status: 'ok', detail: 'off (option zygote, VITEST_ISOLATED_ZYGOTE): a fresh node per file' }
+  const support = zygoteSupport()
+  if (!support.ok) {
+    return { name: 'zygote', status: 'warn', detail: `not offered here: ${support.reason}; every file gets a fresh node (as safe, slower)`, remedy: `Node ${ZYGOTE_NODE_MAJORS.join(', ')} on glibc >= 2.25, x64 or arm64` }
+  }
+  if (options.seccomp === false) return { name: 'zygote', status: 'warn', detail: 'not with seccomp: false (a copy keeps the zygote\'s filter): every file gets a fresh node', remedy: 'leave seccomp on, or add to its deny list' }
+  if (!distPath) return { name: 'zygote', status: 'warn', detail: 'not started: the project\'s Vitest was not loaded' }
+  let zygote: Zygote | undefined
+  try {
+    zygote = await Zygote.start({ options, execArgv: [], env: { PATH: process.env.PATH, HOME: process.env.HOME, [WORKER_MODULE_ENV]: path.join(distPath, 'worker.js') }, cwd: process.cwd(), projectRoot })
+    const ready = await zygote.ready
+    return ready
+      ? { name: 'zygote', status: 'ok', detail: 'started one in its own sandbox (the worker\'s view and ids, no network); files get copies of it' }
+      : { name: 'zygote', status: 'warn', detail: 'it did not start; every file gets a fresh node (as safe, slower). NODE_DEBUG=vitest-pool-isolated says why', remedy: `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})` }
+  } catch (error) {
+    return { name: 'zygote', status: 'warn', detail: `it did not start: ${errorText(error)}; every file gets a fresh node (as safe, slower)` }
+  } finally {
+    zygote?.close()
+  }
 }
 
 function anyRequested(requested: [LimitName, string, number | undefined][]): boolean {

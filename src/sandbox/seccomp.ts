@@ -62,6 +62,9 @@ const SETID_CALLS: Record<string, { mode: [number, number][]; openat2: number }>
 
 /** S_ISUID | S_ISGID */
 const SETID_MASK = 0o6000
+const EPERM = 1
+/** What a user namespace whose max_user_namespaces is 0 answers a new one (a worker's does). */
+const ENOSPC = 28
 
 export function syscallTable(arch: string = process.arch): Record<string, number> | undefined {
   return TABLES[arch]
@@ -76,7 +79,7 @@ export interface NativeSeccomp {
   deny: number[]
   tiocsti: boolean
   ioctl: number
-  /** Flat [nr, argument index, mask, …] triples refused (EPERM) when the argument has a bit of the mask. */
+  /** Flat [nr, argument index, mask, errno, …] entries refused with errno when the argument has a bit of the mask. */
   masked?: number[]
   /** Refused with ENOSYS (libc then falls back to an older call). */
   enosys?: number[]
@@ -95,16 +98,16 @@ const CLONE_CALLS: Record<string, { unshare: number; clone: number; clone3: numb
  * The zygote's filter (src/zygote/): the workers' defaults (io_uring among them: libuv then
  * sets up no ring in the zygote, from its first instruction), and no new user namespace, which
  * the zygote's sandbox has to allow the kernel (the files' sandboxes are its children) but the
- * zygote itself never needs: unshare and clone with CLONE_NEWUSER fail with EPERM, clone3
+ * zygote itself never needs: unshare and clone with CLONE_NEWUSER fail with ENOSPC, clone3
  * (whose flags a filter cannot read) with ENOSYS, after which glibc uses clone. Its copies keep
- * it under their own, where it changes nothing a worker could do (a worker's user namespace
- * allows no nested one).
+ * it under their own, where it changes nothing a worker sees: a worker's user namespace allows
+ * no nested one, and says ENOSPC too.
  */
 export function zygoteSeccompFilter(arch: string = process.arch): NativeSeccomp {
   const base = seccompFilter([], arch)
   const calls = CLONE_CALLS[arch]
   if (!calls) throw new Error(`[vitest-pool-isolated] no zygote filter for ${arch}. This is a bug in vitest-pool-isolated: the zygote is only offered on x64 and arm64.`)
-  return { ...base, masked: [calls.unshare, 0, CLONE_NEWUSER, calls.clone, 0, CLONE_NEWUSER], enosys: [calls.clone3] }
+  return { ...base, masked: [calls.unshare, 0, CLONE_NEWUSER, ENOSPC, calls.clone, 0, CLONE_NEWUSER, ENOSPC], enosys: [calls.clone3] }
 }
 
 /** The filter for the plan: the defaults plus `extra` (names or numbers). */
@@ -119,5 +122,5 @@ export function seccompFilter(extra: (string | number)[], arch: string = process
   }
   const calls = setid ? SETID_CALLS[arch] : undefined
   if (calls) deny.add(calls.openat2)
-  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { masked: calls.mode.flatMap(([nr, arg]) => [nr, arg, SETID_MASK]) } : {}) }
+  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { masked: calls.mode.flatMap(([nr, arg]) => [nr, arg, SETID_MASK, EPERM]) } : {}) }
 }

@@ -1,8 +1,8 @@
 import { execFileSync, spawn } from 'node:child_process'
-import fs from 'node:fs'
 import path from 'node:path'
 import { expect, test } from 'vitest'
 import { requireKernel } from '../support/kernel.js'
+import { innerPid, isWorker, isZygote, pidNamespace, processesUnder, readProc } from '../support/processes.js'
 import { fixtureDir, REPO_ROOT } from '../support/repo.js'
 import { describeRun, runVitest } from '../support/run-vitest.js'
 
@@ -31,42 +31,6 @@ function check(subjects: number[], others: number[]): Shared {
   return JSON.parse(execFileSync('/usr/bin/python3', [CHECKER], { input: JSON.stringify({ subjects, others }) }).toString()) as Shared
 }
 
-function read(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
-}
-
-/** `top` and every process below it. */
-function processesUnder(top: number): number[] {
-  const parent = new Map<number, number>()
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const stat = read(`/proc/${entry}/stat`)
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-    if (stat) parent.set(Number(entry), ppid)
-  }
-  const under = (pid: number): boolean => {
-    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 0 && hops < 64; p = parent.get(p), hops++) if (p === top) return true
-    return false
-  }
-  return [...parent.keys()].filter(under)
-}
-
-const pidNamespace = (pid: number): string => {
-  try {
-    return fs.readlinkSync(`/proc/${pid}/ns/pid`)
-  } catch {
-    return '?'
-  }
-}
-const isWorker = (pid: number) => read(`/proc/${pid}/cmdline`).includes('/dist/worker/entry.js')
-const isZygote = (pid: number) => read(`/proc/${pid}/cmdline`).includes('/dist/zygote/entry.js')
-/** The worker's pid inside its own PID namespace (NSpid's last field). */
-const innerPid = (pid: number) => Number(/^NSpid:\s*(.*)$/m.exec(read(`/proc/${pid}/status`))?.[1]?.trim().split(/\s+/).at(-1))
-
 test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an open file or a writable shared page with any process outside its sandbox', async (_mode, zygote) => {
   let main = 0
   const holding = new Set<string>()
@@ -92,6 +56,10 @@ test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an op
       // The workers are copies (PID 3 inside), and the zygote is one of the processes compared.
       expect(zygotes.length).toBeGreaterThan(0)
       expect(workers.map(innerPid)).toEqual(Array(FILES).fill(3))
+      // Nested in the zygote's sandbox: the user namespace maps the worker's id and no other,
+      // so the zygote (its owner) has no right there over anyone else's files.
+      const id = process.geteuid!() === 0 ? 65534 : process.geteuid!()
+      for (const worker of workers) expect(readProc(`/proc/${worker}/uid_map`).trim().split(/\s+/)).toEqual([String(id), String(id), '1'])
     } else {
       expect(zygotes).toEqual([])
       expect(workers.map(innerPid)).toEqual(Array(FILES).fill(2))

@@ -50,31 +50,35 @@ function probesOf(output: string): Probe[] {
   return output.split('\n').filter(l => l.startsWith('ZYGOTE-PROBE ')).map(l => JSON.parse(l.slice('ZYGOTE-PROBE '.length)) as Probe)
 }
 
-function zygotesAlive(): number[] {
+/** Zygotes of the run tagged `tag` (its environment), wherever they are now: none may outlive it. */
+function zygotesOf(tag: string): number[] {
   return fs.readdirSync('/proc').filter(e => /^\d+$/.test(e)).filter((p) => {
     try {
       return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/dist/zygote/entry.js')
+        && fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`ZYGOTE_RUN_TAG=${tag}`)
     } catch {
       return false
     }
   }).map(Number)
 }
 
-function ourCgroups(): string[] {
+/** Cgroups of the run whose Vitest main is `main` (their names carry its pid). */
+function cgroupsOf(main: number): string[] {
   const driver = cgroupDriver()
-  return driver ? driver.parents.flatMap(p => fs.readdirSync(p).filter(e => e.startsWith('vitest-isolated-'))) : []
+  return driver ? driver.parents.flatMap(p => fs.readdirSync(p).filter(e => e.startsWith(`vitest-isolated-${main}-`))) : []
 }
 
 /** What an exec'd worker reports, from the same fixture with the zygote off (the failures there are the next test's). */
 let fresh: Promise<Probe[]> | undefined
 function freshProbes(): Promise<Probe[]> {
-  fresh ??= runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off' } }).then(run => probesOf(run.stdout))
+  fresh ??= runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off', ZYGOTE_RUN_TAG: 'fresh' } }).then(run => probesOf(run.stdout))
   return fresh
 }
 
 test('zygote: every file\'s worker is a copy that entered its own sandbox, and the run leaves nothing behind', async () => {
-  const cgroupsBefore = ourCgroups()
-  const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'on' } })
+  const tag = `${process.pid}-${Date.now()}`
+  let main = 0
+  const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'on', ZYGOTE_RUN_TAG: tag }, onSpawn: (pid) => { main = pid } })
   expect(run.exitCode, describeRun(run)).toBe(0)
   expect(counts(run.report!)).toMatchObject({ passed: FILES.length * PROBES_PER_FILE, failed: 0 })
 
@@ -98,8 +102,9 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
   const node = run.command[0]
   const exec = await freshProbes()
   expect(exec.map(p => p.name).sort()).toEqual(FILES)
-  // Two variables differ by design: the switch itself, and the code cache only exec'd workers read.
-  const sameRun = (environ: string[]) => environ.filter(e => !e.startsWith('VITEST_ISOLATED_ZYGOTE=') && !e.startsWith('VITEST_ISOLATED_COMPILE_CACHE_DIR='))
+  // Variables that differ by design: the switch itself, the run's tag, and the code cache only
+  // exec'd workers read.
+  const sameRun = (environ: string[]) => environ.filter(e => !/^(VITEST_ISOLATED_ZYGOTE|VITEST_ISOLATED_COMPILE_CACHE_DIR|ZYGOTE_RUN_TAG)=/.test(e))
   for (const p of probes) {
     const e = exec.find(x => x.name === p.name)!
     expect(p.execPath).toBe(node)
@@ -117,8 +122,8 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
   }
 
   await new Promise(resolve => setTimeout(resolve, 500))
-  expect(zygotesAlive(), 'a zygote outlived its run').toEqual([])
-  expect(ourCgroups(), 'cgroups left by the run').toEqual(cgroupsBefore)
+  expect(zygotesOf(tag), 'a zygote outlived its run').toEqual([])
+  expect(cgroupsOf(main), 'cgroups left by the run').toEqual([])
 })
 
 test('zygote: off, the probes that tell a copy from an exec\'d worker fail, and only those', async () => {

@@ -30,7 +30,7 @@ describe('defaults', () => {
       summary: true,
       hostPorts: [],
       audit: false,
-      zygote: false,
+      zygote: true,
       projectWrites: 'readonly',
     })
   })
