@@ -32,6 +32,7 @@ interface Probe {
   cmdline: string[]
   environ: string[]
   env: string[]
+  cgroups: string[]
   user: string
   pid: string
   net: string
@@ -91,6 +92,13 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
     expect(new Set(probes.map(p => p[source])).size, source).toBe(FILES.length)
   }
   expect(new Set(probes.map(p => p.values.join())).size).toBe(FILES.length)
+  // Each file's worker is in its file's cgroup (the copy moved itself there), not the zygote's:
+  // one name per file, six different ones (none, where no cgroup hierarchy is usable).
+  const cgroups = probes.map(p => p.cgroups)
+  if (cgroupDriver()) {
+    expect(cgroups.every(c => c.length === 1), JSON.stringify(cgroups)).toBe(true)
+    expect(new Set(cgroups.flat()).size).toBe(FILES.length)
+  }
   // Each file has namespaces of its own, none of them the host's. (Inode numbers of namespaces
   // are reused once a sandbox is gone, so files that ran one after the other may show the same;
   // test/e2e/zygote-shared.test.ts compares sandboxes that are open at the same time.)
