@@ -627,6 +627,7 @@ struct Range {
   uintptr_t from, to;
 };
 
+// Sorted by address (as /proc/self/maps lists them).
 std::vector<Range> Readable() {
   std::vector<Range> out;
   FILE *maps = fopen("/proc/self/maps", "re");
@@ -644,9 +645,10 @@ std::vector<Range> Readable() {
 }
 
 bool Inside(const std::vector<Range> &r, uintptr_t at, size_t len) {
-  for (const Range &x : r)
-    if (at >= x.from && at + len <= x.to) return true;
-  return false;
+  auto it = std::upper_bound(r.begin(), r.end(), at, [](uintptr_t a, const Range &x) { return a < x.from; });
+  if (it == r.begin()) return false;
+  --it;
+  return at >= it->from && at + len <= it->to;
 }
 
 void XorShift128(uint64_t &s0, uint64_t &s1) {
@@ -680,7 +682,8 @@ bool Begin() {
 }
 
 // After new contexts drew from the generator: the one candidate whose state words (at 8 and
-// 16, after its initial seed) moved on by 1 to 100000 xorshift steps.
+// 16, after its initial seed) moved on by 1 to 4096 xorshift steps (a new context draws 8 for
+// its Math.random, and a few for identity hashes).
 bool End() {
   std::vector<Range> readable = Readable();
   std::vector<uintptr_t> found;
@@ -688,9 +691,11 @@ bool End() {
     if (!Inside(readable, c.at, 24)) continue;
     uint64_t after[3];
     memcpy(after, reinterpret_cast<const void *>(c.at), sizeof after);
-    if (after[0] != c.before[0] || (c.before[1] == 0 && c.before[2] == 0)) continue;
+    if (after[0] != c.before[0] || (c.before[1] == 0 && c.before[2] == 0) ||
+        (after[1] == c.before[1] && after[2] == c.before[2]))
+      continue;
     uint64_t s0 = c.before[1], s1 = c.before[2];
-    for (int k = 0; k < 100000; k++) {
+    for (int k = 0; k < 4096; k++) {
       XorShift128(s0, s1);
       if (s0 == after[1] && s1 == after[2]) {
         if (std::find(found.begin(), found.end(), c.at) == found.end()) found.push_back(c.at);

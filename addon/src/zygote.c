@@ -203,7 +203,8 @@ static int sweep_fds(pid_t other, const int *keep, int keep_count) {
  * ring, a memfd, a shared anonymous region) would be the same physical pages as the
  * zygote's. The worker has made none so far: every one goes, then the check. */
 static int sweep_shared_maps(void) {
-  for (int pass = 0; pass < 2; pass++) {
+  /* At most 64 a pass; the last pass only looks. */
+  for (int pass = 0; pass < 16; pass++) {
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps) return -1;
     char line[4096];
@@ -219,13 +220,11 @@ static int sweep_shared_maps(void) {
     }
     fclose(maps);
     if (n == 0) return 0;
-    if (pass == 1) {
-      errno = EEXIST;
-      return -1;
-    }
+    if (pass == 15) break;
     for (int i = 0; i < n; i++) munmap((void *)found[i][0], found[i][1] - found[i][0]);
   }
-  return 0;
+  errno = EEXIST;
+  return -1;
 }
 
 /* The fields of /proc/self/stat that PR_SET_MM_MAP wants back (1-based numbers in proc(5)). */

@@ -16,6 +16,7 @@ import { native, type NativeExit, type NativePlan, type NativeSpawned, type Nati
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
 import { auditAreas } from '../audit.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
+import { readRecord } from '../ipc/record.js'
 import { hostLayout } from './host-layout.js'
 import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
 import { buildPlan, OP, PLAN, workerIdsOf, workerUidOf } from './plan.js'
@@ -225,26 +226,15 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
 }
 
 /** Reads the child's failure record, or null on EOF (the worker's execve worked). */
-function readFailure(fd: number): Promise<NativeStepError | null> {
-  const buf = Buffer.alloc(12)
-  return new Promise((resolve, reject) => {
-    let got = 0
-    const next = () =>
-      fs.read(fd, buf, got, buf.length - got, null, (err, n) => {
-        if (err) {
-          fs.closeSync(fd)
-          return reject(err)
-        }
-        got += n
-        if (n > 0 && got < buf.length) return next()
-        fs.closeSync(fd)
-        if (got < buf.length) return resolve(null)
-        const step = STEPS[buf.readInt32LE(0)] ?? `unknown(${buf.readInt32LE(0)})`
-        resolve({ step, errno: buf.readInt32LE(4), opIndex: buf.readInt32LE(8) })
-      })
-    next()
-  })
+async function readFailure(fd: number): Promise<NativeStepError | null> {
+  const record = await readRecord(fd, FAILURE_SIZE)
+  if (!record) return null
+  const step = STEPS[record.readInt32LE(0)] ?? `unknown(${record.readInt32LE(0)})`
+  return { step, errno: record.readInt32LE(4), opIndex: record.readInt32LE(8) }
 }
+
+/** struct setup_failure: step, errno, op index (int32 each). */
+const FAILURE_SIZE = 12
 
 function isStepError(e: unknown): e is NativeStepError {
   return typeof e === 'object' && e !== null && 'step' in e && 'errno' in e

@@ -27,6 +27,7 @@ import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerIdsOf, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan, type Sandbox } from '../sandbox/spawn.js'
 import { STEPS } from '../native/steps.js'
+import { readRecord } from '../ipc/record.js'
 import { ENTER_READY, MAX_PROCS, PROBE_ENV, PROBE_MAIN_ENV, READY, REPORT_SIZE } from './contract.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -168,7 +169,10 @@ export class Zygote {
     } finally {
       for (const fd of [reportWrite, ...opened]) fs.closeSync(fd)
     }
-    const record = await readRecord(reportRead)
+    const bytes = await readRecord(reportRead, REPORT_SIZE).catch((error: Error) => {
+      throw new ZygoteGone(`cannot read the copy's report: ${error.message}`)
+    })
+    const record = bytes && { step: bytes.readInt32LE(0), errno: bytes.readInt32LE(4), opIndex: bytes.readInt32LE(8) }
     if (!record) {
       const why = (this.gone as Error | undefined)?.message ?? 'the zygote\'s copy ended before its worker was ready'
       throw new ZygoteGone(why)
@@ -202,24 +206,4 @@ export class Zygote {
     this.gone = error
     debug('zygote in sandbox %d: %s', this.sandbox.pid, error.message)
   }
-}
-
-/** One report record of a copy, or null at EOF. */
-function readRecord(fd: number): Promise<{ step: number; errno: number; opIndex: number } | null> {
-  const buf = Buffer.alloc(REPORT_SIZE)
-  return new Promise((resolve) => {
-    let got = 0
-    const next = (): void =>
-      fs.read(fd, buf, got, buf.length - got, null, (err, n) => {
-        if (!err && n > 0 && got + n < buf.length) {
-          got += n
-          return next()
-        }
-        fs.closeSync(fd)
-        got += err ? 0 : n
-        if (got < buf.length) return resolve(null)
-        resolve({ step: buf.readInt32LE(0), errno: buf.readInt32LE(4), opIndex: buf.readInt32LE(8) })
-      })
-    next()
-  })
 }
