@@ -25,6 +25,8 @@ export interface FileAudit {
    * the sandbox, native code included. Absent with `network: 'host'` (the host's counters).
    */
   unrouted?: number
+  /** Withheld CI credentials (src/secrets.ts) the test looked up; absent when it looked up none. */
+  env?: string[]
 }
 
 /**
@@ -90,22 +92,24 @@ class BoundedList {
 export class AuditLog {
   private writes = new BoundedList()
   private network = new BoundedList()
+  private env = new BoundedList()
 
   /**
    * Takes one audit message of the worker's. A message that is not `{ writes?: array, network?:
-   * array }` is dropped whole; in the arrays only non-empty strings count.
+   * array, env?: array }` is dropped whole; in the arrays only non-empty strings count.
    *
    * @returns false when the message was malformed
    */
   merge(message: unknown): boolean {
     if (typeof message !== 'object' || message === null) return false
-    const { writes, network } = message as { writes?: unknown; network?: unknown }
-    if ((writes !== undefined && !Array.isArray(writes)) || (network !== undefined && !Array.isArray(network))) {
+    const { writes, network, env } = message as { writes?: unknown; network?: unknown; env?: unknown }
+    if ([writes, network, env].some(list => list !== undefined && !Array.isArray(list))) {
       debug('dropped a malformed audit message')
       return false
     }
-    if (writes) this.writes.add(writes)
-    if (network) this.network.add(network)
+    if (writes) this.writes.add(writes as unknown[])
+    if (network) this.network.add(network as unknown[])
+    if (env) this.env.add(env as unknown[])
     return true
   }
 
@@ -113,6 +117,8 @@ export class AuditLog {
   record(unrouted: number | undefined): FileAudit {
     const audit: FileAudit = { writes: this.writes.list(), network: this.network.list() }
     if (unrouted !== undefined) audit.unrouted = unrouted
+    const env = this.env.list()
+    if (env.length > 0) audit.env = env
     return audit
   }
 
@@ -120,6 +126,7 @@ export class AuditLog {
   reset(): void {
     this.writes = new BoundedList()
     this.network = new BoundedList()
+    this.env = new BoundedList()
   }
 }
 
@@ -155,5 +162,5 @@ export function unroutedPackets(pid: number): number | undefined {
 
 /** How many attempts a record lists (what the summary sorts by). */
 export function attempts(audit: FileAudit): number {
-  return audit.writes.length + audit.network.length
+  return audit.writes.length + audit.network.length + (audit.env?.length ?? 0)
 }

@@ -74,6 +74,13 @@ export interface IsolatedOptions {
   /** Extra environment variables for the worker, over Vitest's own. Default: none. */
   env?: Record<string, string>
   /**
+   * CI and cloud credentials (`ACTIONS_RUNTIME_TOKEN`, `NPM_TOKEN`, `AWS_SECRET_ACCESS_KEY`, …;
+   * the README lists them) are withheld from workers; `pass` names the ones a test needs. A
+   * name set in `env` or Vitest's `test.env` is passed as set. Default: `{ pass: [] }`.
+   * Environment: `VITEST_ISOLATED_SECRETS_PASS` (comma-separated names), added to the config's.
+   */
+  secrets?: { pass?: string[] }
+  /**
    * Per-file usage report. `file`: where to write the JSON array. Default: no report.
    * Environment: `VITEST_ISOLATED_REPORT` (the file). `summary`: the few lines after Vitest's
    * own output (counts per verdict, the heaviest and slowest files); `false` leaves them out.
@@ -162,6 +169,8 @@ export interface ResolvedIsolatedOptions {
   tmpSizeBytes: number
   mounts: ResolvedMount[]
   env: Record<string, string>
+  /** Withheld variables passed through anyway (src/secrets.ts). */
+  secretsPass: string[]
   /** Absolute path of the usage report. */
   reportFile?: string
   /** Whether the summary is printed after the run. */
@@ -219,7 +228,7 @@ export const MIN_PIDS = minimumPids()
 
 const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
-const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'zygote', 'projectWrites'] as const
+const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'secrets', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'zygote', 'projectWrites'] as const
 
 const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
 const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
@@ -373,6 +382,9 @@ function withSpecialNames(parsed: Record<string, string> | undefined, input: unk
   return parsed
 }
 
+const ENV_NAMES = v.array(v.custom<string>(name => typeof name === 'string' && ENV_NAME_RE.test(name), 'must be a variable name (no \'=\' or NUL)'), 'must be an array of variable names, like [\'NPM_TOKEN\']')
+const SECRETS = strict({ pass: v.optional(ENV_NAMES, []) }, 'must be an object like { pass: [\'NPM_TOKEN\'] }')
+
 const REPORT = strict({ file: v.optional(PATH), summary: v.optional(v.boolean(TRUE_OR_FALSE), true) }, 'must be an object like { file: \'isolated-report.json\' }')
 
 const SYSCALL = v.custom<string | number>(
@@ -500,10 +512,15 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
   const audit = setting('audit', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_AUDIT', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? false
   const zygote = setting('zygote', v.boolean(TRUE_OR_FALSE), 'VITEST_ISOLATED_ZYGOTE', booleanFromText, v.boolean('must be 1 or 0 (also true/false, yes/no, on/off)')) ?? true
   const projectWrites = setting('projectWrites', PROJECT_WRITES, 'VITEST_ISOLATED_PROJECT_WRITES') ?? 'readonly'
+  const passText = fromEnv('VITEST_ISOLATED_SECRETS_PASS')
+  const secretsPass = [...new Set([
+    ...parse(SECRETS, input.secrets, { option: 'secrets' })?.pass ?? [],
+    ...(passText === undefined ? [] : parse(ENV_NAMES, passText.split(',').map(n => n.trim()).filter(Boolean), { option: 'secrets.pass', variable: 'VITEST_ISOLATED_SECRETS_PASS', raw: passText }) ?? []),
+  ])]
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, zygote, projectWrites }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, secretsPass, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, zygote, projectWrites }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids

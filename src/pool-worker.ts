@@ -10,10 +10,11 @@ import { runForWorker } from './guard/fs-gate.js'
 import { projectView } from './guard/project-view.js'
 import { RpcGuard } from './guard/rpc.js'
 import { Channel } from './ipc/channel.js'
-import { isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
+import { AUDIT_WITHHELD_ENV, isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
+import { withholdSecrets } from './secrets.js'
 import { Supervisor } from './supervisor.js'
 import { DEFAULT_INSPECTOR_PORT } from './inspector-forward.js'
 
@@ -106,13 +107,18 @@ export class IsolatedPoolWorker implements PoolWorker {
   async start(): Promise<void> {
     // PoolRunner may call start() again on a worker it already started.
     if (this._sandbox) return
+    const { project } = this.options
+    // CI credentials stay out (src/secrets.ts) unless the config passes or sets them.
+    const pass = new Set([...this.resolved.secretsPass, ...Object.keys(this.resolved.env), ...Object.keys(project.config.env ?? {})])
+    const { env: shared, withheld } = withholdSecrets(this.options.env, pass)
+    this.supervisor.withheld(withheld)
     const env = {
-      ...this.options.env,
+      ...shared,
       ...this.resolved.env,
+      ...(this.resolved.audit && withheld.length > 0 ? { [AUDIT_WITHHELD_ENV]: withheld.join(',') } : {}),
       // Vitest's own dist/worker.js: the worker must load the very Vitest that runs main.
       VITEST_ISOLATED_WORKER_MODULE: resolve(this.options.distPath, 'worker.js'),
     }
-    const { project } = this.options
     debug('starting sandbox for %s', project.name || project.config.root)
     await this.supervisor.prepare(project.vitest)
     this.run.launching()

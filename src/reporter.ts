@@ -89,7 +89,8 @@ export class IsolatedReporter implements Reporter {
     }
     const vitest = this.vitest
     if (!vitest || !options.some(o => o.summary)) return
-    const text = summarize(records, vitest.config.root, files.join(', ') || undefined)
+    const withheld = [...new Set([...this.supervisors].flatMap(s => [...s.withheldNames]))].sort()
+    const text = summarize(records, vitest.config.root, files.join(', ') || undefined, withheld)
     // Never into a reporter's machine-readable stream.
     if (stdoutIsMachineReadable(vitest)) vitest.logger.error(text)
     else vitest.logger.log(text)
@@ -109,7 +110,7 @@ function stdoutIsMachineReadable(vitest: Vitest): boolean {
 }
 
 /** A few lines: counts per verdict, every non-ok file, the heaviest and the slowest. */
-export function summarize(records: FileReport[], root: string, reportFile?: string): string {
+export function summarize(records: FileReport[], root: string, reportFile?: string, withheld: readonly string[] = []): string {
   const rel = (f: string) => path.relative(root, f) || f
   const counts = new Map<string, number>()
   for (const r of records) counts.set(r.verdict, (counts.get(r.verdict) ?? 0) + 1)
@@ -131,6 +132,7 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
   if (heaviest) lines.push(`   heaviest    ${heaviest}`)
   lines.push(`   slowest     ${top('wallMs', (n) => `${n} ms`)}`)
   lines.push(...auditLines(records, root))
+  if (withheld.length > 0) lines.push(`   withheld    ${withheld.join(', ')} (CI credentials no worker got; secrets: { pass: [...] } lets one through)`)
   if (reportFile) lines.push(`   report      ${reportFile}`)
   return `${lines.join('\n')}\n`
 }
@@ -155,11 +157,12 @@ export function auditLines(records: FileReport[], root: string): string[] {
     const more = entries.length > AUDIT_SHOWN ? `, +${entries.length - AUDIT_SHOWN} more` : ''
     return `${entries.length} ${entries.length === 1 ? one : many} (${shown}${more})`
   }
-  const lines = [`   audit       ${tried.length} of ${audited.length} file${audited.length === 1 ? '' : 's'} tried to write outside the sandbox or to reach the network${tried.length > 0 ? ':' : ''}`]
+  const lines = [`   audit       ${tried.length} of ${audited.length} file${audited.length === 1 ? '' : 's'} tried to write outside the sandbox or to reach the network${tried.some(r => r.audit.env) ? ', or looked up a withheld credential' : ''}${tried.length > 0 ? ':' : ''}`]
   for (const r of tried) {
     const parts = [
       list(r.audit.writes, 'write', 'writes'),
       list(r.audit.network, 'network attempt', 'network attempts'),
+      list(r.audit.env ?? [], 'withheld variable looked up', 'withheld variables looked up'),
       (r.audit.unrouted ?? 0) > 0 ? `kernel: ${r.audit.unrouted} unrouted packet${r.audit.unrouted === 1 ? '' : 's'}` : undefined,
     ].filter((p): p is string => p !== undefined)
     lines.push(`               ${rel(r.file)}: ${parts.join('; ')}`)

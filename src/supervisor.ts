@@ -443,6 +443,13 @@ export class Supervisor {
     this.liveCgroups.clear()
   }
 
+  /** Names of CI credentials some worker of the run did not get (src/secrets.ts). */
+  readonly withheldNames = new Set<string>()
+
+  withheld(names: readonly string[]): void {
+    for (const name of names) this.withheldNames.add(name)
+  }
+
   record(report: FileReport): void {
     this.records.push(report)
   }

@@ -41,6 +41,8 @@ export interface AuditMessage {
   writes: string[]
   /** `address:port/tcp`, `address:port/udp`, or `dns name` for a host name looked up. */
   network: string[]
+  /** Withheld CI credentials (src/secrets.ts) the test looked up in `process.env`. */
+  env?: string[]
 }
 
 /** At most this many entries per list and file, on both sides; later ones are dropped. */
@@ -55,6 +57,9 @@ export const AUDIT_MAX_LENGTH = 300
  * the worker entry removes it before any test code runs.
  */
 export const AUDIT_ENV = 'VITEST_ISOLATED_AUDIT_AREAS'
+
+/** With the audit on: the names of the CI credentials withheld from this worker, comma-separated. */
+export const AUDIT_WITHHELD_ENV = 'VITEST_ISOLATED_AUDIT_WITHHELD'
 
 /** Set by src/worker/audit.ts once its hooks are in: tests check that the audit off loads nothing. */
 export const AUDIT_GLOBAL = Symbol.for('vitest-pool-isolated.audit')

@@ -42,24 +42,24 @@ const WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
  * @param areas `[path, own]` mount points, from the worker's environment
  * @param send posts a message to main on the channel
  */
-export function installAudit(areas: [string, boolean][], send: (message: AuditMessage) => void): () => void {
+export function installAudit(areas: [string, boolean][], send: (message: AuditMessage) => void, withheld: readonly string[] = []): () => void {
   // Saved now: test code may fake timers, patch process.cwd or String.prototype later.
   const setImmediateNow = setImmediate
   const cwd = process.cwd.bind(process)
   const hostname = os.hostname()
   const byDepth = [...areas].sort((a, b) => b[0].length - a[0].length)
 
-  const seen = { writes: new Set<string>(), network: new Set<string>() }
-  let pending: AuditMessage = { __isolated__: 'audit', writes: [], network: [] }
+  const seen = { writes: new Set<string>(), network: new Set<string>(), env: new Set<string>() }
+  let pending: Required<AuditMessage> = { __isolated__: 'audit', writes: [], network: [], env: [] }
   let scheduled = false
   /** Inside a hooked call: the fs calls it makes itself (writeFile → open) are not attempts of their own. */
   let depth = 0
 
   const flush = () => {
     scheduled = false
-    if (pending.writes.length === 0 && pending.network.length === 0) return
+    if (pending.writes.length === 0 && pending.network.length === 0 && pending.env.length === 0) return
     const message = pending
-    pending = { __isolated__: 'audit', writes: [], network: [] }
+    pending = { __isolated__: 'audit', writes: [], network: [], env: [] }
     try {
       send(message)
     }
@@ -67,7 +67,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
       // the channel is gone: nobody is left to tell
     }
   }
-  const note = (list: 'writes' | 'network', entry: string) => {
+  const note = (list: 'writes' | 'network' | 'env', entry: string) => {
     const set = seen[list]
     if (set.size >= AUDIT_MAX_ENTRIES) return
     const text = entry.length > AUDIT_MAX_LENGTH ? `${entry.slice(0, AUDIT_MAX_LENGTH - 1)}…` : entry
@@ -78,6 +78,29 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
       scheduled = true
       setImmediateNow(flush).unref()
     }
+  }
+
+  // ---- withheld credentials ----------------------------------------------------------------------
+
+  // A look-up of a name the pool withheld (src/secrets.ts): the test wanted a CI credential.
+  if (withheld.length > 0) {
+    const names = new Set(withheld)
+    const looked = (key: string | symbol) => {
+      if (typeof key === 'string' && names.has(key)) note('env', key)
+    }
+    process.env = new Proxy(process.env, {
+      get: (target, key) => {
+        looked(key)
+        return Reflect.get(target, key) as unknown
+      },
+      has: (target, key) => {
+        looked(key)
+        return Reflect.has(target, key)
+      },
+      // Set on process.env itself, not through the proxy as receiver: node's environment takes
+      // only whole data descriptors, and a set through the proxy would define a bare { value }.
+      set: (target, key, value) => Reflect.set(target, key, value),
+    })
   }
 
   // ---- files ----------------------------------------------------------------------------------

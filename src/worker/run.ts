@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import { Channel } from '../ipc/channel.js'
-import { AUDIT_ENV, CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
+import { AUDIT_ENV, AUDIT_WITHHELD_ENV, CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
 
 type VitestWorkerModule = typeof import('vitest/worker')
 type Listener = (message: unknown) => void
@@ -35,12 +35,14 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
   // The audit's hooks, before any test code and only when the audit is on: otherwise the module
   // is never loaded. Main tells which places are the sandbox's own (src/audit.ts).
   const auditAreas = process.env[AUDIT_ENV]
+  const auditWithheld = process.env[AUDIT_WITHHELD_ENV]?.split(',').filter(Boolean) ?? []
   delete process.env[AUDIT_ENV]
+  delete process.env[AUDIT_WITHHELD_ENV]
   let auditFlush: (() => void) | undefined
   if (auditAreas !== undefined) {
     try {
       const { installAudit } = await import('./audit.js')
-      auditFlush = installAudit(JSON.parse(auditAreas) as [string, boolean][], message => channelSend(message))
+      auditFlush = installAudit(JSON.parse(auditAreas) as [string, boolean][], message => channelSend(message), auditWithheld)
     }
     catch (error) {
       die('cannot install the audit\'s hooks', error)

@@ -25,6 +25,7 @@ describe('defaults', () => {
       tmpSizeBytes: 256 * MiB,
       mounts: [],
       env: {},
+      secretsPass: [],
       enforce: 'try',
       seccomp: { deny: [] },
       summary: true,
@@ -40,7 +41,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'summary', 'tmpSizeBytes', 'zygote'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'secretsPass', 'summary', 'tmpSizeBytes', 'zygote'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -308,7 +309,7 @@ describe('unknown keys', () => {
     const error = problemsOf({ memroy: '1G' })
     expect(error.problems).toEqual([{
       option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, report, enforce, seccomp, hostPorts, audit, zygote, projectWrites); did you mean "memory"?'),
+      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, secrets, report, enforce, seccomp, hostPorts, audit, zygote, projectWrites); did you mean "memory"?'),
     }])
   })
   test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {
@@ -460,4 +461,18 @@ test('env names the schema library treats specially (__proto__, constructor, pro
   const env = JSON.parse('{"constructor":"a","__proto__":"b","prototype":"c","X":"d"}') as Record<string, string>
   expect(Object.entries(resolveOptions({ env }, {}).env).sort()).toEqual([['X', 'd'], ['__proto__', 'b'], ['constructor', 'a'], ['prototype', 'c']])
   expect(problemsOf({ env: JSON.parse('{"constructor":5}') }).problems).toEqual([{ option: 'env.constructor', message: 'option "env.constructor" must be a string without NUL characters; received 5' }])
+})
+
+describe('secrets', () => {
+  test('pass: names from the config and from VITEST_ISOLATED_SECRETS_PASS, once each', () => {
+    expect(resolveOptions({ secrets: { pass: ['NPM_TOKEN'] } }, { VITEST_ISOLATED_SECRETS_PASS: 'GITHUB_TOKEN, NPM_TOKEN' }).secretsPass).toEqual(['NPM_TOKEN', 'GITHUB_TOKEN'])
+  })
+
+  test.each([
+    [{ pass: 'NPM_TOKEN' }, 'option "secrets.pass" must be an array of variable names'],
+    [{ pass: ['A=B'] }, 'must be a variable name'],
+    [{ let: ['NPM_TOKEN'] }, 'secrets'],
+  ])('%o is refused', (secrets, message) => {
+    expect(() => resolveOptions({ secrets } as never, {})).toThrow(message)
+  })
 })
