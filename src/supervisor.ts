@@ -277,21 +277,24 @@ export class Supervisor {
         await cgroup?.remove()
         throw error
       })
-    this.zygoteSandboxes.add(zygote.sandbox)
-    void zygote.sandbox.exited.then(async () => {
+    const gone = zygote.sandbox.exited.then(async () => {
       this.zygoteSandboxes.delete(zygote.sandbox)
       await cgroup?.remove()
     })
+    this.zygoteSandboxes.set(zygote.sandbox, gone)
     return zygote
   }
 
-  private readonly zygoteSandboxes = new Set<Sandbox>()
+  /** The zygotes' sandboxes, each with the promise of its end (cgroup removed). */
+  private readonly zygoteSandboxes = new Map<Sandbox, Promise<void>>()
 
   /** After the files' sandboxes, which are nested in the zygotes' and would go with them. */
   private async closeZygotes(): Promise<void> {
     const zygotes = await Promise.all(this.zygotes.values())
     this.zygotes.clear()
+    const ends = zygotes.map(zygote => zygote && this.zygoteSandboxes.get(zygote.sandbox))
     for (const zygote of zygotes) zygote?.close()
+    await Promise.all(ends)
   }
 
   /**
@@ -427,7 +430,7 @@ export class Supervisor {
   /** Kills every live sandbox and removes every cgroup still there, synchronously. */
   killAllSync(): void {
     this.compileCache?.remove()
-    for (const sandbox of this.zygoteSandboxes) sandbox.kill('SIGKILL')
+    for (const sandbox of this.zygoteSandboxes.keys()) sandbox.kill('SIGKILL')
     for (const launched of this.live) {
       launched.sandbox.kill('SIGKILL')
       launched.coverage?.remove()
