@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os'
 import { isAbsolute, normalize, resolve } from 'node:path'
 import { IsolatedOptionsError, type OptionProblem } from './errors.js'
 import * as v from 'valibot'
+import { closest } from './suggest.js'
 import { knownSyscalls } from './sandbox/seccomp.js'
 
 /** An extra bind mount of a host path into the sandbox. */
@@ -596,32 +597,6 @@ function mergeHostPorts(fromConfig: { port: number; host: string }[], fromEnviro
   return [...byPort.values()].sort((a, b) => a.port - b.port)
 }
 
-/** The known key nearest to `key` by edit distance, if it is near enough to be a plausible typo. */
-function closest(key: string, known: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestDistance = Infinity
-  for (const candidate of known) {
-    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
-    if (distance < bestDistance) {
-      best = candidate
-      bestDistance = distance
-    }
-  }
-  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, substitution)
-    }
-    previous = current
-  }
-  return previous[b.length]
-}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false

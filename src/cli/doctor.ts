@@ -11,7 +11,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseArgs } from 'node:util'
 import { cgroupDriver, type LimitName, type Limits } from '../cgroup/index.js'
 import { DELEGATION_REMEDY } from '../cgroup/v2.js'
 import { checkVitestVersion, SUPPORTED_VITEST } from '../compat.js'
@@ -23,6 +22,7 @@ import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan } from '../sandbox/spawn.js'
 import { loadProject, type LoadedProject } from './project.js'
+import { parseCommandArgs } from './usage.js'
 import { WORKER_MODULE_ENV } from '../zygote/contract.js'
 import { Zygote } from '../zygote/main.js'
 import { zygoteSupport, ZYGOTE_NODE_MAJORS } from '../zygote/support.js'
@@ -47,11 +47,11 @@ const HELP = `Usage: vitest-pool-isolated doctor [--root DIR] [--config FILE] [-
 
 Checks that the isolated pool can run here with this project's options: kernel, user
 namespaces, container and seccomp, one throw-away sandbox, cgroups per limit, the native
-binary, Node and Vitest. Exit 0 when it can, 1 otherwise.
+binary, Node and Vitest. Exit 0 when it can, 1 otherwise, 2 on bad usage.
 `
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args: argv,
     options: { json: { type: 'boolean' }, root: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
   })
@@ -67,12 +67,31 @@ export async function main(argv: string[]): Promise<number> {
 
 export function format(report: DoctorReport): string {
   const width = Math.max(...report.checks.map(c => c.name.length))
+  const indent = ' '.repeat(width + 8)
   const lines = report.checks.map(c =>
-    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail}${c.remedy ? `\n${' '.repeat(width + 8)}fix: ${c.remedy}` : ''}`)
+    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail.split('\n').join(`\n${indent}`)}${c.remedy ? `\n${indent}fix: ${c.remedy}` : ''}`)
   const verdict = report.ok
     ? 'The isolated pool can run here with this project\'s options.'
     : 'The isolated pool cannot run here with this project\'s options: fix the lines marked fail.'
   return `${lines.join('\n')}\n\n${verdict}\n`
+}
+
+/** The whole message (a config error's every problem, a build error's file and line), without our prefix. */
+function wholeErrorText(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error)
+  // eslint-disable-next-line no-control-regex -- the colours of a bundler's message
+  return text.replace(/\u001b\[[0-9;]*m/g, '').replace(/^\[vitest-pool-isolated\] /, '').split('\n').filter(l => l.trim()).join('\n').trim()
+}
+
+/** The fix for what made the config fail to load. */
+function configRemedy(error: unknown, root: string, config: string | undefined): string {
+  const file = config ?? `the vitest.config.* under ${root}`
+  if (error instanceof Error && (error.name === 'IsolatedOptionsError' || /problems? with the options/.test(error.message))) {
+    return `correct the options named above in ${file}; each line says what it accepts`
+  }
+  if (error instanceof Error && /Build failed|SyntaxError|Transform failed/.test(error.message)) return `fix the error in ${file} at the line named above`
+  if (error instanceof Error && /Cannot find|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND/.test(error.message)) return `install what ${file} imports (npm install), or run doctor where the project is (--root)`
+  return 'run doctor in the project directory, or pass --root/--config'
 }
 
 function errorText(error: unknown): string {
@@ -112,7 +131,7 @@ export async function doctor({ root, config }: { root: string; config?: string }
       ? { name: 'config', status: 'ok', detail: `${project.vitest.vite.config.configFile ?? 'inline config'}: isolated(${describeOptions(o)})` }
       : { name: 'config', status: 'warn', detail: `no config under ${root} uses the isolated() plugin; checking the defaults`, remedy: 'add plugins: [isolated()] to vitest.config.ts (see the README)' })
   } catch (error) {
-    add({ name: 'config', status: 'fail', detail: `cannot load the Vitest config: ${errorText(error)}`, remedy: 'run doctor in the project directory, or pass --root/--config' })
+    add({ name: 'config', status: 'fail', detail: `cannot load the Vitest config: ${wholeErrorText(error)}`, remedy: configRemedy(error, root, config) })
   }
   const { resolveOptions } = await import('../options.js')
   const options = project?.options ?? resolveOptions()

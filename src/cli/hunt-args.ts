@@ -3,6 +3,7 @@
  * the flag and the forms it accepts. Everything after `--` is Vitest's (files, `-t`, flags).
  */
 import { parseArgs } from 'node:util'
+import { UsageError } from './usage.js'
 import { sizeToBytes } from '../options.js'
 
 /** One combination of limits a run is made under. `null` is no limit. */
@@ -25,9 +26,7 @@ export interface HuntPlan {
   vitestArgs: string[]
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
+export { UsageError }
 
 export const DEFAULT_RUNS = 10
 

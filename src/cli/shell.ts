@@ -13,7 +13,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import tty from 'node:tty'
-import { parseArgs } from 'node:util'
+import { parseCommandArgs, UsageError } from './usage.js'
 import { projectView } from '../guard/project-view.js'
 import { native } from '../native/binding.js'
 import { hostLayout } from '../sandbox/host-layout.js'
@@ -33,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   const dashes = argv.indexOf('--')
   const own = dashes < 0 ? argv : argv.slice(0, dashes)
   const command = dashes < 0 ? undefined : argv.slice(dashes + 1)
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs({
     args: own,
     allowPositionals: true,
     options: { root: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
@@ -42,8 +42,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP)
     return 0
   }
-  if (positionals.length > 1) throw new Error(`[vitest-pool-isolated] shell takes one test file, got ${positionals.join(' ')}`)
-  if (command && command.length === 0) throw new Error('[vitest-pool-isolated] shell: nothing after --')
+  if (positionals.length > 1) throw new UsageError(`shell takes one test file, got ${positionals.join(' ')} (see --help)`)
+  if (command && command.length === 0) throw new UsageError('nothing after --: give a command, like -- sh -c \'id\' (see --help)')
   try {
     return await shell({ root: path.resolve(values.root ?? process.cwd()), config: values.config, file: positionals[0], command })
   } catch (error) {

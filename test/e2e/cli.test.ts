@@ -8,6 +8,7 @@ import path from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { cgroupDriver } from '../../src/cgroup/index.js'
 import { requireKernel } from '../support/kernel.js'
+import { copyFixture } from '../support/fixture-copy.js'
 import { DIST_DIR, fixtureDir } from '../support/repo.js'
 
 await requireKernel()
@@ -36,6 +37,49 @@ function checksOf(r: SpawnSyncReturns<string>): Record<string, Check> {
 }
 
 const LIMITS = ['memory limit', 'cpus limit', 'pids limit']
+
+describe('the command line', () => {
+  test('--version prints the package\'s version, exit 0', () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(DIST_DIR, '..', 'package.json'), 'utf8')) as { version: string }
+    for (const flag of ['--version', '-v']) {
+      const r = cli([flag])
+      expect(r.status, describeRun(r)).toBe(0)
+      expect(r.stdout).toBe(`${version}\n`)
+    }
+  })
+
+  test('a mistyped command: "did you mean", the usage, exit 2', () => {
+    const r = cli(['docter'])
+    expect(r.status, describeRun(r)).toBe(2)
+    expect(r.stderr).toContain('unknown command "docter"; did you mean "doctor"?')
+  })
+
+  test('doctor on a config with bad options: every problem, and the fix that fits; exit 1', () => {
+    const copy = copyFixture('cli')
+    try {
+      const config = path.join(copy.dir, 'vitest.config.ts')
+      fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace(/isolated\(\{[^)]*\}\)/, 'isolated({ memory: \'lots\', pids: 4 } as never)'))
+      const r = spawnSync(process.execPath, [CLI, 'doctor'], { cwd: copy.dir, encoding: 'utf8', timeout: 90_000 })
+      expect(r.status, describeRun(r)).toBe(1)
+      expect(r.stdout).toContain('option "memory" must be a byte count')
+      expect(r.stdout).toContain('option "pids" must be at least 16')
+      expect(r.stdout).toMatch(/fix: correct the options named above in .*; each line says what it accepts/)
+    } finally {
+      copy.remove()
+    }
+  })
+
+  test.each([
+    [['doctor', '--bogus'], 'doctor: Unknown option \'--bogus\' (see --help)'],
+    [['shell', 'a.test.ts', 'b.test.ts'], 'shell: shell takes one test file'],
+    [['shell', '--'], 'shell: nothing after --'],
+    [['hunt', '--runs', 'x'], '--runs must be a whole number'],
+  ])('bad usage of %j exits 2, naming what was wrong', (args, message) => {
+    const r = cli(args)
+    expect(r.status, describeRun(r)).toBe(2)
+    expect(r.stderr).toContain(message)
+  })
+})
 
 describe('doctor', () => {
   test('on this host: exit 0, user namespaces, cgroups and one real sandbox ok', () => {
