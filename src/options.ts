@@ -186,6 +186,16 @@ export interface ResolvedIsolatedOptions {
   projectWrites: IsolatedProjectWrites
 }
 
+const MiB = 1024 * 1024
+/**
+ * Memory (the cgroup's, page cache and tmpfs included) a fresh worker needs to answer Vitest's
+ * `start`: measured with Vitest 4 / Node 20 (20 MiB started, 18 did not) and Vitest 5 / Node 22
+ * and 24 (24 started, 20 did not). Below it the worker is OOM-killed before any test runs.
+ */
+const WORKER_START_MEMORY = 24 * MiB
+/** The smallest `memory` accepted: the start's need and some room for the tests themselves. */
+export const MIN_MEMORY = 32 * MiB
+
 /** Threads libuv and V8 start in node by default (UV_THREADPOOL_SIZE, --v8-pool-size). */
 const DEFAULT_UV_THREADS = 4
 const DEFAULT_V8_THREADS = 4
@@ -500,6 +510,13 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
   for (const [value, source] of [[input.pids, { option: 'pids' }], [integerFromText(pidsText ?? ''), { option: 'pids', variable: 'VITEST_ISOLATED_PIDS', raw: pidsText }]] as const) {
     const floor = pidsFloor(value, workerEnv)
     if (floor) problems.push(problem(source, `${floor}; received ${describe(source.raw ?? value)}`))
+  }
+  const memoryText = fromEnv('VITEST_ISOLATED_MEMORY')
+  for (const [value, source] of [[input.memory, { option: 'memory' }], [memoryText, { option: 'memory', variable: 'VITEST_ISOLATED_MEMORY', raw: memoryText }]] as const) {
+    const bytes = value === undefined ? undefined : sizeToBytes(value)
+    if (bytes !== undefined && bytes < MIN_MEMORY) {
+      problems.push(problem(source, `must be at least ${MIN_MEMORY / MiB} MiB: a worker needs about ${WORKER_START_MEMORY / MiB} MiB to start node and Vitest's runtime before any test runs; received ${describe(source.raw ?? value)}`))
+    }
   }
 
   const hostPortsText = fromEnv('VITEST_ISOLATED_HOST_PORTS')

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
-import { MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
+import { MIN_MEMORY, MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
 
 const MiB = 2 ** 20
 const GiB = 2 ** 30
@@ -76,8 +76,16 @@ describe('sizes (memory, tmpSize)', () => {
     ['.5K', 512],
   ])('%j is %d bytes', (input, bytes) => {
     expect(sizeToBytes(input)).toBe(bytes)
-    expect(resolveOptions({ memory: input }, {}).memoryBytes).toBe(bytes)
+    if (bytes >= MIN_MEMORY) expect(resolveOptions({ memory: input }, {}).memoryBytes).toBe(bytes)
     expect(resolveOptions({ tmpSize: input }, {}).tmpSizeBytes).toBe(bytes)
+  })
+
+  test.each([
+    [{ memory: '1M' }, {}, 'option "memory" must be at least 32 MiB: a worker needs about 24 MiB to start node and Vitest\'s runtime before any test runs; received "1M"'],
+    [{ memory: 512 * 1024 }, {}, 'received 524288'],
+    [{}, { VITEST_ISOLATED_MEMORY: '16M' }, 'environment variable VITEST_ISOLATED_MEMORY (option "memory") must be at least 32 MiB'],
+  ])('a memory limit node cannot start under is refused with the minimum: %o %o', (options, env, message) => {
+    expect(() => resolveOptions(options, env)).toThrow(message)
   })
 
   test('fractions round down to whole bytes', () => {
