@@ -29,11 +29,14 @@ export interface OptionProblem {
  * variables are invalid. Lists every problem at once so one edit of the config fixes them all.
  */
 export class IsolatedOptionsError extends IsolatedError {
-  readonly problems: OptionProblem[]
+  declare readonly problems: OptionProblem[]
 
   constructor(problems: OptionProblem[]) {
     super(formatProblems(problems))
-    this.problems = problems
+    // The message says it all: a stack (frames in the bundled config file) and the problems
+    // again, as an inspected property, would only bury it.
+    Object.defineProperty(this, 'problems', { value: problems, enumerable: false })
+    Object.defineProperty(this, 'stack', { value: `${this.name}: ${this.message}`, enumerable: false, writable: true, configurable: true })
   }
 }
 setName(IsolatedOptionsError, 'IsolatedOptionsError')

@@ -172,6 +172,8 @@ export interface ResolvedIsolatedOptions {
   env: Record<string, string>
   /** Withheld variables passed through anyway (src/secrets.ts). */
   secretsPass: string[]
+  /** What is valid but likely a mistake (an unknown VITEST_ISOLATED_* variable, more CPUs than the machine has); the plugin prints them once. */
+  warnings: string[]
   /** Absolute path of the usage report. */
   reportFile?: string
   /** Whether the summary is printed after the run. */
@@ -538,7 +540,11 @@ export function resolveOptions(user?: IsolatedOptions, env: NodeJS.ProcessEnv = 
 
   if (problems.length > 0) throw new IsolatedOptionsError(problems)
 
-  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, secretsPass, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, zygote, projectWrites }
+  const warnings = [...unknownVariables(env)]
+  if (cpus !== undefined && cpus > availableParallelism()) {
+    warnings.push(`option "cpus" is ${cpus}, more than the ${availableParallelism()} CPUs of this machine: the limit changes nothing here`)
+  }
+  const resolved: ResolvedIsolatedOptions = { network, hostname, tmpSizeBytes, mounts, env: extraEnv ?? {}, secretsPass, warnings, enforce, seccomp, summary: report?.summary ?? true, hostPorts, audit, zygote, projectWrites }
   if (memoryBytes !== undefined) resolved.memoryBytes = memoryBytes
   if (cpus !== undefined) resolved.cpus = cpus
   if (pids !== undefined) resolved.pids = pids
@@ -580,6 +586,20 @@ function pidsFloor(value: unknown, env: Record<string, string | undefined>): str
   const uv = env.UV_THREADPOOL_SIZE
   const what = minimum === MIN_PIDS ? '' : uv !== undefined && uv !== String(DEFAULT_UV_THREADS) ? ` with UV_THREADPOOL_SIZE=${uv}` : ' with these node options'
   return `must be at least ${minimum}: pids counts threads, and the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init)${what} before any test runs`
+}
+
+/** The VITEST_ISOLATED_* variables a user may set (the rest the pool sets for its own processes). */
+const USER_VARIABLES = ['MEMORY', 'CPUS', 'PIDS', 'TIMEOUT', 'NETWORK', 'ENFORCE', 'REPORT', 'HOST_PORTS', 'AUDIT', 'ZYGOTE',
+  'PROJECT_WRITES', 'SECRETS_PASS', 'CODE_CACHE'].map(name => `VITEST_ISOLATED_${name}`)
+const INTERNAL_VARIABLES = new Set(['AUDIT_AREAS', 'AUDIT_WITHHELD', 'COMPILE_CACHE_DIR', 'WARM_UP', 'WORKER_MODULE', 'ZYGOTE_PROBE', 'ZYGOTE_PROBE_MAIN'].map(name => `VITEST_ISOLATED_${name}`))
+
+/** A warning for each VITEST_ISOLATED_* variable the pool does not read: a typo goes unnoticed otherwise. */
+function* unknownVariables(env: NodeJS.ProcessEnv): Generator<string> {
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('VITEST_ISOLATED_') || USER_VARIABLES.includes(name) || INTERNAL_VARIABLES.has(name)) continue
+    const suggestion = closest(name, USER_VARIABLES)
+    yield `environment variable ${name} is not one the pool reads${suggestion ? `; did you mean ${suggestion}?` : ''} (it is ignored)`
+  }
 }
 
 /** Numbers written in the environment; anything unparsable becomes NaN, which validation refuses. */

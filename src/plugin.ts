@@ -1,10 +1,11 @@
 // From vitest/config rather than vite: that module adds `configureVitest` to Vite's Plugin type.
 import type { Plugin } from 'vitest/config'
-import type { PoolRunnerInitializer, VitestPluginContext } from 'vitest/node'
+import type { PoolRunnerInitializer, Vitest, VitestPluginContext } from 'vitest/node'
 import { checkVitestVersion, markIsolateChosen, vitestApi } from './compat.js'
 import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
-import { reporterFor } from './reporter.js'
+import { hasReporter, reporterFor } from './reporter.js'
+import { IsolatedError } from './errors.js'
 import { Supervisor } from './supervisor.js'
 
 const POOL_NAME = 'isolated'
@@ -32,10 +33,41 @@ function createPool(supervisor: Supervisor): PoolRunnerInitializer {
     name: POOL_NAME,
     createPoolWorker: (poolOptions) => {
       // isolatedPool() without the plugin: the first worker is the first place that sees Vitest.
-      checkVitestVersion(poolOptions.project.vitest.version)
+      const { vitest } = poolOptions.project
+      checkVitestVersion(vitest.version)
+      if (!hasReporter(vitest, supervisor)) withoutPlugin(vitest, resolved)
       return new IsolatedPoolWorker(poolOptions, resolved, supervisor)
     },
   }
+}
+
+/** Warnings of the options, each once per Vitest (a config is loaded once per project). */
+function warnOnce(vitest: Vitest, warnings: readonly string[]): void {
+  const said = (vitest as unknown as Record<symbol, Set<string> | undefined>)[WARNED] ?? new Set<string>()
+  Object.defineProperty(vitest, WARNED, { value: said, configurable: true })
+  for (const warning of warnings) {
+    if (said.has(warning)) continue
+    said.add(warning)
+    vitest.logger.warn(`[vitest-pool-isolated] ${warning}`)
+  }
+}
+
+const WARNED = Symbol.for('vitest-pool-isolated.warned')
+
+/**
+ * isolatedPool() without the isolated() plugin: what needs the plugin's reporter (the usage
+ * summary, report.file) is said at once, and a report asked for fails the run rather than go
+ * unwritten. Once per Vitest.
+ */
+function withoutPlugin(vitest: Vitest, options: ResolvedIsolatedOptions): void {
+  if (options.reportFile !== undefined) {
+    throw new IsolatedError(`[vitest-pool-isolated] report.file (${options.reportFile}) needs the isolated() plugin, which isolatedPool() alone does not install: `
+      + 'use plugins: [isolated(options)] (it also makes --pool=isolated work), or leave report out')
+  }
+  warnOnce(vitest, [
+    ...options.warnings,
+    ...(options.summary ? ['isolatedPool() without the isolated() plugin prints no usage summary and writes no report: use plugins: [isolated(options)] for them, or set report: { summary: false } to say so'] : []),
+  ])
 }
 
 /**
@@ -55,6 +87,7 @@ export function isolated(options?: IsolatedOptions): Plugin {
     api: { options: supervisor.options } satisfies IsolatedPluginApi,
     async configureVitest({ project, vitest }: VitestPluginContext) {
       checkVitestVersion(vitest.version)
+      warnOnce(vitest, supervisor.options.warnings)
       // Also without --pool=isolated: with --merge-reports the summary comes from the blobs' meta.
       reporterFor(vitest, supervisor)
       const { config } = project

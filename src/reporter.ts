@@ -8,6 +8,7 @@ import path from 'node:path'
 import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/node'
 import { parseVitestVersion, reporterWritesToStdout } from './compat.js'
 import { IsolatedError } from './errors.js'
+import { unwritable } from './writable.js'
 import type { Supervisor } from './supervisor.js'
 import { attempts, type FileAudit } from './audit.js'
 import { formatBytes, type FileReport } from './verdict.js'
@@ -24,6 +25,12 @@ const REPORTER = Symbol.for('vitest-pool-isolated.reporter')
 
 interface SharedReporter {
   add(supervisor: Supervisor): void
+  has(supervisor: Supervisor): boolean
+}
+
+/** Whether the plugin installed the run's reporter for this supervisor. */
+export function hasReporter(vitest: Vitest, supervisor: Supervisor): boolean {
+  return (vitest as unknown as Record<symbol, SharedReporter | undefined>)[REPORTER]?.has(supervisor) ?? false
 }
 
 /** The run's reporter, created and installed in Vitest's reporters by the first plugin that asks. */
@@ -45,6 +52,10 @@ export class IsolatedReporter implements Reporter {
 
   add(supervisor: Supervisor): void {
     this.supervisors.add(supervisor)
+  }
+
+  has(supervisor: Supervisor): boolean {
+    return this.supervisors.has(supervisor)
   }
 
   onInit(vitest: Vitest): void {
@@ -84,8 +95,12 @@ export class IsolatedReporter implements Reporter {
     const options = [...this.supervisors].map(s => s.options)
     const files = [...new Set(options.map(o => o.reportFile).filter((f): f is string => f !== undefined))]
     for (const file of files) {
-      fs.mkdirSync(path.dirname(file), { recursive: true })
-      fs.writeFileSync(file, `${JSON.stringify(records, null, 2)}\n`)
+      try {
+        fs.mkdirSync(path.dirname(file), { recursive: true })
+        fs.writeFileSync(file, `${JSON.stringify(records, null, 2)}\n`)
+      } catch (error) {
+        throw new IsolatedError(`[vitest-pool-isolated] cannot write the usage report ${file}: ${(error as Error).message}`, { cause: error })
+      }
     }
     const vitest = this.vitest
     if (!vitest || !options.some(o => o.summary)) return
@@ -94,6 +109,16 @@ export class IsolatedReporter implements Reporter {
     // Never into a reporter's machine-readable stream.
     if (stdoutIsMachineReadable(vitest)) vitest.logger.error(text)
     else vitest.logger.log(text)
+  }
+}
+
+/** Fails before any test runs when the usage report could not be written at the end. */
+export function checkReportFile(file: string | undefined): void {
+  if (file === undefined) return
+  const why = unwritable(file)
+  if (why) {
+    throw new IsolatedError(`[vitest-pool-isolated] report.file ${file} cannot be written: ${why}. `
+      + 'Choose a path in a writable directory (option report.file, or VITEST_ISOLATED_REPORT).')
   }
 }
 

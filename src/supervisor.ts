@@ -17,6 +17,7 @@ import { zygoteSupport } from './zygote/support.js'
 import { WORKER_MODULE_ENV } from './zygote/contract.js'
 import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
 import { checkMountsOnHost } from './sandbox/mount-check.js'
+import { checkReportFile } from './reporter.js'
 import { workerIdsOf } from './sandbox/plan.js'
 import { CoverageFiles } from './coverage-files.js'
 import { runLimitsOf } from './run-limits.js'
@@ -92,8 +93,10 @@ export class Supervisor {
   private async doPrepare(vitest: Vitest): Promise<void> {
     // A missing or stale native build fails the run here, once, not once per test file.
     native()
-    // Before anything is created: a mount that cannot work fails the run here.
+    // Before anything is created: a mount that cannot work, or a report that could not be
+    // written at the end, fails the run here.
     checkMountsOnHost(this.options.mounts)
+    checkReportFile(this.options.reportFile)
     // Ctrl-C: Vitest exits at once (process.exit), with no pool teardown. The sandboxes die with
     // it (PDEATHSIG), but their cgroups would stay until the next run: remove them now.
     const onExit = () => this.killAllSync()

@@ -13,6 +13,7 @@ import { setRunLimits } from '../run-limits.js'
 import type { FileReport } from '../verdict.js'
 import { aggregate, type FileOutcome, type RunOutcome, type TestState } from './hunt-aggregate.js'
 import { HUNT_HELP, parseHuntArgs, UsageError, type HuntPlan } from './hunt-args.js'
+import { unwritable } from '../writable.js'
 import { huntHtml, huntJson, huntTable, progressLine, type ProgressState } from './hunt-report.js'
 
 export interface HuntIo {
@@ -48,6 +49,14 @@ export async function hunt(argv: readonly string[], io: HuntIo = { stdout: proce
   if (plan === 'help') {
     io.stdout.write(HUNT_HELP)
     return EXIT.ok
+  }
+  // Before the hunt, not after it: its output files must be writable.
+  for (const [flag, file] of [['--json', plan.json], ['--html', plan.html]] as const) {
+    const why = file === undefined ? undefined : unwritable(path.resolve(io.cwd, file))
+    if (why) {
+      io.stderr.write(`${PREFIX} ${flag} ${file} cannot be written: ${why}; choose a path in a writable directory\n`)
+      return EXIT.usage
+    }
   }
   return new Hunt(plan, io).run()
 }

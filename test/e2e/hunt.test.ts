@@ -160,6 +160,13 @@ if (gate.ok && !optOut) test('hunt: usage errors exit 2 and name the flag and it
   const bad = await npxHunt(dir, ['hunt', '--cpus', 'half'])
   expect(bad.code).toBe(2)
   expect(bad.stderr).toContain('--cpus must be numbers of CPUs greater than 0 or none, comma-separated, like 0.25,1 or 0.5,none; received "half"')
+  // An output file that could not be written is named before the hunt, not after it.
+  const started = Date.now()
+  const unwritable = await npxHunt(dir, ['hunt', '--html', '/proc/hunt.html'])
+  expect(unwritable.code).toBe(2)
+  expect(unwritable.stderr).toContain('--html /proc/hunt.html cannot be written: nothing can be created in /proc')
+  expect(unwritable.stdout).not.toContain('runs')
+  expect(Date.now() - started).toBeLessThan(15_000)
   const help = await npxHunt(dir, ['hunt', '--help'])
   expect(help.code).toBe(0)
   expect(help.stdout).toMatch(/^Usage: vitest-pool-isolated hunt/)

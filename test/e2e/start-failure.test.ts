@@ -30,6 +30,34 @@ test('VITEST_ISOLATED_PIDS=5 is refused at config load, naming the variable, the
   await expectNothingLeft(run, { sandboxes: false })
 }, RUN)
 
+test('VITEST_ISOLATED_MEMORY=1M is refused at config load with the minimum; no sandbox is started', async () => {
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_MEMORY: '1M' }, timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.exitCode, log).not.toBe(0)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).toContain('environment variable VITEST_ISOLATED_MEMORY (option "memory") must be at least 32 MiB: a worker needs about 24 MiB to start node and Vitest\'s runtime before any test runs; received "1M"')
+  // The message alone: no stack of the bundled config, no dump of the problems.
+  expect(run.output, log).not.toMatch(/at resolveOptions|problems: \[/)
+  expect(run.watcher.inits, log).toEqual([])
+}, RUN)
+
+test('a usage report that could not be written fails the run before any test runs, naming the path and why', async () => {
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_REPORT: '/proc/vitest-pool-isolated-report.json' }, timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.exitCode, log).not.toBe(0)
+  expect(run.output, log).toContain('report.file /proc/vitest-pool-isolated-report.json cannot be written: nothing can be created in /proc')
+  expect(run.report?.numPassedTests ?? 0, log).toBe(0)
+  expect(run.watcher.inits, log).toEqual([])
+}, RUN)
+
+test('a mistyped VITEST_ISOLATED_* variable is named once with the one it meant; the run goes on', async () => {
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_MEMROY: '1G' }, timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.exitCode, log).toBe(0)
+  const warning = 'environment variable VITEST_ISOLATED_MEMROY is not one the pool reads; did you mean VITEST_ISOLATED_MEMORY? (it is ignored)'
+  expect(run.output.split(warning).length - 1, log).toBe(1)
+}, RUN)
+
 const pidsTitle = (what: string) => situation.kind === 'refused'
   ? `${what} (${situation.label}: the pids limit is not applied, so nothing to show)`
   : what

@@ -26,6 +26,7 @@ describe('defaults', () => {
       mounts: [],
       env: {},
       secretsPass: [],
+      warnings: [],
       enforce: 'try',
       seccomp: { deny: [] },
       summary: true,
@@ -41,7 +42,7 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'secretsPass', 'summary', 'tmpSizeBytes', 'zygote'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'secretsPass', 'summary', 'tmpSizeBytes', 'warnings', 'zygote'])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -482,5 +483,21 @@ describe('secrets', () => {
     [{ let: ['NPM_TOKEN'] }, 'secrets'],
   ])('%o is refused', (secrets, message) => {
     expect(() => resolveOptions({ secrets } as never, {})).toThrow(message)
+  })
+})
+
+describe('warnings (valid, but likely a mistake)', () => {
+  test('an unknown VITEST_ISOLATED_* variable, with the nearest known one', () => {
+    expect(resolveOptions({}, { VITEST_ISOLATED_MEMROY: '1G' }).warnings).toEqual([
+      'environment variable VITEST_ISOLATED_MEMROY is not one the pool reads; did you mean VITEST_ISOLATED_MEMORY? (it is ignored)',
+    ])
+  })
+
+  test('the pool\'s own variables for its processes, and other prefixes, are not warned about', () => {
+    expect(resolveOptions({}, { VITEST_ISOLATED_WORKER_MODULE: '/x', VITEST_POOL_ID: '1', VITEST_ISOLATED_ZYGOTE: '1' }).warnings).toEqual([])
+  })
+
+  test('cpus above the machine\'s CPUs', () => {
+    expect(resolveOptions({ cpus: 1000 }, {}).warnings).toEqual([expect.stringMatching(/^option "cpus" is 1000, more than the \d+ CPUs of this machine: the limit changes nothing here$/)])
   })
 })

@@ -24,6 +24,33 @@ async function configure(plugin: ReturnType<typeof isolated>, ctx: VitestPluginC
   await hook(ctx)
 }
 
+describe('isolatedPool() without the plugin', () => {
+  const poolOptions = () => {
+    const warn = vi.fn()
+    const vitest = { version: '4.1.12', logger: { warn, outputStream: process.stdout, errorStream: process.stderr } }
+    return { options: { project: { vitest } } as never, warn }
+  }
+
+  test('says once what needs the plugin (the summary, the report)', () => {
+    const pool = isolatedPool({ enforce: 'off' })
+    const { options, warn } = poolOptions()
+    pool.createPoolWorker(options)
+    pool.createPoolWorker(options)
+    expect(warn).toHaveBeenCalledTimes(1)
+    expect(warn.mock.calls[0]![0]).toContain('isolatedPool() without the isolated() plugin prints no usage summary and writes no report')
+  })
+
+  test('a report asked for fails at once rather than go unwritten', () => {
+    expect(() => isolatedPool({ report: { file: '/tmp/r.json' } }).createPoolWorker(poolOptions().options)).toThrow('report.file (/tmp/r.json) needs the isolated() plugin')
+  })
+
+  test('report: { summary: false } says it knows: no warning', () => {
+    const { options, warn } = poolOptions()
+    isolatedPool({ report: { summary: false } }).createPoolWorker(options)
+    expect(warn).not.toHaveBeenCalled()
+  })
+})
+
 describe('isolated()', () => {
   test('is a plugin named vitest-pool-isolated', () => {
     expect(isolated().name).toBe('vitest-pool-isolated')
@@ -42,8 +69,9 @@ describe('isolated()', () => {
     expect(SNAPSHOT_ENVIRONMENT).toMatch(/\/worker\/snapshot-env\.js$/)
     const runner = config.poolRunner as ReturnType<typeof isolatedPool>
     expect(runner.name).toBe('isolated')
-    const options = { project: { vitest: { version: '4.1.12', logger: { outputStream: process.stdout, errorStream: process.stderr } } } }
-    expect(runner.createPoolWorker(options as never)).toBeInstanceOf(IsolatedPoolWorker)
+    // The same Vitest the plugin saw (its reporter is there), with the streams a worker needs.
+    Object.assign((ctx.vitest as unknown as { logger: object }).logger, { outputStream: process.stdout, errorStream: process.stderr })
+    expect(runner.createPoolWorker({ project: { vitest: ctx.vitest } } as never)).toBeInstanceOf(IsolatedPoolWorker)
     expect(warn).not.toHaveBeenCalled()
   })
 
