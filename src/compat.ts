@@ -40,6 +40,12 @@ export function parseVitestVersion(text: string): VitestVersion | undefined {
   return m ? { major: Number(m[1]), minor: Number(m[2]), text } : undefined
 }
 
+/** The newest supported Vitest this Node runs: Vitest 5 needs Node 22.12. */
+function vitestForThisNode(): string {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+  return major > 22 || (major === 22 && minor >= 12) ? 'vitest@5' : 'vitest@4.1'
+}
+
 /**
  * Throws, before any sandbox starts, for a Vitest this pool was not built for: the pool API it
  * relies on (PoolRunner, PoolWorker, the worker's `init`) exists from 4.1 on.
@@ -49,7 +55,7 @@ export function checkVitestVersion(text: string | undefined): VitestVersion {
   const ok = version && ((version.major === 4 && version.minor >= 1) || version.major === 5)
   if (!ok) {
     throw new IsolatedError(`[vitest-pool-isolated] this version supports Vitest ${SUPPORTED_VITEST}, but Vitest ${text ?? '(unknown version)'} is running. `
-      + 'Install a supported Vitest (npm install -D vitest@5), or a vitest-pool-isolated made for yours.')
+      + `Install a supported Vitest (npm install -D ${vitestForThisNode()}), or a vitest-pool-isolated made for yours.`)
   }
   return version
 }

@@ -243,7 +243,7 @@ const DEFAULT_HOSTNAME = 'isolated'
 const DEFAULT_TMP_SIZE = '256M'
 const OPTION_KEYS = ['memory', 'cpus', 'pids', 'timeout', 'network', 'hostname', 'tmpSize', 'mounts', 'env', 'secrets', 'report', 'enforce', 'seccomp', 'hostPorts', 'audit', 'zygote', 'projectWrites'] as const
 
-const SIZE_FORMS = 'a byte count or a size like \'512M\' or \'1G\''
+const SIZE_FORMS = 'a byte count greater than 0 or a size like \'512M\' or \'1G\''
 const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
 // Binary units only: 'M' is MiB as in cgroups, Docker and systemd. 'MB' is refused rather than
 // guessed at, since some readers take it as 10^6.
@@ -272,7 +272,8 @@ const whole = (what: string) => v.custom<number>(n => typeof n === 'number' && N
 
 const SIZE = v.pipe(v.custom<number | string>(value => sizeToBytes(value) !== undefined, `must be ${SIZE_FORMS}`), v.transform(value => sizeToBytes(value)!))
 const CPUS = v.custom<number>(n => typeof n === 'number' && Number.isFinite(n) && n > 0, 'must be a number of CPUs greater than 0, like 1 or 0.5')
-const PIDS = whole('a whole number')
+// The floor that depends on node's threads (pidsFloor) speaks for values that are numbers.
+const PIDS = v.custom<number>(n => typeof n === 'number' && Number.isSafeInteger(n) && n >= 1, `must be a whole number, at least ${MIN_PIDS}`)
 const TIMEOUT = whole('a whole number of milliseconds')
 const NETWORK = oneOf<IsolatedNetwork>(['loopback', 'none', 'host'])
 const ENFORCE = oneOf<IsolatedEnforce>(['require', 'try', 'off'])

@@ -50,8 +50,13 @@ export function formatBytes(bytes: number): string {
 /** The verdict of a file whose sandbox ended (or was ended) before it finished, or that finished. */
 export function judge(input: VerdictInput): { verdict: Verdict; message?: string } {
   const { file, exit, usage } = input
+  const pidsNote = input.pids !== undefined && usage?.pidsPeak !== null && usage?.pidsPeak !== undefined && usage.pidsPeak >= input.pids
+    ? `; it hit the pids limit (${input.pids})`
+    : ''
   if (input.timedOut) {
-    return { verdict: 'timeout', message: `${file} exceeded the per-file timeout of ${input.timeoutMs} ms; the whole sandbox was killed` }
+    // A file held up by the pids limit (a fork refused, a thread never started) often runs into
+    // its timeout: both are said.
+    return { verdict: 'timeout', message: `${file} exceeded the per-file timeout of ${input.timeoutMs} ms; the whole sandbox was killed${pidsNote}` }
   }
   if (usage?.oomKilled) {
     const limit = input.memoryBytes !== undefined ? formatBytes(input.memoryBytes) : 'unknown'
@@ -60,9 +65,6 @@ export function judge(input: VerdictInput): { verdict: Verdict; message?: string
   }
   if (!exit) return { verdict: input.testsFailed ? 'failed' : 'ok' }
   if (input.reason) return { verdict: 'crashed', message: `${file}: the sandboxed worker ${input.reason}` }
-  const pidsNote = input.pids !== undefined && usage?.pidsPeak !== null && usage?.pidsPeak !== undefined && usage.pidsPeak >= input.pids
-    ? `; it hit the pids limit (${input.pids})`
-    : ''
   if (exit.signal) {
     return { verdict: 'signaled', message: `${file}: the sandboxed worker was killed by signal ${exit.signal}${pidsNote}` }
   }

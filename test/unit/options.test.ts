@@ -100,15 +100,15 @@ describe('sizes (memory, tmpSize)', () => {
     const error = problemsOf({ memory: input })
     expect(error.problems).toHaveLength(1)
     expect(error.problems[0]!.option).toBe('memory')
-    expect(error.message).toContain('option "memory" must be a byte count or a size like \'512M\' or \'1G\'; received ')
+    expect(error.message).toContain('option "memory" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received ')
   })
 
   test('the message quotes the value received', () => {
     expect(problemsOf({ memory: 'lots' }).message).toBe(
-      '[vitest-pool-isolated] option "memory" must be a byte count or a size like \'512M\' or \'1G\'; received "lots"',
+      '[vitest-pool-isolated] option "memory" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received "lots"',
     )
     expect(problemsOf({ tmpSize: -1 }).message).toBe(
-      '[vitest-pool-isolated] option "tmpSize" must be a byte count or a size like \'512M\' or \'1G\'; received -1',
+      '[vitest-pool-isolated] option "tmpSize" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received -1',
     )
   })
 })
@@ -127,7 +127,7 @@ describe('pids', () => {
     expect(resolveOptions({ pids }, {}).pids).toBe(pids)
   })
   test.each([0, -1, 1.5, '256', Number.NaN])('%j is refused', (pids) => {
-    expect(problemsOf({ pids }).message).toContain('option "pids" must be a whole number of at least 1; received ')
+    expect(problemsOf({ pids }).message).toContain('option "pids" must be a whole number, at least 16; received ')
   })
 
   // Measured: node and the sandbox's init use 12 tasks before the worker answers Vitest (11 made
@@ -377,7 +377,7 @@ describe('environment overrides', () => {
 
   test('a bad variable names the variable and the option', () => {
     expect(problemsOf({}, { VITEST_ISOLATED_MEMORY: 'lots' }).message).toBe(
-      '[vitest-pool-isolated] environment variable VITEST_ISOLATED_MEMORY (option "memory") must be a byte count or a size like \'512M\' or \'1G\'; received "lots"',
+      '[vitest-pool-isolated] environment variable VITEST_ISOLATED_MEMORY (option "memory") must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received "lots"',
     )
   })
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { judgeStart, stderrCause } from '../../src/verdict.js'
+import { judge, judgeStart, stderrCause } from '../../src/verdict.js'
 
 const usage = { memoryPeakBytes: 3 << 20, cpuUserMs: 1, cpuSystemMs: 1, pidsPeak: 16, oomKilled: false }
 
@@ -45,5 +45,13 @@ describe('stderrCause', () => {
     expect(stderrCause('something odd\nlast words\n')).toBe('last words')
     expect(stderrCause('')).toBeUndefined()
     expect(stderrCause(`${'x'.repeat(400)}\n`)).toHaveLength(301)
+  })
+})
+
+test('a timeout of a file that hit the pids limit says both', () => {
+  const usage = { memoryPeakBytes: null, cpuUserMs: null, cpuSystemMs: null, pidsPeak: 64, oomKilled: false }
+  expect(judge({ file: 'a.test.ts', timedOut: true, timeoutMs: 5000, pids: 64, usage, exit: { code: null, signal: 'SIGKILL' } })).toEqual({
+    verdict: 'timeout',
+    message: 'a.test.ts exceeded the per-file timeout of 5000 ms; the whole sandbox was killed; it hit the pids limit (64)',
   })
 })
