@@ -131,10 +131,15 @@ function isStrictlyInside(path: string, directory: string): boolean {
  * should see; never rejects.
  */
 export async function applySnapshotRequest(request: FsRequest, scope: SnapshotScope): Promise<FsError | undefined> {
-  const syscall = request.op === 'write' ? 'open' : request.op === 'remove' ? 'unlink' : 'mkdir'
+  const check = request.op === 'check'
+  const syscall = request.op === 'write' || check ? 'open' : request.op === 'remove' ? 'unlink' : 'mkdir'
   let refusal: string | undefined
   try {
-    refusal = await checkSnapshotRequest(request, scope)
+    // A check is the path policy alone: whether this run's update mode writes at all is
+    // Vitest's to say, at the assertion, as it would without the sandbox.
+    refusal = check
+      ? await checkSnapshotRequest({ op: 'write', path: request.path }, { ...scope, updateSnapshot: 'all' })
+      : await checkSnapshotRequest(request, scope)
   }
   catch (error) {
     refusal = `the snapshot path could not be checked: ${(error as Error)?.message ?? error}`
@@ -150,6 +155,7 @@ export async function applySnapshotRequest(request: FsRequest, scope: SnapshotSc
         + `only its snapshots; ${refusal}.${hint}`,
     }
   }
+  if (check) return undefined
   if (request.op === 'write' && typeof request.content !== 'string') {
     return { code: 'EINVAL', syscall, path: request.path, message: `[vitest-pool-isolated] EINVAL: a snapshot write for '${request.path}' carried no text` }
   }

@@ -8,7 +8,12 @@ export interface FsRequest {
   __isolated__: 'fs'
   /** Correlates the answer; unique per worker. */
   id: number
-  op: 'write' | 'remove' | 'mkdir'
+  /**
+   * `check`: would a `write` of this path be allowed, update mode aside? Asked when a snapshot
+   * file is read and missing, so that a refused path fails the assertion that named it, not the
+   * save at the end of the file.
+   */
+  op: 'write' | 'remove' | 'mkdir' | 'check'
   /** Absolute path, as Vitest's snapshot code computed it. */
   path: string
   /** UTF-8 text to write; only for `write`. */

@@ -52,17 +52,38 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
     return state.rpc.resolveSnapshotPath(filepath)
   }
 
-  async resolveRawPath(testPath: string, rawPath: string): Promise<string> {
-    return isAbsolute(rawPath) ? rawPath : resolve(dirname(testPath), rawPath)
+  resolveRawPath(testPath: string, rawPath: string): Promise<string> {
+    const path = isAbsolute(rawPath) ? rawPath : resolve(dirname(testPath), rawPath)
+    // Vitest calls this synchronously from toMatchFileSnapshot(), so this stack runs through the
+    // test's own line: a refusal of the path (readSnapshotFile) is reported there.
+    this.assertions.set(path, new Error(''))
+    return Promise.resolve(path)
   }
 
+  /** The stack of the assertion that named each file snapshot path, for its refusal. */
+  private readonly assertions = new Map<string, Error>()
+
   async readSnapshotFile(filepath: string): Promise<string | null> {
+    const assertion = this.assertions.get(filepath)
+    this.assertions.delete(filepath)
     try {
       return await fs.readFile(filepath, 'utf-8')
     }
     catch (error) {
       const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') return null
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        // A new snapshot will be written there when the file ends: a path the host refuses
+        // fails this assertion now, at the test's own line, rather than the file's save after
+        // the test was counted passed.
+        await this.request('check', filepath).catch((refusal: Error) => {
+          if (assertion) {
+            const frames = (assertion.stack ?? '').split('\n').slice(1).filter(line => !line.includes('/worker/snapshot-env.'))
+            refusal.stack = [`${refusal.name}: ${refusal.message}`, ...frames].join('\n')
+          }
+          throw refusal
+        })
+        return null
+      }
       // Not "no file" (Vitest's own existsSync would say so): Vitest would then write a fresh
       // snapshot file over the one it could not read, or inline snapshots would fail obscurely.
       throw new Error(

@@ -64,18 +64,44 @@ test('unrelated answers are ignored', async () => {
   await write
 })
 
-test('reads are local; a missing file is null', async () => {
+/** Reads, answering the host's side of each check the read asks (allowed, or refused with `error`). */
+async function readAnswering(file: string, error?: { message: string; code: string }): Promise<string | null> {
+  posted.length = 0
+  const read = env.readSnapshotFile(file)
+  for (let i = 0; i < 20 && posted.length === 0; i++) await new Promise(resolve => setImmediate(resolve))
+  for (const message of posted) {
+    expect(message).toMatchObject({ __isolated__: 'fs', op: 'check', path: file })
+    answer({ __isolated__: 'fs-result', id: (message as { id: number }).id, ...(error ? { error } : {}) })
+  }
+  return read
+}
+
+test('reads are local; a missing file is null once the host says a snapshot may be written there', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-senv-'))
   try {
     fs.writeFileSync(path.join(dir, 'a.snap'), 'stored')
-    expect(await env.readSnapshotFile(path.join(dir, 'a.snap'))).toBe('stored')
-    expect(await env.readSnapshotFile(path.join(dir, 'missing.snap'))).toBeNull()
-    expect(await env.readSnapshotFile(path.join(dir, 'a.snap', 'below'))).toBeNull()
+    expect(await readAnswering(path.join(dir, 'a.snap'))).toBe('stored')
+    expect(posted).toEqual([])
+    expect(await readAnswering(path.join(dir, 'missing.snap'))).toBeNull()
+    expect(posted).toHaveLength(1)
+    expect(await readAnswering(path.join(dir, 'a.snap', 'below'))).toBeNull()
     await expect(env.readSnapshotFile(dir)).rejects.toThrow(/^\[vitest-pool-isolated\] cannot read .* inside the sandbox: EISDIR/)
   }
   finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('a missing file at a path the host refuses fails the read, with the host\'s reason and the assertion\'s stack', async () => {
+  const file = path.join(os.tmpdir(), 'vitest-pool-isolated-senv-outside.txt')
+  const resolved = await env.resolveRawPath(path.join(os.tmpdir(), 'x', 'a.test.ts'), '../vitest-pool-isolated-senv-outside.txt')
+  expect(resolved).toBe(file)
+  const error = await readAnswering(file, { message: '[vitest-pool-isolated] EACCES: permission denied, open', code: 'EACCES' }).then(() => undefined, (e: unknown) => e as Error & { code: string })
+  expect(error?.message).toBe('[vitest-pool-isolated] EACCES: permission denied, open')
+  expect(error?.code).toBe('EACCES')
+  // The frames are those of the resolveRawPath call above (this test), not of the module.
+  expect(error?.stack).toContain('snapshot-env.test.ts')
+  expect(error?.stack?.split('\n').slice(1).some(l => /src\/worker\/snapshot-env/.test(l))).toBe(false)
 })
 
 test('raw paths resolve against the test file\'s directory', async () => {
