@@ -44,9 +44,11 @@ test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an op
   })
   let workers: number[] = []
   try {
+    // The holding workers: each has its `sleep 120` child (a spare booted for a later file has not).
+    const holds = (pid: number) => processesUnder(pid).some(p => readProc(`/proc/${p}/cmdline`) === 'sleep\u0000120\u0000' || readProc(`/proc/${p}/cmdline`) === '/bin/sleep\u0000120\u0000')
     for (let waited = 0; waited < 60_000 && (holding.size < FILES || workers.length < FILES); waited += 100) {
       await new Promise(resolve => setTimeout(resolve, 100))
-      workers = main ? processesUnder(main).filter(isWorker) : []
+      workers = main ? processesUnder(main).filter(isWorker).filter(holds) : []
     }
     expect(holding.size, 'files holding their sandboxes').toBe(FILES)
     expect(workers).toHaveLength(FILES)
