@@ -11,7 +11,7 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError } from './errors.js'
 import type { ResolvedIsolatedOptions } from './options.js'
 import type { FileReport } from './verdict.js'
-import { Zygote, ZygoteGone } from './zygote/main.js'
+import { Zygote, ZygoteGone, ZygoteNestFailed } from './zygote/main.js'
 import { zygoteExecArgv } from './zygote/exec-argv.js'
 import { zygoteSupport } from './zygote/support.js'
 import { WORKER_MODULE_ENV } from './zygote/contract.js'
@@ -214,7 +214,11 @@ export class Supervisor {
         // like every later one of that zygote's.
         if (!(error instanceof ZygoteGone)) throw error
         debug('fresh worker instead of a copy of the zygote: %s', error.message)
-        return spawnSandbox(spawnRequest)
+        const fresh = spawnSandbox(spawnRequest)
+        // A nested sandbox that failed where a fresh one is built: the nesting's fault, and it
+        // would be every file's. One that fails fresh too is the file's own (its error stands).
+        if (error instanceof ZygoteNestFailed) void fresh.then(() => zygote!.retire(error), () => {})
+        return fresh
       })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
       this.live.add(launched)

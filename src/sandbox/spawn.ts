@@ -20,7 +20,7 @@ import { readRecord } from '../ipc/record.js'
 import { hostLayout } from './host-layout.js'
 import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
 import { buildPlan, OP, PLAN, workerIdsOf, workerUidOf } from './plan.js'
-import type { Zygote } from '../zygote/main.js'
+import { ZygoteNestFailed, type Zygote } from '../zygote/main.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -171,7 +171,13 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   if (!hold) fs.closeSync(raw.syncFd)
 
   const failure = await readFailure(raw.errFd)
-  if (failure) await abandon(setupError(plan, failure), [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd, hold ? raw.syncFd : -1])
+  if (failure) {
+    let error: Error = setupError(plan, failure)
+    // Nested in the zygote's sandbox, a setup that fails may be the nesting's (the view is cut
+    // from the zygote's): the caller tries a fresh sandbox, which says whether it is the plan's.
+    if (zygote && plan.nestPidfd !== undefined) error = new ZygoteNestFailed(error)
+    await abandon(error, [raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd, hold ? raw.syncFd : -1])
+  }
   // PLAN_ENTER: init has finished the sandbox and waits; the zygote's copy becomes its worker.
   if (plan.flags & PLAN.enter) {
     try {

@@ -51,6 +51,19 @@ export class ZygoteEntryFailed extends ZygoteGone {
   }
 }
 
+/**
+ * A file's sandbox could not be built nested in the zygote's, where a fresh one could: its view
+ * is cut from the zygote's, whose mounts come along locked (overlayfs refuses a lower layer with
+ * locked mounts below it: projectWrites 'discard' rootless over a project with hidden caches).
+ * That file gets a fresh worker; if that one is built, so does every later file of this zygote's
+ * (a fresh sandbox that fails too says the plan is at fault: its error is the file's).
+ */
+export class ZygoteNestFailed extends ZygoteGone {
+  constructor(readonly setupError: Error) {
+    super(`a sandbox nested in the zygote's could not be built: ${setupError.message.split('\n')[0]}`, { cause: setupError })
+  }
+}
+
 /** What the file's sandbox needs of the zygote to be nested in it (NativePlan's nest fields). */
 export interface Nest {
   nestPidfd: number
@@ -196,6 +209,11 @@ export class Zygote {
   }
 
   private closed = false
+
+  /** No more copies, for this reason (a nested sandbox that could not be built, say). */
+  retire(error: ZygoteGone): void {
+    this.end(error)
+  }
 
   /**
    * No more copies. Files that run in sandboxes nested in the zygote's go on: its init holds

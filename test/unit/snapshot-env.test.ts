@@ -68,7 +68,10 @@ test('unrelated answers are ignored', async () => {
 async function readAnswering(file: string, error?: { message: string; code: string }): Promise<string | null> {
   posted.length = 0
   const read = env.readSnapshotFile(file)
-  for (let i = 0; i < 20 && posted.length === 0; i++) await new Promise(resolve => setImmediate(resolve))
+  // The read goes to the thread pool first: wait until it either settles or asks the host.
+  let settled = false
+  void read.then(() => (settled = true), () => (settled = true))
+  while (!settled && posted.length === 0) await new Promise(resolve => setTimeout(resolve, 1))
   for (const message of posted) {
     expect(message).toMatchObject({ __isolated__: 'fs', op: 'check', path: file })
     answer({ __isolated__: 'fs-result', id: (message as { id: number }).id, ...(error ? { error } : {}) })
