@@ -3,9 +3,13 @@
 // prebuilds/<platform>/ (the names src/native/binding.ts looks for): linux-x64 and linux-arm64,
 // both glibc, with Debian's compilers (gcc/g++ and gcc-aarch64-linux-gnu/g++-aarch64-linux-gnu;
 // scripts/setup-ci.sh installs them). Node-API: one binary per platform serves every Node.
-// Runs at `npm pack` (prepack). A platform whose binaries are newer than every source is skipped;
-// --force rebuilds. A missing compiler fails, naming the package: never a tarball that silently
-// lacks a platform.
+// Runs at `npm pack` (prepack, through scripts/pack.mjs). A platform whose binaries are newer
+// than every source is skipped; --force rebuilds.
+//
+// A platform whose compiler is missing (or does not run) is skipped with a warning, and its old
+// binaries, if older than the sources, are removed: a tarball may lack a platform, never carry a
+// stale one. With --release (and at `npm publish`) a missing compiler fails instead, naming the
+// package: the release path always builds both.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -13,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
+const release = process.argv.includes('--release') || process.env.npm_command === 'publish'
 const only = process.argv.slice(2).filter(a => !a.startsWith('--'))
 
 const TARGETS = [
@@ -32,9 +37,10 @@ function newestSource() {
   return newest
 }
 
-function has(cmd) {
+/** A tool that is there and runs (`--version`). */
+function runs(cmd) {
   try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
+    execFileSync(cmd, ['--version'], { stdio: 'ignore' })
     return true
   } catch {
     return false
@@ -57,11 +63,18 @@ for (const t of TARGETS) {
     continue
   }
   const cc = `${t.prefix}gcc`, cxx = `${t.prefix}g++`, strip = `${t.prefix}strip`
-  for (const tool of [cc, cxx, strip]) {
-    if (!has(tool)) {
-      console.error(`[prebuild] ${t.platform}: ${tool} is missing: apt-get install ${t.apt} (scripts/setup-ci.sh does)`)
+  const missing = [cc, cxx, strip].filter(tool => !runs(tool))
+  if (missing.length) {
+    const install = `apt-get install ${t.apt} (scripts/setup-ci.sh does)`
+    if (release) {
+      console.error(`[prebuild] ${t.platform}: ${missing.join(', ')} missing: ${install}; a release carries every platform`)
       process.exit(1)
     }
+    const stale = FILES.filter(f => fs.existsSync(path.join(outDir, f)))
+    for (const f of stale) fs.rmSync(path.join(outDir, f))
+    console.warn(`[prebuild] warning: ${t.platform} skipped, ${missing.join(', ')} missing (${install})${stale.length ? '; its binaries were older than the sources and are removed' : ''}. `
+      + `The package will not run there without \`npx vitest-pool-isolated build\`.`)
+    continue
   }
   const buildDir = path.join(repo, 'build', `prebuild-${t.platform}`)
   console.log(`[prebuild] ${t.platform}: building with ${cxx}`)
@@ -73,7 +86,9 @@ for (const t of TARGETS) {
   ], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] })
   fs.mkdirSync(outDir, { recursive: true })
   for (const f of FILES) {
-    const tmp = path.join(outDir, `.${f}.tmp`)
+    // Stripped next to the build, then renamed in: prebuilds/ never holds a half-written file
+    // that a concurrent `npm pack` could pick up.
+    const tmp = path.join(buildDir, `${f}.stripped`)
     fs.copyFileSync(path.join(buildDir, 'Release', f), tmp)
     execFileSync(strip, ['--strip-unneeded', tmp])
     fs.chmodSync(tmp, 0o755)

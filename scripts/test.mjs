@@ -4,8 +4,9 @@
 // `VITEST_E2E_MAJOR=5 npm test -- --project e2e` runs the e2e fixtures on Vitest 5 and Node 22.
 //
 // The e2e fixtures load the plugin from dist/ and the sandbox needs the native addon, so both
-// are (re)built first when missing or older than their sources: nothing to do by hand after
-// `npm ci`, and no stale dist/ tested by mistake after editing src/.
+// (and the prebuilt binaries the packed-package tests install) are (re)built first when missing
+// or older than their sources: nothing to do by hand after `npm ci`, and no stale dist/ tested
+// by mistake after editing src/.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -45,6 +46,10 @@ if (!fs.existsSync(path.join(root, 'dist', 'index.js'))
   || newestMtime(path.join(root, 'src'), name => name.endsWith('.ts')) > newestMtime(path.join(root, 'dist'), jsFiles)) {
   step('TypeScript', bin('tsc'), ['-p', 'tsconfig.json'])
 }
+
+// The prebuilt binaries the packed-package tests install (scripts/pack.mjs stage packs what is
+// there): every platform this machine has a compiler for, rebuilt only when the addon changed.
+if (fs.existsSync(path.join(root, 'addon', 'CMakeLists.txt'))) step('prebuilt binaries', process.execPath, [path.join(root, 'scripts', 'prebuild.mjs')])
 
 // The e2e suite on Vitest 5 (VITEST_E2E_MAJOR=5) runs the fixtures on test/v5's install.
 if (process.env.VITEST_E2E_MAJOR === '5') step('Vitest 5 test install', process.execPath, [path.join(root, 'scripts', 'setup-v5.mjs')])

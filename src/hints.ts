@@ -7,6 +7,9 @@
  * than the errno alone.
  */
 
+/** What rebuilds the native addon and isolated-init from the package's sources. */
+export const BUILD_COMMAND = 'npx vitest-pool-isolated build'
+
 const BUG = 'This is a bug in vitest-pool-isolated; please report it with the output of `uname -a` and `NODE_DEBUG=vitest-pool-isolated`.'
 
 const USERNS_DISABLED = 'the kernel refused to create a user namespace. '
@@ -36,15 +39,15 @@ export const HINTS: Readonly<Record<string, string>> = {
   'clone:EBUSY': 'the cgroup prepared for this test file refused the new process (CLONE_INTO_CGROUP): '
     + 'a cgroup v2 with domain controllers cannot take processes in an inner node; check the delegated subtree.',
 
-  'exec_init:ENOENT': 'the sandbox\'s init program (build/Release/isolated-init, built with the addon) is missing; '
-    + 'rebuild the package: `npm rebuild vitest-pool-isolated`.',
-  'exec_init:EACCES': 'the sandbox\'s init program (build/Release/isolated-init) may not be executed: '
+  'exec_init:ENOENT': 'the sandbox\'s init program (isolated-init, next to the native addon) is missing; '
+    + `reinstall the package, or build both from its sources: \`${BUILD_COMMAND}\`.`,
+  'exec_init:EACCES': 'the sandbox\'s init program (isolated-init, next to the native addon) may not be executed: '
     + 'the package directory is on a `noexec` file system or the file lost its execute bit; '
-    + 'install the package elsewhere or rebuild it: `npm rebuild vitest-pool-isolated`.',
-  'exec_init:*': 'starting the sandbox\'s init program (build/Release/isolated-init) failed; '
-    + 'try `npm rebuild vitest-pool-isolated`. ' + BUG,
+    + 'install the package elsewhere or reinstall it.',
+  'exec_init:*': 'starting the sandbox\'s init program (isolated-init, next to the native addon) failed; '
+    + `try building the package from its sources: \`${BUILD_COMMAND}\`. ` + BUG,
   'read_plan:*': 'the sandbox\'s init program could not read its plan: the addon and isolated-init come from different builds; '
-    + 'rebuild the package: `npm rebuild vitest-pool-isolated`.',
+    + `reinstall the package, or build both from its sources: \`${BUILD_COMMAND}\`.`,
   'setgroups:*': 'writing /proc/<pid>/setgroups failed; the kernel must be >= 3.19. ' + BUG,
   'uid_map:EPERM': 'the kernel refused the uid mapping of the sandbox. An unprivileged user may only map its own uid; '
     + 'inside a container, the container\'s own user namespace must map the uid too. ' + BUG,

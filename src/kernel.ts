@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { SandboxUnsupportedError } from './errors.js'
+import { BUILD_COMMAND } from './hints.js'
 import { native } from './native/binding.js'
 
 export interface FeatureReport {
@@ -72,7 +73,7 @@ export function probe(): ProbeReport {
     addon = native()
     features.addon = { ok: true }
   } catch (error) {
-    features.addon = { ok: false, reason: (error as Error).message, remedy: 'npm rebuild vitest-pool-isolated' }
+    features.addon = { ok: false, reason: (error as Error).message, remedy: BUILD_COMMAND }
   }
 
   features.kernel = kernelAtLeast(5, 12)

@@ -15,6 +15,7 @@ import { cgroupDriver, type LimitName, type Limits } from '../cgroup/index.js'
 import { DELEGATION_REMEDY } from '../cgroup/v2.js'
 import { checkVitestVersion, SUPPORTED_VITEST } from '../compat.js'
 import { IsolatedError, SandboxSetupError } from '../errors.js'
+import { BUILD_COMMAND } from '../hints.js'
 import { probe } from '../kernel.js'
 import { native, nativeOrigin, packageRoot } from '../native/binding.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
@@ -141,7 +142,7 @@ export async function doctor({ root, config }: { root: string; config?: string }
     const origin = nativeOrigin()
     add({ name: 'native binary', status: 'ok', detail: `${origin.kind}${origin.platform ? ` for ${origin.platform}` : ''}: ${origin.path}` })
   } catch (error) {
-    add({ name: 'native binary', status: 'fail', detail: errorText(error), remedy: (error as { remedy?: string }).remedy ?? 'npm rebuild vitest-pool-isolated' })
+    add({ name: 'native binary', status: 'fail', detail: errorText(error), remedy: (error as { remedy?: string }).remedy ?? BUILD_COMMAND })
   }
 
   const features = probe().features

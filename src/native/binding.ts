@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { SandboxUnsupportedError } from '../errors.js'
+import { BUILD_COMMAND } from '../hints.js'
 import path from 'node:path'
 import { STEPS } from './steps.js'
 import { debuglog } from 'node:util'
@@ -200,8 +201,8 @@ export function glibcVersion(): string | undefined {
 }
 
 /**
- * The addon files to try, in order: a local build wins (the install script compiles only when no
- * prebuilt one fits, and a developer's build is newer than anything packed), then the prebuilt one.
+ * The addon files to try, in order: a local build wins (`vitest-pool-isolated build` makes one
+ * only when asked, and a developer's build is newer than anything packed), then the prebuilt one.
  */
 export function nativeCandidates(): NativeOrigin[] {
   const platform = prebuiltPlatform()
@@ -250,8 +251,7 @@ export function native(): NativeAddon {
   throw new SandboxUnsupportedError({
     feature: 'native addon',
     reason: `no build fits ${prebuiltPlatform()} (looked for ${tried.join(', ')})`,
-    remedy: 'build it with `npm rebuild vitest-pool-isolated --build-from-source` (needs cmake and a C/C++ compiler); '
-      + 'with pnpm, allow its build script first (`pnpm approve-builds`)',
+    remedy: `build it from the package's sources: \`${BUILD_COMMAND}\` (needs cmake-js, node-addon-api, cmake and a C/C++ compiler; it says how to get them)`,
   })
 }
 
@@ -261,7 +261,7 @@ function checkSteps(addon: NativeAddon, file: string): void {
   if (!same) {
     throw new Error(
       `[vitest-pool-isolated] the native addon at ${file} was built from other sources ` +
-        `(its setup steps differ from this version's). Rebuild it: \`npm rebuild vitest-pool-isolated\`.`,
+        `(its setup steps differ from this version's). Build it again: \`${BUILD_COMMAND}\`, or remove it to use the prebuilt one.`,
     )
   }
 }
@@ -271,6 +271,6 @@ function checkInit(addon: NativeAddon): void {
   if (addon.initErrno === 0) return
   throw new Error(
     `[vitest-pool-isolated] the sandbox's init program ${addon.initPath || 'isolated-init'} cannot be opened ` +
-      `(errno ${addon.initErrno}); it is built with the addon. Rebuild it: \`npm rebuild vitest-pool-isolated\`.`,
+      `(errno ${addon.initErrno}); it is built with the addon. Reinstall the package, or build both: \`${BUILD_COMMAND}\`.`,
   )
 }

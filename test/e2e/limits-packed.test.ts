@@ -4,10 +4,10 @@ import { copyFixtureAsInstalled } from '../support/fixture-copy.js'
 import { requireKernel } from '../support/kernel.js'
 import { cpusCase, cpusTitle, memoryCase, memoryTitle, pidsCase, pidsTitle, timeoutCase, timeoutTitle, type Where } from '../support/limits-cases.js'
 import { gateMissing, limitsSituation, warnIfMissing } from '../support/limits-host.js'
-import { installPacked, VITEST_VERSION, type PackedProject } from '../support/limits-install.js'
+import { installPacked, VITEST_VERSION, type PackedProject } from '../support/packed-install.js'
 
 // The acceptance check of issue 3 on the package as users get it: `npm pack`, installed next to
-// vitest 4.1.12 in a project under /var/tmp (test/support/limits-install.ts), fixtures/limits
+// vitest 4.1.12 in a project under /var/tmp (test/support/packed-install.ts), fixtures/limits
 // copied there importing the plugin by package name, and the memory, pids, timeout and cpus
 // cases of test/e2e/limits.test.ts run with that project's own Vitest. Each case also checks
 // that its run left no cgroup and no process.

@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import tmp from 'tmp'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { copyFixtureAsInstalled } from '../support/fixture-copy.js'
 import { startHostProbes, waitUntilGone } from '../support/host-probes.js'
 import { requireKernel } from '../support/kernel.js'
 import { failedTests, outcomes } from '../support/report.js'
-import { E2E_MAJOR, NODE_BIN, REPO_ROOT, VITEST_CLI } from '../support/repo.js'
+import { installPacked, VITEST_VERSION, type PackedProject } from '../support/packed-install.js'
+import { E2E_MAJOR, NODE_BIN, REPO_ROOT } from '../support/repo.js'
 import { describeRun, runVitest } from '../support/run-vitest.js'
 import { expectSameSnapshotBehaviour, runSnapshotSteps } from '../support/snapshot-steps.js'
 
@@ -21,11 +21,8 @@ const gate = await requireKernel()
 // Installing from the registry takes a while: E2E_SKIP_PACKED=1 skips this file locally, never in CI.
 const optOut = !process.env.CI && process.env.E2E_SKIP_PACKED === '1'
 if (optOut) console.warn('[e2e] skipping the packed-package check: E2E_SKIP_PACKED=1')
-// The Vitest the e2e suite runs against (4.1 from the repo, or 5 from test/v5), installed fresh
-// from the registry next to the tarball.
-const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(path.dirname(VITEST_CLI), 'package.json'), 'utf8')).version as string
 
-let project: tmp.DirResult | undefined
+let project: PackedProject | undefined
 let cli = ''
 
 function npm(args: string[], cwd: string): string {
@@ -34,30 +31,20 @@ function npm(args: string[], cwd: string): string {
 
 beforeAll(() => {
   if (!gate.ok || optOut) return
-  // Not under /tmp or $HOME, which the sandbox replaces: the probes then see only their own files.
-  project = tmp.dirSync({ tmpdir: fs.existsSync('/var/tmp') ? '/var/tmp' : undefined, prefix: 'vitest-pool-isolated-packed-', unsafeCleanup: true })
-  const dir = project.name
-  // tmp creates it 0700; a user's project is 0755 (see copyFixture).
-  fs.chmodSync(dir, 0o755)
-  // dist/ is fresh (npm test builds it): pack without running prepare again.
-  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], REPO_ROOT)) as { filename: string }[]
-  const tarball = path.join(dir, packed[0]!.filename)
-  fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'packed-acceptance', private: true, type: 'module' }, null, 2)}\n`)
-  // The tarball's install script builds the addon, as on a user's machine.
-  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `vitest@${VITEST_VERSION}`], dir)
-  cli = path.join(dir, 'node_modules', 'vitest', 'vitest.mjs')
+  project = installPacked('vitest-pool-isolated-packed-', 'packed-acceptance')
+  cli = project.cli
 }, 600_000)
 
 afterAll(() => {
-  project?.removeCallback()
+  project?.remove()
 })
 
 test.skipIf(optOut)('packed: the installed package runs the probes fixture with every isolation fact holding', async () => {
-  const dir = path.join(project!.name, 'probes')
+  const dir = path.join(project!.dir, 'probes')
   copyFixtureAsInstalled('probes', dir)
   const host = await startHostProbes()
   try {
-    const run = await runVitest({ root: dir, pool: 'isolated', cli, cwd: project!.name, env: host.env })
+    const run = await runVitest({ root: dir, pool: 'isolated', cli, cwd: project!.dir, env: host.env })
     expect(run.report, describeRun(run)).toBeDefined()
     expect(failedTests(run.report!, dir), describeRun(run)).toEqual([])
     expect(run.exitCode, describeRun(run)).toBe(0)
@@ -79,10 +66,10 @@ test.skipIf(optOut)('packed: the installed package runs the probes fixture with 
 
 test.skipIf(optOut)('packed: snapshots behave byte for byte as under forks', async () => {
   const result = await runSnapshotSteps((pool) => {
-    const dir = path.join(project!.name, `snapshots-${pool}`)
+    const dir = path.join(project!.dir, `snapshots-${pool}`)
     copyFixtureAsInstalled('snapshots', dir)
     return dir
-  }, { cli, cwd: project!.name })
+  }, { cli, cwd: project!.dir })
   expectSameSnapshotBehaviour(result)
 }, 300_000)
 
@@ -96,14 +83,13 @@ function quickStartConfig(): string {
 }
 
 test.skipIf(optOut)('packed: a fresh `npm init -y` project (CommonJS) follows the Quick start verbatim, and --reporter=json on stdout parses', async () => {
-  const dir = path.join(project!.name, 'fresh-cjs')
+  const dir = path.join(project!.dir, 'fresh-cjs')
   fs.mkdirSync(dir)
   npm(['init', '-y'], dir)
   const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { type?: string }
   expect(pkg.type ?? 'commonjs', 'npm init -y writes a CommonJS package').toBe('commonjs')
   // npm's default peer checks: no --force, no --legacy-peer-deps.
-  const tarball = fs.readdirSync(project!.name).find(f => f.endsWith('.tgz'))!
-  npm(['install', '--save-dev', '--no-audit', '--no-fund', '--prefer-offline', `vitest@${VITEST_VERSION}`, path.join(project!.name, tarball)], dir)
+  npm(['install', '--save-dev', '--no-audit', '--no-fund', '--prefer-offline', `vitest@${VITEST_VERSION}`, project!.tarball], dir)
   fs.writeFileSync(path.join(dir, 'vitest.config.ts'), quickStartConfig())
   fs.writeFileSync(path.join(dir, 'hello.test.ts'), [
     "import os from 'node:os'",
@@ -132,7 +118,7 @@ async function hostServer(text: string): Promise<{ port: number, close: () => Pr
 }
 
 test.skipIf(optOut)('packed: host services by declaration and the audit, as issue 11 puts it to a user\'s project', async () => {
-  const dir = path.join(project!.name, 'services')
+  const dir = path.join(project!.dir, 'services')
   fs.mkdirSync(path.join(dir, 'test'), { recursive: true })
   fs.writeFileSync(path.join(dir, 'vitest.config.ts'), [
     "import { defineConfig } from 'vitest/config'",

