@@ -65,6 +65,14 @@ test('the tarball: no scripts, no devDependencies, the usual metadata, LICENSE a
   expect(packageJsonOf(REPO_ROOT).scripts).toMatchObject({ prepare: expect.any(String) })
 })
 
+test('README.md in the tarball sends a user only to what the tarball holds or to a web address', () => {
+  const readme = fs.readFileSync(path.join(project, 'node_modules', 'vitest-pool-isolated', 'README.md'), 'utf8')
+  const links = [...readme.matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)].map(m => m[1]!).filter(l => !/^[a-z]+:/.test(l))
+  expect(links.filter(l => !packedFiles.includes(l.replace(/^\.\//, '')))).toEqual([])
+  // Paths of the checkout a user has not got, named in the text.
+  expect(readme.match(/`(?:\.\/)?(?:fixtures|bench|test|scripts)\/[^`]*`/g) ?? []).toEqual([])
+})
+
 test('npm install of the tarball runs no script and adds no build tool', () => {
   expect(installOutput).not.toMatch(/install-scripts|vitest-pool-isolated@[^ ]* \(install/)
   const modules = fs.readdirSync(path.join(project, 'node_modules')).filter(n => !n.startsWith('.'))
