@@ -266,7 +266,12 @@ export class IsolatedPoolWorker implements PoolWorker {
     this.brokenChannel = true
     this.run.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${error.message.replace(/^\[vitest-pool-isolated\] /, '')}`
     debug('protocol error: %s', error.message)
-    this._sandbox?.kill('SIGKILL')
+    // Killed before the worker can read end-of-file on its channel (the channel stays open until
+    // then), so such a file always ends by this SIGKILL, never by the worker's own exit.
+    const sandbox = this._sandbox
+    sandbox?.kill('SIGKILL')
+    const channel = this.channel
+    void sandbox?.exited.then(() => channel?.destroy())
   }
 
   private onChannelClose(): void {

@@ -162,7 +162,10 @@ export interface Channel {
   on(event: 'message', listener: (value: unknown) => void): this
   /** The stream ended or broke; no more messages will arrive and `send` is a no-op. Emitted once. */
   on(event: 'close', listener: (error?: Error) => void): this
-  /** The peer sent bytes that are not a frame ({@link ProtocolError}); the channel is destroyed after. */
+  /**
+   * The peer sent bytes that are not a frame ({@link ProtocolError}); 'close' follows. The stream
+   * stays open (paused) until `destroy()`, so that the owner ends the peer before it sees EOF.
+   */
   on(event: 'error', listener: (error: ProtocolError) => void): this
   off(event: 'message', listener: (value: unknown) => void): this
   off(event: 'close', listener: (error?: Error) => void): this
@@ -239,8 +242,11 @@ export class Channel extends EventEmitter {
       values = this.decoder.push(chunk)
     }
     catch (error) {
-      // The error first, so the owner learns why before it hears of the close.
-      this.stream.destroy()
+      // The error first, so the owner learns why before it hears of the close. The stream is
+      // not torn down here: the peer would read end-of-file and could end itself first, which
+      // would make how it ended a race. It is paused (nothing more is read) until the owner,
+      // having ended the peer, calls destroy().
+      this.stream.pause()
       this.emit('error', error)
       this.onClose(error as Error)
       return

@@ -163,6 +163,22 @@ describe('Channel', () => {
     expect(channel.send('dropped')).toBe(false)
   })
 
+  test('after a protocol error the peer reads no end-of-file until the owner destroys the channel', async () => {
+    const [raw, end] = await pair()
+    const channel = new Channel(end)
+    let peerEnded = false
+    raw.on('end', () => { peerEnded = true }).on('close', () => { peerEnded = true }).on('error', () => {})
+    raw.resume()
+    const error = next<Error>(channel, 'error')
+    raw.write('hello from a test\n')
+    await error
+    // The owner kills the peer first (pool-worker's SIGKILL): until then, no EOF tells it to end itself.
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(peerEnded).toBe(false)
+    channel.destroy()
+    await vi.waitFor(() => expect(peerEnded).toBe(true))
+  })
+
   test('the peer ending is a close; sends after it are dropped', async () => {
     const [a, b] = await pair()
     const left = new Channel(a)
