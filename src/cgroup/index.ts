@@ -16,7 +16,7 @@ let driver: CgroupDriver | null | undefined
 export function cgroupDriver(): CgroupDriver | null {
   if (driver !== undefined) return driver
   const h = findHierarchies()
-  if (h.pureV2) driver = createV2Driver(h.unified!)
+  if (h.pureV2) driver = createV2Driver(h.unified!, h.roots?.get(''))
   else if (h.v1.size > 0) driver = createV1Driver(h)
   else driver = null
   return driver

@@ -9,6 +9,11 @@ export interface Hierarchies {
   unified: string | undefined
   /** True when the v2 hierarchy is the only one (no v1 controller mounted). */
   pureV2: boolean
+  /**
+   * Where each hierarchy of `v1` (by controller) and `unified` (key '') is mounted: the top this
+   * process can see, where the search for a dead run's cgroups starts.
+   */
+  roots?: Map<string, string>
 }
 
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids']
@@ -30,6 +35,7 @@ export function findHierarchies(
     else for (const c of m[2].split(',')) own.set(c, m[3])
   }
   const v1 = new Map<string, string>()
+  const roots = new Map<string, string>()
   let unified: string | undefined
   for (const line of mountinfo.split('\n')) {
     // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
@@ -41,16 +47,22 @@ export function findHierarchies(
     const mountPoint = unescape(left[4])
     if (fstype === 'cgroup2') {
       const p = own.get('')
-      if (p !== undefined && p.startsWith(root)) unified = path.join(mountPoint, path.relative(root, p))
+      if (p !== undefined && p.startsWith(root)) {
+        unified = path.join(mountPoint, path.relative(root, p))
+        roots.set('', mountPoint)
+      }
     } else if (fstype === 'cgroup') {
       for (const c of superOptions.split(',')) {
         if (!V1_CONTROLLERS.includes(c) || v1.has(c)) continue
         const p = own.get(c)
-        if (p !== undefined && p.startsWith(root)) v1.set(c, path.join(mountPoint, path.relative(root, p)))
+        if (p !== undefined && p.startsWith(root)) {
+          v1.set(c, path.join(mountPoint, path.relative(root, p)))
+          roots.set(c, mountPoint)
+        }
       }
     }
   }
-  return { v1, unified, pureV2: v1.size === 0 && unified !== undefined }
+  return { v1, unified, pureV2: v1.size === 0 && unified !== undefined, roots }
 }
 
 /** mountinfo escapes space, tab, newline and backslash as octal. */
@@ -141,4 +153,31 @@ export function removeCgroupSync(dir: string): void {
     if (i >= 200) throw new Error(`cgroup ${dir} still busy after 1 s`)
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
   }
+}
+
+/**
+ * The directories named `vitest-isolated-*` anywhere below `root` (not below one of them: a
+ * file's cgroup has no children), at most `maxDepth` levels down and `maxDirs` directories read.
+ * Unreadable directories are skipped.
+ */
+export function findPoolCgroups(root: string, prefix: string, maxDepth = 8, maxDirs = 10_000): string[] {
+  const found: string[] = []
+  let read = 0
+  const walk = (dir: string, depth: number) => {
+    if (read++ >= maxDirs) return
+    let entries: fs.Dirent[]
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue
+      const full = path.join(dir, entry.name)
+      if (entry.name.startsWith(prefix)) found.push(full)
+      else if (depth < maxDepth) walk(full, depth + 1)
+    }
+  }
+  walk(root, 0)
+  return found
 }

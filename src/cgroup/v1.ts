@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 
@@ -55,14 +55,21 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
       return fileCgroup(name, dirs, dir, h.unified ? path.join(h.unified, name) : undefined)
     },
     async removeStale() {
+      // A run's cgroups sit below its Vitest process's cgroup in each hierarchy, which need not
+      // be ours (another shell's memory cgroup, a sibling): each used hierarchy is searched from
+      // its top, and our own parents too, where the hierarchy's top is not known.
       const removed: string[] = []
-      for (const parent of parents) {
-        for (const entry of safeReaddir(parent)) {
-          const verdict = staleness(entry)
+      const tops = [...new Set([...parents, ...usedRoots(h)])]
+      const seen = new Set<string>()
+      for (const top of tops) {
+        for (const d of findPoolCgroups(top, NAME_PREFIX)) {
+          if (seen.has(d)) continue
+          seen.add(d)
+          const verdict = staleness(path.basename(d))
           if (verdict === 'keep') continue
-          const d = path.join(parent, entry)
           if (verdict === 'kill') {
-            await killV1(d, h.unified && parent === h.unified ? d : undefined)
+            const unifiedTop = h.unified === undefined ? undefined : h.roots?.get('') ?? h.unified
+            await killV1(d, unifiedTop !== undefined && d.startsWith(`${unifiedTop}/`) ? d : undefined)
             await rmdirRetry(d)
             removed.push(d)
           } else if (removeIfEmpty(d)) removed.push(d)
@@ -71,6 +78,12 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
       return removed
     },
   }
+}
+
+/** The tops of the hierarchies the driver uses (the v1 controllers' and the unified one). */
+function usedRoots(h: Hierarchies): string[] {
+  if (!h.roots) return []
+  return [...h.roots].filter(([controller]) => controller === '' ? h.unified !== undefined : h.v1.has(controller)).map(([, root]) => root)
 }
 
 function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | undefined, unified: string | undefined): FileCgroup {

@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
-import { emptied, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
+import { emptied, findPoolCgroups, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 const WANTED: Record<LimitName, string> = { memory: 'memory', cpu: 'cpu', pids: 'pids' }
@@ -19,7 +19,12 @@ const MAIN_LEAF = /^vitest-isolated-(\d+)-main$/
 
 export const DELEGATION_REMEDY = 'systemd-run --user --scope -p Delegate=yes npx vitest'
 
-export function createV2Driver(start: string): CgroupDriver {
+/**
+ * @param start this process's cgroup
+ * @param top the top of the hierarchy this process can see, where removeStale searches (our own
+ *   cgroup when not given)
+ */
+export function createV2Driver(start: string, top?: string): CgroupDriver {
   // Started inside a main leaf (a run that died before it could restore its cgroup left the
   // shell there): the cgroup to work in is the leaf's parent, or every run would nest deeper.
   const own = MAIN_LEAF.test(path.basename(start)) ? path.dirname(start) : start
@@ -51,31 +56,33 @@ export function createV2Driver(start: string): CgroupDriver {
       return fileCgroup(name, dir, fd)
     },
     async removeStale() {
+      // A run's cgroups sit below its Vitest process's cgroup, which need not be ours (another
+      // shell's scope): searched from the top of the hierarchy we can see. What we may not
+      // write there (another user's) stays.
       const removed: string[] = []
-      for (const entry of safeReaddir(own)) {
-        const d = path.join(own, entry)
+      const candidates = new Set([...findPoolCgroups(top ?? own, NAME_PREFIX), ...safeReaddir(own).map(e => path.join(own, e))])
+      for (const d of candidates) {
+        const entry = path.basename(d)
         const verdict = staleness(entry)
-        if (verdict === 'kill') {
-          await kill(d)
-          await rmdirRetry(d)
-          removed.push(d)
-          continue
-        }
-        if (verdict === 'if-empty') {
-          try {
+        try {
+          if (verdict === 'kill') {
+            await kill(d)
+            await rmdirRetry(d)
+            removed.push(d)
+            continue
+          }
+          if (verdict === 'if-empty') {
             fs.rmdirSync(d)
             removed.push(d)
-          } catch {}
-          continue
-        }
-        // A main leaf of a dead run may still hold that run's parent shell: only an empty one goes.
-        const main = MAIN_LEAF.exec(entry)
-        if (main && !pidAlive(Number(main[1]))) {
-          try {
+            continue
+          }
+          // A main leaf of a dead run may still hold that run's parent shell: only an empty one goes.
+          const main = MAIN_LEAF.exec(entry)
+          if (main && !pidAlive(Number(main[1]))) {
             fs.rmdirSync(d)
             removed.push(d)
-          } catch {}
-        }
+          }
+        } catch {}
       }
       return removed
     },

@@ -108,6 +108,35 @@ if (!rootlessV1) describe(`cgroup v${driver?.version} limits`, () => {
     expect(removed).toContain(stale)
     expect(fs.existsSync(stale)).toBe(false)
   })
+
+  test('a dead run\'s cgroups below a sibling of our cgroup (another shell\'s) are removed too', async () => {
+    // Made here, next to our own cgroup in each hierarchy, and removed after: nothing of the host's.
+    const made: string[] = []
+    try {
+      for (const parent of driver!.parents) {
+        // Beside our cgroup; at a hierarchy's top (no cgroup above), below it.
+        const up = path.dirname(parent)
+        const sibling = path.join(fs.existsSync(path.join(up, 'cgroup.procs')) ? up : parent, `vitest-pool-isolated-test-sibling-${process.pid}`)
+        fs.mkdirSync(sibling)
+        made.push(sibling)
+        fs.mkdirSync(path.join(sibling, 'vitest-isolated-999999999-2'))
+      }
+      const removed = await driver!.removeStale()
+      for (const sibling of made) {
+        expect(removed).toContain(path.join(sibling, 'vitest-isolated-999999999-2'))
+        expect(fs.readdirSync(sibling).filter(e => e.startsWith('vitest-isolated-'))).toEqual([])
+      }
+    }
+    finally {
+      for (const sibling of made.reverse()) {
+        try {
+          fs.rmdirSync(path.join(sibling, 'vitest-isolated-999999999-2'))
+        }
+        catch {}
+        fs.rmdirSync(sibling)
+      }
+    }
+  })
 })
 
 if (rootlessV1) describe('rootless on cgroup v1: limits are refused, never silently dropped', () => {

@@ -40,6 +40,10 @@ describe('findHierarchies', () => {
     })
     expect(h.unified).toBe('/sys/fs/cgroup/unified')
     expect(h.pureV2).toBe(false)
+    expect(Object.fromEntries(h.roots!)).toEqual({
+      '': '/sys/fs/cgroup/unified', memory: '/sys/fs/cgroup/memory', cpu: '/sys/fs/cgroup/cpu,cpuacct',
+      cpuacct: '/sys/fs/cgroup/cpu,cpuacct', pids: '/sys/fs/cgroup/pids',
+    })
   })
 
   test('pure v2, inside a container whose cgroup root is a subtree', () => {
@@ -111,6 +115,26 @@ describe('v1 driver', () => {
     expect(fs.readdirSync(memory).sort()).toEqual([live, 'someone-else', otherBusy].sort())
   })
 
+  test('removeStale finds a dead run\'s cgroups below any cgroup of each hierarchy, not only below ours', async () => {
+    // Here each shell has a memory cgroup of its own: a run killed in another shell left its
+    // memory cgroups below that shell's, a sibling of ours, and its pids ones at the top.
+    const root = fakeRoot()
+    const memoryTop = path.join(root, 'memory')
+    const pidsTop = path.join(root, 'pids')
+    const ours = path.join(memoryTop, 'shells', 'ours')
+    const theirs = path.join(memoryTop, 'shells', 'theirs')
+    for (const d of [ours, theirs, pidsTop]) fs.mkdirSync(d, { recursive: true })
+    const dead = 'vitest-isolated-999999999-7'
+    const live = `vitest-isolated-${process.pid}-7`
+    for (const d of [path.join(theirs, dead), path.join(pidsTop, dead), path.join(theirs, live)]) fs.mkdirSync(d)
+    const driver = createV1Driver({
+      v1: new Map([['memory', ours], ['pids', pidsTop]]), unified: undefined, pureV2: false,
+      roots: new Map([['memory', memoryTop], ['pids', pidsTop]]),
+    })
+    expect((await driver.removeStale()).sort()).toEqual([path.join(theirs, dead), path.join(pidsTop, dead)].sort())
+    expect(fs.readdirSync(theirs)).toEqual([live])
+  })
+
   test('a missing controller is reported with the reason, not silently ignored', () => {
     const driver = createV1Driver({ v1: new Map(), unified: undefined, pureV2: false })
     expect(driver.support.memory.ok).toBe(false)
@@ -151,6 +175,22 @@ describe('v2 driver', () => {
     for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f))
     await cg.remove()
     expect(fs.existsSync(dir)).toBe(false)
+  })
+
+  test('removeStale searches the hierarchy from its top: a dead run below another scope goes, a live one stays', async () => {
+    const top = fakeRoot()
+    const own = path.join(top, 'user.slice', 'ours.scope')
+    const theirs = path.join(top, 'user.slice', 'theirs.scope')
+    for (const d of [own, theirs]) fs.mkdirSync(d, { recursive: true })
+    fs.writeFileSync(path.join(own, 'cgroup.procs'), '')
+    fs.writeFileSync(path.join(own, 'cgroup.controllers'), 'memory pids\n')
+    fs.writeFileSync(path.join(own, 'cgroup.subtree_control'), 'memory pids')
+    const dead = 'vitest-isolated-999999999-5'
+    const live = `vitest-isolated-${process.pid}-5`
+    for (const d of [path.join(theirs, dead), path.join(theirs, live), path.join(own, dead.replace('-5', '-6'))]) fs.mkdirSync(d)
+    const driver = createV2Driver(own, top)
+    expect((await driver.removeStale()).sort()).toEqual([path.join(theirs, dead), path.join(own, 'vitest-isolated-999999999-6')].sort())
+    expect(fs.readdirSync(theirs)).toEqual([live])
   })
 
   // Root may write any cgroup: this test exists only in the rootless pass of .ci/run.
