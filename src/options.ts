@@ -589,6 +589,38 @@ function pidsFloor(value: unknown, env: Record<string, string | undefined>): str
   return `must be at least ${minimum}: pids counts threads, and the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init)${what} before any test runs`
 }
 
+/**
+ * A `pids` limit below what node needs with a project's own environment: Vitest's `test.env`
+ * (a larger UV_THREADPOOL_SIZE) and `execArgv` (`--v8-pool-size`) are known once the project is
+ * resolved, not when the options are. Refused then, before any file of the project runs: a
+ * worker past the limit aborts (SIGABRT) when its thread pool starts, in a test, far from the
+ * cause.
+ *
+ * @throws {IsolatedOptionsError} naming the minimum and where the environment comes from
+ */
+export function checkProjectPids(
+  options: Pick<ResolvedIsolatedOptions, 'pids' | 'env'>,
+  project: { name: string; env?: Record<string, string | undefined>; execArgv?: readonly string[] },
+  hostEnv: NodeJS.ProcessEnv = process.env,
+): void {
+  if (options.pids === undefined) return
+  const env = { UV_THREADPOOL_SIZE: hostEnv.UV_THREADPOOL_SIZE, NODE_OPTIONS: hostEnv.NODE_OPTIONS, ...options.env, ...project.env }
+  const minimum = minimumPids(env, project.execArgv)
+  if (options.pids >= minimum) return
+  const named = project.name ? `project "${project.name}"` : 'the project'
+  const causes = [
+    project.env?.UV_THREADPOOL_SIZE !== undefined ? `its test.env sets UV_THREADPOOL_SIZE=${project.env.UV_THREADPOOL_SIZE}` : undefined,
+    project.env?.NODE_OPTIONS !== undefined ? `its test.env sets NODE_OPTIONS=${project.env.NODE_OPTIONS}` : undefined,
+    project.execArgv?.length ? `its execArgv is ${project.execArgv.join(' ')}` : undefined,
+  ].filter(Boolean).join(' and ') || `the worker's environment sets UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE}`
+  throw new IsolatedOptionsError([{
+    option: 'pids',
+    message: `option "pids" (${options.pids}) must be at least ${minimum} for ${named}: ${causes}, and pids counts threads: `
+      + `the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init) before any test runs. `
+      + `Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.`,
+  }])
+}
+
 /** The VITEST_ISOLATED_* variables a user may set (the rest the pool sets for its own processes). */
 const USER_VARIABLES = ['MEMORY', 'CPUS', 'PIDS', 'TIMEOUT', 'NETWORK', 'ENFORCE', 'REPORT', 'HOST_PORTS', 'AUDIT', 'ZYGOTE',
   'PROJECT_WRITES', 'SECRETS_PASS', 'CODE_CACHE'].map(name => `VITEST_ISOLATED_${name}`)

@@ -2,7 +2,7 @@
 import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, Vitest, VitestPluginContext } from 'vitest/node'
 import { checkVitestVersion, markIsolateChosen, vitestApi } from './compat.js'
-import { resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
+import { checkProjectPids, resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
 import { hasReporter, reporterFor } from './reporter.js'
 import { IsolatedError } from './errors.js'
@@ -94,6 +94,9 @@ export function isolated(options?: IsolatedOptions): Plugin {
       // Only this hook can install a runner for `--pool=isolated`: the CLI overwrites
       // `test.pool` with the bare string after the config file was read.
       if (config.pool !== POOL_NAME) return
+      // Vitest's test.env and execArgv are known now: a pids limit node cannot start under with
+      // them is refused before any test runs.
+      checkProjectPids(supervisor.options, { name: project.name, env: config.env, execArgv: config.execArgv })
       config.poolRunner = pool
       // `enforce: 'require'` fails here, before any test runs.
       await supervisor.prepare(vitest)

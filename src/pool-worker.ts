@@ -11,7 +11,7 @@ import { projectView } from './guard/project-view.js'
 import { RpcGuard } from './guard/rpc.js'
 import { Channel } from './ipc/channel.js'
 import { AUDIT_WITHHELD_ENV, isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
-import type { ResolvedIsolatedOptions } from './options.js'
+import { checkProjectPids, type ResolvedIsolatedOptions } from './options.js'
 import type { Sandbox } from './sandbox/spawn.js'
 import { applySnapshotRequest } from './snapshot-fs.js'
 import { withholdSecrets } from './secrets.js'
@@ -108,6 +108,8 @@ export class IsolatedPoolWorker implements PoolWorker {
     // PoolRunner may call start() again on a worker it already started.
     if (this._sandbox) return
     const { project } = this.options
+    // The plugin refuses this at config load; isolatedPool() alone learns of test.env only here.
+    checkProjectPids(this.resolved, { name: project.name, env: project.config.env, execArgv: project.config.execArgv })
     // CI credentials stay out (src/secrets.ts) unless the config passes or sets them.
     const pass = new Set([...this.resolved.secretsPass, ...Object.keys(this.resolved.env), ...Object.keys(project.config.env ?? {})])
     const { env: shared, withheld } = withholdSecrets(this.options.env, pass)

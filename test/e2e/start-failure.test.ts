@@ -30,6 +30,16 @@ test('VITEST_ISOLATED_PIDS=5 is refused at config load, naming the variable, the
   await expectNothingLeft(run, { sandboxes: false })
 }, RUN)
 
+test('a pids limit below what node needs with the project\'s test.env (UV_THREADPOOL_SIZE=64) is refused at config load with the count; no sandbox', async () => {
+  const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_PIDS: '16', LIMITS_TEST_UV: '64' }, timeoutMs: RUN })
+  const log = describeLimitsRun(run)
+  expect(run.exitCode, log).not.toBe(0)
+  expect(run.durationMs, log).toBeLessThan(FAST_MS)
+  expect(run.output, log).toContain('option "pids" (16) must be at least 76 for the project: its test.env sets UV_THREADPOOL_SIZE=64, and pids counts threads')
+  expect(run.output, log).not.toContain('SIGABRT')
+  expect(run.watcher.inits, log).toEqual([])
+}, RUN)
+
 test('VITEST_ISOLATED_MEMORY=1M is refused at config load with the minimum; no sandbox is started', async () => {
   const run = await runLimits({ files: ['fine'], env: { VITEST_ISOLATED_MEMORY: '1M' }, timeoutMs: RUN })
   const log = describeLimitsRun(run)

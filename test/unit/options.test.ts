@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
-import { MIN_MEMORY, MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
+import { checkProjectPids, MIN_MEMORY, MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
 
 const MiB = 2 ** 20
 const GiB = 2 ** 30
@@ -163,6 +163,24 @@ describe('pids', () => {
     expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '0' })).toBe(9)
     expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '99999' })).toBe(8 + 1024)
     expect(resolveOptions({ pids: 13 }, { UV_THREADPOOL_SIZE: '1' }).pids).toBe(13)
+  })
+
+  test('a project\'s test.env or execArgv that raises the floor over "pids" is refused once the project is known', () => {
+    const options = resolveOptions({ pids: 16 }, {})
+    let error: unknown
+    try {
+      checkProjectPids(options, { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
+    }
+    catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(IsolatedOptionsError)
+    expect((error as Error).message).toBe('[vitest-pool-isolated] option "pids" (16) must be at least 76 for project "api": its test.env sets UV_THREADPOOL_SIZE=64, '
+      + 'and pids counts threads: the sandbox uses 72 tasks (node\'s threads and the sandbox\'s init) before any test runs. Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.')
+    expect(() => checkProjectPids(options, { name: '', execArgv: ['--v8-pool-size=16'] }, {})).toThrow('must be at least 28 for the project: its execArgv is --v8-pool-size=16')
+    // Enough, or no limit: nothing to say.
+    checkProjectPids(resolveOptions({ pids: 76 }, {}), { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
+    checkProjectPids(resolveOptions({}, {}), { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
   })
 
   test('--v8-pool-size in NODE_OPTIONS or execArgv changes what node needs', () => {
