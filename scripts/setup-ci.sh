@@ -12,6 +12,7 @@
 #                     the arm64 prebuilt binaries (scripts/prebuild.mjs)
 #   qemu-user-static  runs the arm64 Node and isolated-init (test/e2e/prebuilt.test.ts)
 #   chromium          a real browser for the screenshot of `hunt --html` (test/e2e/hunt.test.ts)
+#   strace            who creates the user namespaces (test/integration/setup-errors.test.ts)
 # and, as root, the unprivileged user isolated-ci that the tests run commands as (doctor as a
 # user in test/e2e/cli.test.ts) and .ci/run runs the kernel tests again as.
 set -euo pipefail
@@ -28,6 +29,7 @@ command -v tar >/dev/null || tests+=(tar)
 command -v aarch64-linux-gnu-g++ >/dev/null || tests+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
 command -v qemu-aarch64-static >/dev/null || tests+=(qemu-user-static)
 command -v chromium >/dev/null || tests+=(chromium)
+command -v strace >/dev/null || tests+=(strace)
 need=("${build[@]}" "${tests[@]}")
 
 if [[ $(id -u) -ne 0 ]]; then

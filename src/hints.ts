@@ -14,8 +14,8 @@ const BUG = 'This is a bug in vitest-pool-isolated; please report it with the ou
 
 const USERNS_DISABLED = 'the kernel refused to create a user namespace. '
   + 'On Debian and older Ubuntu run `sysctl -w kernel.unprivileged_userns_clone=1`; '
-  + 'on Ubuntu >= 23.10 AppArmor restricts them: `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` '
-  + '(or give node an AppArmor profile with `userns,`); '
+  + 'on Ubuntu >= 23.10 AppArmor restricts them: `npx vitest-pool-isolated doctor` prints an AppArmor profile that allows '
+  + 'them to the pool\'s isolated-init alone (or, for every program, `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`); '
   + 'inside Docker the default seccomp profile blocks namespace flags: run the container with `--security-opt seccomp=unconfined`.'
 
 const MOUNT_REFUSED = 'the kernel refused a mount inside the sandbox\'s user namespace. '

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs'
 import os from 'node:os'
+import { appArmorMayRefuse, appArmorRemedy, appArmorState } from './apparmor.js'
 import { SandboxUnsupportedError } from './errors.js'
 import { BUILD_COMMAND } from './hints.js'
 import { native } from './native/binding.js'
@@ -38,7 +39,7 @@ function kernelAtLeast(major: number, minor: number): boolean {
 }
 
 /** Why user namespaces are refused, from the sysctls that can refuse them. */
-function usernsRemedy(errno: number): Pick<FeatureReport, 'reason' | 'remedy'> {
+function usernsRemedy(errno: number, initPath?: string): Pick<FeatureReport, 'reason' | 'remedy'> {
   if (readSysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0' && process.geteuid?.() !== 0) {
     return {
       reason: 'unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)',
@@ -48,11 +49,13 @@ function usernsRemedy(errno: number): Pick<FeatureReport, 'reason' | 'remedy'> {
   if (readSysctl('/proc/sys/user/max_user_namespaces') === '0') {
     return { reason: 'user.max_user_namespaces is 0', remedy: 'sudo sysctl -w user.max_user_namespaces=15000' }
   }
-  if (readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1' && process.geteuid?.() !== 0) {
+  const apparmor = appArmorState()
+  if ((errno === os.constants.errno.EPERM || errno === os.constants.errno.EACCES) && appArmorMayRefuse(apparmor)) {
     return {
-      reason: 'AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10+)',
-      remedy:
-        'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give node an AppArmor profile that allows "userns,"',
+      reason: apparmor.restricts
+        ? 'AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10+), and no profile allows them to the pool\'s isolated-init'
+        : `AppArmor confines this process (profile ${apparmor.confinedBy}) without "userns,", and no profile allows them to the pool's isolated-init`,
+      remedy: appArmorRemedy(initPath, apparmor),
     }
   }
   const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`
@@ -82,13 +85,16 @@ export function probe(): ProbeReport {
 
   if (addon) {
     const userns = addon.probeClone(CLONE.newuser)
-    features.userns = userns === 0 ? { ok: true } : { ok: false, ...usernsRemedy(userns) }
+    features.userns = userns === 0 ? { ok: true } : { ok: false, ...usernsRemedy(userns, addon.initPath) }
     const all = Object.values(CLONE).reduce((a, b) => a + b, 0)
     const namespaces = addon.probeClone(all)
-    features.namespaces =
-      namespaces === 0
-        ? { ok: true }
-        : { ok: false, ...usernsRemedy(namespaces), reason: `clone3 into user, mount, PID, net, IPC, UTS and cgroup namespaces failed (errno ${namespaces})` }
+    if (namespaces === 0) {
+      features.namespaces = { ok: true }
+    } else {
+      // A sysctl or AppArmor that explains it says so; otherwise which clone failed.
+      const why = usernsRemedy(namespaces, addon.initPath)
+      features.namespaces = { ok: false, ...why, reason: why.reason?.startsWith('clone3 with') ? `clone3 into user, mount, PID, net, IPC, UTS and cgroup namespaces failed (errno ${namespaces})` : why.reason }
+    }
   }
   return { ok: Object.values(features).every((f) => f.ok), features }
 }

@@ -109,7 +109,11 @@ export function judgeStart(input: StartVerdictInput): { verdict: Verdict; messag
   if (hitPids) {
     return {
       verdict: input.killedForPids || !exit.signal ? 'crashed' : 'signaled',
-      message: `the sandbox hit the pids limit (${input.pids}) before the worker started; node needs at least ${input.nodeNeeds} (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`,
+      // What node itself needs is refused at config load; past it, something the worker loads
+      // at its start (a --require'd module, a native addon) made threads of its own.
+      message: input.nodeNeeds > input.pids!
+        ? `the sandbox hit the pids limit (${input.pids}) before the worker started; node needs at least ${input.nodeNeeds} (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`
+        : `the sandbox hit the pids limit (${input.pids}) before the worker started: node itself needs ${input.nodeNeeds} tasks, and what it loads at its start (a --require'd module, a native addon) made more threads (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`,
     }
   }
   return {

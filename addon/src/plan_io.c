@@ -11,7 +11,7 @@
 #include "sandbox.h"
 
 #define PLAN_MAGIC 0x4e4c5049u /* "IPLN" */
-#define PLAN_VERSION 2u
+#define PLAN_VERSION 3u
 
 struct buf {
   char *data;
@@ -61,6 +61,10 @@ int plan_write(const struct plan *p, int fd) {
   put_u32(&b, p->worker_uid);
   put_u32(&b, p->worker_gid);
   put_u64(&b, p->root_size);
+  put_cstr(&b, p->uid_map);
+  put_cstr(&b, p->gid_map);
+  put_u32(&b, p->nest_uid);
+  put_u32(&b, p->nest_gid);
   put_cstr(&b, p->hostname);
   put_cstr(&b, p->cwd);
   put_cstr(&b, p->exec_path);
@@ -188,6 +192,10 @@ int plan_read(int fd, struct plan *p) {
   p->root_size = take_u64(&r);
   p->cgroup_fd = -1;
   p->nest_pidfd = -1;
+  p->uid_map = take_str(&r, NULL);
+  p->gid_map = take_str(&r, NULL);
+  p->nest_uid = take_u32(&r);
+  p->nest_gid = take_u32(&r);
   p->hostname = take_str(&r, NULL);
   p->cwd = take_str(&r, NULL);
   p->exec_path = take_str(&r, NULL);

@@ -1,7 +1,10 @@
 /* Shared between the N-API glue (binding.cc), the parent side (spawn.c),
  * the plan image (plan_io.c) and isolated-init (init_main.c, child.c). The
- * addon builds struct plan, writes it into a memfd and clones a child that
- * execs isolated-init, which reads the plan back and sets the sandbox up. */
+ * addon builds struct plan, writes it into a memfd and starts isolated-init
+ * as the launcher: it reads the plan, creates the namespaces (so that the
+ * program that creates user namespaces is this small one, which an AppArmor
+ * profile can allow, never node) with init in them, which execs
+ * isolated-init again and sets the sandbox up. */
 #ifndef ISOLATED_SANDBOX_H
 #define ISOLATED_SANDBOX_H
 
@@ -79,7 +82,7 @@ enum plan_flags {
 
 struct plan {
   uint32_t flags;
-  /* Written by the parent into /proc/<pid>/{uid,gid}_map. */
+  /* Written by the launcher into /proc/<pid>/{uid,gid}_map of init. */
   const char *uid_map;
   const char *gid_map;
   /* Ids inside the namespace: setup runs as 0 (all capabilities in the new
@@ -106,11 +109,11 @@ struct plan {
    * network namespace and hands the listening fds to Vitest (ports.c). */
   const uint16_t *ports;
   uint32_t port_count;
-  /* Nesting (parent side only, not in the image): a pidfd of the zygote sandbox's init, or -1.
-   * The new sandbox's user namespace is then made a child of that sandbox's, owned by
-   * nest_uid/nest_gid there (the zygote's ids, which then may enter it), and its PID namespace
-   * a child of that sandbox's (spawn.c, nest_*). uid_map/gid_map name ids of the zygote's
-   * user namespace. */
+  /* Nesting: a pidfd of the zygote sandbox's init (the addon's, passed to the launcher as an
+   * fd, not in the image), or -1. The new sandbox's user namespace is then made a child of that
+   * sandbox's, owned by nest_uid/nest_gid there (the zygote's ids, which then may enter it; in
+   * the image), and its PID namespace a child of that sandbox's (init_main.c, nest). uid_map
+   * and gid_map name ids of the zygote's user namespace. */
   int nest_pidfd;
   uint32_t nest_uid;
   uint32_t nest_gid;
@@ -157,6 +160,36 @@ enum init_fd {
   INIT_FD_END
 };
 
+/* isolated-init's modes, its argv[1]: the launcher (started by the addon, in the Vitest
+ * process's namespaces), a feature probe, or (no argument) init itself. */
+#define INIT_MODE_LAUNCH "launch"
+#define INIT_MODE_PROBE "probe"
+
+/* The launcher's own fds, past the idmapped mounts (INIT_FD_END + mounts + LAUNCH_FD_*):
+ * the socket it reports on, the cgroup init is cloned into (or none), a pidfd of the zygote
+ * sandbox's init to nest into (or none), and the executable it was started from (not
+ * close-on-exec: init is exec'd from it, see spawn.c). */
+enum launch_fd {
+  LAUNCH_FD_REPORT,
+  LAUNCH_FD_CGROUP,
+  LAUNCH_FD_NEST,
+  LAUNCH_FD_EXE,
+  LAUNCH_FD_COUNT
+};
+
+/* The launcher's one message on LAUNCH_FD_REPORT (a seqpacket socket): LAUNCH_OK or the
+ * failed step and errno, with (SCM_RIGHTS) a pidfd of init whenever init was cloned, then,
+ * nested, one of the process that cloned it. Both are the addon's children by CLONE_PARENT,
+ * and the addon reaps them; on a failure the launcher has killed init. */
+#define LAUNCH_OK (-1)
+#define LAUNCH_HAS_INIT 1u   /* the first fd: a pidfd of init */
+#define LAUNCH_HAS_HELPER 2u /* the next: a pidfd of the nested launcher's child */
+struct launch_report {
+  int32_t step;
+  int32_t err;
+  uint32_t has; /* LAUNCH_HAS_*: which pidfds come with it, in that order */
+};
+
 /* The plan as a flat image across execve (plan_io.c). plan_write writes it
  * to fd and rewinds; plan_read rebuilds the pointers (allocating), or
  * returns -1 with errno (EBADMSG for a malformed image). */
@@ -187,10 +220,22 @@ struct spawn_result {
 int idmap_prepare(const struct plan *plan, int *fds, int max, int *count, int *failed_op);
 void idmap_release(int *fds, int count);
 
-/* Parent side: clone3 into new namespaces, write the id maps. The child is
- * left waiting on sync_w so a caller can attach cgroups before it runs.
+/* Parent side: starts the launcher, which clones init into new namespaces and writes its
+ * id maps. init is left waiting on sync_w so a caller can attach cgroups before it runs.
  * Returns 0, or -1 with *failed_step and errno set (nothing left behind). */
 int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed_step);
+
+/* probe.c's work: isolated-init in probe mode clones with these flags. Returns 0, an errno,
+ * or -1 with errno when isolated-init could not be run. */
+int sandbox_probe(uint64_t flags);
+
+/* clone3.c: clone3 whose child runs fn(arg) on the stack the args give (CLONE_VM and the
+ * like) and exits with its return value. Returns the child's pid or -errno. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define HAVE_CLONE3_VM 1
+struct clone_args;
+long isolated_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#endif
 
 /* Builds the BPF deny list (EPERM for each syscall number, for ioctl
  * TIOCSTI when asked, and for the arg_count (nr, argument index, mask, errno) entries of
@@ -203,7 +248,8 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
                          struct sock_filter *out, uint32_t max);
 
 /* Feature probe: clone3 with these CLONE_* flags and a child that exits at
- * once. Returns 0 or an errno. Creates nothing that outlives the call. */
+ * once, made by isolated-init (as the sandbox's namespaces are: spawn.c). Returns 0 or an
+ * errno. Creates nothing that outlives the call. */
 int probe_clone(uint64_t flags);
 
 /* A new pseudo-terminal pair (both O_CLOEXEC, the slave O_NOCTTY) of this

@@ -15,6 +15,7 @@ import { cgroupDriver, type LimitName, type Limits } from '../cgroup/index.js'
 import { DELEGATION_REMEDY } from '../cgroup/v2.js'
 import { checkVitestVersion, SUPPORTED_VITEST } from '../compat.js'
 import { IsolatedError, SandboxSetupError } from '../errors.js'
+import { appArmorProfile, appArmorRemedy, appArmorState, isLegalProfilePath } from '../apparmor.js'
 import { BUILD_COMMAND } from '../hints.js'
 import { probe } from '../kernel.js'
 import { native, nativeOrigin, packageRoot } from '../native/binding.js'
@@ -23,7 +24,7 @@ import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan } from '../sandbox/spawn.js'
 import { loadProject, type LoadedProject } from './project.js'
-import { parseCommandArgs } from './usage.js'
+import { parseCommandArgs, UsageError } from './usage.js'
 import { WORKER_MODULE_ENV } from '../zygote/contract.js'
 import { Zygote } from '../zygote/main.js'
 import { zygoteSupport, ZYGOTE_NODE_MAJORS } from '../zygote/support.js'
@@ -45,19 +46,35 @@ export interface DoctorReport {
 }
 
 const HELP = `Usage: vitest-pool-isolated doctor [--root DIR] [--config FILE] [--json]
+       vitest-pool-isolated doctor --apparmor-profile
 
 Checks that the isolated pool can run here with this project's options: kernel, user
-namespaces, container and seccomp, one throw-away sandbox, cgroups per limit, the native
-binary, Node and Vitest. Exit 0 when it can, 1 otherwise, 2 on bad usage.
+namespaces, AppArmor, container and seccomp, one throw-away sandbox, cgroups per limit, the
+native binary, Node and Vitest. Exit 0 when it can, 1 otherwise, 2 on bad usage.
+
+--apparmor-profile prints the AppArmor profile that lets this package's isolated-init, and
+nothing else, create user namespaces where AppArmor restricts them (Ubuntu >= 23.10):
+  npx vitest-pool-isolated doctor --apparmor-profile | sudo tee /etc/apparmor.d/<name>
+  sudo apparmor_parser -r /etc/apparmor.d/<name>
+(doctor names the file when it is needed).
 `
 
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs({
     args: argv,
-    options: { json: { type: 'boolean' }, root: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      json: { type: 'boolean' }, root: { type: 'string' }, config: { type: 'string', short: 'c' },
+      'apparmor-profile': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
   })
   if (values.help) {
     process.stdout.write(HELP)
+    return 0
+  }
+  if (values['apparmor-profile']) {
+    const { initPath } = native()
+    if (!isLegalProfilePath(initPath)) throw new UsageError(`the path of isolated-init (${initPath}) holds a quote or a backslash, which an AppArmor profile cannot name; install the package elsewhere`)
+    process.stdout.write(appArmorProfile(initPath).text)
     return 0
   }
   const report = await doctor({ root: path.resolve(values.root ?? process.cwd()), config: values.config })
@@ -168,6 +185,19 @@ export async function doctor({ root, config }: { root: string; config?: string }
     add(userns.ok
       ? { name: 'user namespaces', status: 'ok', detail: `a new user namespace can be created (${sysctls})` }
       : { name: 'user namespaces', status: 'fail', detail: `${userns.reason} (${sysctls})`, remedy: userns.remedy })
+  }
+
+  // AppArmor, where it may refuse user namespaces: the pool's isolated-init creates them (never
+  // node), so a profile for that one file is the narrowest fix.
+  const apparmor = appArmorState()
+  if (features.addon?.ok && (apparmor.restricts || (apparmor.mediatesUserns && apparmor.confinedBy))) {
+    const { initPath } = native()
+    const what = apparmor.restricts
+      ? 'restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)'
+      : `confines this process (profile ${apparmor.confinedBy})`
+    add(userns?.ok && features.namespaces?.ok !== false
+      ? { name: 'apparmor', status: 'ok', detail: `${what}; the pool's isolated-init (${initPath}) may create them` }
+      : { name: 'apparmor', status: 'fail', detail: `${what}, and no profile lets the pool's isolated-init (${initPath}) create them`, remedy: appArmorRemedy(initPath, apparmor) })
   }
 
   // A sysctl that refuses user namespaces is named above; only an unexplained refusal is the container's.

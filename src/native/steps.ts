@@ -1,7 +1,7 @@
 /** The setup steps in the order they run; must equal addon/src/steps.def (checked at load). */
 export const STEPS = [
-  'nest_setns', 'nest_ids', 'nest_fork', 'clone', 'exec_init', 'setgroups', 'uid_map', 'gid_map',
-  'read_plan', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base', 'root_tmpfs',
+  'nest_setns', 'nest_ids', 'nest_fork', 'exec_init', 'launch', 'read_plan', 'clone', 'setgroups', 'uid_map', 'gid_map',
+  'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base', 'root_tmpfs',
   'mkdir', 'bind', 'tmpfs', 'idmap', 'overlay', 'proc', 'devpts', 'symlink', 'write_file', 'seal', 'detach_oldroot',
   'pivot_root', 'chdir', 'loopback', 'host_ports', 'hostname', 'fork_worker',
   'dup_fds', 'close_fds', 'set_ids', 'drop_caps', 'no_new_privs', 'seccomp', 'exec',
@@ -12,7 +12,7 @@ export type Step = (typeof STEPS)[number]
 
 /** The system call behind each step, for SystemError-shaped messages. */
 export const STEP_SYSCALL: Record<Step, string> = {
-  nest_setns: 'setns', nest_ids: 'setresuid', nest_fork: 'clone3', clone: 'clone3', exec_init: 'execveat', read_plan: 'read', setgroups: 'write', uid_map: 'write', gid_map: 'write',
+  nest_setns: 'setns', nest_ids: 'setresuid', nest_fork: 'clone3', clone: 'clone3', exec_init: 'execveat', launch: 'recvmsg', read_plan: 'read', setgroups: 'write', uid_map: 'write', gid_map: 'write',
   sync_wait: 'read', pdeathsig: 'prctl', setsid: 'setsid', make_private: 'mount',
   base_tmpfs: 'mount', pivot_base: 'pivot_root', root_tmpfs: 'mount', mkdir: 'mkdir', bind: 'mount',
   tmpfs: 'mount', idmap: 'mount_setattr', overlay: 'mount', proc: 'mount', devpts: 'mount', symlink: 'symlink', write_file: 'write',

@@ -139,8 +139,9 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   try {
     raw = await addon.spawn(plan)
   } catch (error) {
-    if (isStepError(error)) throw setupError(plan, error)
-    throw error
+    if (!isStepError(error)) throw error
+    // Nested, a sandbox the launcher could not make may be the nesting's fault: see below.
+    throw zygote && plan.nestPidfd !== undefined ? new ZygoteNestFailed(setupError(plan, error)) : setupError(plan, error)
   }
   debug('sandbox %d cloned%s', raw.pid, plan.nestPidfd === undefined ? '' : ' (nested in the zygote\'s)')
 

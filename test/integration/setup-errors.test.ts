@@ -37,7 +37,7 @@ function basePlan(): NativePlan {
  * exec_init has its own test below.
  */
 const KERNEL_ONLY = [
-  'clone', 'exec_init', 'read_plan', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
+  'clone', 'exec_init', 'launch', 'read_plan', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
   'root_tmpfs', 'detach_oldroot', 'pivot_root', 'loopback', 'fork_worker', 'dup_fds', 'close_fds',
   'drop_caps', 'no_new_privs',
   // Nesting in the zygote's sandbox (spawn.c): the clone of its PID namespace's first process.
@@ -191,6 +191,63 @@ describe('the sandbox\'s init program', () => {
     }
     finally {
       fs.rmSync(copy, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('the launcher (isolated-init run before any namespace exists)', () => {
+  test('one that ends without a report fails the spawn at step launch, leaving nothing behind', () => {
+    // A program that exits at once where isolated-init should be: no sandbox and no word of why.
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'isolated-mute-'))
+    try {
+      fs.cpSync(path.join(repo, 'build/Release'), copy, { recursive: true })
+      fs.copyFileSync('/bin/true', path.join(copy, 'isolated-init'))
+      const script = `
+        const addon = require(${JSON.stringify(path.join(copy, 'isolated_sandbox.node'))})
+        const fdsBefore = require('fs').readdirSync('/proc/self/fd').length
+        addon.spawn(${JSON.stringify(basePlan())}).then(
+          () => { console.log(JSON.stringify({ started: true })); process.exit(1) },
+          (e) => console.log(JSON.stringify({ step: e.step, errno: e.errno,
+            fdsLeft: require('fs').readdirSync('/proc/self/fd').length - fdsBefore })))`
+      const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+      expect(JSON.parse(out)).toEqual({ step: 'launch', errno: os.constants.errno.EPIPE, fdsLeft: 0 })
+    }
+    finally {
+      fs.rmSync(copy, { recursive: true, force: true })
+    }
+  })
+
+  test('it, not node, creates the user namespaces: every clone with CLONE_NEWUSER comes from isolated-init (strace)', () => {
+    // What AppArmor mediates is the creating task (userns_create): a profile for isolated-init
+    // must be enough, so node may create none, for a sandbox or for a probe.
+    const script = `
+      const { spawnPlan } = await import(${JSON.stringify(path.join(repo, 'dist/sandbox/spawn.js'))})
+      const { probe } = await import(${JSON.stringify(path.join(repo, 'dist/kernel.js'))})
+      if (!probe().ok) throw new Error('probe failed')
+      const sandbox = await spawnPlan(${JSON.stringify(basePlan())})
+      sandbox.stdout.resume(); sandbox.stderr.resume()
+      const exit = await sandbox.exited
+      if (exit.code !== 0) throw new Error('worker exit ' + exit.code)`
+    const trace = path.join(os.tmpdir(), `isolated-strace-${process.pid}.txt`)
+    try {
+      execFileSync('strace', ['-f', '-qq', '-e', 'trace=clone,clone3,unshare,execve,execveat', '-o', trace, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' })
+      const program = new Map<string, string>()
+      const creators: string[] = []
+      for (const line of fs.readFileSync(trace, 'utf8').split('\n')) {
+        const m = /^(\d+) +(\w+)\((.*)$/.exec(line)
+        if (!m) continue
+        const [, pid, call, rest] = m
+        // An execveat may be split by strace ("<unfinished ...>"): its argv is on the first line.
+        if (call === 'execve' || call === 'execveat') program.set(pid!, /\[(.*?)\]/.exec(rest!)?.[1] ?? '?')
+        if (/CLONE_NEWUSER/.test(rest!)) creators.push(`${program.get(pid!) ?? 'node (not exec\'d)'}`)
+      }
+      // The probe's clones (a user namespace alone, then all of them) and the sandbox's.
+      expect(creators.filter(c => c.startsWith('"isolated-init", "probe"')).length, creators.join('\n')).toBeGreaterThanOrEqual(2)
+      expect(creators.filter(c => c === '"isolated-init", "launch"').length, creators.join('\n')).toBe(1)
+      expect(creators.filter(c => !c.startsWith('"isolated-init", "probe"') && c !== '"isolated-init", "launch"'), 'clones with CLONE_NEWUSER by others').toEqual([])
+    }
+    finally {
+      fs.rmSync(trace, { force: true })
     }
   })
 })

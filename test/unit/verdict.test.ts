@@ -15,6 +15,12 @@ describe('judgeStart: a sandbox that ended before its worker answered start', ()
     })
   })
 
+  test('node itself fits the limit: what it loaded at its start made the threads, and the message says so', () => {
+    expect(judgeStart({ exit: { code: null, signal: 'SIGKILL' }, usage, pids: 16, pidsLimitHits: 1, nodeNeeds: 12, killedForPids: true }).message).toBe(
+      'the sandbox hit the pids limit (16) before the worker started: node itself needs 12 tasks, and what it loads at its start (a --require\'d module, a native addon) made more threads '
+      + '(pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it hung, so the sandbox was killed')
+  })
+
   test('a peak at the limit alone says it only where the counter cannot be read', () => {
     expect(judgeStart({ exit: { code: 1, signal: null }, usage, pids: 16, pidsLimitHits: null, nodeNeeds: 12 }).message).toMatch(/^the sandbox hit the pids limit \(16\)/)
     expect(judgeStart({ exit: { code: 1, signal: null }, usage, pids: 16, pidsLimitHits: 0, nodeNeeds: 12 }).message).toBe('the sandboxed worker ended before it started: it exited with code 1')

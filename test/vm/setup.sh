@@ -4,6 +4,12 @@
 #
 #   bash test/vm/setup.sh            # install what is missing
 #   bash test/vm/setup.sh --refresh  # also re-fetch the guest kernel and busybox if Debian has newer ones
+#   bash test/vm/setup.sh --apparmor # also fetch apparmor_parser 4 (trixie's, with its glibc) into the cache
+#
+# VM_KERNEL_SUITE=bookworm-backports takes the guest kernel from that Debian suite instead of the
+# machine's own sources (through a private apt configuration in the cache; the host's sources
+# stay as they are): 6.12, whose AppArmor mediates the creation of user namespaces. Use another
+# VM_CACHE for it: a cache holds one kernel.
 #
 # Two kinds of packages:
 # - host tools (qemu-system-x86, kmod) are installed with apt-get install;
@@ -19,12 +25,15 @@ export DEBIAN_FRONTEND=noninteractive
 CACHE=${VM_CACHE:-/var/tmp/vitest-pool-isolated-vm}
 HOST_PACKAGES=(qemu-system-x86 kmod xz-utils)
 
-refresh=0
-case "${1:-}" in
-  --refresh) refresh=1 ;;
-  '') ;;
-  *) echo "usage: $0 [--refresh]" >&2; exit 2 ;;
-esac
+refresh=0 apparmor=0
+for arg in "$@"; do
+  case $arg in
+    --refresh) refresh=1 ;;
+    --apparmor) apparmor=1 ;;
+    *) echo "usage: $0 [--refresh] [--apparmor]" >&2; exit 2 ;;
+  esac
+done
+KERNEL_SUITE=${VM_KERNEL_SUITE:-}
 
 log() { echo "vm-setup: $*" >&2; }
 die() { echo "vm-setup: error: $*" >&2; exit 1; }
@@ -61,6 +70,25 @@ fi
 
 # --- guest packages, unpacked into the cache ----------------------------------------------------
 mkdir -p "$CACHE"
+
+# suite_apt SUITE: writes an apt configuration that sees that Debian suite alone (its own lists
+# under the cache; signed with the archive keys the host already trusts) and runs one
+# `apt-get update` of it per run. Its path: $CACHE/apt/SUITE/apt.conf.
+declare -A suite_updated=()
+suite_apt() {
+  local suite=$1 dir=$CACHE/apt/$1
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/etc"
+  if id _apt >/dev/null 2>&1; then chown _apt "$dir/lists/partial" "$dir/cache/archives/partial"; fi
+  echo "deb http://deb.debian.org/debian $suite main" >"$dir/etc/sources.list"
+  printf '%s\n' "Dir::State \"$dir\";" "Dir::State::Lists \"$dir/lists\";" \
+    'Dir::State::status "/var/lib/dpkg/status";' "Dir::Cache \"$dir/cache\";" \
+    "Dir::Etc::SourceList \"$dir/etc/sources.list\";" 'Dir::Etc::SourceParts "/nonexistent";' >"$dir/apt.conf"
+  if [[ -z ${suite_updated[$suite]:-} ]]; then
+    log "apt-get update ($suite)"
+    APT_CONFIG=$dir/apt.conf apt-get update -q >/dev/null
+    suite_updated[$suite]=1
+  fi
+}
 
 # unpack_guest_package NAME DIR KEEP...: downloads the candidate version of Debian package NAME
 # and unpacks the paths KEEP of it into DIR/<name>_<version>, then points DIR/current at it.
@@ -110,12 +138,18 @@ need() { # need DIR: true when DIR/current is missing or --refresh was given
 kernel_dir=$CACHE/kernel
 mkdir -p "$kernel_dir"
 if need "$kernel_dir"; then
-  apt_update_once
+  if [[ -n $KERNEL_SUITE ]]; then
+    suite_apt "$KERNEL_SUITE"
+    export APT_CONFIG=$CACHE/apt/$KERNEL_SUITE/apt.conf
+  else
+    apt_update_once
+  fi
   # linux-image-amd64 is a metapackage; the kernel itself is the package it depends on, e.g.
   # linux-image-6.1.0-56-amd64.
   kpkg=$(apt-cache depends linux-image-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
   [[ -n $kpkg ]] || die "cannot resolve the kernel package behind linux-image-amd64"
   unpack_guest_package "$kpkg" "$kernel_dir" boot lib/modules
+  unset APT_CONFIG
   kver=$(basename "$(echo "$kernel_dir"/current/lib/modules/*)")
   # The package ships no modules.dep (its postinst would run depmod); run.sh needs it to load
   # modules in dependency order. -b keeps depmod inside the cache.
@@ -160,5 +194,26 @@ if need "$busybox_dir"; then
   unpack_guest_package busybox-static "$busybox_dir" bin/busybox
 fi
 [[ -x $busybox_dir/current/bin/busybox ]] || die "incomplete busybox in $busybox_dir/current; run $0 --refresh"
+
+# --- apparmor_parser 4 (the `userns` rule), run in the guest through its own glibc --------------
+# Bookworm's parser (3.0) knows no `userns,`; trixie's 4.1 needs glibc 2.38. Both packages are
+# unpacked, never installed: the guest runs $CACHE/apparmor/parser.sh, which starts the parser
+# with trixie's loader and libraries.
+if [[ $apparmor == 1 ]]; then
+  aa_dir=$CACHE/apparmor
+  mkdir -p "$aa_dir/parser" "$aa_dir/libc"
+  if [[ $refresh == 1 || ! -x $aa_dir/parser.sh ]]; then
+    suite_apt trixie
+    export APT_CONFIG=$CACHE/apt/trixie/apt.conf
+    unpack_guest_package apparmor "$aa_dir/parser" sbin/apparmor_parser etc/apparmor.d/abi etc/apparmor.d/tunables
+    unpack_guest_package libc6 "$aa_dir/libc" lib/x86_64-linux-gnu
+    unset APT_CONFIG
+    libs=$aa_dir/libc/current/lib/x86_64-linux-gnu
+    printf '%s\n' '#!/bin/sh' '# apparmor_parser 4 from trixie, with trixie'"'"'s glibc (test/vm/setup.sh --apparmor)' \
+      "exec $libs/ld-linux-x86-64.so.2 --library-path $libs $aa_dir/parser/current/sbin/apparmor_parser --config-file=/dev/null --base $aa_dir/parser/current/etc/apparmor.d \"\$@\"" >"$aa_dir/parser.sh"
+    chmod 755 "$aa_dir/parser.sh"
+  fi
+  "$aa_dir/parser.sh" --version >/dev/null || die "apparmor_parser 4 does not run from $aa_dir"
+fi
 
 log "ready: qemu $(qemu-system-x86_64 --version | awk 'NR == 1 { print $4 }'), guest kernel $kver, cache $CACHE"
