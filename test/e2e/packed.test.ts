@@ -192,3 +192,37 @@ test.skipIf(optOut)('packed: host services by declaration and the audit, as issu
   }
 }, 300_000)
 
+
+test.skipIf(optOut)('packed: what a user meets (issue 19) — a refused snapshot fails its test, config errors come first, a CI secret stays out', async () => {
+  // A refused file snapshot: a failed test in the JSON report, with the reason, at its line.
+  const snaps = path.join(project!.dir, 'snapshot-refused')
+  copyFixtureAsInstalled('snapshot-refused', snaps)
+  const refused = await runVitest({ root: snaps, pool: 'isolated', cli, cwd: project!.dir, args: ['--update'] })
+  expect(refused.exitCode, describeRun(refused)).toBe(1)
+  const results = refused.report!.testResults.flatMap(f => f.assertionResults)
+  const outside = results.find(r => r.title === 'a file snapshot outside the test\'s directory')!
+  expect(outside.status).toBe('failed')
+  expect(outside.failureMessages!.join('\n')).toContain('Keep toMatchFileSnapshot() files inside the test file\'s directory.')
+  expect(refused.output).toMatch(/refused\.test\.ts:4:/)
+  expect(refused.output).not.toMatch(/Unhandled|Test Run Error/)
+
+  // memory: 1M and an unwritable report path: refused before any test runs, naming the value.
+  const secrets = path.join(project!.dir, 'secrets')
+  copyFixtureAsInstalled('secrets', secrets)
+  const started = Date.now()
+  const memory = await runVitest({ root: secrets, pool: 'isolated', cli, cwd: project!.dir, env: { VITEST_ISOLATED_MEMORY: '1M' } })
+  expect(memory.exitCode, describeRun(memory)).not.toBe(0)
+  expect(memory.output).toContain('environment variable VITEST_ISOLATED_MEMORY (option "memory") must be at least 32 MiB')
+  expect(Date.now() - started).toBeLessThan(30_000)
+  const report = await runVitest({ root: secrets, pool: 'isolated', cli, cwd: project!.dir, env: { VITEST_ISOLATED_REPORT: '/proc/vitest-pool-isolated-report.json' } })
+  expect(report.exitCode, describeRun(report)).not.toBe(0)
+  expect(report.output).toContain('report.file /proc/vitest-pool-isolated-report.json cannot be written')
+  expect(report.report?.numPassedTests ?? 0).toBe(0)
+
+  // ACTIONS_RUNTIME_TOKEN in Vitest's environment: absent inside a test, named in the summary.
+  const token = await runVitest({ root: secrets, pool: 'isolated', cli, cwd: project!.dir, env: { ACTIONS_RUNTIME_TOKEN: 'actions-secret-value' } })
+  expect(token.exitCode, describeRun(token)).toBe(0)
+  expect(token.output).toContain('"actions":null')
+  expect(token.output).toMatch(/withheld +ACTIONS_RUNTIME_TOKEN/)
+  expect(token.output).not.toContain('actions-secret-value')
+}, 300_000)
