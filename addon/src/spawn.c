@@ -131,6 +131,31 @@ static void reap_pidfd(int pidfd) {
   }
 }
 
+#ifdef HAVE_CLONE3_VM
+/* Like posix_spawn: fn runs on a stack of its own in our memory (CLONE_VM) until its execve,
+ * which CLONE_VFORK waits for. A fork would copy Vitest's page tables and make every page Vitest
+ * then writes fault and be copied for as long as the child lives: measured, that was most of
+ * the pool's cost in Vitest. Every signal is blocked meanwhile: no handler of Node's may run in
+ * a child that shares its memory (isolated-init unblocks them). Returns the pid or -errno. */
+static long vfork_exec(int (*fn)(void *), void *arg) {
+  void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -errno;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  struct clone_args a;
+  memset(&a, 0, sizeof a);
+  a.flags = CLONE_VM | CLONE_VFORK;
+  a.exit_signal = SIGCHLD;
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = CHILD_STACK_SIZE;
+  long pid = isolated_clone3(&a, sizeof a, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  munmap(stack, CHILD_STACK_SIZE);
+  return pid;
+}
+#endif
+
 /* How long the launcher may take to report (a clone and three small writes; generous, for a
  * machine under load). */
 #define LAUNCH_REPORT_TIMEOUT_MS 60000
@@ -193,37 +218,9 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
   };
   out->plan_fd = -1;
 
-  /* No signal handler of Node's may run in a child that shares its memory;
-   * isolated-init unblocks them. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long launcher = -1; /* our child that execs the launcher */
+  long launcher; /* our child that execs the launcher */
 #ifdef HAVE_CLONE3_VM
-  /* Like posix_spawn: share our memory until the child's execve, which
-   * CLONE_VFORK waits for. A fork would copy Vitest's page tables and make
-   * every page Vitest then writes fault and be copied for as long as the
-   * sandbox lives: measured, that was most of the pool's cost in Vitest. */
-  void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) {
-    *failed_step = STEP_exec_init;
-  } else {
-    struct clone_args a;
-    memset(&a, 0, sizeof a);
-    a.flags = CLONE_VM | CLONE_VFORK;
-    a.exit_signal = SIGCHLD;
-    a.stack = (uint64_t)(uintptr_t)stack;
-    a.stack_size = CHILD_STACK_SIZE;
-    launcher = isolated_clone3(&a, sizeof a, exec_child, &child);
-    if (launcher < 0) {
-      errno = (int)-launcher;
-      *failed_step = STEP_exec_init;
-      launcher = -1;
-    }
-    int saved_map = errno;
-    munmap(stack, CHILD_STACK_SIZE);
-    errno = saved_map;
-  }
+  launcher = vfork_exec(exec_child, &child);
 #else
   /* Fork-style (no CLONE_VM wrapper for this architecture). */
   {
@@ -232,11 +229,15 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
     a.exit_signal = SIGCHLD;
     launcher = syscall(SYS_clone3, &a, sizeof a);
     if (launcher == 0) syscall(SYS_exit_group, exec_child(&child));
-    if (launcher < 0) *failed_step = STEP_exec_init;
+    if (launcher < 0) launcher = -errno;
   }
 #endif
-  int saved = errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int saved = 0;
+  if (launcher < 0) {
+    saved = (int)-launcher;
+    *failed_step = STEP_exec_init;
+    launcher = -1;
+  }
   idmap_release(mount_fds, mount_count);
   int child_ends[] = {sync_p[0], err_p[1], status_p[1], ipc[1], out_p[1], errout_p[1], in_p[0], net[1], report[1]};
   close_all(child_ends, 9);
@@ -361,20 +362,7 @@ int sandbox_probe(uint64_t flags) {
 #ifdef HAVE_CLONE3_VM
   struct probe_child c = {.init_fd = init_fd, .err = 0};
   snprintf(c.flags, sizeof c.flags, "%llu", (unsigned long long)flags);
-  void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return -1;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  struct clone_args a;
-  memset(&a, 0, sizeof a);
-  a.flags = CLONE_VM | CLONE_VFORK;
-  a.exit_signal = SIGCHLD;
-  a.stack = (uint64_t)(uintptr_t)stack;
-  a.stack_size = CHILD_STACK_SIZE;
-  long pid = isolated_clone3(&a, sizeof a, probe_exec, &c);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  munmap(stack, CHILD_STACK_SIZE);
+  long pid = vfork_exec(probe_exec, &c);
   if (pid < 0) {
     errno = (int)-pid;
     return -1;
