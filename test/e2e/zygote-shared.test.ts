@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { expect, test } from 'vitest'
 import { requireKernel } from '../support/kernel.js'
@@ -90,7 +91,10 @@ test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an op
 }, 150_000)
 
 test('the check is real: it sees an open file a child inherited and a page two processes share', async () => {
-  const child = spawn('/bin/sleep', ['30'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  // The child gets this process's own open file as its fd 3: the same open file description,
+  // which kcmp must report. (Nothing else is shared by accident: node opens its fds close-on-exec.)
+  const mine = fs.openSync(CHECKER, 'r')
+  const child = spawn('/bin/sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', mine] })
   // A python that maps shared memory, touches it and forks: parent and child share its pages.
   const pages = spawn('/usr/bin/python3', ['-c', [
     'import mmap, os, time, sys',
@@ -103,12 +107,13 @@ test('the check is real: it sees an open file a child inherited and a page two p
   try {
     const parent = await new Promise<number>((resolve) => pages.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
     const forked = processesUnder(parent).find(p => p !== parent)!
-    expect(check([child.pid!], [process.pid]).files.length).toBeGreaterThan(0)
+    expect(check([child.pid!], [process.pid]).files.map(f => f.fd)).toContain(3)
     const shared = check([forked], [parent])
     expect(shared.sharedMappings[String(forked)]!.length).toBeGreaterThan(0)
     expect(shared.pages.length).toBeGreaterThan(0)
   } finally {
     child.kill('SIGKILL')
+    fs.closeSync(mine)
     for (const p of processesUnder(pages.pid!)) process.kill(p, 'SIGKILL')
   }
 })
