@@ -153,3 +153,19 @@ setName(ProtocolError, 'ProtocolError')
 function setName(ctor: { prototype: Error }, name: string): void {
   Object.defineProperty(ctor.prototype, 'name', { value: name, writable: true, configurable: true, enumerable: false })
 }
+
+/** The zygote ended or never started: the caller spawns a fresh worker instead. */
+export class ZygoteGone extends Error {}
+
+/**
+ * A file's sandbox could not be built nested in the zygote's, where a fresh one could: its view
+ * is cut from the zygote's, whose mounts come along locked (overlayfs refuses a lower layer with
+ * locked mounts below it: projectWrites 'discard' rootless over a project with hidden caches).
+ * That file gets a fresh worker; if that one is built, so does every later file of this zygote's
+ * (a fresh sandbox that fails too says the plan is at fault: its error is the file's).
+ */
+export class ZygoteNestFailed extends ZygoteGone {
+  constructor(readonly setupError: Error) {
+    super(`a sandbox nested in the zygote's could not be built: ${setupError.message.split('\n')[0]}`, { cause: setupError })
+  }
+}

@@ -1,5 +1,5 @@
 export { isolated, isolatedPool } from './plugin.js'
-export { exposeHostPort } from './host-ports.js'
+export { exposeHostPort } from './run/host-ports.js'
 export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork, IsolatedHostPort, IsolatedProjectWrites } from './options.js'
 export {
   IsolatedError,

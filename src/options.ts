@@ -3,7 +3,7 @@ import { isAbsolute, normalize, resolve } from 'node:path'
 import { IsolatedOptionsError, type OptionProblem } from './errors.js'
 import * as v from 'valibot'
 import { closest } from './suggest.js'
-import { knownSyscalls } from './sandbox/seccomp.js'
+import { knownSyscalls } from './native/syscalls.js'
 
 /** An extra bind mount of a host path into the sandbox. */
 export interface IsolatedBindMount {
@@ -170,7 +170,7 @@ export interface ResolvedIsolatedOptions {
   tmpSizeBytes: number
   mounts: ResolvedMount[]
   env: Record<string, string>
-  /** Withheld variables passed through anyway (src/secrets.ts). */
+  /** Withheld variables passed through anyway (src/sandbox/secrets.ts). */
   secretsPass: string[]
   /** What is valid but likely a mistake (an unknown VITEST_ISOLATED_* variable, more CPUs than the machine has); the plugin prints them once. */
   warnings: string[]

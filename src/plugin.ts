@@ -1,12 +1,12 @@
 // From vitest/config rather than vite: that module adds `configureVitest` to Vite's Plugin type.
 import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, Vitest, VitestPluginContext } from 'vitest/node'
-import { checkVitestVersion, markIsolateChosen, vitestApi } from './compat.js'
+import { checkVitestVersion, markIsolateChosen, vitestApi } from './vitest/compat.js'
 import { checkProjectPids, resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
-import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool-worker.js'
-import { hasReporter, reporterFor } from './reporter.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool/transport.js'
+import { hasReporter, reporterFor } from './pool/reporter.js'
 import { IsolatedError } from './errors.js'
-import { Supervisor } from './supervisor.js'
+import { Supervisor } from './run/supervisor.js'
 
 const POOL_NAME = 'isolated'
 export const PLUGIN_NAME = 'vitest-pool-isolated'
@@ -100,7 +100,7 @@ export function isolated(options?: IsolatedOptions): Plugin {
       config.poolRunner = pool
       // `enforce: 'require'` fails here, before any test runs.
       await supervisor.prepare(vitest)
-      // Loads the running Vitest's own functions once, before any sandbox (src/compat.ts).
+      // Loads the running Vitest's own functions once, before any sandbox (src/vitest/compat.ts).
       await vitestApi(vitest)
       // With isolate: false Vitest reuses one worker, and so one sandbox, for several files.
       config.isolate = true

@@ -8,7 +8,7 @@
  * write renames a fresh file onto it (replacing a shipped hard link or FIFO
  * instead of writing through it), a removal unlinks it after an lstat.
  *
- * Policy (which paths, which base) is decided in src/snapshot-fs.ts. */
+ * Policy (which paths, which base) is decided in src/guard/snapshot-fs.ts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import { NAME_PREFIX, nextCgroupName, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
 import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -168,14 +168,6 @@ function removeIfEmpty(dir: string): boolean {
     return true
   } catch {
     return false
-  }
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir)
-  } catch {
-    return []
   }
 }
 

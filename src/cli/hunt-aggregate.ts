@@ -4,7 +4,7 @@
  * reproduce. A test whose file the sandbox ended (memory limit, timeout, crash) failed in that
  * run with the verdict's sentence as its error, also when the file died before it was collected.
  */
-import type { Verdict } from '../verdict.js'
+import type { Verdict } from '../run/verdict.js'
 import type { Condition } from './hunt-args.js'
 
 export type TestState = 'passed' | 'failed' | 'skipped' | 'pending'

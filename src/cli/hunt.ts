@@ -1,6 +1,6 @@
 /**
  * `vitest-pool-isolated hunt`: one Vitest process, created once, whose test files run again and
- * again, each run under its own CPU and memory limits (src/run-limits.ts). Files are collected
+ * again, each run under its own CPU and memory limits (src/run/limits.ts). Files are collected
  * and transformed once; every run still gets fresh sandboxes and cgroups.
  */
 import fs from 'node:fs'
@@ -8,12 +8,12 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import type { Reporter, TestCase, TestModule, TestRunResult, TestSpecification, Vitest } from 'vitest/node'
 import { IsolatedError } from '../errors.js'
-import { META_KEY } from '../reporter.js'
-import { setRunLimits } from '../run-limits.js'
-import type { FileReport } from '../verdict.js'
+import { META_KEY } from '../pool/reporter.js'
+import { setRunLimits } from '../run/limits.js'
+import type { FileReport } from '../run/verdict.js'
 import { aggregate, type FileOutcome, type RunOutcome, type TestState } from './hunt-aggregate.js'
 import { HUNT_HELP, parseHuntArgs, UsageError, type HuntPlan } from './hunt-args.js'
-import { unwritable } from '../writable.js'
+import { unwritable } from '../run/writable.js'
 import { huntHtml, huntJson, huntTable, progressLine, type ProgressState } from './hunt-report.js'
 
 export interface HuntIo {

@@ -19,7 +19,7 @@ import { native } from '../native/binding.js'
 import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, PLAN, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan, type Sandbox } from '../sandbox/spawn.js'
-import { Supervisor } from '../supervisor.js'
+import { Supervisor } from '../run/supervisor.js'
 import { loadProject } from './project.js'
 
 const HELP = `Usage: vitest-pool-isolated shell [--root DIR] [--config FILE] [test-file] [-- CMD ARGS…]

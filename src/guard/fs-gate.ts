@@ -21,7 +21,7 @@
  *
  * Writes are not gated: main writes for a worker only where Vitest chose the path (its module
  * cache, coverage temp files, attachment copies); the worker's own writes (snapshots) have their
- * own channel and policy (src/snapshot-fs.ts).
+ * own channel and policy (src/guard/snapshot-fs.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import fs from 'node:fs'

@@ -3,7 +3,7 @@
  * they bind and the directories inside those that they hide.
  *
  * Hidden: Vitest's file-system module cache (4.1: `experimental.fsModuleCache`, 5: `fsModuleCache`,
- * on by default; src/compat.ts names the difference). Main writes there
+ * on by default; src/vitest/compat.ts names the difference). Main writes there
  * the transforms of every module it compiled, its own included (globalSetup, files a worker was
  * refused), and it sits inside the read-only view of `node_modules`. The worker never needs it
  * (modules travel over RPC because `cacheFs` stays unset), so each sandbox gets an empty
@@ -12,7 +12,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { TestProject } from 'vitest/node'
-import { moduleCache, parseVitestVersion, MODULE_CACHE_NAMES } from '../compat.js'
+import { moduleCache, parseVitestVersion, MODULE_CACHE_NAMES } from '../vitest/compat.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { hostLayout } from '../sandbox/host-layout.js'
 import { workerUidOf } from '../sandbox/plan.js'

@@ -20,8 +20,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { debuglog } from 'node:util'
 import { runForMain } from './fs-gate.js'
-import { splitCachedModule } from '../compat.js'
-import type { CoverageFiles } from '../coverage-files.js'
+import { splitCachedModule } from '../vitest/compat.js'
+import type { CoverageFiles } from './coverage-files.js'
 import type { SandboxView } from './view.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -80,7 +80,7 @@ const METHODS: Record<string, Check> = {
     if (typeof coverage === 'string') {
       // Vitest 5 sends the name of a file the worker wrote, which main reads at the end. Only one
       // in the sandbox's own coverage directory, read here without following links, cleaned like
-      // 4.1's, and passed on as a copy under a name of main's (src/coverage-files.ts).
+      // 4.1's, and passed on as a copy under a name of main's (src/guard/coverage-files.ts).
       const files = guard.coverageFiles
       if (!files) return `coverage as a file the worker names (${coverage}) is not expected: the sandbox has no coverage directory`
       const read = files.read(coverage)
@@ -217,7 +217,7 @@ export class RpcGuard {
       // transforms too), so main sends the code.
       const tmp = r.tmp
       const { tmp: _, cached: __, ...rest } = r
-      // 4.1 keeps the source map inline; 5 after the code, sent as `sourceMap` (src/compat.ts).
+      // 4.1 keeps the source map inline; 5 after the code, sent as `sourceMap` (src/vitest/compat.ts).
       const { code, sourceMap } = splitCachedModule(runForMain(() => fs.readFileSync(tmp, 'utf8')))
       r = { ...rest, code, ...(sourceMap === undefined ? {} : { sourceMap }) }
     }

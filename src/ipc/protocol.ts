@@ -37,7 +37,7 @@ export interface FsResult {
 
 /**
  * What the worker's audit hooks saw since its last such message (src/worker/audit.ts): only
- * sent when the audit is on, validated and bounded by main (src/audit.ts) like anything else
+ * sent when the audit is on, validated and bounded by main (src/guard/audit.ts) like anything else
  * the worker says.
  */
 export interface AuditMessage {
@@ -46,7 +46,7 @@ export interface AuditMessage {
   writes: string[]
   /** `address:port/tcp`, `address:port/udp`, or `dns name` for a host name looked up. */
   network: string[]
-  /** Withheld CI credentials (src/secrets.ts) the test looked up in `process.env`. */
+  /** Withheld CI credentials (src/sandbox/secrets.ts) the test looked up in `process.env`. */
   env?: string[]
 }
 

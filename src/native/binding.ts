@@ -24,6 +24,17 @@ export interface NativePlanOp {
   data?: string
 }
 
+/** The seccomp filter init installs (built by src/sandbox/seccomp.ts). */
+export interface NativeSeccomp {
+  deny: number[]
+  tiocsti: boolean
+  ioctl: number
+  /** Flat [nr, argument index, mask, errno, …] entries refused with errno when the argument has a bit of the mask. */
+  masked?: number[]
+  /** Refused with ENOSYS (libc then falls back to an older call). */
+  enosys?: number[]
+}
+
 export interface NativePlan {
   flags: number
   uidMap: string
@@ -48,7 +59,7 @@ export interface NativePlan {
   envp: string[]
   ops: NativePlanOp[]
   /** Installed by the worker right before execve; absent for none. */
-  seccomp?: import('../sandbox/seccomp.js').NativeSeccomp
+  seccomp?: NativeSeccomp
   /**
    * Host fds the worker gets as its 0, 1, 2 instead of /dev/null and two pipes (then
    * stdoutFd/stderrFd are -1); `vitest-pool-isolated shell` uses it. -1 keeps the default.
@@ -117,7 +128,7 @@ export interface NativeAddon {
   ptyOpen(cols: number, rows: number): { master: number; slave: number }
   /** TIOCSWINSZ on a pty master; returns 0 or an errno. */
   ptyResize(master: number, cols: number, rows: number): number
-  // Snapshot file operations for Vitest main (src/snapshot-fs.ts), resolved below `base`
+  // Snapshot file operations for Vitest main (src/guard/snapshot-fs.ts), resolved below `base`
   // without following a symbolic link at any component (openat2 RESOLVE_BENEATH |
   // RESOLVE_NO_SYMLINKS); `path` is relative to `base`, plain components only. Synchronous;
   // each throws a NativeFsError.

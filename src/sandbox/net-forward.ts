@@ -7,7 +7,7 @@
  *   not the port.
  * - the debugger: on request, init makes an unconnected TCP socket of the sandbox's network
  *   namespace; here it is connected to the worker's inspector port (inside) and piped to a
- *   connection accepted on the host (src/inspector-forward.ts).
+ *   connection accepted on the host (src/sandbox/inspector-forward.ts).
  */
 import fs from 'node:fs'
 import net from 'node:net'

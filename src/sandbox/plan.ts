@@ -54,14 +54,14 @@ export interface PlanInput {
   hide?: readonly string[]
   /**
    * Host directories of this sandbox alone, bound writable over a path inside the read-only
-   * binds (Vitest 5's coverage files directory, src/coverage-files.ts).
+   * binds (Vitest 5's coverage files directory, src/guard/coverage-files.ts).
    */
   writable?: readonly { source: string; target: string }[]
   /** Ports init listens on inside for the host forward (network 'loopback' only). */
   hostPorts?: readonly number[]
   /** Init keeps a control socket for main (the debugger's way in). */
   netControl?: boolean
-  /** Host directories of the run bound read-only (the code cache, src/compile-cache.ts). */
+  /** Host directories of the run bound read-only (the code cache, src/run/compile-cache.ts). */
   readOnly?: readonly { source: string; target: string }[]
   /**
    * 'zygote': the zygote's own sandbox (src/zygote/), the worker's in all but these: no network
@@ -224,4 +224,37 @@ function sortByDepth(ops: NativePlanOp[]): NativePlanOp[] {
     .map((op, i) => ({ op, i }))
     .sort((a, b) => depth(a.op.dst) - depth(b.op.dst) || a.i - b.i)
     .map((x) => x.op)
+}
+
+/**
+ * The mount points of a plan as the worker's audit needs them: `[path, own]`, where `own` is a
+ * place of the sandbox's own that writes may go to without being an attempt (a writable tmpfs:
+ * /tmp, $HOME, /dev/shm, `mounts` tmpfs; /proc and /dev/pts; a writable bind: the device nodes,
+ * `writable` mounts, Vitest 5's coverage directory). Everything else (read-only binds of host
+ * paths, sealed /proc parts, generated files, the root, and any kind of mount this list does not
+ * know, such as an overlay over the project whose writes are thrown away) is not, so writes
+ * there are listed whether they fail or succeed. The deepest mount point containing a path wins.
+ */
+export function auditAreas(ops: readonly NativePlanOp[]): [string, boolean][] {
+  const areas = new Map<string, boolean>([['/', false]])
+  for (const op of ops) {
+    const writable = (op.flags & OPF.ro) === 0
+    switch (op.kind) {
+      case OP.tmpfs:
+      case OP.bind:
+        areas.set(op.dst, writable)
+        break
+      case OP.proc:
+      case OP.devpts:
+        areas.set(op.dst, true)
+        break
+      case OP.symlink:
+      case OP.mkdir:
+      case OP.write:
+        break // no mount: the path lies on whatever holds it
+      default:
+        areas.set(op.dst, false) // seal, file, and kinds added later (an overlay)
+    }
+  }
+  return [...areas]
 }

@@ -8,21 +8,36 @@ import net from 'node:net'
 import os from 'node:os'
 import { debuglog } from 'node:util'
 import { Readable } from 'node:stream'
-import { IsolatedError, SandboxSetupError } from '../errors.js'
+import { IsolatedError, SandboxSetupError, ZygoteNestFailed } from '../errors.js'
 import type { FileCgroup } from '../cgroup/index.js'
 import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeSpawned, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
-import { auditAreas } from '../audit.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
 import { readRecord } from '../ipc/record.js'
 import { hostLayout } from './host-layout.js'
 import { forwardHostPorts, openSandboxNet, type SandboxNet } from './net-forward.js'
-import { buildPlan, OP, PLAN, workerIdsOf, workerUidOf } from './plan.js'
-import { ZygoteNestFailed, type Zygote } from '../zygote/main.js'
+import { auditAreas, buildPlan, OP, PLAN, workerIdsOf, workerUidOf } from './plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
+
+/** What the file's sandbox needs of the zygote to be nested in it (NativePlan's nest fields). */
+export interface Nest {
+  nestPidfd: number
+  nestUid: number
+  nestGid: number
+}
+
+/**
+ * The zygote as a sandbox sees it (src/zygote/main.ts is the one): the ids a file's sandbox is
+ * nested under, and the copy it sends into the finished sandbox to become the worker.
+ */
+export interface NestingZygote {
+  readonly usable: boolean
+  nest(): Nest
+  enter(initPidfd: number, planFd: number, procs: readonly string[]): Promise<void>
+}
 
 export interface SpawnRequest {
   /** Absolute path of the JS file node runs inside the sandbox (dist/worker/entry.js). */
@@ -40,16 +55,16 @@ export interface SpawnRequest {
   cgroup?: FileCgroup
   /** Directories inside the binds that the sandbox hides (see src/guard/project-view.ts). */
   hide?: readonly string[]
-  /** Per-sandbox host directories bound writable (see src/coverage-files.ts). */
+  /** Per-sandbox host directories bound writable (see src/guard/coverage-files.ts). */
   writable?: readonly { source: string; target: string }[]
   /** Host services reachable inside at 127.0.0.1:<port> (options.hostPorts plus exposeHostPort's). */
   hostPorts?: readonly { port: number; host: string }[]
   /** Keep a control socket to init so main can connect to the worker's inspector inside. */
   netControl?: boolean
-  /** Host directories bound read-only (the run's code cache, src/compile-cache.ts). */
+  /** Host directories bound read-only (the run's code cache, src/run/compile-cache.ts). */
   readOnly?: readonly { source: string; target: string }[]
   /** The zygote of this worker environment (src/zygote/): its copy becomes the worker when the plan allows it. */
-  zygote?: Zygote
+  zygote?: NestingZygote
 }
 
 export interface SandboxExit {
@@ -128,7 +143,7 @@ export async function spawnSandbox(req: SpawnRequest): Promise<Sandbox> {
  * init outlives its worker until the sandbox is killed (the zygote's sandbox, which nested
  * sandboxes live in), and the sandbox keeps a pidfd of init for them (`nestPidfd`).
  */
-export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: Zygote, { hold = false }: { hold?: boolean } = {}): Promise<Sandbox> {
+export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: NestingZygote, { hold = false }: { hold?: boolean } = {}): Promise<Sandbox> {
   const addon = native()
   // Nested, the clone runs with the zygote's ids, which may not write to the cgroup: main
   // moves init in while it waits (attach).

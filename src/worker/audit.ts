@@ -5,7 +5,7 @@
  * It wraps, in this process's JavaScript, the calls through which a test tries what the
  * sandbox refuses or hides:
  * - `fs` calls that write (sync, callback and promise forms, write streams, opens with a write
- *   flag) on a path outside the sandbox's own writable places (src/audit.ts auditAreas), and any
+ *   flag) on a path outside the sandbox's own writable places (src/guard/audit.ts auditAreas), and any
  *   that fails with EROFS wherever it was aimed (a symbolic link may lead out of /tmp);
  * - `net.Socket#connect` (net, http, tls, fetch all go through it) and `dgram` send and connect
  *   to an address that is not loopback;
@@ -82,7 +82,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
 
   // ---- withheld credentials ----------------------------------------------------------------------
 
-  // A look-up of a name the pool withheld (src/secrets.ts): the test wanted a CI credential.
+  // A look-up of a name the pool withheld (src/sandbox/secrets.ts): the test wanted a CI credential.
   if (withheld.length > 0) {
     const names = new Set(withheld)
     const looked = (key: string | symbol) => {

@@ -24,7 +24,7 @@ if (!workerModulePath) {
   die('VITEST_ISOLATED_WORKER_MODULE is not set; the worker cannot find Vitest. This is a bug in vitest-pool-isolated.')
 }
 
-// The run's V8 code cache (src/compile-cache.ts): read-only here, except in the warm-up sandbox,
+// The run's V8 code cache (src/run/compile-cache.ts): read-only here, except in the warm-up sandbox,
 // which runs no test and only imports Vitest's worker module to fill it. Set before that import,
 // so Vitest's runtime, chai and the rest compile from the cache.
 const compileCacheDir = process.env.VITEST_ISOLATED_COMPILE_CACHE_DIR

@@ -33,7 +33,7 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
     return processExit(1)
   }
   // The audit's hooks, before any test code and only when the audit is on: otherwise the module
-  // is never loaded. Main tells which places are the sandbox's own (src/audit.ts).
+  // is never loaded. Main tells which places are the sandbox's own (src/guard/audit.ts).
   const auditAreas = process.env[AUDIT_ENV]
   const auditWithheld = process.env[AUDIT_WITHHELD_ENV]?.split(',').filter(Boolean) ?? []
   delete process.env[AUDIT_ENV]

@@ -5,7 +5,7 @@
  * Inside the sandbox the project is mounted read-only at its host path, so reads stay local
  * and see the host's files, while writes (`.snap` files, inline snapshots rewriting the test
  * file, `toMatchFileSnapshot`, obsolete-file removal with `-u`) are sent to Vitest main over our
- * channel; the host applies them after checking the path (see src/snapshot-fs.ts).
+ * channel; the host applies them after checking the path (see src/guard/snapshot-fs.ts).
  *
  * Behaves like Vitest's own VitestNodeSnapshotEnvironment otherwise. It deliberately imports no
  * `vitest` module at runtime: when this package is installed outside the project (linked,

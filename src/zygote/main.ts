@@ -25,7 +25,8 @@ import { native, nativeOrigin, type NativeStepError } from '../native/binding.js
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerIdsOf, workerUidOf } from '../sandbox/plan.js'
-import { spawnPlan, type Sandbox } from '../sandbox/spawn.js'
+import { spawnPlan, type Nest, type NestingZygote, type Sandbox } from '../sandbox/spawn.js'
+import { ZygoteGone } from '../errors.js'
 import { STEPS } from '../native/steps.js'
 import { readRecord } from '../ipc/record.js'
 import { ENTER_READY, MAX_PROCS, PROBE_ENV, PROBE_MAIN_ENV, READY, REPORT_SIZE } from './contract.js'
@@ -38,9 +39,6 @@ export const ZYGOTE_ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url)
 /** Longest a zygote may take to import Vitest's runtime before the run goes on without it. */
 const START_TIMEOUT = 30_000
 
-/** The zygote ended or never started: the caller spawns a fresh worker instead. */
-export class ZygoteGone extends Error {}
-
 /**
  * A copy could not enter its file's sandbox (a step and an errno): that file gets a fresh
  * worker, and so does every later one of this zygote's (it would most likely fail again).
@@ -49,26 +47,6 @@ export class ZygoteEntryFailed extends ZygoteGone {
   constructor(readonly failure: NativeStepError) {
     super(`a copy of the zygote failed its entry at step ${failure.step} (errno ${failure.errno})`)
   }
-}
-
-/**
- * A file's sandbox could not be built nested in the zygote's, where a fresh one could: its view
- * is cut from the zygote's, whose mounts come along locked (overlayfs refuses a lower layer with
- * locked mounts below it: projectWrites 'discard' rootless over a project with hidden caches).
- * That file gets a fresh worker; if that one is built, so does every later file of this zygote's
- * (a fresh sandbox that fails too says the plan is at fault: its error is the file's).
- */
-export class ZygoteNestFailed extends ZygoteGone {
-  constructor(readonly setupError: Error) {
-    super(`a sandbox nested in the zygote's could not be built: ${setupError.message.split('\n')[0]}`, { cause: setupError })
-  }
-}
-
-/** What the file's sandbox needs of the zygote to be nested in it (NativePlan's nest fields). */
-export interface Nest {
-  nestPidfd: number
-  nestUid: number
-  nestGid: number
 }
 
 /** The e2e harness's compromised-zygote probe (contract.ts), read once, when this module loads. */
@@ -86,7 +64,7 @@ export interface ZygoteStart {
   cgroup?: FileCgroup
 }
 
-export class Zygote {
+export class Zygote implements NestingZygote {
   /**
    * Starts a zygote in a sandbox of its own: the worker's view and ids, confined
    * (src/sandbox/plan.ts, role 'zygote'), plus the addon, which no worker loads.

@@ -10,7 +10,7 @@ await requireKernel()
 
 const root = fixtureDir('coverage')
 /**
- * Vitest 5's providers write their results from inside the worker (src/coverage-files.ts), 4.1's
+ * Vitest 5's providers write their results from inside the worker (src/guard/coverage-files.ts), 4.1's
  * send them over RPC. @vitest/coverage-istanbul is installed for Vitest 5 only (test/v5).
  */
 const PROVIDERS = E2E_MAJOR === 5 ? ['v8', 'istanbul'] as const : ['v8'] as const

@@ -8,7 +8,7 @@ import { describeRun, runVitest, type Pool } from '../support/run-vitest.js'
 
 await requireKernel()
 
-// CI credentials in Vitest's environment (src/secrets.ts): withheld from workers by default,
+// CI credentials in Vitest's environment (src/sandbox/secrets.ts): withheld from workers by default,
 // named once in the summary, listed by the audit when a test looks one up; passed through when
 // the config says so (fixtures/secrets passes NPM_TOKEN). Under forks every one is there.
 const root = fixtureDir('secrets')

@@ -5,10 +5,10 @@ import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { exposeHostPort } from '../../src/host-ports.js'
+import { exposeHostPort } from '../../src/run/host-ports.js'
 import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options.js'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
-import { Supervisor, type Launched } from '../../src/supervisor.js'
+import { Supervisor, type Launched } from '../../src/run/supervisor.js'
 import { requireKernel } from '../support/kernel.js'
 
 await requireKernel()

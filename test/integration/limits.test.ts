@@ -9,7 +9,7 @@ import { spawnSandbox } from '../../src/sandbox/spawn.js'
 import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options.js'
 import { cpuQuotaCeiling, requireKernel } from '../support/kernel.js'
 import { requireCgroups } from '../support/cgroups.js'
-import { Supervisor } from '../../src/supervisor.js'
+import { Supervisor } from '../../src/run/supervisor.js'
 import { SandboxUnsupportedError } from '../../src/errors.js'
 
 await requireKernel()

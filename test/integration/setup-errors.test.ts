@@ -222,7 +222,7 @@ describe('the launcher (isolated-init run before any namespace exists)', () => {
     // must be enough, so node may create none, for a sandbox or for a probe.
     const script = `
       const { spawnPlan } = await import(${JSON.stringify(path.join(repo, 'dist/sandbox/spawn.js'))})
-      const { probe } = await import(${JSON.stringify(path.join(repo, 'dist/kernel.js'))})
+      const { probe } = await import(${JSON.stringify(path.join(repo, 'dist/sandbox/kernel.js'))})
       if (!probe().ok) throw new Error('probe failed')
       const sandbox = await spawnPlan(${JSON.stringify(basePlan())})
       sandbox.stdout.resume(); sandbox.stderr.resume()

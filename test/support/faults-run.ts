@@ -72,7 +72,7 @@ export interface LeftoverOptions {
   /** More names that must not appear in the host's /tmp (besides the pid and the mark). */
   tmpNames?: string[]
   /**
-   * The run's code cache directory (Node >= 22, src/compile-cache.ts) may be left in its TMPDIR:
+   * The run's code cache directory (Node >= 22, src/run/compile-cache.ts) may be left in its TMPDIR:
    * only for a SIGKILLed Vitest, which nothing of it survives to clean; the next run removes it.
    */
   compileCacheLeft?: boolean

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url'
 import { beforeEach } from 'vitest'
 import { DIST_DIR } from './repo.js'
 
-/** The shape `probe()` from dist/kernel.js resolves to. */
+/** The shape `probe()` from dist/sandbox/kernel.js resolves to. */
 export interface KernelProbe {
   ok: boolean
   features: Record<string, { ok: boolean, reason?: string }>
@@ -26,7 +26,7 @@ export function kernelGate(): Promise<KernelGate> {
 }
 
 async function probeKernel(): Promise<KernelGate> {
-  const kernelJs = path.join(DIST_DIR, 'kernel.js')
+  const kernelJs = path.join(DIST_DIR, 'sandbox', 'kernel.js')
   if (!fs.existsSync(kernelJs)) {
     return { ok: false, reason: `${kernelJs} does not exist: build the package first (npm run build)` }
   }

@@ -18,7 +18,7 @@ import { failureMessages, outcomes } from './report.js'
 export type Where = Pick<LimitsRunOptions, 'root' | 'cli' | 'cwd'>
 
 const MiB = 1 << 20
-/** The 'try' warning of src/supervisor.ts; it must appear exactly once per run. */
+/** The 'try' warning of src/run/supervisor.ts; it must appear exactly once per run. */
 const WITHOUT_LIMITS = 'running WITHOUT these limits'
 
 function rootOf(where: Where): string {

@@ -5,7 +5,7 @@ import path from 'node:path'
 import tmp from 'tmp'
 import { RunWatcher } from './limits-host.js'
 import { fixtureDir, NODE_BIN, REPO_ROOT, VITEST_CLI } from './repo.js'
-import type { FileReport } from '../../src/verdict.js'
+import type { FileReport } from '../../src/run/verdict.js'
 import { childEnv as baseChildEnv, type JsonReport, type VitestRun } from './run-vitest.js'
 
 /** One record of our usage report (VITEST_ISOLATED_REPORT). */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { appArmorProfile, appArmorRemedy, isLegalProfilePath } from '../../src/apparmor.js'
+import { appArmorProfile, appArmorRemedy, isLegalProfilePath } from '../../src/sandbox/apparmor.js'
 
 describe('the AppArmor profile for isolated-init', () => {
   test('attaches to exactly that path, allows userns and nothing is restricted beyond', () => {

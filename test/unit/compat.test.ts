@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import { coverageFilesDirectory, markIsolateChosen, moduleCache, vitestApi } from '../../src/compat.js'
+import { coverageFilesDirectory, markIsolateChosen, moduleCache, vitestApi } from '../../src/vitest/compat.js'
 import { REPO_ROOT } from '../support/repo.js'
 
 const VITEST4_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')

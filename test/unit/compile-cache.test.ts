@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, expect, test } from 'vitest'
 import { ourPidNamespace } from '../../src/cgroup/types.js'
-import { removeStaleCaches } from '../../src/compile-cache.js'
+import { removeStaleCaches } from '../../src/run/compile-cache.js'
 
 const dirs: string[] = []
 afterEach(() => {

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { CoverageFiles } from '../../src/coverage-files.js'
+import { CoverageFiles } from '../../src/guard/coverage-files.js'
 import { RpcGuard } from '../../src/guard/rpc.js'
 import { SandboxView } from '../../src/guard/view.js'
 

@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
-import { exposedVersion, exposeHostPort, hostPortsNow } from '../../src/host-ports.js'
+import { exposedVersion, exposeHostPort, hostPortsNow } from '../../src/run/host-ports.js'
 import { resolveOptions } from '../../src/options.js'
 import { buildPlan, PLAN } from '../../src/sandbox/plan.js'
 

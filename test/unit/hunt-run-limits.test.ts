@@ -1,8 +1,8 @@
 import { expect, test } from 'vitest'
 import type { Vitest } from 'vitest/node'
 import { resolveOptions } from '../../src/options.js'
-import { runLimitsOf, setRunLimits } from '../../src/run-limits.js'
-import { Supervisor } from '../../src/supervisor.js'
+import { runLimitsOf, setRunLimits } from '../../src/run/limits.js'
+import { Supervisor } from '../../src/run/supervisor.js'
 
 /** A supervisor that has seen this Vitest instance (prepare's first step), without the kernel. */
 function supervisorOf(vitest: Vitest): Supervisor {

@@ -4,10 +4,10 @@ import { describe, expect, test, vi } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
 import * as api from '../../src/index.js'
 import { isolated, isolatedPool } from '../../src/plugin.js'
-import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from '../../src/pool-worker.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from '../../src/pool/transport.js'
 import { REPO_ROOT } from '../support/repo.js'
 
-/** The repo's Vitest 4.1, whose node.js the plugin loads its adapter from (src/compat.ts). */
+/** The repo's Vitest 4.1, whose node.js the plugin loads its adapter from (src/vitest/compat.ts). */
 const VITEST_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')
 
 vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))

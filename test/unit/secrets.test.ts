@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { WITHHELD_ENV, withholdSecrets } from '../../src/secrets.js'
+import { WITHHELD_ENV, withholdSecrets } from '../../src/sandbox/secrets.js'
 
 test('CI credentials are left out, and named; everything else stays', () => {
   const { env, withheld } = withholdSecrets({ PATH: '/bin', NPM_TOKEN: 'x', ACTIONS_RUNTIME_TOKEN: 'y', HOME: '/root' }, new Set())

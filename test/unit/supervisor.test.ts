@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream'
 import { expect, test } from 'vitest'
 import { resolveOptions } from '../../src/options.js'
 import type { Sandbox } from '../../src/sandbox/spawn.js'
-import { Supervisor, type Launched } from '../../src/supervisor.js'
+import { Supervisor, type Launched } from '../../src/run/supervisor.js'
 
 /** A stand-in for a booted sandbox: the spare policy is under test, not the spawn. */
 function fakeLaunch(): { launch: () => Promise<Launched>; launched: Launched[]; killed: () => number } {

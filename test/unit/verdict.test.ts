@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { judge, judgeStart, stderrCause } from '../../src/verdict.js'
+import { judge, judgeStart, stderrCause } from '../../src/run/verdict.js'
 
 const usage = { memoryPeakBytes: 3 << 20, cpuUserMs: 1, cpuSystemMs: 1, pidsPeak: 16, oomKilled: false }
 

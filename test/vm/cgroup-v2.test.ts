@@ -14,7 +14,7 @@ import { afterAll, describe, expect, test } from 'vitest'
 import { cgroupDriver, type FileCgroup, type Limits } from '../../src/cgroup/index.js'
 import { resolveOptions, tasksNodeNeeds, type ResolvedIsolatedOptions } from '../../src/options.js'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
-import { judge, judgeStart } from '../../src/verdict.js'
+import { judge, judgeStart } from '../../src/run/verdict.js'
 import { cpuQuotaCeiling, requireKernel } from '../support/kernel.js'
 
 await requireKernel()
@@ -227,7 +227,7 @@ describe('cgroup v2', () => {
       const sandbox = await spawn(cgroup, 'hang.mjs')
       sandbox.ipc.destroy()
       // node may abort, or hang waiting for a thread the limit refused (V8's platform). As the
-      // pool does (src/start-watch.ts): a hit on pids.events seen twice, 50 ms apart, ends it.
+      // pool does (src/pool/start-watch.ts): a hit on pids.events seen twice, 50 ms apart, ends it.
       let ended = false
       let seen = false
       const timer = setInterval(() => {

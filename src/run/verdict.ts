@@ -3,8 +3,8 @@
  * sentence, from the kernel's own counters (cgroup OOM-kill count, pids peak)
  * and the exit status. Never guessed from a signal alone.
  */
-import type { FileAudit } from './audit.js'
-import type { Usage } from './cgroup/index.js'
+import type { FileAudit } from '../guard/audit.js'
+import type { Usage } from '../cgroup/index.js'
 
 export type Verdict = 'ok' | 'failed' | 'oom' | 'timeout' | 'signaled' | 'crashed' | 'setup-error'
 
@@ -22,7 +22,7 @@ export interface FileReport {
   oomKilled: boolean
   /** The sentence shown in Vitest's output for a verdict other than ok/failed. */
   message?: string
-  /** With `audit`: what the file tried that the sandbox refused or hid (src/audit.ts). */
+  /** With `audit`: what the file tried that the sandbox refused or hid (src/guard/audit.ts). */
   audit?: FileAudit
 }
 

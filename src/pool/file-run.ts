@@ -1,5 +1,5 @@
 /**
- * The life of the test files one sandbox runs, next to the transport (src/pool-worker.ts): which
+ * The life of the test files one sandbox runs, next to the transport (src/pool/transport.ts): which
  * request Vitest is waiting on, the per-file timeout, the cgroup's accounting, the usage records,
  * and the verdict when the sandbox ends early (a limit, a crash, a worker that could not start),
  * told in Vitest's own terms: the file fails with the sentence that names the cause, and the
@@ -10,17 +10,17 @@ import type { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { debuglog } from 'node:util'
 import type { PoolOptions, WorkerRequest } from 'vitest/node'
-import { AuditLog, unroutedPackets } from './audit.js'
-import type { FileCgroup } from './cgroup/index.js'
-import { vitestApi } from './compat.js'
+import { AuditLog, unroutedPackets } from '../guard/audit.js'
+import type { FileCgroup } from '../cgroup/index.js'
+import { vitestApi } from '../vitest/compat.js'
 import { FileTracker } from './file-tracker.js'
-import { CHANNEL_LOST_EXIT } from './ipc/protocol.js'
-import { tasksNodeNeeds, type ResolvedIsolatedOptions } from './options.js'
+import { CHANNEL_LOST_EXIT } from '../ipc/protocol.js'
+import { tasksNodeNeeds, type ResolvedIsolatedOptions } from '../options.js'
 import { META_KEY } from './reporter.js'
-import type { Sandbox, SandboxExit } from './sandbox/spawn.js'
+import type { Sandbox, SandboxExit } from '../sandbox/spawn.js'
 import { StartWatch } from './start-watch.js'
-import type { Supervisor } from './supervisor.js'
-import { judge, judgeStart, stderrCause, type FileReport } from './verdict.js'
+import type { Supervisor } from '../run/supervisor.js'
+import { judge, judgeStart, stderrCause, type FileReport } from '../run/verdict.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -158,7 +158,7 @@ export class FileRun {
     forward(message)
   }
 
-  /** An audit message of the worker's; ignored unless the audit is on (src/audit.ts validates it). */
+  /** An audit message of the worker's; ignored unless the audit is on (src/guard/audit.ts validates it). */
   onAudit(message: unknown): void {
     if (this.host.resolved.audit) this.audit.merge(message)
   }

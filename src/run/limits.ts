@@ -5,7 +5,7 @@
  * from its own copy of this module) sees it, and nothing is process-wide.
  */
 import type { Vitest } from 'vitest/node'
-import type { Limits } from './cgroup/index.js'
+import type { Limits } from '../cgroup/index.js'
 
 const RUN_LIMITS = Symbol.for('vitest-pool-isolated.run-limits')
 

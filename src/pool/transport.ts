@@ -4,19 +4,19 @@ import type { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { debuglog } from 'node:util'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
-import { coverageFilesDirectory } from './compat.js'
+import { coverageFilesDirectory } from '../vitest/compat.js'
 import { drain, FileRun, isWorkerRequest, STDIO_DRAIN_TIMEOUT } from './file-run.js'
-import { runForWorker } from './guard/fs-gate.js'
-import { projectView } from './guard/project-view.js'
-import { RpcGuard } from './guard/rpc.js'
-import { Channel } from './ipc/channel.js'
-import { AUDIT_WITHHELD_ENV, isIsolatedMessage, type FsRequest, type IsolatedMessage } from './ipc/protocol.js'
-import { checkProjectPids, type ResolvedIsolatedOptions } from './options.js'
-import type { Sandbox } from './sandbox/spawn.js'
-import { applySnapshotRequest } from './snapshot-fs.js'
-import { withholdSecrets } from './secrets.js'
-import { Supervisor } from './supervisor.js'
-import { DEFAULT_INSPECTOR_PORT } from './inspector-forward.js'
+import { runForWorker } from '../guard/fs-gate.js'
+import { projectView } from '../guard/project-view.js'
+import { RpcGuard } from '../guard/rpc.js'
+import { Channel } from '../ipc/channel.js'
+import { AUDIT_WITHHELD_ENV, isIsolatedMessage, type FsRequest, type IsolatedMessage } from '../ipc/protocol.js'
+import { checkProjectPids, type ResolvedIsolatedOptions } from '../options.js'
+import type { Sandbox } from '../sandbox/spawn.js'
+import { applySnapshotRequest } from '../guard/snapshot-fs.js'
+import { withholdSecrets } from '../sandbox/secrets.js'
+import { Supervisor } from '../run/supervisor.js'
+import { DEFAULT_INSPECTOR_PORT } from '../sandbox/inspector-forward.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -28,16 +28,16 @@ const SIGKILL_TIMEOUT = 500
 const GRACEFUL_EXIT_TIMEOUT = 1000
 
 /** Absolute path of the worker entry that runs inside the sandbox. */
-export const WORKER_ENTRY = fileURLToPath(new URL('./worker/entry.js', import.meta.url))
+export const WORKER_ENTRY = fileURLToPath(new URL('../worker/entry.js', import.meta.url))
 /** Absolute path of the snapshot environment module the worker loads. */
-export const SNAPSHOT_ENVIRONMENT = fileURLToPath(new URL('./worker/snapshot-env.js', import.meta.url))
+export const SNAPSHOT_ENVIRONMENT = fileURLToPath(new URL('../worker/snapshot-env.js', import.meta.url))
 
 type LogStream = NodeJS.WriteStream | Writable
 
 /**
  * One sandboxed test worker. A thin transport shaped like Vitest's ForksPoolWorker: the sandbox
  * replaces the child process and our channel replaces Node's IPC. What happens to the files the
- * sandbox runs (timeout, accounting, verdicts) is src/file-run.ts; what main may do for the
+ * sandbox runs (timeout, accounting, verdicts) is src/pool/file-run.ts; what main may do for the
  * worker is src/guard/.
  *
  * `cacheFs` stays unset on purpose: Vitest then sends transformed modules over RPC instead of
@@ -110,7 +110,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     const { project } = this.options
     // The plugin refuses this at config load; isolatedPool() alone learns of test.env only here.
     checkProjectPids(this.resolved, { name: project.name, env: project.config.env, execArgv: project.config.execArgv })
-    // CI credentials stay out (src/secrets.ts) unless the config passes or sets them.
+    // CI credentials stay out (src/sandbox/secrets.ts) unless the config passes or sets them.
     const pass = new Set([...this.resolved.secretsPass, ...Object.keys(this.resolved.env), ...Object.keys(project.config.env ?? {})])
     const { env: shared, withheld } = withholdSecrets(this.options.env, pass)
     this.supervisor.withheld(withheld)
@@ -240,7 +240,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     })
   }
 
-  /** Our own messages: snapshot writes, applied on the host by src/snapshot-fs.ts; the audit's findings. */
+  /** Our own messages: snapshot writes, applied on the host by src/guard/snapshot-fs.ts; the audit's findings. */
   private onIsolatedMessage(message: IsolatedMessage): void {
     if (message.__isolated__ === 'audit') {
       this.run.onAudit(message)

@@ -14,7 +14,7 @@
  * - mkdir   (c), or the directory of (b).
  *
  * For (c), no path segment below the test's directory may be a dot or `node_modules` segment,
- * nor the name one the host loads (see src/host-loaded.ts). The project root was considered
+ * nor the name one the host loads (see src/guard/host-loaded.ts). The project root was considered
  * instead of the test's directory and refused: it would let any test rewrite any source file of
  * the project, where this rule confines a test to its own directory.
  * `toMatchFileSnapshot('../elsewhere/out.txt')` is therefore refused (EACCES); the error says how
@@ -23,7 +23,7 @@
  * cannot be told from a source file by its path.
  *
  * Above all three: nothing Vitest main loaded as code or configuration (its configs and what
- * they import, globalSetup files and their imports, reporters; src/host-loaded.ts) is ever
+ * they import, globalSetup files and their imports, reporters; src/guard/host-loaded.ts) is ever
  * written, removed or shadowed by a new module of the same stem, whatever the update mode: the
  * next run would execute it on the host, outside every sandbox.
  *
@@ -42,8 +42,8 @@ import { promises as fs, readlinkSync } from 'node:fs'
 import { dirname, isAbsolute, normalize, relative, sep } from 'node:path'
 import { debuglog } from 'node:util'
 import { hostLoadedFiles, hostLoadedMatch, hostNameReason } from './host-loaded.js'
-import type { FsError, FsRequest } from './ipc/protocol.js'
-import { native, type NativeFsError } from './native/binding.js'
+import type { FsError, FsRequest } from '../ipc/protocol.js'
+import { native, type NativeFsError } from '../native/binding.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -65,7 +65,7 @@ export interface SnapshotScope {
   root: string
   /**
    * The Vitest instance: what its main process loaded as code or configuration
-   * (src/host-loaded.ts) is never touched.
+   * (src/guard/host-loaded.ts) is never touched.
    */
   vitest?: object
 }

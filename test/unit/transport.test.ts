@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
 import { SandboxSetupError } from '../../src/errors.js'
 import { Channel } from '../../src/ipc/channel.js'
 import { resolveOptions } from '../../src/options.js'
-import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool-worker.js'
+import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool/transport.js'
 import { spawnSandbox, type Sandbox, type SandboxExit, type SpawnRequest } from '../../src/sandbox/spawn.js'
 import { REPO_ROOT } from '../support/repo.js'
 import { socketPair } from '../support/socket-pair.js'
@@ -48,6 +48,8 @@ async function fakeSandbox(): Promise<Fake> {
     sandbox: {
       pid: 4242,
       ipc: host,
+      ipcFd: -1,
+      net: { listeners: [], connectInside: () => Promise.reject(new Error('no network in this fake')), close: () => {} },
       stdout,
       stderr,
       exited,
@@ -60,7 +62,7 @@ async function fakeSandbox(): Promise<Fake> {
   return fake
 }
 
-/** The repo's Vitest 4.1 (src/compat.ts loads its generateFileHash). */
+/** The repo's Vitest 4.1 (src/vitest/compat.ts loads its generateFileHash). */
 const VITEST_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')
 
 let root: string
@@ -83,7 +85,7 @@ function poolOptions(): PoolOptions {
       config: { root },
       serializedConfig: { root },
       vitest: {
-        // The running Vitest, whose own generateFileHash names a file the pool fails (src/compat.ts).
+        // The running Vitest, whose own generateFileHash names a file the pool fails (src/vitest/compat.ts).
         version: '4.1.12',
         distPath: VITEST_DIST,
         logger: { outputStream: out, errorStream: err, warn: () => {} },
@@ -181,7 +183,7 @@ test('start() spawns the worker entry with Vitest\'s worker module, env and exec
   expect(request.projectRoot).toBe(root)
   expect(request.options.network).toBe('loopback')
   expect(worker.name).toBe('isolated')
-  expect(worker.cacheFs).toBeUndefined()
+  expect((worker as { cacheFs?: unknown }).cacheFs).toBeUndefined()
   expect(worker.sandbox).toBe(fake.sandbox)
   await worker.start()
   expect(spawnSandbox).toHaveBeenCalledTimes(1)

@@ -7,9 +7,7 @@
  */
 import fs from 'node:fs'
 import { debuglog } from 'node:util'
-import type { NativePlanOp } from './native/binding.js'
-import { AUDIT_MAX_ENTRIES, AUDIT_MAX_LENGTH } from './ipc/protocol.js'
-import { OP, OPF } from './sandbox/plan.js'
+import { AUDIT_MAX_ENTRIES, AUDIT_MAX_LENGTH } from '../ipc/protocol.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -25,41 +23,8 @@ export interface FileAudit {
    * the sandbox, native code included. Absent with `network: 'host'` (the host's counters).
    */
   unrouted?: number
-  /** Withheld CI credentials (src/secrets.ts) the test looked up; absent when it looked up none. */
+  /** Withheld CI credentials (src/sandbox/secrets.ts) the test looked up; absent when it looked up none. */
   env?: string[]
-}
-
-/**
- * The mount points of a plan as the worker's audit needs them: `[path, own]`, where `own` is a
- * place of the sandbox's own that writes may go to without being an attempt (a writable tmpfs:
- * /tmp, $HOME, /dev/shm, `mounts` tmpfs; /proc and /dev/pts; a writable bind: the device nodes,
- * `writable` mounts, Vitest 5's coverage directory). Everything else (read-only binds of host
- * paths, sealed /proc parts, generated files, the root, and any kind of mount this list does not
- * know, such as an overlay over the project whose writes are thrown away) is not, so writes
- * there are listed whether they fail or succeed. The deepest mount point containing a path wins.
- */
-export function auditAreas(ops: readonly NativePlanOp[]): [string, boolean][] {
-  const areas = new Map<string, boolean>([['/', false]])
-  for (const op of ops) {
-    const writable = (op.flags & OPF.ro) === 0
-    switch (op.kind) {
-      case OP.tmpfs:
-      case OP.bind:
-        areas.set(op.dst, writable)
-        break
-      case OP.proc:
-      case OP.devpts:
-        areas.set(op.dst, true)
-        break
-      case OP.symlink:
-      case OP.mkdir:
-      case OP.write:
-        break // no mount: the path lies on whatever holds it
-      default:
-        areas.set(op.dst, false) // seal, file, and kinds added later (an overlay)
-    }
-  }
-  return [...areas]
 }
 
 /** Control characters, and the bidi controls that make a terminal show text other than it is. */

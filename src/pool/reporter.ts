@@ -6,12 +6,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Reporter, TestModule, TestSpecification, Vitest } from 'vitest/node'
-import { parseVitestVersion, reporterWritesToStdout } from './compat.js'
-import { IsolatedError } from './errors.js'
-import { unwritable } from './writable.js'
-import type { Supervisor } from './supervisor.js'
-import { attempts, type FileAudit } from './audit.js'
-import { formatBytes, type FileReport } from './verdict.js'
+import { parseVitestVersion, reporterWritesToStdout } from '../vitest/compat.js'
+import { IsolatedError } from '../errors.js'
+import type { Supervisor } from '../run/supervisor.js'
+import { attempts, type FileAudit } from '../guard/audit.js'
+import { formatBytes, type FileReport } from '../run/verdict.js'
 
 /** Key of our record in a file task's meta. */
 export const META_KEY = 'isolated'
@@ -109,16 +108,6 @@ export class IsolatedReporter implements Reporter {
     // Never into a reporter's machine-readable stream.
     if (stdoutIsMachineReadable(vitest)) vitest.logger.error(text)
     else vitest.logger.log(text)
-  }
-}
-
-/** Fails before any test runs when the usage report could not be written at the end. */
-export function checkReportFile(file: string | undefined): void {
-  if (file === undefined) return
-  const why = unwritable(file)
-  if (why) {
-    throw new IsolatedError(`[vitest-pool-isolated] report.file ${file} cannot be written: ${why}. `
-      + 'Choose a path in a writable directory (option report.file, or VITEST_ISOLATED_REPORT).')
   }
 }
 

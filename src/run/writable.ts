@@ -1,6 +1,7 @@
 /** Whether a file could be written later, asked before the work that would write it. */
 import fs from 'node:fs'
 import path from 'node:path'
+import { IsolatedError } from '../errors.js'
 
 /**
  * Why `file` could not be written (created or replaced), or undefined when it could: it must be
@@ -40,5 +41,15 @@ export function unwritable(file: string): string | undefined {
     const parent = path.dirname(at)
     if (parent === at) return 'no directory on its path exists'
     at = parent
+  }
+}
+
+/** Fails before any test runs when the usage report could not be written at the end. */
+export function checkReportFile(file: string | undefined): void {
+  if (file === undefined) return
+  const why = unwritable(file)
+  if (why) {
+    throw new IsolatedError(`[vitest-pool-isolated] report.file ${file} cannot be written: ${why}. `
+      + 'Choose a path in a writable directory (option report.file, or VITEST_ISOLATED_REPORT).')
   }
 }

@@ -7,8 +7,8 @@
  * node_modules is transformed, not imported natively), and globalSetup and the pool both run
  * in Vitest's main process. One process, one registry, whichever copy asks.
  */
-import { IsolatedOptionsError } from './errors.js'
-import type { ResolvedIsolatedOptions } from './options.js'
+import { IsolatedOptionsError } from '../errors.js'
+import type { ResolvedIsolatedOptions } from '../options.js'
 
 interface Registry {
   /** Bumped on every change: a spare sandbox spawned under an older version is stale. */

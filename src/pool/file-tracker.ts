@@ -6,7 +6,7 @@
  * blob reports and the exit code treat the file like any failed file.
  */
 import path from 'node:path'
-import type { ProjectConfigLike, VitestApi } from './compat.js'
+import type { ProjectConfigLike, VitestApi } from '../vitest/compat.js'
 
 /** birpc's request frame; an event when it carries no id. */
 interface RpcRequest {
@@ -52,7 +52,7 @@ export class FileTracker {
   /**
    * Messages that make `filepath` a failed file with `error`: queue it first if the worker never
    * did, fail the tests that were running, end the module. `api` makes the file task as the
-   * running Vitest's worker would (src/compat.ts).
+   * running Vitest's worker would (src/vitest/compat.ts).
    */
   failureMessages(
     filepath: string,

@@ -8,9 +8,9 @@
  */
 import net from 'node:net'
 import { debuglog } from 'node:util'
-import { IsolatedError } from './errors.js'
-import { splice } from './sandbox/net-forward.js'
-import type { Sandbox } from './sandbox/spawn.js'
+import { IsolatedError } from '../errors.js'
+import { splice } from './net-forward.js'
+import type { Sandbox } from './spawn.js'
 
 const debug = debuglog('vitest-pool-isolated')
 

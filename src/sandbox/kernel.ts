@@ -5,9 +5,9 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { appArmorMayRefuse, appArmorRemedy, appArmorState } from './apparmor.js'
-import { SandboxUnsupportedError } from './errors.js'
-import { BUILD_COMMAND } from './hints.js'
-import { native } from './native/binding.js'
+import { SandboxUnsupportedError } from '../errors.js'
+import { BUILD_COMMAND } from '../hints.js'
+import { native } from '../native/binding.js'
 
 export interface FeatureReport {
   ok: boolean

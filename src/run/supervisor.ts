@@ -5,24 +5,24 @@
  * reporter prints and writes.
  */
 import { debuglog } from 'node:util'
-import { native } from './native/binding.js'
+import { native } from '../native/binding.js'
 import type { Vitest } from 'vitest/node'
-import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from './cgroup/index.js'
-import { SandboxUnsupportedError } from './errors.js'
-import type { ResolvedIsolatedOptions } from './options.js'
+import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from '../cgroup/index.js'
+import { SandboxUnsupportedError, ZygoteGone, ZygoteNestFailed } from '../errors.js'
+import type { ResolvedIsolatedOptions } from '../options.js'
 import type { FileReport } from './verdict.js'
-import { Zygote, ZygoteGone, ZygoteNestFailed } from './zygote/main.js'
-import { zygoteExecArgv } from './zygote/exec-argv.js'
-import { zygoteSupport } from './zygote/support.js'
-import { WORKER_MODULE_ENV } from './zygote/contract.js'
-import { spawnSandbox, type Sandbox, type SpawnRequest } from './sandbox/spawn.js'
-import { checkMountsOnHost } from './sandbox/mount-check.js'
-import { checkReportFile } from './reporter.js'
-import { workerIdsOf } from './sandbox/plan.js'
-import { CoverageFiles } from './coverage-files.js'
-import { runLimitsOf } from './run-limits.js'
+import { Zygote } from '../zygote/main.js'
+import { zygoteExecArgv } from '../zygote/exec-argv.js'
+import { zygoteSupport } from '../zygote/support.js'
+import { WORKER_MODULE_ENV } from '../zygote/contract.js'
+import { spawnSandbox, type Sandbox, type SpawnRequest } from '../sandbox/spawn.js'
+import { checkMountsOnHost } from '../sandbox/mount-check.js'
+import { checkReportFile } from './writable.js'
+import { workerIdsOf } from '../sandbox/plan.js'
+import { CoverageFiles } from '../guard/coverage-files.js'
+import { runLimitsOf } from './limits.js'
 import { exposedVersion, hostPortsNow } from './host-ports.js'
-import { InspectorForward } from './inspector-forward.js'
+import { InspectorForward } from '../sandbox/inspector-forward.js'
 import { CACHE_DIR_ENV, CACHE_TARGET, CompileCache, compileCacheSupported, WARM_UP_ENV } from './compile-cache.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -40,13 +40,13 @@ export interface Launched {
   exited: boolean
   /** Its own coverage files directory (Vitest 5 with coverage on), removed when it exits. */
   coverage?: CoverageFiles
-  /** The exposeHostPort() version it was spawned under (src/host-ports.ts). */
+  /** The exposeHostPort() version it was spawned under (src/run/host-ports.ts). */
   portsVersion: number
 }
 
 /** What a sandbox is launched with: the spawn request, and where its worker writes coverage files. */
 export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable' | 'hostPorts'> & {
-  /** Vitest 5's coverage files directory as the worker's config names it (src/compat.ts). */
+  /** Vitest 5's coverage files directory as the worker's config names it (src/vitest/compat.ts). */
   coverageDir?: string
 }
 
@@ -73,7 +73,7 @@ export class Supervisor {
   /** Files still to come per key in this run, when known: no spare is booted for a file that never comes. */
   private readonly pending = new Map<object, number>()
   private closed = false
-  /** The run's V8 code cache (src/compile-cache.ts), once the first sandbox was asked for. */
+  /** The run's V8 code cache (src/run/compile-cache.ts), once the first sandbox was asked for. */
   private compileCache: CompileCache | undefined
 
   constructor(options: ResolvedIsolatedOptions) {
@@ -157,7 +157,7 @@ export class Supervisor {
 
   /**
    * The limits of the files that start now: the enforceable ones, or for this run only those
-   * `hunt` set on the Vitest instance (src/run-limits.ts; it checks they can be enforced).
+   * `hunt` set on the Vitest instance (src/run/limits.ts; it checks they can be enforced).
    */
   get limits(): Limits {
     if (this.ahead) return this.ahead
@@ -453,7 +453,7 @@ export class Supervisor {
     this.liveCgroups.clear()
   }
 
-  /** Names of CI credentials some worker of the run did not get (src/secrets.ts). */
+  /** Names of CI credentials some worker of the run did not get (src/sandbox/secrets.ts). */
   readonly withheldNames = new Set<string>()
 
   withheld(names: readonly string[]): void {

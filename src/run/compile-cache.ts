@@ -21,8 +21,8 @@ import module from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { debuglog } from 'node:util'
-import { ourPidNamespace, pidAlive } from './cgroup/types.js'
-import { ROOT_WORKER_ID } from './sandbox/plan.js'
+import { ourPidNamespace, pidAlive } from '../cgroup/types.js'
+import { ROOT_WORKER_ID } from '../sandbox/plan.js'
 
 const debug = debuglog('vitest-pool-isolated')
 

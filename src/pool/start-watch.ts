@@ -5,8 +5,8 @@
  * threads (V8's platform waits for a worker thread that never comes).
  */
 import { debuglog } from 'node:util'
-import type { FileCgroup } from './cgroup/index.js'
-import type { Sandbox } from './sandbox/spawn.js'
+import type { FileCgroup } from '../cgroup/index.js'
+import type { Sandbox } from '../sandbox/spawn.js'
 
 const debug = debuglog('vitest-pool-isolated')
 

@@ -10,21 +10,21 @@
  *   map behind a marker, sent as `sourceMap` beside `code`: {@link splitCachedModule}
  *   (src/guard/rpc.ts, which also cleans that map).
  * - Coverage providers write their results from inside the worker and send main the file's
- *   name: {@link coverageFilesDirectory} (src/coverage-files.ts, src/guard/rpc.ts).
+ *   name: {@link coverageFilesDirectory} (src/guard/coverage-files.ts, src/guard/rpc.ts).
  * - "faster with isolate: false" hints: {@link markIsolateChosen}.
  * - The json and junit reporters write to `.vitest/<name>/` unless asked for stdout, so the
- *   pool's summary may go to stdout with them: {@link reporterWritesToStdout} (src/reporter.ts).
+ *   pool's summary may go to stdout with them: {@link reporterWritesToStdout} (src/pool/reporter.ts).
  * - New worker RPC calls: fetchWarmModules (the modules main already has for a worker's files,
  *   in one answer) and prewarmModuleGraph are vetted by src/guard/rpc.ts, which rebuilds the
  *   warm answer from entries checked like fetch answers; the others (benchmark and
  *   module-dependency events) are refused, which the worker tolerates.
  * - Watch mode's interactive snapshot review skips projects with a `snapshotEnvironment`, so
  *   it is not offered under the pool: it would have main write, with plain fs, the files a
- *   worker's error names, past the checks of src/snapshot-fs.ts. Deliberately left so.
+ *   worker's error names, past the checks of src/guard/snapshot-fs.ts. Deliberately left so.
  */
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { IsolatedError } from './errors.js'
+import { IsolatedError } from '../errors.js'
 
 /** As in package.json's peerDependencies. */
 export const SUPPORTED_VITEST = '^4.1.0 || ^5.0.0'
