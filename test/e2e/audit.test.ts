@@ -19,7 +19,7 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) dir.removeCallback()
 })
 
-interface Record {
+interface AuditRecord {
   file: string
   verdict: string
   audit?: { writes: string[]; network: string[]; unrouted?: number }
@@ -35,9 +35,9 @@ async function runAudit(env: Record<string, string> = {}) {
     env: { VITEST_ISOLATED_REPORT: reportFile, AUDIT_META_FILE: metaFile, AUDIT_HOST_NETNS: hostNetns, ...env },
   })
   const read = <T>(file: string): T | undefined => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) as T : undefined)
-  const records = read<Record[]>(reportFile) ?? []
+  const records = read<AuditRecord[]>(reportFile) ?? []
   const byName = Object.fromEntries(records.map(r => [path.relative(root, r.file), r]))
-  const meta = read<{ [file: string]: Record | null }>(metaFile) ?? {}
+  const meta = read<{ [file: string]: AuditRecord | null }>(metaFile) ?? {}
   const metaByName = Object.fromEntries(Object.entries(meta).map(([file, m]) => [path.relative(root, file), m]))
   return { run, byName, metaByName }
 }

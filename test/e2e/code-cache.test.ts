@@ -11,7 +11,7 @@ await requireKernel()
 
 const root = fixtureDir('code-cache')
 
-// The run's V8 code cache (src/compile-cache.ts): Node >= 22 only, for fresh workers (the
+// The run's V8 code cache (src/run/compile-cache.ts): Node >= 22 only, for fresh workers (the
 // zygote's copies compile nothing of Vitest's runtime, so a run with the zygote fills none; the
 // last test shows that). A private TMPDIR for Vitest main shows that the cache directory is gone
 // after the run.
@@ -30,7 +30,7 @@ test(`code cache: ${E2E_MAJOR === 5 ? 'later files compile from a cache' : 'none
     expect(counts(run.report!)).toMatchObject({ passed: 6, failed: 0, files: 6 })
     const found = [...run.output.matchAll(/CODE-CACHE (\w) (none|read-only)/g)].map(m => m[2])
     expect(found).toHaveLength(6)
-    const hasCache = typeof (await import('node:module')).default.enableCompileCache === 'function' && NODE_BIN === process.execPath
+    const hasCache = typeof ((await import('node:module')).default as { enableCompileCache?: unknown }).enableCompileCache === 'function' && NODE_BIN === process.execPath
     if (E2E_MAJOR === 5 || hasCache) {
       // the first file or two may start before the warm-up filled it
       expect(found.filter(s => s === 'read-only').length, describeRun(run)).toBeGreaterThanOrEqual(3)

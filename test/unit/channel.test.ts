@@ -1,6 +1,3 @@
-import net from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
 import v8 from 'node:v8'
 import { describe, expect, test, vi } from 'vitest'
 import { ProtocolError } from '../../src/errors.js'

@@ -2,13 +2,13 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, expect, test } from 'vitest'
-import { CHANNEL_GLOBAL, type IsolatedMessage, type WorkerChannel } from '../../src/ipc/protocol.js'
+import { CHANNEL_GLOBAL, type FsRequest, type IsolatedMessage, type WorkerChannel } from '../../src/ipc/protocol.js'
 
 // What the worker entry installs inside the sandbox; here the "host" answers by hand.
-const posted: IsolatedMessage[] = []
+const posted: FsRequest[] = []
 const listeners = new Set<(message: IsolatedMessage) => void>()
 const channel: WorkerChannel = {
-  post: message => posted.push(message),
+  post: message => posted.push(message as FsRequest),
   on: listener => listeners.add(listener),
   off: listener => listeners.delete(listener),
 }
@@ -32,7 +32,7 @@ test('writes, removals and mkdir travel as requests and resolve on the answer', 
   posted.length = 0
   const write = env.saveSnapshotFile('/p/__snapshots__/a.test.ts.snap', 'content')
   const remove = env.removeSnapshotFile('/p/__snapshots__/b.test.ts.snap')
-  const mkdir = env.prepareDirectory!('/p/__snapshots__')
+  const mkdir = (env as typeof env & { prepareDirectory(path: string): Promise<void> }).prepareDirectory('/p/__snapshots__')
   expect(posted).toEqual([
     { __isolated__: 'fs', id: expect.any(Number), op: 'write', path: '/p/__snapshots__/a.test.ts.snap', content: 'content' },
     { __isolated__: 'fs', id: expect.any(Number), op: 'remove', path: '/p/__snapshots__/b.test.ts.snap' },
@@ -55,7 +55,7 @@ test('unrelated answers are ignored', async () => {
   posted.length = 0
   const write = env.saveSnapshotFile('/p/x', 'x')
   answer({ __isolated__: 'fs-result', id: 999_999 })
-  answer({ __isolated__: 'fs', id: posted[0]!.id, op: 'write', path: '/x' })
+  answer({ __isolated__: 'fs', id: posted[0]!.id, op: 'write', path: '/x' } as IsolatedMessage)
   let settled = false
   void write.then(() => (settled = true))
   await new Promise(resolve => setTimeout(resolve, 10))

@@ -3,8 +3,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { hostLoadedFiles } from '../../src/host-loaded.js'
-import { applySnapshotRequest, checkSnapshotRequest, type SnapshotScope } from '../../src/snapshot-fs.js'
+import { hostLoadedFiles } from '../../src/guard/host-loaded.js'
+import { applySnapshotRequest, checkSnapshotRequest, type SnapshotScope } from '../../src/guard/snapshot-fs.js'
 
 let root: string
 let scope: SnapshotScope
@@ -39,7 +39,7 @@ describe('policy', () => {
     ['write', 'test/deep/er/out.html', 'any depth below the test directory'],
     ['mkdir', 'test/__snapshots__', 'the .snap directory'],
     ['mkdir', 'test/__file_snapshots__', 'a directory below the test directory'],
-  ] as const)('%s %s is allowed (%s)', async (op, file) => {
+  ] as const)('%s %s is allowed (%s)', async (op, file, _why) => {
     expect(await checkSnapshotRequest({ op, path: at(file) }, scope)).toBeUndefined()
   })
 
@@ -54,7 +54,7 @@ describe('policy', () => {
     ['remove', 'src/index.ts', 'removing a source file'],
     ['mkdir', 'src/x', 'a directory elsewhere'],
     ['write', 'test', 'the test directory itself'],
-  ] as const)('%s %s is refused (%s)', async (op, file) => {
+  ] as const)('%s %s is refused (%s)', async (op, file, _why) => {
     expect(await checkSnapshotRequest({ op, path: path.resolve(root, file) }, scope)).toBeTypeOf('string')
   })
 
@@ -281,7 +281,7 @@ describe('links shipped in the project', () => {
 
 // What Vitest main loaded (issue 8, part 3): never written, whatever the name and mode.
 describe('files Vitest main loaded', () => {
-  /** A Vitest instance as src/host-loaded.ts reads it. */
+  /** A Vitest instance as src/guard/host-loaded.ts reads it. */
   const vitest = () => ({
     vite: { config: { configFile: at('vitest.config.ts'), configFileDependencies: [at('vitest.config.ts'), at('test', 'config-helper.ts')] } },
     runner: { evaluatedModules: { fileToModulesMap: new Map([[at('test', 'reporter.ts'), new Set()]]), idToModuleMap: new Map() } },
