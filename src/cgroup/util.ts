@@ -43,11 +43,11 @@ export function findHierarchies(
     if (sep < 0) continue
     const left = line.slice(0, sep).split(' ')
     const [fstype, , superOptions = ''] = line.slice(sep + 3).split(' ')
-    const root = unescape(left[3])
-    const mountPoint = unescape(left[4])
+    const root = unescapeMountField(left[3])
+    const mountPoint = unescapeMountField(left[4])
     if (fstype === 'cgroup2') {
       const p = own.get('')
-      if (p !== undefined && p.startsWith(root)) {
+      if (p?.startsWith(root)) {
         unified = path.join(mountPoint, path.relative(root, p))
         roots.set('', mountPoint)
       }
@@ -55,7 +55,7 @@ export function findHierarchies(
       for (const c of superOptions.split(',')) {
         if (!V1_CONTROLLERS.includes(c) || v1.has(c)) continue
         const p = own.get(c)
-        if (p !== undefined && p.startsWith(root)) {
+        if (p?.startsWith(root)) {
           v1.set(c, path.join(mountPoint, path.relative(root, p)))
           roots.set(c, mountPoint)
         }
@@ -66,7 +66,7 @@ export function findHierarchies(
 }
 
 /** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescape(s: string): string {
+function unescapeMountField(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
 }
 

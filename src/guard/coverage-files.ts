@@ -70,7 +70,11 @@ export class CoverageFiles {
       // One byte more than its size: a file still growing is refused rather than cut.
       const buf = Buffer.alloc(st.size + 1)
       let got = 0
-      for (let n; got < buf.length && (n = fs.readSync(fd, buf, got, buf.length - got, got)) > 0;) got += n
+      while (got < buf.length) {
+        const n = fs.readSync(fd, buf, got, buf.length - got, got)
+        if (n <= 0) break
+        got += n
+      }
       if (got > st.size) return { reason: `coverage file ${named} grew while main read it` }
       return { data: JSON.parse(buf.subarray(0, got).toString('utf8')) }
     }

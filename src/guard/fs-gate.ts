@@ -95,6 +95,7 @@ export function installFsGate(): void {
       if (!storage.getStore()) return (original as (...a: unknown[]) => unknown).apply(this, args)
       const error = Object.assign(new Error(`[vitest-pool-isolated] fs.${name} is not available while Vitest main serves a sandboxed worker: it cannot be held to the sandbox's view`), { code: 'ENOSYS' })
       if (style === 'sync') throw error
+      // biome-ignore lint/correctness/useYield: an iterator whose first next() rejects, as fs.promises.opendir's would
       if (style === 'promise') return (async function* () { throw error })()
       const callback = args.findLast(a => typeof a === 'function') as ((e: Error) => void) | undefined
       if (callback) process.nextTick(callback, error)

@@ -177,7 +177,7 @@ export class RpcGuard {
   /** An answer from main to the worker; replaced when it would hand out a file outside the rule. */
   onResponse(answer: unknown): unknown {
     if (!isResponse(answer)) return answer
-    let message: RpcResponse = answer
+    const message: RpcResponse = answer
     const request = this.pending.get(message.i)
     if (!request) return message
     this.pending.delete(message.i)

@@ -49,7 +49,10 @@ export class SandboxView {
     this.otherUid = scope.otherUid
     const key = `${scope.otherUid}\0${this.roots.join('\0')}\0\0${this.hidden.join('\0')}`
     let cache = caches.get(key)
-    if (!cache) caches.set(key, (cache = new Map()))
+    if (!cache) {
+      cache = new Map()
+      caches.set(key, cache)
+    }
     this.verdicts = cache
   }
 

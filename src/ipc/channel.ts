@@ -176,6 +176,7 @@ export interface Channel {
  * A message channel over a byte stream (the sandbox's socketpair). Both sides use it: Vitest
  * main wraps `Sandbox.ipc`, the worker wraps its fd 3.
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above only types the events EventEmitter implements
 export class Channel extends EventEmitter {
   private readonly decoder: FrameDecoder
   private readonly write: (chunk: Buffer) => boolean

@@ -79,6 +79,7 @@ export class IsolatedPoolWorker implements PoolWorker {
   }
 
   /** Events Vitest's PoolRunner listens to: `message`, `error`, `exit` (code, signal). */
+  // biome-ignore lint/suspicious/noExplicitAny: Vitest's PoolWorker declares it so
   on(event: string, callback: (arg: any) => void): void {
     this.events.on(event, callback)
     // An exit that happened before PoolRunner listened would otherwise leave it waiting for
@@ -91,6 +92,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     }
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: Vitest's PoolWorker declares it so
   off(event: string, callback: (arg: any) => void): void {
     this.events.off(event, callback)
   }

@@ -50,7 +50,7 @@ export function openSandboxNet(addon: NativeAddon, netFd: number, ports: readonl
   try {
     for (const expected of ports) {
       const message = addon.recvFds(netFd, REQUEST_TIMEOUT_MS)
-      if (!message || message.data.length !== 4 || message.data.readUInt32LE(0) !== expected || message.fds.length === 0) {
+      if (message?.data.length !== 4 || message.data.readUInt32LE(0) !== expected || message.fds.length === 0) {
         for (const fd of message?.fds ?? []) fs.closeSync(fd)
         throw new IsolatedError(`[vitest-pool-isolated] the sandbox's init did not hand over the listening socket of host port ${expected}. This is a bug in vitest-pool-isolated.`)
       }

@@ -14,7 +14,7 @@ function failureShape(run: VitestRun, title: string) {
     const [first, ...rest] = message.split('\n')
     const frames = rest
       .map(line => /\(?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?$/.exec(line.trim())?.[1])
-      .filter((frame): frame is string => frame !== undefined && frame.includes(root))
+      .filter((frame): frame is string => frame?.includes(root) === true)
     return { message: first, frames }
   })
 }

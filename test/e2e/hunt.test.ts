@@ -22,7 +22,7 @@ const gate = await requireKernel()
 const optOut = !process.env.CI && process.env.E2E_SKIP_PACKED === '1'
 if (optOut) console.warn('[e2e] skipping the packed hunt check: E2E_SKIP_PACKED=1')
 const driver = cgroupDriver()
-const limitsWork = driver !== null && driver.support.cpu.ok && driver.support.memory.ok
+const limitsWork = driver?.support.cpu.ok && driver.support.memory.ok
 
 let packed: PackedProject | undefined
 

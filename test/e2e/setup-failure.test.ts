@@ -21,7 +21,7 @@ test('setup-failure: a mount source that does not exist stops Vitest before anyt
   const output = isolated.output
   expect(output, describeRun(isolated)).toMatch(/SandboxSetupError: \[vitest-pool-isolated\] sandbox setup failed at step "plan": ENOENT\b.*'\/nonexistent-xyz'/)
   expect(output, describeRun(isolated)).toContain('mounts[0].source does not exist on the host')
-  expect(output, describeRun(isolated)).toMatch(/step: 'plan',\s+code: 'ENOENT'[^]*path: '\/nonexistent-xyz'/)
+  expect(output, describeRun(isolated)).toMatch(/step: 'plan',\s+code: 'ENOENT'[\s\S]*path: '\/nonexistent-xyz'/)
 })
 
 test('setup-failure: a step that fails inside the sandbox fails the file with the typed setup error', async () => {

@@ -101,7 +101,7 @@ if (situation.kind !== 'refused') test(pidsTitle('pids 16 and a --require\'d mod
   expect(run.report?.numPassedTests ?? 0, log).toBe(0)
   const sentence = /the sandbox hit the pids limit \(16\) before the worker started: node itself needs 12 tasks, and what it loads at its start \(a --require'd module, a native addon\) made more threads \(pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS\)\. The worker could not create a thread: (it hung, so the sandbox was killed|it was killed by signal SIGABRT|it exited with code \d+)/
   for (const file of ['fine.test.ts', 'fine2.test.ts']) {
-    expect(run.output, log).toMatch(new RegExp(`Failed to start isolated worker for test files \\S*/${file.replace('.', '\\.')}\\.\\s+[^]*?Caused by: IsolatedSandboxError: \\[vitest-pool-isolated\\] ${sentence.source}`))
+    expect(run.output, log).toMatch(new RegExp(`Failed to start isolated worker for test files \\S*/${file.replace('.', '\\.')}\\.\\s+[\\s\\S]*?Caused by: IsolatedSandboxError: \\[vitest-pool-isolated\\] ${sentence.source}`))
   }
   // Start failures are recorded under the project root: Vitest names no file before `start`.
   expect(usageOf(run, ''), log).toMatchObject({ message: expect.stringMatching(sentence) })
@@ -115,7 +115,7 @@ test('an execArgv node refuses: the file fails at once with the exit code and no
   expect(run.exitCode, log).toBe(1)
   expect(run.durationMs, log).toBeLessThan(FAST_MS)
   expect(run.output, log).not.toContain('Timeout waiting for worker')
-  expect(run.output, log).toMatch(/Failed to start isolated worker for test files \S*\/fine\.test\.ts\.\s+[^]*?Caused by: IsolatedSandboxError: \[vitest-pool-isolated\] the sandboxed worker ended before it started: it exited with code 9; node said: \S*node: bad option: --no-such-flag-for-node/)
+  expect(run.output, log).toMatch(/Failed to start isolated worker for test files \S*\/fine\.test\.ts\.\s+[\s\S]*?Caused by: IsolatedSandboxError: \[vitest-pool-isolated\] the sandboxed worker ended before it started: it exited with code 9; node said: \S*node: bad option: --no-such-flag-for-node/)
   expect(usageOf(run, ''), log).toMatchObject({ verdict: 'crashed', exitCode: 9 })
   // As above: a sandbox of a few ms; its record shows it ran.
   await expectNothingLeft(run, { sandboxes: false })

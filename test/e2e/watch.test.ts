@@ -53,7 +53,7 @@ test('watch: a changed test file reruns under the pool with the change; stopping
     const file = path.join(copy.dir, 'math.test.ts')
     fs.appendFileSync(file, "\ntest('added in watch mode', () => { expect(add(2, 2)).toBe(4) })\n")
     await until('the rerun', () => runs() >= 2 && output.includes('added in watch mode'), () => output)
-    const rerun = output.slice(output.lastIndexOf('RERUN') >= 0 ? output.lastIndexOf('RERUN') : 0)
+    const rerun = output.slice(Math.max(output.lastIndexOf('RERUN'), 0))
     expect(rerun, output).toMatch(/✓ .*added in watch mode/)
     expect(rerun, output).not.toMatch(/FAIL|×/)
     // Between runs, only the spare sandbox for the next file may be there (and none for a file

@@ -16,7 +16,7 @@ const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
 const probeScript = path.join(repo, 'test/integration/probes/report.mjs')
 await requireKernel()
 
-export const defaults: ResolvedIsolatedOptions = resolveOptions({ tmpSize: 64 << 20 }, {})
+const defaults: ResolvedIsolatedOptions = resolveOptions({ tmpSize: 64 << 20 }, {})
 
 async function collect(stream: NodeJS.ReadableStream): Promise<string> {
   let text = ''
@@ -24,7 +24,7 @@ async function collect(stream: NodeJS.ReadableStream): Promise<string> {
   return text
 }
 
-export interface ProbeRun {
+interface ProbeRun {
   result: Record<string, any>
   stderr: string
   exit: { code: number | null; signal: string | null }
@@ -32,7 +32,7 @@ export interface ProbeRun {
 }
 
 /** Runs the probe script in a fresh sandbox and returns its JSON answer. */
-export async function runProbes(
+async function runProbes(
   probes: string[],
   env: Record<string, string> = {},
   options: Partial<ResolvedIsolatedOptions> = {},
@@ -47,7 +47,7 @@ export async function runProbes(
   })
   sandbox.ipc.destroy()
   const [stdout, stderr, exit] = await Promise.all([collect(sandbox.stdout), collect(sandbox.stderr), sandbox.exited])
-  let result: Record<string, any> = {}
+  let result: ProbeRun['result'] = {}
   try {
     result = JSON.parse(stdout)
   } catch {

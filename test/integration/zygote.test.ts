@@ -24,7 +24,9 @@ const identity = { uid: process.geteuid!(), gid: process.getegid!() }
 const options = resolveOptions({ tmpSize: 1 << 24 }, {})
 const env = { PATH: process.env.PATH, VITEST_ISOLATED_WORKER_MODULE: path.join(repo, 'node_modules/vitest/dist/worker.js') }
 const started: Zygote[] = []
-afterAll(() => started.forEach(z => z.close()))
+afterAll(() => {
+  for (const z of started) z.close()
+})
 
 /** A zygote gives up after its first failed entry: one per test. */
 async function startZygote(): Promise<Zygote> {

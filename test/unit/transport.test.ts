@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import net from 'node:net'
+import type net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -71,7 +71,7 @@ let err: PassThrough
 let fake: Fake
 let worker: IsolatedPoolWorker
 /** What the pool registered with Vitest's onClose; run after each test, as Vitest's close would. */
-let onClose: (() => unknown)[] = []
+const onClose: (() => unknown)[] = []
 
 function poolOptions(): PoolOptions {
   return {
@@ -472,7 +472,10 @@ describe('a sandbox that ends before its worker answered start', () => {
       worker = w
       await worker.start()
       let reads = 0
-      cgroup.pidsLimitHits = () => (reads++, 0)
+      cgroup.pidsLimitHits = () => {
+        reads++
+        return 0
+      }
       const received = next(fake.inside)
       worker.send(startMessage())
       await received
@@ -484,7 +487,10 @@ describe('a sandbox that ends before its worker answered start', () => {
       expect(await answered).toEqual({ __vitest_worker_response__: true, type: 'started' })
       const after = reads
       cgroup.hits = 5
-      cgroup.pidsLimitHits = () => (reads++, 5)
+      cgroup.pidsLimitHits = () => {
+        reads++
+        return 5
+      }
       await new Promise(resolve => setTimeout(resolve, 200))
       expect(reads).toBe(after)
       expect(fake.kills).toEqual([])

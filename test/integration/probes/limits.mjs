@@ -12,8 +12,8 @@ switch (process.env.LIMIT) {
   }
   case 'cpu': {
     const start = Date.now()
-    let n = 0
-    while (Date.now() - start < 2000) n++
+    let _n = 0
+    while (Date.now() - start < 2000) _n++
     out.wallMs = Date.now() - start
     break
   }
