@@ -5,7 +5,6 @@
  * reporter prints and writes.
  */
 import { debuglog } from 'node:util'
-import { native } from '../native/binding.js'
 import type { Vitest } from 'vitest/node'
 import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from '../cgroup/index.js'
 import { SandboxUnsupportedError, ZygoteGone, ZygoteNestFailed } from '../errors.js'
@@ -15,7 +14,7 @@ import { Zygote } from '../zygote/main.js'
 import { zygoteExecArgv } from '../zygote/exec-argv.js'
 import { zygoteSupport } from '../zygote/support.js'
 import { WORKER_MODULE_ENV } from '../zygote/contract.js'
-import { spawnSandbox, type Sandbox, type SpawnRequest } from '../sandbox/spawn.js'
+import { loadSpawner, spawnSandbox, type Sandbox, type SpawnRequest } from '../sandbox/spawn.js'
 import { checkMountsOnHost } from '../sandbox/mount-check.js'
 import { checkReportFile } from './writable.js'
 import { workerIdsOf } from '../sandbox/plan.js'
@@ -92,7 +91,7 @@ export class Supervisor {
 
   private async doPrepare(vitest: Vitest): Promise<void> {
     // A missing or stale native build fails the run here, once, not once per test file.
-    native()
+    loadSpawner()
     // Before anything is created: a mount that cannot work, or a report that could not be
     // written at the end, fails the run here.
     checkMountsOnHost(this.options.mounts)

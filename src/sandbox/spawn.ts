@@ -39,6 +39,15 @@ export interface NestingZygote {
   enter(initPidfd: number, planFd: number, procs: readonly string[]): Promise<void>
 }
 
+/**
+ * Loads the native addon every sandbox is spawned with: a missing or stale build fails the run
+ * once, at its start, rather than every file. The addon is loaded here, where it is first needed,
+ * and nowhere earlier (the unit tests of the pool replace this module and run without a build).
+ */
+export function loadSpawner(): void {
+  native()
+}
+
 export interface SpawnRequest {
   /** Absolute path of the JS file node runs inside the sandbox (dist/worker/entry.js). */
   entry: string

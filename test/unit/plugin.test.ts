@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../support/repo.js'
 /** The repo's Vitest 4.1, whose node.js the plugin loads its adapter from (src/vitest/compat.ts). */
 const VITEST_DIST = path.join(REPO_ROOT, 'node_modules/vitest/dist')
 
-vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn() }))
+vi.mock('../../src/sandbox/spawn.js', () => ({ spawnSandbox: vi.fn(), loadSpawner: vi.fn() }))
 
 function context(config: Record<string, unknown>) {
   const warn = vi.fn()
