@@ -22,16 +22,8 @@
 #include <unistd.h>
 
 #include "beneath.h"
+#include "util.h"
 
-#ifndef TEMP_FAILURE_RETRY
-#define TEMP_FAILURE_RETRY(expr)                                                                                       \
-  ({                                                                                                                   \
-    long _r;                                                                                                           \
-    do _r = (long)(expr);                                                                                              \
-    while (_r == -1L && errno == EINTR);                                                                               \
-    _r;                                                                                                                \
-  })
-#endif
 
 static int fail(struct beneath_error *e, const char *syscall_name, size_t path_len) {
   e->err = errno;
@@ -129,16 +121,6 @@ static int existing(int dirfd, const char *name, struct stat *st) {
     return -1;
   }
   return 1;
-}
-
-static int write_all(int fd, const char *data, size_t len) {
-  while (len > 0) {
-    ssize_t n = TEMP_FAILURE_RETRY(write(fd, data, len));
-    if (n < 0) return -1;
-    data += n;
-    len -= (size_t)n;
-  }
-  return 0;
 }
 
 int beneath_write(const char *base, const char *rel, const char *data, size_t len, struct beneath_error *e) {

@@ -29,6 +29,7 @@
 
 #include "beneath.h"
 #include "sandbox.h"
+#include "util.h"
 
 namespace {
 
@@ -420,13 +421,10 @@ Napi::Value WatchExit(const Napi::CallbackInfo &info) {
   std::thread([tsfn, pidfd, status_fd]() mutable {
     auto *exit = new ExitInfo();
     memset(&exit->si, 0, sizeof exit->si);
-    while (waitid(P_PIDFD, (id_t)pidfd, &exit->si, WEXITED) < 0 && errno == EINTR) {
-    }
+    (void)TEMP_FAILURE_RETRY(waitid(P_PIDFD, (id_t)pidfd, &exit->si, WEXITED));
     // init wrote the worker's wait status just before it exited (non-blocking pipe).
     exit->worker_status = -1;
-    ssize_t n;
-    do n = read(status_fd, &exit->worker_status, sizeof exit->worker_status);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = TEMP_FAILURE_RETRY(read(status_fd, &exit->worker_status, sizeof exit->worker_status));
     if (n != (ssize_t)sizeof exit->worker_status) exit->worker_status = -1;
     close(status_fd);
     close(pidfd);
@@ -774,11 +772,10 @@ Napi::Value ZygoteReady(const Napi::CallbackInfo &info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   setup_failure f{};
   f.step = ENTER_READY;
-  ssize_t n;
-  do n = write(fd, &f, sizeof f);
-  while (n < 0 && errno == EINTR);
+  int r = write_all(fd, &f, sizeof f);
+  int err = errno;
   close(fd);
-  if (n != (ssize_t)sizeof f) return ErrnoError(info.Env(), "report the worker ready", n < 0 ? errno : EIO);
+  if (r != 0) return ErrnoError(info.Env(), "report the worker ready", err);
   return info.Env().Undefined();
 }
 

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 #define PATH_BUF 4096
 /* Where the host's root and the new root live between the two pivots. */
@@ -58,23 +59,10 @@ static int attach_idmapped(const char *path) {
   return 0;
 }
 
-static ssize_t write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = write(fd, p + done, len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    done += (size_t)n;
-  }
-  return (ssize_t)done;
-}
-
 /* errno first: nothing may run between the failing call and this. */
 static void __attribute__((noreturn)) fail(enum step step, int op_index) {
-  struct setup_failure f = {.step = step, .err = errno, .op_index = op_index};
-  if (f.err == 0) f.err = EIO;
-  write_all(err_fd, &f, sizeof f);
+  int err = errno;
+  report_failure(err_fd, step, err, op_index);
   _exit(127);
 }
 
@@ -380,8 +368,8 @@ static void __attribute__((noreturn)) leave_with(int status, const struct child_
     if (poll(&p, 1, 1000) < 0 && errno != EINTR) break;
     if (p.revents) {
       char c;
-      ssize_t n = read(hold_fd, &c, 1);
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+      ssize_t n = TEMP_FAILURE_RETRY(read(hold_fd, &c, 1));
+      if (n == 0 || (n < 0 && errno != EAGAIN)) break;
     }
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
@@ -391,11 +379,8 @@ static void __attribute__((noreturn)) leave_with(int status, const struct child_
 static void __attribute__((noreturn)) reap_until(pid_t pid, const struct child_fds *fds) {
   for (;;) {
     int status;
-    pid_t r = waitpid(-1, &status, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      _exit(125); /* ECHILD without having seen the worker: cannot happen */
-    }
+    pid_t r = (pid_t)TEMP_FAILURE_RETRY(waitpid(-1, &status, 0));
+    if (r < 0) _exit(125); /* ECHILD without having seen the worker: cannot happen */
     if (r == pid) leave_with(status, fds);
   }
 }
@@ -409,19 +394,16 @@ static void __attribute__((noreturn)) reap_until(pid_t pid, const struct child_f
  * child and is reaped here like an exec'd one. */
 static void __attribute__((noreturn)) serve_entry(const struct child_fds *fds) {
   struct sockaddr_un a;
-  memset(&a, 0, sizeof a);
-  a.sun_family = AF_UNIX;
-  memcpy(a.sun_path + 1, ENTER_SOCKET_NAME, sizeof ENTER_SOCKET_NAME - 1);
-  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof ENTER_SOCKET_NAME);
+  socklen_t alen = enter_address(&a);
   int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (l < 0 || bind(l, (struct sockaddr *)&a, alen) != 0 || listen(l, 4) != 0) fail(STEP_fork_worker, -1);
   worker_pid = ENTER_WORKER_PID;
   close(fds->err_w);
   err_fd = -1;
   for (;;) {
-    int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    int c = (int)TEMP_FAILURE_RETRY(accept4(l, NULL, NULL, SOCK_CLOEXEC));
     if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == ECONNABORTED) continue;
       _exit(124);
     }
     struct ucred cred;
@@ -458,9 +440,7 @@ void child_main(const struct plan *plan, const struct child_fds *fds) {
   /* The parent writes our uid/gid maps (and may attach cgroups), then one
    * byte. Until then we are uid "nobody" without a usable mapping. */
   char go;
-  ssize_t n;
-  do n = read(fds->sync_r, &go, 1);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = read_all(fds->sync_r, &go, 1);
   if (n != 1) {
     if (n == 0) errno = EPIPE;
     fail(STEP_sync_wait, -1);

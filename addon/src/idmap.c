@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
@@ -63,16 +64,11 @@ static int write_map(pid_t pid, const char *name, uint32_t from, uint32_t to) {
   int len = snprintf(line, sizeof line, "%u %u 1\n", from, to);
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -1;
-  ssize_t n;
-  do n = write(fd, line, (size_t)len);
-  while (n < 0 && errno == EINTR);
+  int r = write_all(fd, line, (size_t)len);
   int saved = errno;
   close(fd);
-  if (n != len) {
-    errno = n < 0 ? saved : EIO;
-    return -1;
-  }
-  return 0;
+  errno = saved;
+  return r;
 }
 
 /* A user namespace whose only mapping sends from_uid/from_gid to
@@ -117,8 +113,7 @@ static int make_userns(uint32_t from_uid, uint32_t from_gid, uint32_t to_uid, ui
   saved = errno;
   close(hold[1]);
   siginfo_t si;
-  while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
-  }
+  (void)TEMP_FAILURE_RETRY(waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED));
   close(pidfd);
   errno = saved;
   return fd;

@@ -36,18 +36,12 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 static unsigned idmap_mounts(const struct plan *plan) {
   unsigned mounts = 0;
   for (uint32_t i = 0; i < plan->op_count; i++) mounts += (plan->ops[i].flags & OPF_IDMAP) != 0;
   return mounts;
-}
-
-static void write_failure(int fd, int step, int err) {
-  struct setup_failure f = {.step = step, .err = err ? err : EIO, .op_index = -1};
-  ssize_t n;
-  do n = write(fd, &f, sizeof f);
-  while (n < 0 && errno == EINTR);
 }
 
 /* The launcher's report: one message, with the pidfds it names. */
@@ -64,9 +58,7 @@ static void report(int sock, int step, int err, int init_pidfd, int helper_pidfd
   }
   if (n > 0 && send_with_fds(sock, &r, sizeof r, fds, n) == 0) return;
   r.has = 0;
-  ssize_t sent;
-  do sent = send(sock, &r, sizeof r, MSG_NOSIGNAL);
-  while (sent < 0 && errno == EINTR);
+  (void)TEMP_FAILURE_RETRY(send(sock, &r, sizeof r, MSG_NOSIGNAL));
 }
 
 static int write_proc(pid_t pid, const char *name, const char *content) {
@@ -74,17 +66,11 @@ static int write_proc(pid_t pid, const char *name, const char *content) {
   snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -1;
-  size_t len = strlen(content);
-  ssize_t n;
-  do n = write(fd, content, len);
-  while (n < 0 && errno == EINTR);
+  int r = write_all(fd, content, strlen(content));
   int saved = errno;
   close(fd);
-  if (n != (ssize_t)len) {
-    errno = n < 0 ? saved : EIO;
-    return -1;
-  }
-  return 0;
+  errno = saved;
+  return r;
 }
 
 /* init, just cloned into the new namespaces: execs this program again. Its ids have no
@@ -111,7 +97,7 @@ static void exec_init(int base) {
     syscall(SYS_execveat, base + LAUNCH_FD_EXE, "", argv, envp, AT_EMPTY_PATH);
   }
 fail:
-  write_failure(INIT_FD_ERR, STEP_exec_init, errno);
+  report_failure(INIT_FD_ERR, STEP_exec_init, errno, -1);
   syscall(SYS_exit_group, 127);
 }
 
@@ -195,7 +181,7 @@ static int launch(void) {
     int err = errno ? errno : EIO;
     /* Without the plan the mounts' count, and so our report socket's fd, is unknown: the
      * error pipe tells the addon instead (and the socket's EOF). */
-    write_failure(INIT_FD_ERR, STEP_read_plan, err);
+    report_failure(INIT_FD_ERR, STEP_read_plan, err, -1);
     return 1;
   }
   const int base = INIT_FD_END + (int)idmap_mounts(&plan);
@@ -249,8 +235,7 @@ static int probe(const char *text) {
   if (pid == 0) syscall(SYS_exit_group, 0);
   if (pid < 0) return errno > 0 && errno < 255 ? errno : 255;
   int status;
-  while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  (void)TEMP_FAILURE_RETRY(waitpid((pid_t)pid, &status, 0));
   return 0;
 }
 
@@ -268,7 +253,7 @@ int main(int argc, char **argv) {
                                 .in_r = INIT_FD_IN, .net = INIT_FD_NET};
   static struct plan plan;
   if (plan_read(INIT_FD_PLAN, &plan) != 0) {
-    write_failure(INIT_FD_ERR, STEP_read_plan, errno);
+    report_failure(INIT_FD_ERR, STEP_read_plan, errno, -1);
     _exit(127);
   }
   close(INIT_FD_PLAN);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 #define PLAN_MAGIC 0x4e4c5049u /* "IPLN" */
 #define PLAN_VERSION 3u
@@ -95,17 +96,11 @@ int plan_write(const struct plan *p, int fd) {
     errno = ENOMEM;
     return -1;
   }
-  size_t done = 0;
-  while (done < b.len) {
-    ssize_t n = write(fd, b.data + done, b.len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int saved = n < 0 ? errno : EIO;
-      free(b.data);
-      errno = saved;
-      return -1;
-    }
-    done += (size_t)n;
+  if (write_all(fd, b.data, b.len) != 0) {
+    int saved = errno;
+    free(b.data);
+    errno = saved;
+    return -1;
   }
   free(b.data);
   return lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
@@ -177,8 +172,7 @@ int plan_read(int fd, struct plan *p) {
       if (!d) return -1;
       data = d;
     }
-    ssize_t n = read(fd, data + len, cap - len);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = TEMP_FAILURE_RETRY(read(fd, data + len, cap - len));
     if (n < 0) return -1;
     if (n == 0) break;
     len += (size_t)n;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 /* The request byte Vitest sends for one socket, and the byte init answers with. */
 #define NET_REQUEST_SOCKET 'S'
@@ -44,9 +45,7 @@ int send_with_fds(int net, const void *payload, size_t len, const int *fds, int 
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
   memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-  ssize_t n;
-  do n = sendmsg(net, &m, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = TEMP_FAILURE_RETRY(sendmsg(net, &m, MSG_NOSIGNAL));
   return n == (ssize_t)len ? 0 : -1;
 }
 
@@ -95,9 +94,7 @@ void host_ports_in_child(const struct plan *plan, int net, step_fail_fn fail) {
  * request is ignored. */
 static int serve_request(int net) {
   char req;
-  ssize_t n;
-  do n = recv(net, &req, 1, MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = TEMP_FAILURE_RETRY(recv(net, &req, 1, MSG_DONTWAIT));
   if (n == 0) return -1; /* Vitest closed its end */
   if (n < 0) return errno == EAGAIN ? 0 : -1;
   if (req != NET_REQUEST_SOCKET) return 0;
@@ -106,8 +103,7 @@ static int serve_request(int net) {
   if (s < 0) {
     /* No fd: Vitest sees a reply without one and gives up this connection. */
     ok = '!';
-    do n = send(net, &ok, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    (void)TEMP_FAILURE_RETRY(send(net, &ok, 1, MSG_NOSIGNAL | MSG_DONTWAIT));
     return 0;
   }
   send_with_fds(net, &ok, 1, &s, 1);
@@ -133,9 +129,8 @@ int reap_serving(pid_t worker, int net) {
   for (;;) {
     int status;
     pid_t r;
-    while ((r = waitpid(-1, &status, sfd < 0 ? 0 : WNOHANG)) != 0) {
+    while ((r = (pid_t)TEMP_FAILURE_RETRY(waitpid(-1, &status, sfd < 0 ? 0 : WNOHANG))) != 0) {
       if (r == worker) return status;
-      if (r < 0 && errno == EINTR) continue;
       if (r < 0) _exit(125); /* ECHILD without having seen the worker: cannot happen */
     }
     struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = net, .events = POLLIN}};
@@ -158,9 +153,7 @@ int reap_serving(pid_t worker, int net) {
 int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fds, int *nfds) {
   *nfds = 0;
   struct pollfd p = {.fd = fd, .events = POLLIN};
-  int r;
-  do r = poll(&p, 1, timeout_ms);
-  while (r < 0 && errno == EINTR);
+  int r = (int)TEMP_FAILURE_RETRY(poll(&p, 1, timeout_ms));
   if (r < 0) return -1;
   if (r == 0) {
     errno = EAGAIN;
@@ -169,9 +162,7 @@ int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fd
   char ctrl[CMSG_SPACE(sizeof(int) * SEND_FDS_MAX)];
   struct iovec iov = {.iov_base = buf, .iov_len = len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
-  ssize_t n;
-  do n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = TEMP_FAILURE_RETRY(recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
   if (n < 0) return -1;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;

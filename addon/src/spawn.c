@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 /* isolated-init, opened once at load (O_PATH): the clone child execs it by fd. */
 static int init_fd = -1;
@@ -92,11 +93,8 @@ static int exec_child(void *arg) {
   }
 fail:
   c->err = errno ? errno : EIO;
-  {
-    /* Also on the error pipe, for the fallback without CLONE_VM. */
-    struct setup_failure f = {.step = STEP_exec_init, .err = c->err, .op_index = -1};
-    syscall(SYS_write, err_w, &f, sizeof f);
-  }
+  /* Also on the error pipe, for the fallback without CLONE_VM. */
+  report_failure(err_w, STEP_exec_init, c->err, -1);
   return 127;
 }
 
@@ -121,14 +119,12 @@ static void close_all(int *fds, int n) {
 
 static void reap_pid(pid_t pid) {
   int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  (void)TEMP_FAILURE_RETRY(waitpid(pid, &status, 0));
 }
 
 static void reap_pidfd(int pidfd) {
   siginfo_t si;
-  while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR) {
-  }
+  (void)TEMP_FAILURE_RETRY(waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED));
 }
 
 #ifdef HAVE_CLONE3_VM
@@ -280,7 +276,7 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
       struct setup_failure f;
       int fl = fcntl(err_p[0], F_GETFL);
       fcntl(err_p[0], F_SETFL, fl | O_NONBLOCK);
-      if (read(err_p[0], &f, sizeof f) == (ssize_t)sizeof f && f.step >= 0 && f.step < STEP_COUNT) {
+      if (read_all(err_p[0], &f, sizeof f) == (ssize_t)sizeof f && f.step >= 0 && f.step < STEP_COUNT) {
         r.step = f.step;
         r.err = f.err;
       }
@@ -368,8 +364,7 @@ int sandbox_probe(uint64_t flags) {
     return -1;
   }
   int status;
-  while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  (void)TEMP_FAILURE_RETRY(waitpid((pid_t)pid, &status, 0));
   if (c.err) {
     errno = c.err;
     return -1;

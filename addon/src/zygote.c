@@ -41,6 +41,7 @@
 #include <linux/prctl.h>
 
 #include "sandbox.h"
+#include "util.h"
 
 /* Exported by the node binary (libuv). */
 int uv_loop_fork(void *loop);
@@ -49,10 +50,8 @@ extern char **environ;
 
 /* errno first; the record goes to the file's report pipe, which main reads. */
 static void __attribute__((noreturn)) fail_to(int fd, enum step step) {
-  struct setup_failure f = {.step = step, .err = errno ? errno : EIO, .op_index = -1};
-  ssize_t n;
-  do n = write(fd, &f, sizeof f);
-  while (n < 0 && errno == EINTR);
+  int err = errno;
+  report_failure(fd, step, err, -1);
   _exit(127);
 }
 
@@ -310,10 +309,7 @@ static int set_image(char *const *argv, char *const *envp) {
 static void take_fds_from_init(int report) {
   int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   struct sockaddr_un a;
-  memset(&a, 0, sizeof a);
-  a.sun_family = AF_UNIX;
-  memcpy(a.sun_path + 1, ENTER_SOCKET_NAME, sizeof ENTER_SOCKET_NAME - 1);
-  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof ENTER_SOCKET_NAME);
+  socklen_t alen = enter_address(&a);
   if (s < 0 || connect(s, (struct sockaddr *)&a, alen) != 0) fail_to(report, STEP_enter_fds);
   char tag;
   int fds[4], nfds = 0;
@@ -380,10 +376,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
    * the kernel checks a move against the opener's credentials, so the zygote needs no right
    * on the host's cgroup tree. */
   for (uint32_t i = 0; i < proc_count; i++) {
-    ssize_t n;
-    do n = write(fds[3 + i], "0", 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1) fail_to(report, STEP_enter_cgroup);
+    if (write_all(fds[3 + i], "0", 1) != 0) fail_to(report, STEP_enter_cgroup);
     close(fds[3 + i]);
   }
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
@@ -398,8 +391,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
   pid_t second = fork();
   if (second < 0) fail_to(report, STEP_enter_fork);
   if (second > 0) {
-    while (waitpid(second, NULL, 0) < 0 && errno == EINTR) {
-    }
+    (void)TEMP_FAILURE_RETRY(waitpid(second, NULL, 0));
     _exit(0);
   }
   int sync[2];
@@ -411,8 +403,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
      * ours (kcmp) and closed every one it inherited. */
     close(sync[1]);
     char c;
-    while (read(sync[0], &c, 1) < 0 && errno == EINTR) {
-    }
+    (void)TEMP_FAILURE_RETRY(read(sync[0], &c, 1));
     _exit(0);
   }
   close(sync[0]);
@@ -451,12 +442,7 @@ int zygote_serve(int control, void *loop, struct zygote_entry *entry) {
       copy_enter(fds, req.proc_count, loop, entry);
       return 0;
     }
-    if (pid < 0) {
-      struct setup_failure f = {.step = STEP_enter_fork, .err = errno, .op_index = -1};
-      ssize_t w;
-      do w = write(fds[1], &f, sizeof f);
-      while (w < 0 && errno == EINTR);
-    }
+    if (pid < 0) report_failure(fds[1], STEP_enter_fork, errno, -1);
     /* Nothing of this request stays in the zygote: its fds, its bytes. */
     for (int i = 0; i < nfds; i++) close(fds[i]);
     memset(&req, 0, sizeof req);
