@@ -1,6 +1,6 @@
 /* The worker's last step before it runs: every capability and id of setup
  * given up, no new privileges, the seccomp filter. Shared by the exec'd
- * worker (child.c) and the zygote's copy (zygote.c); plain system calls only. */
+ * worker (exec.c) and the zygote's copy (zygote.c); plain system calls only. */
 #include <errno.h>
 #include <linux/capability.h>
 #include <linux/filter.h>

@@ -11,13 +11,13 @@
  * namespaces (Ubuntu >= 23.10), a profile for this file alone is enough.
  *
  * init execs this program again, without an argument, and sets the sandbox
- * up (child.c). argv[1] "probe" FLAGS is doctor's and the tests' probe: a
+ * up (init.c). argv[1] "probe" FLAGS is doctor's and the tests' probe: a
  * clone3 with those flags whose child exits at once; the exit code is its
  * errno.
  *
  * The fds arrive at fixed numbers (INIT_FD_*, then the idmapped mounts, then
  * the launcher's LAUNCH_FD_*); the plan comes as an image in a memfd. This is
- * a fresh single-threaded process, so plain libc is fine; child_main still
+ * a fresh single-threaded process, so plain libc is fine; init_in_child still
  * sticks to system calls. */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "init.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -261,5 +262,5 @@ int main(int argc, char **argv) {
    * the plan tells) stay: the launcher's fds (the executable, left open for binfmt_misc, see
    * spawn.c) go. */
   syscall(SYS_close_range, INIT_FD_END + idmap_mounts(&plan), ~0U, 0);
-  child_main(&plan, &fds);
+  init_in_child(&plan, &fds);
 }

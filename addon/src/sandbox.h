@@ -1,5 +1,5 @@
 /* Shared between the N-API glue (binding.cc), the parent side (spawn.c),
- * the plan image (plan_io.c) and isolated-init (init_main.c, child.c). The
+ * the plan image (plan_io.c) and isolated-init (init_main.c, init.c and the units it calls). The
  * addon builds struct plan, writes it into a memfd and starts isolated-init
  * as the launcher: it reads the plan, creates the namespaces (so that the
  * program that creates user namespaces is this small one, which an AppArmor
@@ -126,24 +126,9 @@ struct setup_failure {
   int32_t op_index; /* -1 when the step is not tied to a plan op */
 };
 
-/* The fds the child side uses; all O_CLOEXEC. */
-struct child_fds {
-  int sync_r;   /* parent writes one byte when the child may go on */
-  int err_w;    /* struct setup_failure on failure */
-  int status_w; /* init writes the worker's wait status here before exiting */
-  int ipc;      /* becomes fd 3 of the worker */
-  int out_w;    /* becomes fd 1 */
-  int errout_w; /* becomes fd 2 */
-  int in_r;     /* becomes fd 0 (/dev/null unless the plan gives one) */
-  int net;      /* AF_UNIX seqpacket to Vitest: listening fds, then sockets on request (ports.c) */
-};
-
 /* drop.c: bounding set, ids (plan->worker_uid/gid), ambient and all other capabilities,
  * no_new_privs, then the plan's seccomp filter. 0, or -1 with errno and *failed. */
 int drop_privileges(const struct plan *plan, enum step *failed);
-
-/* Never returns. Runs in isolated-init (PID 1 of the new PID namespace). */
-void child_main(const struct plan *plan, const struct child_fds *fds) __attribute__((noreturn));
 
 /* Where the addon's clone child puts the fds before it execs isolated-init;
  * everything else is closed. */
@@ -280,7 +265,7 @@ int recv_fds(int fd, int timeout_ms, void *buf, size_t len, int *fds, int max_fd
 #define SEND_FDS_MAX 16
 int send_with_fds(int sock, const void *payload, size_t len, const int *fds, int nfds);
 
-/* PLAN_ENTER (child.c, zygote.c): init listens on this abstract AF_UNIX seqpacket name in the
+/* PLAN_ENTER (entry.c, zygote.c): init listens on this abstract AF_UNIX seqpacket name in the
  * sandbox's own network namespace and hands the worker's fds (ipc, stdout, stderr, stdin) to
  * the one peer that is PID 3 of the sandbox: the worker the zygote forked into it (PID 2 made
  * it and left). */
