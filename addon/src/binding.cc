@@ -28,8 +28,14 @@
 #include <linux/filter.h>
 
 #include "beneath.h"
+#include "ports.h"
+#include "probe.h"
+#include "pty.h"
 #include "sandbox.h"
+#include "seccomp.h"
+#include "spawn.h"
 #include "util.h"
+#include "zygote.h"
 
 namespace {
 

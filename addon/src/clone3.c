@@ -2,6 +2,7 @@
 #include <linux/sched.h>
 #include <stddef.h>
 
+#include "clone3.h"
 #include "sandbox.h"
 
 /* clone3 with a stack of its own: the child calls fn(arg) there and never

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "drop.h"
 #include "sandbox.h"
 
 #define FAIL(s)       \

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ports.h"
 #include "sandbox.h"
 #include "util.h"
 

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "drop.h"
 #include "sandbox.h"
 
 /* Moves fd to exactly `to`, clearing CLOEXEC (dup2 of a fd onto itself would

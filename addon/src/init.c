@@ -25,6 +25,7 @@
 #include "exec.h"
 #include "mounts.h"
 #include "net.h"
+#include "ports.h"
 #include "util.h"
 
 int child_err_fd = -1;

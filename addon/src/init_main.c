@@ -35,7 +35,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clone3.h"
 #include "init.h"
+#include "plan_io.h"
+#include "ports.h"
 #include "sandbox.h"
 #include "util.h"
 

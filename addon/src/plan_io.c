@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "plan_io.h"
 #include "sandbox.h"
 #include "util.h"
 

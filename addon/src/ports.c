@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ports.h"
 #include "sandbox.h"
 #include "util.h"
 

@@ -4,7 +4,9 @@
  * allow where node is not. */
 #include <errno.h>
 
+#include "probe.h"
 #include "sandbox.h"
+#include "spawn.h"
 
 int probe_clone(uint64_t flags) {
   int r = sandbox_probe(flags);

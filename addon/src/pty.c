@@ -8,6 +8,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "pty.h"
 #include "sandbox.h"
 
 int pty_open(int *master, int *slave, unsigned short cols, unsigned short rows) {

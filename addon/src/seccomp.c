@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include "sandbox.h"
+#include "seccomp.h"
 
 #if defined(__x86_64__)
 #define OUR_ARCH AUDIT_ARCH_X86_64

@@ -20,7 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clone3.h"
+#include "idmap.h"
+#include "plan_io.h"
+#include "ports.h"
 #include "sandbox.h"
+#include "spawn.h"
 #include "util.h"
 
 /* isolated-init, opened once at load (O_PATH): the clone child execs it by fd. */

@@ -40,8 +40,12 @@
 #include <linux/kcmp.h>
 #include <linux/prctl.h>
 
+#include "drop.h"
+#include "plan_io.h"
+#include "ports.h"
 #include "sandbox.h"
 #include "util.h"
+#include "zygote.h"
 
 /* Exported by the node binary (libuv). */
 int uv_loop_fork(void *loop);
