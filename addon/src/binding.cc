@@ -56,9 +56,42 @@ struct PlanStorage {
   }
 };
 
-Napi::Error TypeErr(Napi::Env env, const std::string &what) {
-  return Napi::TypeError::New(env, "[vitest-pool-isolated] invalid sandbox plan: " + what +
-                                       ". This is a bug in vitest-pool-isolated.");
+// The glue's errors, built here and nowhere else. Two kinds: a call that JS made wrongly (a
+// TypeError: a bug of ours, never the user's), and a system call that failed, which keeps its
+// errno. errno is positive everywhere in the addon -- in these errors, in the {step, errno,
+// opIndex} records and in the calls that return an errno -- as os.constants.errno has it
+// (Node's own SystemErrors carry it negated; nothing of ours compares with those).
+
+// A misuse of the addon by our own TypeScript: "[vitest-pool-isolated] <what>. This is a bug...".
+Napi::Error BugError(Napi::Env env, const std::string &what) {
+  return Napi::TypeError::New(env, "[vitest-pool-isolated] " + what + ". This is a bug in vitest-pool-isolated.");
+}
+
+Napi::Error TypeErr(Napi::Env env, const std::string &what) { return BugError(env, "invalid sandbox plan: " + what); }
+
+// "ENOENT: No such file or directory", as Node's SystemError messages start.
+std::string ErrnoText(int err) {
+  const char *code = strerrorname_np(err);
+  return std::string(code ? code : "EUNKNOWN") + ": " + strerror(err);
+}
+
+// A failed system call: message, and code (the errno's name) and errno (positive) as properties.
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string &message) {
+  const char *code = strerrorname_np(err);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, err));
+  return error;
+}
+
+Napi::Value Throw(const Napi::Error &error) {
+  error.ThrowAsJavaScriptException();
+  return error.Env().Undefined();
+}
+
+// Most calls: throws "[vitest-pool-isolated] <what>: ENOENT: No such file or directory".
+Napi::Value ThrowErrno(Napi::Env env, const std::string &what, int err) {
+  return Throw(ErrnoError(env, err, "[vitest-pool-isolated] " + what + ": " + ErrnoText(err)));
 }
 
 bool GetString(const Napi::Object &o, const char *key, std::string &out, std::string &err, bool optional = false) {
@@ -370,8 +403,7 @@ std::unique_ptr<PlanStorage> MarshalOrThrow(const Napi::Object &o) {
 Napi::Value Spawn(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
-    TypeErr(env, "spawn(plan) takes an object").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "spawn(plan) takes an object"));
   }
   std::unique_ptr<PlanStorage> storage = MarshalOrThrow(info[0].As<Napi::Object>());
   if (!storage) return env.Undefined();
@@ -418,8 +450,7 @@ using ExitTsfn = Napi::TypedThreadSafeFunction<void, ExitInfo, DeliverExit>;
 Napi::Value WatchExit(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
-    TypeErr(env, "watch(pidfd, statusFd, callback)").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "watch(pidfd, statusFd, callback)"));
   }
   int pidfd = info[0].As<Napi::Number>().Int32Value();
   int status_fd = info[1].As<Napi::Number>().Int32Value();
@@ -461,10 +492,8 @@ Napi::Value PtyOpen(const Napi::CallbackInfo &info) {
   unsigned cols = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
   unsigned rows = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
   if (pty_open(&master, &slave, (unsigned short)cols, (unsigned short)rows) != 0) {
-    Napi::Error e = Napi::Error::New(env, std::string("[vitest-pool-isolated] cannot open a pty: ") + strerror(errno));
-    e.Set("errno", Napi::Number::New(env, errno));
-    e.ThrowAsJavaScriptException();
-    return env.Undefined();
+    int e = errno;
+    return Throw(ErrnoError(env, e, std::string("[vitest-pool-isolated] cannot open a pty: ") + strerror(e)));
   }
   Napi::Object r = Napi::Object::New(env);
   r.Set("master", master);
@@ -484,33 +513,25 @@ Napi::Value PtyResize(const Napi::CallbackInfo &info) {
 // one small file per call. A failure throws an Error shaped like Node's
 // SystemError (code, errno, syscall, path), so JS keeps the errno.
 Napi::Value BeneathError(Napi::Env env, const std::string &base, const std::string &rel, const beneath_error &e) {
-  const char *code = strerrorname_np(e.err);
   std::string path = base;
   if (e.path_len > 0) path += (path.empty() || path.back() != '/' ? "/" : "") + rel.substr(0, e.path_len);
-  std::string message = std::string(code ? code : "EUNKNOWN") + ": " + strerror(e.err) + ", " + e.syscall + " '" + path + "'";
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-  error.Set("errno", Napi::Number::New(env, -e.err));
+  Napi::Error error = ErrnoError(env, e.err, ErrnoText(e.err) + ", " + e.syscall + " '" + path + "'");
   error.Set("syscall", Napi::String::New(env, e.syscall));
   error.Set("path", Napi::String::New(env, path));
-  error.ThrowAsJavaScriptException();
-  return env.Undefined();
+  return Throw(error);
 }
 
 bool BeneathArgs(const Napi::CallbackInfo &info, std::string &base, std::string &rel) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
-    Napi::TypeError::New(env, "[vitest-pool-isolated] (base, relativePath) must be strings. This is a bug in vitest-pool-isolated.")
-        .ThrowAsJavaScriptException();
+    BugError(env, "(base, relativePath) must be strings").ThrowAsJavaScriptException();
     return false;
   }
   base = info[0].As<Napi::String>().Utf8Value();
   rel = info[1].As<Napi::String>().Utf8Value();
   if (base.empty() || base[0] != '/' || base.find('\0') != std::string::npos || rel.find('\0') != std::string::npos ||
       (!rel.empty() && rel[0] == '/')) {
-    Napi::TypeError::New(env, "[vitest-pool-isolated] the base must be absolute and the path relative, without NUL bytes. "
-                              "This is a bug in vitest-pool-isolated.")
-        .ThrowAsJavaScriptException();
+    BugError(env, "the base must be absolute and the path relative, without NUL bytes").ThrowAsJavaScriptException();
     return false;
   }
   return true;
@@ -529,9 +550,7 @@ Napi::Value BeneathWrite(const Napi::CallbackInfo &info) {
   std::string base, rel;
   if (!BeneathArgs(info, base, rel)) return env.Undefined();
   if (info.Length() < 3 || !info[2].IsBuffer()) {
-    Napi::TypeError::New(env, "[vitest-pool-isolated] writeBeneath takes a Buffer. This is a bug in vitest-pool-isolated.")
-        .ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(BugError(env, "writeBeneath takes a Buffer"));
   }
   Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
   beneath_error e{};
@@ -553,24 +572,14 @@ Napi::Value BeneathRemove(const Napi::CallbackInfo &info) {
 Napi::Value RecvFds(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    TypeErr(env, "recvFds(fd, timeoutMs)").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "recvFds(fd, timeoutMs)"));
   }
   char buf[64];
   int fds[8];
   int nfds = 0;
   int n = recv_fds(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), buf, sizeof buf,
                    fds, 8, &nfds);
-  if (n < 0) {
-    int e = errno;
-    const char *code = strerrorname_np(e);
-    Napi::Error error = Napi::Error::New(env, std::string("[vitest-pool-isolated] recvmsg from the sandbox's init: ") +
-                                                  (code ? code : "EUNKNOWN") + ": " + strerror(e));
-    error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-    error.Set("errno", Napi::Number::New(env, e));
-    error.ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (n < 0) return ThrowErrno(env, "recvmsg from the sandbox's init", errno);
   if (n == 0 && nfds == 0) return env.Null();
   Napi::Object r = Napi::Object::New(env);
   r.Set("data", Napi::Buffer<char>::Copy(env, buf, (size_t)n));
@@ -581,15 +590,6 @@ Napi::Value RecvFds(const Napi::CallbackInfo &info) {
 }
 
 // --- The zygote (src/zygote/, addon/src/zygote.c) ---
-
-Napi::Value ErrnoError(Napi::Env env, const std::string &what, int e) {
-  const char *code = strerrorname_np(e);
-  Napi::Error error = Napi::Error::New(env, "[vitest-pool-isolated] " + what + ": " + (code ? code : "EUNKNOWN") + ": " + strerror(e));
-  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-  error.Set("errno", Napi::Number::New(env, e));
-  error.ThrowAsJavaScriptException();
-  return env.Undefined();
-}
 
 // The zygote's random sources. A copy starts with the zygote's memory, so V8's random state is
 // the zygote's: every copy would draw the same numbers. The isolate's generator (which seeds
@@ -749,15 +749,14 @@ Napi::Value RandomProbe(const Napi::CallbackInfo &info) {
 Napi::Value ZygoteServe(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
-    TypeErr(env, "zygoteServe(controlFd)").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "zygoteServe(controlFd)"));
   }
   struct uv_loop_s *loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ErrnoError(env, "no event loop", EINVAL);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ThrowErrno(env, "no event loop", EINVAL);
   static zygote_entry entry;
   memset(&entry, 0, sizeof entry);
   int r = zygote_serve(info[0].As<Napi::Number>().Int32Value(), loop, &entry);
-  if (r < 0) return ErrnoError(env, "the zygote's channel", errno);
+  if (r < 0) return ThrowErrno(env, "the zygote's channel", errno);
   if (r > 0) return env.Null();
   bool reset = zygote_random::Reseed();
   Napi::Object o = Napi::Object::New(env);
@@ -781,7 +780,7 @@ Napi::Value ZygoteReady(const Napi::CallbackInfo &info) {
   int r = write_all(fd, &f, sizeof f);
   int err = errno;
   close(fd);
-  if (r != 0) return ErrnoError(info.Env(), "report the worker ready", err);
+  if (r != 0) return ThrowErrno(info.Env(), "report the worker ready", err);
   return info.Env().Undefined();
 }
 
@@ -791,15 +790,13 @@ Napi::Value ZygoteReady(const Napi::CallbackInfo &info) {
 Napi::Value ZygoteRequest(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsArray() || !info[2].IsNumber()) {
-    TypeErr(env, "zygoteRequest(fd, fds, procCount)").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "zygoteRequest(fd, fds, procCount)"));
   }
   int sock = info[0].As<Napi::Number>().Int32Value();
   Napi::Array a = info[1].As<Napi::Array>();
   uint32_t procs = info[2].As<Napi::Number>().Uint32Value();
   if (a.Length() != 3 + procs || procs > ZYGOTE_MAX_PROCS) {
-    TypeErr(env, "zygoteRequest: 3 + procCount fds").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Throw(TypeErr(env, "zygoteRequest: 3 + procCount fds"));
   }
   int fds[SEND_FDS_MAX];
   for (uint32_t i = 0; i < a.Length(); i++) fds[i] = a.Get(i).As<Napi::Number>().Int32Value();
@@ -808,7 +805,7 @@ Napi::Value ZygoteRequest(const Napi::CallbackInfo &info) {
   req.proc_count = procs;
   for (int tries = 0;; tries++) {
     if (send_with_fds(sock, &req, sizeof req, fds, (int)a.Length()) == 0) break;
-    if ((errno != EAGAIN && errno != EWOULDBLOCK) || tries == 100) return ErrnoError(env, "send to the zygote", errno);
+    if ((errno != EAGAIN && errno != EWOULDBLOCK) || tries == 100) return ThrowErrno(env, "send to the zygote", errno);
     struct pollfd p = {sock, POLLOUT, 0};
     poll(&p, 1, 10);
   }
@@ -818,7 +815,7 @@ Napi::Value ZygoteRequest(const Napi::CallbackInfo &info) {
 // pipe2(O_CLOEXEC): [read end, write end].
 Napi::Value Pipe(const Napi::CallbackInfo &info) {
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(info.Env(), "pipe", errno);
+  if (pipe2(p, O_CLOEXEC) != 0) return ThrowErrno(info.Env(), "pipe", errno);
   Napi::Array a = Napi::Array::New(info.Env(), 2);
   a.Set(0u, p[0]);
   a.Set(1u, p[1]);
@@ -828,14 +825,14 @@ Napi::Value Pipe(const Napi::CallbackInfo &info) {
 // pidfd_open(pid): a pidfd of the process (O_CLOEXEC, as pidfds are).
 Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
   int fd = (int)syscall(SYS_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0);
-  if (fd < 0) return ErrnoError(info.Env(), "pidfd_open", errno);
+  if (fd < 0) return ThrowErrno(info.Env(), "pidfd_open", errno);
   return Napi::Number::New(info.Env(), fd);
 }
 
 // fcntl(F_DUPFD_CLOEXEC): a second fd of the same open file.
 Napi::Value DupFd(const Napi::CallbackInfo &info) {
   int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError(info.Env(), "dup", errno);
+  if (fd < 0) return ThrowErrno(info.Env(), "dup", errno);
   return Napi::Number::New(info.Env(), fd);
 }
 

@@ -175,7 +175,8 @@ export interface NativeAddon {
 /**
  * What the *Beneath calls throw, shaped like Node's SystemError. A symbolic link on the way is
  * ELOOP (or EXDEV when a component would leave the base); `path` names the component the
- * call stopped at.
+ * call stopped at. `errno` is positive, as everywhere in the addon (Node's own SystemErrors
+ * carry it negated): compare `code`.
  */
 export interface NativeFsError extends Error {
   code: string
