@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <csignal>
 #include <cstring>
 #include <deque>
@@ -843,6 +844,29 @@ Napi::Value ExitNow(const Napi::CallbackInfo &info) {
   _exit(code & 0xff);
 }
 
+// The plan's numbers (ops.def) by their TypeScript names, and struct setup_failure's layout with
+// ENTER_READY: src/native/binding.ts compares them with src/native/ops.ts at load, as it does the
+// steps, so a stale build says "rebuild" instead of running plans whose numbers mean other things.
+void ExportTables(Napi::Env env, Napi::Object exports) {
+  Napi::Object kinds = Napi::Object::New(env), flags = Napi::Object::New(env), plan_flags = Napi::Object::New(env);
+#define OP_KIND(name, value, ts) kinds.Set(#ts, Napi::Number::New(env, (uint32_t)(value)));
+#define OP_FLAG(name, value, ts) flags.Set(#ts, Napi::Number::New(env, (uint32_t)(value)));
+#define PLAN_FLAG(name, value, ts) plan_flags.Set(#ts, Napi::Number::New(env, (uint32_t)(value)));
+#include "ops.def"
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("kinds", kinds);
+  ops.Set("flags", flags);
+  ops.Set("planFlags", plan_flags);
+  exports.Set("ops", ops);
+  Napi::Object record = Napi::Object::New(env);
+  record.Set("size", Napi::Number::New(env, sizeof(setup_failure)));
+  record.Set("step", Napi::Number::New(env, offsetof(setup_failure, step)));
+  record.Set("errno", Napi::Number::New(env, offsetof(setup_failure, err)));
+  record.Set("opIndex", Napi::Number::New(env, offsetof(setup_failure, op_index)));
+  record.Set("enterReady", Napi::Number::New(env, ENTER_READY));
+  exports.Set("failureRecord", record);
+}
+
 // isolated-init sits next to this .node file (CMakeLists.txt puts it there).
 std::string InitPath() {
   Dl_info info{};
@@ -860,6 +884,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Array steps = Napi::Array::New(env, STEP_COUNT);
   for (uint32_t i = 0; i < STEP_COUNT; i++) steps.Set(i, step_names[i]);
   exports.Set("steps", steps);
+  ExportTables(env, exports);
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("watch", Napi::Function::New(env, WatchExit));
   exports.Set("signal", Napi::Function::New(env, Signal));

@@ -27,31 +27,16 @@ enum step {
 
 extern const char *const step_names[STEP_COUNT];
 
-/* Mount plan op kinds. Paths: src is a host path, dst a path inside the
- * sandbox; both absolute. The numbers are part of the TS contract
- * (src/sandbox/plan.ts). */
+/* The plan's op kinds and flags (ops.def: what each means). Part of the TS contract, checked
+ * at load time (src/native/ops.ts). */
 enum op_kind {
-  OP_BIND = 1,    /* bind src at dst (dir or file, per OPF_FILE) */
-  OP_TMPFS = 2,   /* fresh tmpfs at dst: size bytes, mode, owned by the worker */
-  OP_PROC = 3,    /* fresh procfs of the new PID namespace at dst */
-  OP_DEVPTS = 4,  /* new devpts instance at dst */
-  OP_SYMLINK = 5, /* symlink at dst pointing to data */
-  OP_FILE = 6,    /* a file with content data bound over dst */
-  OP_MKDIR = 7,   /* a directory at dst, mode */
-  OP_SEAL = 8,    /* make the mount at dst read-only (recursive) */
-  OP_WRITE = 9,   /* write data into the existing file dst (a sysctl of the new namespaces) */
-  OP_OVERLAY = 10, /* overlayfs at dst: lower = src (read-only), upper and work dirs on a fresh
-                    * tmpfs of size bytes that goes with the sandbox (projectWrites: 'discard') */
+#define OP_KIND(name, value, ts) OP_##name = value,
+#include "ops.def"
 };
 
 enum op_flags {
-  OPF_RO = 1u << 0,       /* read-only once mounted (mount_setattr, recursive) */
-  OPF_FILE = 1u << 1,     /* the target is a file, not a directory */
-  OPF_OPTIONAL = 1u << 2, /* skip silently when the source does not exist */
-  OPF_DEV = 1u << 3,      /* keep device nodes usable (only for /dev/null & co) */
-  OPF_IDMAP = 1u << 4,    /* OP_BIND / OP_OVERLAY: src is an idmapped clone made by the parent
-                           * (idmap.c) whose map sends host ids uid/gid (the source's owner)
-                           * to the worker's ids; only as root, where those are host ids too */
+#define OP_FLAG(name, value, ts) OPF_##name = value,
+#include "ops.def"
 };
 
 /* The k-th OPF_IDMAP op's detached mount is fd INIT_FD_END + k in init. */
@@ -74,13 +59,8 @@ struct plan_op {
 };
 
 enum plan_flags {
-  PLAN_NEW_NET = 1u << 0,  /* new network namespace */
-  PLAN_LOOPBACK = 1u << 1, /* bring lo up in it */
-  PLAN_TTY = 1u << 2,      /* the worker's fd 0 is a terminal: it becomes its controlling tty (shell) */
-  PLAN_NET_CTL = 1u << 3,  /* init keeps INIT_FD_NET and makes sockets of its netns on request (ports.c) */
-  PLAN_ENTER = 1u << 4,    /* no execve: a warm worker forked by the zygote enters the finished sandbox (zygote.c) */
-  PLAN_HOLD = 1u << 5,     /* init outlives its worker until INIT_FD_SYNC reaches EOF: the zygote's sandbox, whose
-                            * PID namespace holds the files' sandboxes (spawn.c, nest) */
+#define PLAN_FLAG(name, value, ts) PLAN_##name = value,
+#include "ops.def"
 };
 
 struct plan {
@@ -122,7 +102,9 @@ struct plan {
   uint32_t nest_gid;
 };
 
-/* What the child reports when a step fails; EOF instead means execve worked. */
+/* What the child reports when a step fails (util.h, report_failure); EOF instead means execve
+ * worked. Read by TypeScript: its size and offsets are exported by the addon and checked at
+ * load time (src/native/ops.ts, FAILURE_RECORD). */
 struct setup_failure {
   int32_t step;
   int32_t err;

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { SandboxUnsupportedError } from '../errors.js'
 import { BUILD_COMMAND } from '../hints.js'
 import path from 'node:path'
+import { FAILURE_RECORD, OP, OPF, PLAN } from './ops.js'
 import { STEPS } from './steps.js'
 import { debuglog } from 'node:util'
 
@@ -113,8 +114,15 @@ export interface NativeExit {
   initSignal: number | null
 }
 
+/** A table of numbers by name, as the addon exports ops.def's (`{ bind: 1, ... }`). */
+export type NativeTable = Readonly<Record<string, number>>
+
 export interface NativeAddon {
   readonly steps: readonly string[]
+  /** addon/src/ops.def by TypeScript name; must equal src/native/ops.ts (checked at load). */
+  readonly ops: { readonly kinds: NativeTable; readonly flags: NativeTable; readonly planFlags: NativeTable }
+  /** struct setup_failure's size and field offsets, and ENTER_READY; must equal FAILURE_RECORD. */
+  readonly failureRecord: NativeTable
   /** The sandbox's PID 1 program, next to the addon, and the errno of opening it (0 when fine). */
   readonly initPath: string
   readonly initErrno: number
@@ -242,7 +250,7 @@ export function native(): NativeAddon {
     const file = candidate.path
     try {
       const addon = require(file) as NativeAddon
-      checkSteps(addon, file)
+      checkTables(addon, file)
       checkInit(addon)
       loaded = addon
       origin = candidate
@@ -267,15 +275,36 @@ export function native(): NativeAddon {
   })
 }
 
-/** A stale build would misname every setup failure: say "rebuild" instead. */
-function checkSteps(addon: NativeAddon, file: string): void {
-  const same = addon.steps.length === STEPS.length && addon.steps.every((s, i) => s === STEPS[i])
-  if (!same) {
+/**
+ * A stale build would misname every setup failure, or run plans whose numbers mean other things:
+ * say "rebuild" instead. Compares the addon's steps, op and flag numbers and failure record with
+ * this version's (src/native/steps.ts, ops.ts); a build from before the tables were exported
+ * has none and differs too.
+ */
+export function checkTables(addon: Pick<NativeAddon, 'steps' | 'ops' | 'failureRecord'>, file: string): void {
+  const ops = addon.ops as NativeAddon['ops'] | undefined
+  const differs = !sameList(addon.steps, STEPS) ? 'setup steps differ'
+    : !sameTable(ops?.kinds, OP) ? 'plan op kinds differ'
+    : !sameTable(ops?.flags, OPF) ? 'plan op flags differ'
+    : !sameTable(ops?.planFlags, PLAN) ? 'plan flags differ'
+    : !sameTable(addon.failureRecord, FAILURE_RECORD) ? 'failure record differs'
+    : undefined
+  if (differs) {
     throw new Error(
       `[vitest-pool-isolated] the native addon at ${file} was built from other sources ` +
-        `(its setup steps differ from this version's). Build it again: \`${BUILD_COMMAND}\`, or remove it to use the prebuilt one.`,
+        `(its ${differs} from this version's). Build it again: \`${BUILD_COMMAND}\`, or remove it to use the prebuilt one.`,
     )
   }
+}
+
+function sameList(got: readonly string[] | undefined, want: readonly string[]): boolean {
+  return got !== undefined && got.length === want.length && got.every((s, i) => s === want[i])
+}
+
+function sameTable(got: NativeTable | undefined, want: NativeTable): boolean {
+  if (got === undefined || got === null) return false
+  const keys = Object.keys(want)
+  return Object.keys(got).length === keys.length && keys.every((k) => got[k] === want[k])
 }
 
 /** The addon execs isolated-init for every sandbox; a missing one is a broken build. */
