@@ -13,12 +13,14 @@
 #   qemu-user-static  runs the arm64 Node and isolated-init (test/e2e/prebuilt.test.ts)
 #   chromium          a real browser for the screenshot of `hunt --html` (test/e2e/hunt.test.ts)
 #   strace            who creates the user namespaces (test/integration/setup-errors.test.ts)
+# and, for `npm run lint:c` and `npm run format:c` (the C and C++ style, .clang-format):
+#   clang-format
 # and, as root, the unprivileged user isolated-ci that the tests run commands as (doctor as a
 # user in test/e2e/cli.test.ts) and .ci/run runs the kernel tests again as.
 set -euo pipefail
 
 CI_USER=isolated-ci
-build=() tests=()
+build=() tests=() lint=()
 command -v cmake >/dev/null || build+=(cmake)
 command -v make >/dev/null || build+=(make)
 command -v g++ >/dev/null || build+=(g++)
@@ -30,7 +32,8 @@ command -v aarch64-linux-gnu-g++ >/dev/null || tests+=(gcc-aarch64-linux-gnu g++
 command -v qemu-aarch64-static >/dev/null || tests+=(qemu-user-static)
 command -v chromium >/dev/null || tests+=(chromium)
 command -v strace >/dev/null || tests+=(strace)
-need=("${build[@]}" "${tests[@]}")
+command -v clang-format >/dev/null || lint+=(clang-format)
+need=("${build[@]}" "${tests[@]}" "${lint[@]}")
 
 if [[ $(id -u) -ne 0 ]]; then
   if ((${#build[@]} > 0)); then
@@ -39,6 +42,9 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
   if ((${#tests[@]} > 0)); then
     echo "[setup-ci] missing ${tests[*]}: the tests that need them skip (fail with CI set); sudo apt-get install ${tests[*]}" >&2
+  fi
+  if ((${#lint[@]} > 0)); then
+    echo "[setup-ci] missing ${lint[*]}: npm run lint:c and format:c need it; sudo apt-get install ${lint[*]}" >&2
   fi
   exit 0
 fi
