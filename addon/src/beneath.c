@@ -24,7 +24,6 @@
 #include "beneath.h"
 #include "util.h"
 
-
 static int fail(struct beneath_error *e, const char *syscall_name, size_t path_len) {
   e->err = errno;
   e->syscall = syscall_name;

@@ -157,9 +157,9 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
   double flags, uid, gid, root_size, cgroup_fd, nest_pidfd, nest_uid, nest_gid;
   std::string uid_map, gid_map, hostname, cwd, exec_path;
   if (!GetNumber(o, "flags", flags, err) || !GetNumber(o, "workerUid", uid, err) ||
-      !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) || !GetNumber(o, "cgroupFd", cgroup_fd, err, -1) ||
-      !GetNumber(o, "nestPidfd", nest_pidfd, err, -1) || !GetNumber(o, "nestUid", nest_uid, err) ||
-      !GetNumber(o, "nestGid", nest_gid, err) ||
+      !GetNumber(o, "workerGid", gid, err) || !GetNumber(o, "rootSize", root_size, err) ||
+      !GetNumber(o, "cgroupFd", cgroup_fd, err, -1) || !GetNumber(o, "nestPidfd", nest_pidfd, err, -1) ||
+      !GetNumber(o, "nestUid", nest_uid, err) || !GetNumber(o, "nestGid", nest_gid, err) ||
       !GetString(o, "uidMap", uid_map, err) || !GetString(o, "gidMap", gid_map, err) ||
       !GetString(o, "hostname", hostname, err) || !GetString(o, "cwd", cwd, err) ||
       !GetString(o, "execPath", exec_path, err) || !GetStringArray(o, "argv", s, s.argv, err) ||
@@ -307,7 +307,8 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
         Napi::Value e = ma.Get(i);
         if (!e.IsNumber() || (i % 4 == 1 && e.As<Napi::Number>().Uint32Value() > 5) ||
             (i % 4 == 3 && e.As<Napi::Number>().Uint32Value() > 4095)) {
-          err = "seccomp.masked[" + std::to_string(i) + "] must be a syscall number, an argument index 0-5, a mask or an errno";
+          err = "seccomp.masked[" + std::to_string(i) +
+                "] must be a syscall number, an argument index 0-5, a mask or an errno";
           return false;
         }
         masked.push_back(e.As<Napi::Number>().Uint32Value());
@@ -333,8 +334,8 @@ bool Marshal(const Napi::Object &o, PlanStorage &s, std::string &err) {
     // Longer than the kernel takes (BPF_MAXINSNS): prctl says EINVAL, at step "seccomp".
     s.filter.resize(deny.size() * 2 + enosys.size() * 2 + masked.size() / 4 * 5 + 16);
     int len = build_seccomp_filter(deny.data(), (uint32_t)deny.size(), tiocsti, (uint32_t)ioctl_nr, masked.data(),
-                                   (uint32_t)(masked.size() / 4), enosys.data(), (uint32_t)enosys.size(), s.filter.data(),
-                                   (uint32_t)s.filter.size());
+                                   (uint32_t)(masked.size() / 4), enosys.data(), (uint32_t)enosys.size(),
+                                   s.filter.data(), (uint32_t)s.filter.size());
     if (len < 0 || len > 65535) {
       err = "seccomp filter does not fit";
       return false;
@@ -555,7 +556,8 @@ Napi::Value BeneathWrite(const Napi::CallbackInfo &info) {
   }
   Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
   beneath_error e{};
-  if (beneath_write(base.c_str(), rel.c_str(), data.Data(), data.Length(), &e) != 0) return BeneathError(env, base, rel, e);
+  if (beneath_write(base.c_str(), rel.c_str(), data.Data(), data.Length(), &e) != 0)
+    return BeneathError(env, base, rel, e);
   return env.Undefined();
 }
 

@@ -11,6 +11,8 @@
  * exports no clone3 and its clone() cannot pass CLONE_INTO_CGROUP.
  * Returns the child's pid or -errno. */
 #if defined(__x86_64__) || defined(__aarch64__)
+/* An assembly listing, one instruction a line: */
+/* clang-format off */
 #if defined(__x86_64__)
 __asm__(
     ".text\n"
@@ -53,5 +55,5 @@ __asm__(
     "1: ret\n"
     ".size isolated_clone3, .-isolated_clone3\n");
 #endif
+/* clang-format on */
 #endif
-

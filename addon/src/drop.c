@@ -13,10 +13,10 @@
 #include "drop.h"
 #include "sandbox.h"
 
-#define FAIL(s)       \
-  do {                \
-    *failed = (s);    \
-    return -1;        \
+#define FAIL(s)    \
+  do {             \
+    *failed = (s); \
+    return -1;     \
   } while (0)
 
 int drop_privileges(const struct plan *plan, enum step *failed) {

@@ -192,7 +192,12 @@ static int launch(void) {
   const int sock = base + LAUNCH_FD_REPORT;
   const int open_fd = fcntl(base + LAUNCH_FD_CGROUP, F_GETFD);
   const int nest_fd = fcntl(base + LAUNCH_FD_NEST, F_GETFD) >= 0 ? base + LAUNCH_FD_NEST : -1;
-  struct made m = {.plan = &plan, .base = base, .cgroup = open_fd >= 0 ? base + LAUNCH_FD_CGROUP : -1, .pidfd = -1, .step = -1, .err = 0};
+  struct made m = {.plan = &plan,
+                   .base = base,
+                   .cgroup = open_fd >= 0 ? base + LAUNCH_FD_CGROUP : -1,
+                   .pidfd = -1,
+                   .step = -1,
+                   .err = 0};
   if (nest_fd < 0) {
     make_init(&m);
     report(sock, m.step >= 0 ? m.step : LAUNCH_OK, m.err, m.pidfd, -1);
@@ -252,9 +257,14 @@ int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], INIT_MODE_PROBE) == 0) return probe(argv[2]);
   if (argc == 2 && strcmp(argv[1], INIT_MODE_LAUNCH) == 0) return launch();
 
-  const struct child_fds fds = {.sync_r = INIT_FD_SYNC, .err_w = INIT_FD_ERR, .status_w = INIT_FD_STATUS,
-                                .ipc = INIT_FD_IPC, .out_w = INIT_FD_OUT, .errout_w = INIT_FD_ERROUT,
-                                .in_r = INIT_FD_IN, .net = INIT_FD_NET};
+  const struct child_fds fds = {.sync_r = INIT_FD_SYNC,
+                                .err_w = INIT_FD_ERR,
+                                .status_w = INIT_FD_STATUS,
+                                .ipc = INIT_FD_IPC,
+                                .out_w = INIT_FD_OUT,
+                                .errout_w = INIT_FD_ERROUT,
+                                .in_r = INIT_FD_IN,
+                                .net = INIT_FD_NET};
   static struct plan plan;
   if (plan_read(INIT_FD_PLAN, &plan) != 0) {
     report_failure(INIT_FD_ERR, STEP_read_plan, errno, -1);

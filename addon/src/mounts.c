@@ -108,7 +108,8 @@ static int seal(const char *path) {
 static char *put_num(char *p, uint64_t v, int base) {
   char num[24];
   int n = 0;
-  do num[n++] = (char)('0' + v % (uint64_t)base); while ((v /= (uint64_t)base) && n < 23);
+  do num[n++] = (char)('0' + v % (uint64_t)base);
+  while ((v /= (uint64_t)base) && n < 23);
   while (n) *p++ = num[--n];
   return p;
 }
@@ -174,8 +175,10 @@ static void overlay(const struct plan_op *op, int index, char *target) {
     fail_in_child(STEP_overlay, index);
   if (mkdir_p(target, 0755)) fail_in_child(STEP_mkdir, index);
   char data[160];
-  *put_str(put_str(put_str(put_str(put_str(put_str(put_str(data, "lowerdir="), lower), ",upperdir="), upper),
-                           ",workdir="), work), ",userxattr") = '\0';
+  *put_str(
+      put_str(put_str(put_str(put_str(put_str(put_str(data, "lowerdir="), lower), ",upperdir="), upper), ",workdir="),
+              work),
+      ",userxattr") = '\0';
   if (mount("overlay", target, "overlay", MS_NOSUID | MS_NODEV, data) != 0) fail_in_child(STEP_overlay, index);
 }
 
@@ -199,8 +202,7 @@ static void run_op(const struct plan_op *op, int index) {
     if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail_in_child(STEP_bind, index);
     /* nosuid always; nodev unless this is one of the few device binds. */
     unsigned long extra = MS_NOSUID | ((op->flags & OPF_DEV) ? 0 : MS_NODEV);
-    struct mount_attr_compat attr = {
-        .attr_set = ((extra & MS_NOSUID) ? 0x2 : 0) | ((extra & MS_NODEV) ? 0x4 : 0)};
+    struct mount_attr_compat attr = {.attr_set = ((extra & MS_NOSUID) ? 0x2 : 0) | ((extra & MS_NODEV) ? 0x4 : 0)};
     if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) != 0)
       fail_in_child(STEP_seal, index);
     break;
@@ -217,13 +219,11 @@ static void run_op(const struct plan_op *op, int index) {
     break;
   case OP_PROC:
     if (mkdir_p(target, 0555)) fail_in_child(STEP_mkdir, index);
-    if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-      fail_in_child(STEP_proc, index);
+    if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail_in_child(STEP_proc, index);
     break;
   case OP_DEVPTS:
     if (mkdir_p(target, 0755)) fail_in_child(STEP_mkdir, index);
-    if (mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=620") != 0)
+    if (mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0)
       fail_in_child(STEP_devpts, index);
     break;
   case OP_SYMLINK: {

@@ -39,8 +39,8 @@ int send_with_fds(int net, const void *payload, size_t len, const int *fds, int 
   }
   memset(ctrl, 0, sizeof ctrl);
   struct iovec iov = {.iov_base = (void *)payload, .iov_len = len};
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
-                     .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
+  struct msghdr m = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
   struct cmsghdr *c = CMSG_FIRSTHDR(&m);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
@@ -58,8 +58,8 @@ void host_ports_in_child(const struct plan *plan, int net, step_fail_fn fail) {
   for (uint32_t i = 0; i < plan->port_count; i++) {
     uint32_t port = plan->ports[i];
     int fds[2], n = 0;
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr = {.s_addr = htonl(INADDR_LOOPBACK)}};
+    struct sockaddr_in a4 = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = {.s_addr = htonl(INADDR_LOOPBACK)}};
     fds[n] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fds[n] < 0 || bind(fds[n], (struct sockaddr *)&a4, sizeof a4) != 0 || listen(fds[n], SOMAXCONN) != 0)
       fail(STEP_host_ports, (int)i);
@@ -70,7 +70,8 @@ void host_ports_in_child(const struct plan *plan, int net, step_fail_fn fail) {
     fds[n] = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fds[n] >= 0) {
       int one = 1;
-      struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+      struct sockaddr_in6 a6 = {
+          .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
       if (setsockopt(fds[n], IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) fail(STEP_host_ports, (int)i);
       if (bind(fds[n], (struct sockaddr *)&a6, sizeof a6) == 0) {
         if (listen(fds[n], SOMAXCONN) != 0) fail(STEP_host_ports, (int)i);

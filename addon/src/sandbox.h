@@ -135,13 +135,7 @@ enum init_fd {
  * the socket it reports on, the cgroup init is cloned into (or none), a pidfd of the zygote
  * sandbox's init to nest into (or none), and the executable it was started from (not
  * close-on-exec: init is exec'd from it, see spawn.c). */
-enum launch_fd {
-  LAUNCH_FD_REPORT,
-  LAUNCH_FD_CGROUP,
-  LAUNCH_FD_NEST,
-  LAUNCH_FD_EXE,
-  LAUNCH_FD_COUNT
-};
+enum launch_fd { LAUNCH_FD_REPORT, LAUNCH_FD_CGROUP, LAUNCH_FD_NEST, LAUNCH_FD_EXE, LAUNCH_FD_COUNT };
 
 /* The launcher's one message on LAUNCH_FD_REPORT (a seqpacket socket): LAUNCH_OK or the
  * failed step and errno, with (SCM_RIGHTS) a pidfd of init whenever init was cloned, then,

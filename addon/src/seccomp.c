@@ -27,10 +27,10 @@ int build_seccomp_filter(const uint32_t *deny, uint32_t count, int deny_tiocsti,
                          const uint32_t *arg_calls, uint32_t arg_count, const uint32_t *enosys, uint32_t enosys_count,
                          struct sock_filter *out, uint32_t max) {
   uint32_t n = 0;
-#define EMIT(insn)                 \
-  do {                             \
-    if (n >= max) return -E2BIG;   \
-    out[n++] = (insn);             \
+#define EMIT(insn)               \
+  do {                           \
+    if (n >= max) return -E2BIG; \
+    out[n++] = (insn);           \
   } while (0)
   const uint32_t deny_ret = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   /* Another architecture's calling convention (e.g. i386 int 0x80 on

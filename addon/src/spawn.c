@@ -68,10 +68,12 @@ static int exec_child(void *arg) {
   int err_w = c->fds[INIT_FD_ERR - INIT_FD_PLAN];
   /* Park above the target range first so no move clobbers a source. */
   for (int i = 0; i < total; i++) {
-    int src = i < n ? c->fds[i] : i < n + m ? c->mount_fds[i - n]
-            : i == n + m + LAUNCH_FD_REPORT ? c->report_fd
-            : i == n + m + LAUNCH_FD_CGROUP ? c->cgroup_fd
-            : i == n + m + LAUNCH_FD_NEST ? c->nest_fd : c->init_fd;
+    int src = i < n                           ? c->fds[i]
+              : i < n + m                     ? c->mount_fds[i - n]
+              : i == n + m + LAUNCH_FD_REPORT ? c->report_fd
+              : i == n + m + LAUNCH_FD_CGROUP ? c->cgroup_fd
+              : i == n + m + LAUNCH_FD_NEST   ? c->nest_fd
+                                              : c->init_fd;
     parked[i] = src < 0 ? -1 : (int)syscall(SYS_fcntl, src, F_DUPFD_CLOEXEC, end);
     if (src >= 0 && parked[i] < 0) goto fail;
   }
@@ -194,8 +196,8 @@ int sandbox_spawn(const struct plan *plan, struct spawn_result *out, int *failed
       (errout_p[1] < 0 && pipe2(errout_p, O_CLOEXEC)) || (plan_fd = memfd_create("isolated-plan", MFD_CLOEXEC)) < 0 ||
       plan_write(plan, plan_fd) != 0) {
     int saved = errno;
-    int all[] = {sync_p[0], sync_p[1], err_p[0], err_p[1], status_p[0], status_p[1], ipc[0], ipc[1], out_p[0], out_p[1],
-                 errout_p[0], errout_p[1], plan_fd, in_p[0], net[0], net[1], report[0], report[1]};
+    int all[] = {sync_p[0], sync_p[1],   err_p[0],    err_p[1], status_p[0], status_p[1], ipc[0], ipc[1],    out_p[0],
+                 out_p[1],  errout_p[0], errout_p[1], plan_fd,  in_p[0],     net[0],      net[1], report[0], report[1]};
     close_all(all, 18);
     idmap_release(mount_fds, mount_count);
     errno = saved;

@@ -18,15 +18,15 @@ int sandbox_set_init(const char *path);
 struct spawn_result {
   pid_t pid;
   int pidfd;
-  int sync_w;   /* write one byte (then close) to let the child run its setup */
-  int err_r;    /* read: struct setup_failure, or EOF once the worker exec'd */
-  int status_r; /* read (non-blocking) after exit: the worker's wait status */
-  int ipc;      /* our end of the worker's fd 3 */
-  int out_r;    /* -1 when the plan gave the worker's stdout */
-  int errout_r; /* -1 when the plan gave the worker's stderr */
+  int sync_w;    /* write one byte (then close) to let the child run its setup */
+  int err_r;     /* read: struct setup_failure, or EOF once the worker exec'd */
+  int status_r;  /* read (non-blocking) after exit: the worker's wait status */
+  int ipc;       /* our end of the worker's fd 3 */
+  int out_r;     /* -1 when the plan gave the worker's stdout */
+  int errout_r;  /* -1 when the plan gave the worker's stderr */
   int failed_op; /* on failure: the plan op a parent-side step failed on, else -1 */
-  int net;      /* our end of init's INIT_FD_NET (ports.c) */
-  int plan_fd;  /* PLAN_ENTER: the plan image (a memfd, rewound) for the zygote's copy; else -1 */
+  int net;       /* our end of init's INIT_FD_NET (ports.c) */
+  int plan_fd;   /* PLAN_ENTER: the plan image (a memfd, rewound) for the zygote's copy; else -1 */
 };
 
 /* Parent side: starts the launcher, which clones init into new namespaces and writes its

@@ -18,12 +18,12 @@ extern "C" {
 /* Retries a call that failed with EINTR (a signal came in): glibc defines it with _GNU_SOURCE,
  * musl does not. */
 #ifndef TEMP_FAILURE_RETRY
-#define TEMP_FAILURE_RETRY(expr)                                                                                       \
-  ({                                                                                                                   \
-    long _r;                                                                                                           \
-    do _r = (long)(expr);                                                                                              \
-    while (_r == -1L && errno == EINTR);                                                                               \
-    _r;                                                                                                                \
+#define TEMP_FAILURE_RETRY(expr)         \
+  ({                                     \
+    long _r;                             \
+    do _r = (long)(expr);                \
+    while (_r == -1L && errno == EINTR); \
+    _r;                                  \
   })
 #endif
 

@@ -105,7 +105,8 @@ static void note_condvar_waits(void) {
     line[n] = '\0';
     long nr;
     unsigned long addr, op;
-    if (sscanf(line, "%ld %lx %lx", &nr, &addr, &op) == 3 && nr == SYS_futex && (op & 0x7f) == 9 /* FUTEX_WAIT_BITSET */)
+    if (sscanf(line, "%ld %lx %lx", &nr, &addr, &op) == 3 && nr == SYS_futex &&
+        (op & 0x7f) == 9 /* FUTEX_WAIT_BITSET */)
       waits[wait_count++] = (uintptr_t)addr;
   }
   closedir(d);
