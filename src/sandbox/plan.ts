@@ -10,10 +10,10 @@ import type { NativePlan, NativePlanOp } from '../native/binding.js'
 import type { HostLayout } from './host-layout.js'
 import { seccompFilter, zygoteSeccompFilter } from './seccomp.js'
 
-/** Must match enum op_kind / op_flags / plan_flags in addon/src/sandbox.h. */
-export const OP = { bind: 1, tmpfs: 2, proc: 3, devpts: 4, symlink: 5, file: 6, mkdir: 7, seal: 8, write: 9, overlay: 10 } as const
-export const OPF = { ro: 1, file: 2, optional: 4, dev: 8, idmap: 16 } as const
-export const PLAN = { newNet: 1, loopback: 2, tty: 4, netCtl: 8, enter: 16, hold: 32 } as const
+import { OP, OPF, PLAN } from '../native/ops.js'
+
+/** The plan's numbers (addon/src/ops.def, checked at load), for the plan's readers. */
+export { OP, OPF, PLAN }
 
 /** The unprivileged id the worker gets when Vitest runs as root (nobody/nogroup). */
 export const ROOT_WORKER_ID = 65534

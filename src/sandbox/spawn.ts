@@ -14,6 +14,7 @@ import { hintFor } from '../hints.js'
 import type { ResolvedIsolatedOptions } from '../options.js'
 import { native, type NativeExit, type NativePlan, type NativeSpawned, type NativeStepError } from '../native/binding.js'
 import { STEP_SYSCALL, STEPS, type Step } from '../native/steps.js'
+import { FAILURE_RECORD } from '../native/ops.js'
 import { AUDIT_ENV } from '../ipc/protocol.js'
 import { readRecord } from '../ipc/record.js'
 import { hostLayout } from './host-layout.js'
@@ -192,7 +193,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
       [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd])
   }
   fs.writeSync(raw.syncFd, Buffer.of(1))
-  // Held: init stays until this closes, after its worker too (addon/src/child.c, PLAN_HOLD).
+  // Held: init stays until this closes, after its worker too (addon/src/init.c, PLAN_HOLD).
   if (!hold) fs.closeSync(raw.syncFd)
 
   const failure = await readFailure(raw.errFd)
@@ -258,14 +259,11 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
 
 /** Reads the child's failure record, or null on EOF (the worker's execve worked). */
 async function readFailure(fd: number): Promise<NativeStepError | null> {
-  const record = await readRecord(fd, FAILURE_SIZE)
+  const record = await readRecord(fd, FAILURE_RECORD.size)
   if (!record) return null
-  const step = STEPS[record.readInt32LE(0)] ?? `unknown(${record.readInt32LE(0)})`
-  return { step, errno: record.readInt32LE(4), opIndex: record.readInt32LE(8) }
+  const index = record.readInt32LE(FAILURE_RECORD.step)
+  return { step: STEPS[index] ?? `unknown(${index})`, errno: record.readInt32LE(FAILURE_RECORD.errno), opIndex: record.readInt32LE(FAILURE_RECORD.opIndex) }
 }
-
-/** struct setup_failure: step, errno, op index (int32 each). */
-const FAILURE_SIZE = 12
 
 function isStepError(e: unknown): e is NativeStepError {
   return typeof e === 'object' && e !== null && 'step' in e && 'errno' in e

@@ -12,6 +12,8 @@
  *   EOF without a record means the zygote or its copy is gone.
  */
 
+import { FAILURE_RECORD } from '../native/ops.js'
+
 /** The byte the zygote writes on its channel once it can fork copies. */
 export const READY = 0x52 // 'R'
 
@@ -22,10 +24,10 @@ export const ENTRY_FDS = ['initPidfd', 'report', 'plan'] as const
 export const MAX_PROCS = 8
 
 /** Size of a report record (struct setup_failure). */
-export const REPORT_SIZE = 12
+export const REPORT_SIZE = FAILURE_RECORD.size
 
 /** The step of the record that says the worker is ready (ENTER_READY). */
-export const ENTER_READY = -1
+export const ENTER_READY = FAILURE_RECORD.enterReady
 
 /** The zygote's entry script's marker in its argv: how tests and doctor find zygotes. */
 export const ZYGOTE_SCRIPT = '/dist/zygote/entry.js'

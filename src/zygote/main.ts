@@ -28,6 +28,7 @@ import { buildPlan, workerIdsOf, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan, type Nest, type NestingZygote, type Sandbox } from '../sandbox/spawn.js'
 import { ZygoteGone } from '../errors.js'
 import { STEPS } from '../native/steps.js'
+import { FAILURE_RECORD } from '../native/ops.js'
 import { readRecord } from '../ipc/record.js'
 import { ENTER_READY, MAX_PROCS, PROBE_ENV, PROBE_MAIN_ENV, READY, REPORT_SIZE } from './contract.js'
 
@@ -163,7 +164,7 @@ export class Zygote implements NestingZygote {
     const bytes = await readRecord(reportRead, REPORT_SIZE).catch((error: Error) => {
       throw new ZygoteGone(`cannot read the copy's report: ${error.message}`)
     })
-    const record = bytes && { step: bytes.readInt32LE(0), errno: bytes.readInt32LE(4), opIndex: bytes.readInt32LE(8) }
+    const record = bytes && { step: bytes.readInt32LE(FAILURE_RECORD.step), errno: bytes.readInt32LE(FAILURE_RECORD.errno), opIndex: bytes.readInt32LE(FAILURE_RECORD.opIndex) }
     if (!record) {
       const why = (this.gone as Error | undefined)?.message ?? 'the zygote\'s copy ended before its worker was ready'
       throw new ZygoteGone(why)
