@@ -33,7 +33,7 @@ const bytes = Number(values.mib) << 20
 checkBuilt()
 const dist = p => pathToFileURL(path.join(REPO, 'dist', p)).href
 const { spawnSandbox } = await import(dist('sandbox/spawn.js'))
-const { resolveOptions } = await import(dist('options.js'))
+const { resolveOptions } = await import(dist('options/index.js'))
 const client = path.join(REPO, 'bench', 'forward-client.mjs')
 
 const chunk = Buffer.alloc(1 << 16, 0x61)

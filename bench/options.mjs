@@ -1,4 +1,4 @@
-// Config-load cost of src/options.ts: import dist/options.js and resolve a typical config, in a
+// Config-load cost of src/options/index.ts: import dist/options.js and resolve a typical config, in a
 // fresh node per sample, this build against an older commit's (default 68d45a0, the last
 // hand-written validator), alternating. Also the install size of the schema library.
 // With --candidates, installs valibot and zod 4 into a temp dir (npm) and compares them bare.

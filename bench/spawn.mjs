@@ -52,7 +52,9 @@ const RUNS = Number(values.runs)
 const WARMUP = Number(values.warmup)
 const TOOLS = values.tools.split(',').map((s) => s.trim()).filter(Boolean)
 
-for (const f of ['sandbox/spawn.js', 'sandbox/plan.js', 'sandbox/host-layout.js', 'options.js']) {
+// options.js before the options moved into a folder of their own (a frozen older build).
+const OPTIONS = fs.existsSync(path.join(DIST, 'options.js')) ? 'options.js' : 'options/index.js'
+for (const f of ['sandbox/spawn.js', 'sandbox/plan.js', 'sandbox/host-layout.js', OPTIONS]) {
   if (!fs.existsSync(path.join(DIST, f))) {
     console.error(`missing ${path.join(DIST, f)}: run npm run build first`)
     process.exit(2)
@@ -61,7 +63,7 @@ for (const f of ['sandbox/spawn.js', 'sandbox/plan.js', 'sandbox/host-layout.js'
 const { spawnPlan } = await import(path.join(DIST, 'sandbox/spawn.js'))
 const { buildPlan } = await import(path.join(DIST, 'sandbox/plan.js'))
 const { hostLayout } = await import(path.join(DIST, 'sandbox/host-layout.js'))
-const { resolveOptions } = await import(path.join(DIST, 'options.js'))
+const { resolveOptions } = await import(path.join(DIST, OPTIONS))
 
 // --- the plan the pool builds for this repo as project root ----------------------------------
 

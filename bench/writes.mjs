@@ -24,7 +24,7 @@ const DIST = path.join(REPO, 'dist')
 const { buildPlan, workerUidOf } = await import(path.join(DIST, 'sandbox/plan.js'))
 const { hostLayout } = await import(path.join(DIST, 'sandbox/host-layout.js'))
 const { spawnPlan } = await import(path.join(DIST, 'sandbox/spawn.js'))
-const { resolveOptions } = await import(path.join(DIST, 'options.js'))
+const { resolveOptions } = await import(path.join(DIST, 'options/index.js'))
 
 const identity = { uid: process.geteuid(), gid: process.getegid() }
 const writableDir = fs.mkdtempSync(path.join(os.tmpdir(), 'isolated-bench-writable-'))

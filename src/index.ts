@@ -1,6 +1,6 @@
 export { isolated, isolatedPool } from './plugin.js'
 export { exposeHostPort } from './run/host-ports.js'
-export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork, IsolatedHostPort, IsolatedProjectWrites } from './options.js'
+export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork, IsolatedHostPort, IsolatedProjectWrites } from './options/index.js'
 export {
   IsolatedError,
   IsolatedOptionsError,

@@ -2,7 +2,7 @@
 import type { Plugin } from 'vitest/config'
 import type { PoolRunnerInitializer, Vitest, VitestPluginContext } from 'vitest/node'
 import { checkVitestVersion, markIsolateChosen, vitestApi } from './vitest/compat.js'
-import { checkProjectPids, resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options.js'
+import { checkProjectPids, resolveOptions, type IsolatedOptions, type ResolvedIsolatedOptions } from './options/index.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT } from './pool/transport.js'
 import { hasReporter, reporterFor } from './pool/reporter.js'
 import { IsolatedError } from './errors.js'

@@ -19,7 +19,7 @@ import { appArmorProfile, appArmorRemedy, appArmorState, isLegalProfilePath } fr
 import { BUILD_COMMAND } from '../hints.js'
 import { probe } from '../sandbox/kernel.js'
 import { native, nativeOrigin, packageRoot } from '../native/binding.js'
-import type { ResolvedIsolatedOptions } from '../options.js'
+import type { ResolvedIsolatedOptions } from '../options/index.js'
 import { hostLayout } from '../sandbox/host-layout.js'
 import { buildPlan, workerUidOf } from '../sandbox/plan.js'
 import { spawnPlan } from '../sandbox/spawn.js'
@@ -151,7 +151,7 @@ export async function doctor({ root, config }: { root: string; config?: string }
   } catch (error) {
     add({ name: 'config', status: 'fail', detail: `cannot load the Vitest config: ${wholeErrorText(error)}`, remedy: configRemedy(error, root, config) })
   }
-  const { resolveOptions } = await import('../options.js')
+  const { resolveOptions } = await import('../options/index.js')
   const options = project?.options ?? resolveOptions()
   const projectRoot = project?.project.config.root ?? root
 

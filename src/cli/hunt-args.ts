@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { UsageError } from './usage.js'
-import { sizeToBytes } from '../options.js'
+import { sizeToBytes } from '../options/index.js'
 
 /** One combination of limits a run is made under. `null` is no limit. */
 export interface Condition {

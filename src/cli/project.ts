@@ -9,7 +9,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import type { TestProject, Vitest } from 'vitest/node'
-import { resolveOptions, type ResolvedIsolatedOptions } from '../options.js'
+import { resolveOptions, type ResolvedIsolatedOptions } from '../options/index.js'
 import { PLUGIN_NAME, type IsolatedPluginApi } from '../plugin.js'
 
 export interface LoadedProject {

@@ -8,7 +8,7 @@
  * in Vitest's main process. One process, one registry, whichever copy asks.
  */
 import { IsolatedOptionsError } from '../errors.js'
-import type { ResolvedIsolatedOptions } from '../options.js'
+import type { ResolvedIsolatedOptions } from '../options/index.js'
 
 interface Registry {
   /** Bumped on every change: a spare sandbox spawned under an older version is stale. */

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { SandboxSetupError } from '../errors.js'
-import type { ResolvedMount } from '../options.js'
+import type { ResolvedMount } from '../options/index.js'
 
 export function checkMountsOnHost(mounts: ResolvedMount[]): void {
   mounts.forEach((m, i) => {

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import type { ResolvedIsolatedOptions } from '../options.js'
+import type { ResolvedIsolatedOptions } from '../options/index.js'
 import type { NativePlan, NativePlanOp } from '../native/binding.js'
 import type { HostLayout } from './host-layout.js'
 import { seccompFilter, zygoteSeccompFilter } from './seccomp.js'

@@ -204,7 +204,7 @@ describe.skipIf(skip)('prebuilt arm64 under qemu-user', () => {
       const { buildPlan } = await import(root + '/dist/sandbox/plan.js')
       const { hostLayout } = await import(root + '/dist/sandbox/host-layout.js')
       const { spawnPlan } = await import(root + '/dist/sandbox/spawn.js')
-      const { resolveOptions } = await import(root + '/dist/options.js')
+      const { resolveOptions } = await import(root + '/dist/options/index.js')
       const script = "const fs=require('fs');console.log(JSON.stringify({hostname:require('os').hostname(),init:fs.readFileSync('/proc/1/comm','utf8').trim(),net:fs.readlinkSync('/proc/self/ns/net')}))"
       const plan = buildPlan({ layout: hostLayout(root, root, 0), options: resolveOptions({ seccomp: false }, {}), identity: { uid: 0, gid: 0 }, argv: ['-e', script], env: { PATH: process.env.PATH } })
       Object.assign(plan, { uidMap: '0 0 1\\n', gidMap: '0 0 1\\n', workerUid: 0, workerGid: 0 })

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import tmp from 'tmp'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
-import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options.js'
+import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options/index.js'
 import { requireKernel } from '../support/kernel.js'
 
 const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')

@@ -13,7 +13,7 @@ import type { NativePlan } from '../../src/native/binding.js'
 import { hostLayout } from '../../src/sandbox/host-layout.js'
 import { buildPlan, OP, OPF } from '../../src/sandbox/plan.js'
 import { spawnPlan } from '../../src/sandbox/spawn.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import { requireKernel } from '../support/kernel.js'
 
 await requireKernel()

@@ -12,7 +12,7 @@ import { native } from '../../src/native/binding.js'
 import { hostLayout } from '../../src/sandbox/host-layout.js'
 import { buildPlan, PLAN, workerIdsOf } from '../../src/sandbox/plan.js'
 import { spawnPlan } from '../../src/sandbox/spawn.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 // From dist/: the zygote runs dist/zygote/entry.js next to it.
 import { Zygote, ZygoteEntryFailed } from '../../dist/zygote/main.js'
 import { requireKernel } from '../support/kernel.js'

@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
 import { exposedVersion, exposeHostPort, hostPortsNow } from '../../src/run/host-ports.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import { buildPlan, PLAN } from '../../src/sandbox/plan.js'
 
 const layout = { symlinks: [], readOnly: ['/usr'], execPath: '/usr/bin/node', cwd: '/p' }

@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import type { Vitest } from 'vitest/node'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import { runLimitsOf, setRunLimits } from '../../src/run/limits.js'
 import { Supervisor } from '../../src/run/supervisor.js'
 

@@ -4,7 +4,7 @@ import path from 'node:path'
 import tmp from 'tmp'
 import { afterEach, describe, expect, test } from 'vitest'
 import { IsolatedOptionsError, SandboxSetupError } from '../../src/errors.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import { checkMountsOnHost } from '../../src/sandbox/mount-check.js'
 
 let dirs: tmp.DirResult[] = []

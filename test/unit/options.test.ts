@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { IsolatedOptionsError } from '../../src/errors.js'
-import { checkProjectPids, MIN_MEMORY, MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options.js'
+import { checkProjectPids, MIN_MEMORY, MIN_PIDS, resolveOptions, sizeToBytes, tasksNodeNeeds, type IsolatedOptions } from '../../src/options/index.js'
 
 const MiB = 2 ** 20
 const GiB = 2 ** 30

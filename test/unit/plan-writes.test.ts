@@ -1,7 +1,7 @@
 // The plan for writable mounts and projectWrites: 'discard' (pure: no kernel). As root a
 // writable source is an idmapped clone mapping its owner to the worker; rootless a plain bind.
 import { describe, expect, test } from 'vitest'
-import { resolveOptions, type IsolatedOptions } from '../../src/options.js'
+import { resolveOptions, type IsolatedOptions } from '../../src/options/index.js'
 import { buildPlan, OP, OPF, ROOT_WORKER_ID } from '../../src/sandbox/plan.js'
 import type { HostLayout } from '../../src/sandbox/host-layout.js'
 

@@ -2,7 +2,7 @@ import { describe, expect, test, vi } from 'vitest'
 import type { Vitest } from 'vitest/node'
 import { reporterFor, type IsolatedReporter } from '../../src/pool/reporter.js'
 import { Supervisor } from '../../src/run/supervisor.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import type { FileReport } from '../../src/run/verdict.js'
 
 function fakeVitest(config: Record<string, unknown>) {

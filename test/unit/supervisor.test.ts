@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream'
 import { expect, test } from 'vitest'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import type { Sandbox } from '../../src/sandbox/spawn.js'
 import { Supervisor, type Launched } from '../../src/run/supervisor.js'
 

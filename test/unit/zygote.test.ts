@@ -3,7 +3,7 @@ import { zygoteExecArgv } from '../../src/zygote/exec-argv.js'
 import { zygoteSupport, ZYGOTE_NODE_MAJORS } from '../../src/zygote/support.js'
 import { buildPlan, OP, PLAN } from '../../src/sandbox/plan.js'
 import { seccompFilter, zygoteSeccompFilter } from '../../src/sandbox/seccomp.js'
-import { resolveOptions } from '../../src/options.js'
+import { resolveOptions } from '../../src/options/index.js'
 import type { HostLayout } from '../../src/sandbox/host-layout.js'
 
 // The node flags that run on the host's side of a run in the zygote: only flags that load no

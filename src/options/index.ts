@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os'
 import { isAbsolute, normalize, resolve } from 'node:path'
-import { IsolatedOptionsError, type OptionProblem } from './errors.js'
+import { IsolatedOptionsError, type OptionProblem } from '../errors.js'
 import * as v from 'valibot'
-import { closest } from './suggest.js'
-import { knownSyscalls } from './native/syscalls.js'
+import { closest } from '../suggest.js'
+import { knownSyscalls } from '../native/syscalls.js'
 
 /** An extra bind mount of a host path into the sandbox. */
 export interface IsolatedBindMount {
