@@ -80,7 +80,7 @@ export interface StartVerdictInput {
   pids?: number
   /** Forks and clones the cgroup refused on its pids limit (pids.events `max`). */
   pidsLimitHits?: number | null
-  /** Tasks node needs before it answers `start` (see tasksNodeNeeds in options.ts). */
+  /** Tasks node needs before it answers `start` (see tasksNodeNeeds in options/limits.ts). */
   nodeNeeds: number
   /** We killed the worker: it hit the pids limit and was left hanging. */
   killedForPids?: boolean
