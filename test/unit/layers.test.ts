@@ -15,7 +15,7 @@ const LAYERS: string[][] = [
   ['sandbox'],
   ['worker'],
   ['ipc', 'cgroup', 'vitest'],
-  ['options', 'options.ts'],
+  ['options'],
   ['native'],
   ['errors.ts', 'hints.ts', 'suggest.ts'],
 ]
