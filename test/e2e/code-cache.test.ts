@@ -32,8 +32,11 @@ test(`code cache: ${E2E_MAJOR === 5 ? 'later files compile from a cache' : 'none
     expect(found).toHaveLength(6)
     const hasCache = typeof ((await import('node:module')).default as { enableCompileCache?: unknown }).enableCompileCache === 'function' && NODE_BIN === process.execPath
     if (E2E_MAJOR === 5 || hasCache) {
-      // the first file or two may start before the warm-up filled it
-      expect(found.filter(s => s === 'read-only').length, describeRun(run)).toBeGreaterThanOrEqual(3)
+      // Files that start before the warm-up has filled the cache run without it (how many depends
+      // on the machine's load); from the first that has it, every later file has it too.
+      const first = found.indexOf('read-only')
+      expect(first, describeRun(run)).toBeGreaterThanOrEqual(0)
+      expect(found.slice(first), describeRun(run)).toEqual(Array(found.length - first).fill('read-only'))
       expect(run.output).toMatch(/\[compile cache\] cache for file:\/\/\S+\/vitest\/dist\/\S+ was accepted/)
     }
     else {
