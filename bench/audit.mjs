@@ -51,15 +51,19 @@ async function once(variant, record) {
   const usageFile = path.join(RESULTS, `audit-usage-${tag}.json`)
   fs.rmSync(usageFile, { force: true })
   const run = await runVitest({
-    suite, pool: 'isolated', workers: WORKERS, outFile, plugin: build.plugin,
-    env: { VITEST_ISOLATED_AUDIT: variant.env, VITEST_ISOLATED_REPORT: usageFile }, timeoutMs: (120 + 3 * FILES) * 1000,
+    suite,
+    pool: 'isolated',
+    workers: WORKERS,
+    outFile,
+    plugin: build.plugin,
+    env: { VITEST_ISOLATED_AUDIT: variant.env, VITEST_ISOLATED_REPORT: usageFile },
+    timeoutMs: (120 + 3 * FILES) * 1000,
   })
   const problems = checkRun(run, FILES, FILES * TESTS)
   let usage = []
   try {
     usage = JSON.parse(fs.readFileSync(usageFile, 'utf8'))
-  }
-  catch {
+  } catch {
     problems.push(`no usage report at ${usageFile}`)
   }
   // The audit must be on exactly in its variant, and find nothing in this suite.
@@ -102,8 +106,12 @@ for (let i = 0; i < 21; i++) {
 
 const [on, off] = variants
 if (on.wall.length === 0 || off.wall.length === 0) process.exit(1)
-console.log(`\nmedians: audit on wall ${(median(on.wall) / 1000).toFixed(2)} s, cpu per file ${median(on.cpu).toFixed(1)} ms; `
-  + `audit off wall ${(median(off.wall) / 1000).toFixed(2)} s, cpu per file ${median(off.cpu).toFixed(1)} ms`)
+console.log(
+  `\nmedians: audit on wall ${(median(on.wall) / 1000).toFixed(2)} s, cpu per file ${median(on.cpu).toFixed(1)} ms; ` +
+    `audit off wall ${(median(off.wall) / 1000).toFixed(2)} s, cpu per file ${median(off.cpu).toFixed(1)} ms`,
+)
 console.log(`on/off: wall ${(median(on.wall) / median(off.wall)).toFixed(3)}, cpu per file ${(median(on.cpu) / median(off.cpu)).toFixed(3)}`)
 console.log(`per test file: wall ${((median(on.wall) - median(off.wall)) / FILES).toFixed(2)} ms, cpu ${(median(on.cpu) - median(off.cpu)).toFixed(2)} ms`)
-console.log(`loading and installing the hooks: ${median(installMs).toFixed(2)} ms of CPU per sandbox (median of ${installMs.length} fresh node processes; at the worker's boot, not in the file's CPU time above)`)
+console.log(
+  `loading and installing the hooks: ${median(installMs).toFixed(2)} ms of CPU per sandbox (median of ${installMs.length} fresh node processes; at the worker's boot, not in the file's CPU time above)`,
+)

@@ -49,9 +49,15 @@ for (let r = 0; r < rounds; r++) {
   const order = cells.map((_, i) => cells[(i + r) % cells.length])
   for (const c of order) {
     const run = await runVitest({
-      suite: c.suite, pool: c.v.pool, workers: c.w, major: c.major, plugin, env: c.v.env,
+      suite: c.suite,
+      pool: c.v.pool,
+      workers: c.w,
+      major: c.major,
+      plugin,
+      env: c.v.env,
       outFile: path.join(RESULTS, `cpu-${process.pid}.json`),
-      cmd: '/usr/bin/time', args: ['-f', 'BENCH-CPU %U %S'],
+      cmd: '/usr/bin/time',
+      args: ['-f', 'BENCH-CPU %U %S'],
     })
     const problems = checkRun(run, files, files * TESTS)
     const m = /BENCH-CPU ([\d.]+) ([\d.]+)/.exec(run.output)
@@ -61,7 +67,7 @@ for (let r = 0; r < rounds; r++) {
       loudFailure(`v${c.major.major} ${c.v.name} W${c.w}`, run, problems)
       continue
     }
-    const cpu = (Number(m[1]) + Number(m[2])) * 1000 / files
+    const cpu = ((Number(m[1]) + Number(m[2])) * 1000) / files
     c.cpu.push(cpu)
     c.wall.push(run.ms / 1000)
     console.log(`  v${c.major.major} ${c.v.name.padEnd(8)} W${c.w}  ${cpu.toFixed(1)} ms CPU per file, ${(run.ms / 1000).toFixed(2)} s`)
@@ -73,10 +79,12 @@ console.log('| Vitest / node | workers | isolated | fresh | forks | isolated/for
 console.log('|---|---:|---:|---:|---:|---:|---:|')
 for (const major of majors) {
   for (const w of workers) {
-    const get = (name) => cells.find(c => c.major === major && c.w === w && c.v.name === name)
+    const get = name => cells.find(c => c.major === major && c.w === w && c.v.name === name)
     const [iso, fresh, forks] = ['isolated', 'fresh', 'forks'].map(get)
-    const cell = (c) => `${median(c.cpu).toFixed(1)} ms / ${median(c.wall).toFixed(2)} s`
-    console.log(`| ${major.vitestVersion} / ${major.nodeVersion} | ${w} | ${cell(iso)} | ${cell(fresh)} | ${cell(forks)} | **${(median(iso.cpu) / median(forks.cpu)).toFixed(2)}** | **${(median(iso.wall) / median(forks.wall)).toFixed(2)}** |`)
+    const cell = c => `${median(c.cpu).toFixed(1)} ms / ${median(c.wall).toFixed(2)} s`
+    console.log(
+      `| ${major.vitestVersion} / ${major.nodeVersion} | ${w} | ${cell(iso)} | ${cell(fresh)} | ${cell(forks)} | **${(median(iso.cpu) / median(forks.cpu)).toFixed(2)}** | **${(median(iso.wall) / median(forks.wall)).toFixed(2)}** |`,
+    )
   }
 }
 if (failed) {

@@ -26,7 +26,9 @@ function bulk() {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port: bulkPort, host })
     let got = 0
-    socket.on('data', (chunk) => { got += chunk.length })
+    socket.on('data', chunk => {
+      got += chunk.length
+    })
     socket.once('error', reject)
     socket.once('end', () => {
       if (got !== bytes) reject(new Error(`got ${got} of ${bytes} bytes`))

@@ -38,7 +38,7 @@ const client = path.join(REPO, 'bench', 'forward-client.mjs')
 
 const chunk = Buffer.alloc(1 << 16, 0x61)
 const ping = net.createServer(socket => socket.end('x'))
-const bulk = net.createServer((socket) => {
+const bulk = net.createServer(socket => {
   let left = bytes
   const more = () => {
     while (left > 0) {
@@ -53,7 +53,13 @@ const bulk = net.createServer((socket) => {
 const listen = s => new Promise(resolve => s.listen(0, '127.0.0.1', () => resolve(s.address().port)))
 const pingPort = await listen(ping)
 const bulkPort = await listen(bulk)
-const env = { PATH: process.env.PATH, BENCH_PING_PORT: String(pingPort), BENCH_BULK_PORT: String(bulkPort), BENCH_CONNS: String(conns), BENCH_BYTES: String(bytes) }
+const env = {
+  PATH: process.env.PATH,
+  BENCH_PING_PORT: String(pingPort),
+  BENCH_BULK_PORT: String(bulkPort),
+  BENCH_CONNS: String(conns),
+  BENCH_BYTES: String(bytes),
+}
 
 async function collect(stream) {
   let text = ''
@@ -70,15 +76,22 @@ async function direct() {
 const options = resolveOptions({}, {})
 async function forward() {
   const sandbox = await spawnSandbox({
-    entry: client, execArgv: [], env, cwd: REPO, projectRoot: REPO, options,
-    hostPorts: [{ port: pingPort, host: '127.0.0.1' }, { port: bulkPort, host: '127.0.0.1' }],
+    entry: client,
+    execArgv: [],
+    env,
+    cwd: REPO,
+    projectRoot: REPO,
+    options,
+    hostPorts: [
+      { port: pingPort, host: '127.0.0.1' },
+      { port: bulkPort, host: '127.0.0.1' },
+    ],
   })
   sandbox.ipc.destroy()
   const [out, err] = await Promise.all([collect(sandbox.stdout), collect(sandbox.stderr), sandbox.exited])
   try {
     return JSON.parse(out)
-  }
-  catch {
+  } catch {
     throw new Error(`the client in the sandbox printed no JSON:\n${out}\n${err}`)
   }
 }
@@ -87,22 +100,33 @@ console.log(`build: ${buildStamp()}`)
 console.log(`${rounds} rounds, alternating; per round and side: ${conns} connections, ${values.mib} MiB on one`)
 const results = { direct: { setup: [], mibps: [] }, forward: { setup: [], mibps: [] } }
 for (let round = 0; round < rounds; round++) {
-  const order = round % 2 === 0 ? [['direct', direct], ['forward', forward]] : [['forward', forward], ['direct', direct]]
+  const order =
+    round % 2 === 0
+      ? [
+          ['direct', direct],
+          ['forward', forward],
+        ]
+      : [
+          ['forward', forward],
+          ['direct', direct],
+        ]
   for (const [name, run] of order) {
     const r = await run()
     results[name].setup.push(...r.setupMs)
-    results[name].mibps.push((r.bytes / (1 << 20)) / (r.bulkMs / 1000))
+    results[name].mibps.push(r.bytes / (1 << 20) / (r.bulkMs / 1000))
   }
 }
 ping.close()
 bulk.close()
 
 const fmt = (x, d = 3) => x.toFixed(d)
-const row = (name) => {
+const row = name => {
   const s = results[name].setup
   return `${name.padEnd(8)} setup median ${fmt(median(s))} ms  p90 ${fmt(quantile(s, 0.9))} ms   throughput median ${fmt(median(results[name].mibps), 0)} MiB/s`
 }
 console.log(row('direct'))
 console.log(row('forward'))
-console.log(`ratio forward/direct: setup ${fmt(median(results.forward.setup) / median(results.direct.setup), 2)}x (median), `
-  + `throughput ${fmt(median(results.forward.mibps) / median(results.direct.mibps), 2)}x`)
+console.log(
+  `ratio forward/direct: setup ${fmt(median(results.forward.setup) / median(results.direct.setup), 2)}x (median), ` +
+    `throughput ${fmt(median(results.forward.mibps) / median(results.direct.mibps), 2)}x`,
+)

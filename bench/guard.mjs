@@ -54,8 +54,13 @@ async function once(variant, record) {
   const outFile = path.join(RESULTS, `guard-${process.pid}-${variant.name}.json`)
   // Vitest main's own CPU time (not its sandboxes'): where the guard runs.
   const run = await runVitest({
-    suite, pool: 'isolated', workers: WORKERS, outFile, plugin: variant.plugin,
-    args: ['--import', MAIN_CPU], timeoutMs: (120 + 3 * FILES) * 1000,
+    suite,
+    pool: 'isolated',
+    workers: WORKERS,
+    outFile,
+    plugin: variant.plugin,
+    args: ['--import', MAIN_CPU],
+    timeoutMs: (120 + 3 * FILES) * 1000,
   })
   const problems = checkRun(run, FILES, FILES * TESTS)
   const cpu = /@@main-cpu (\d+) (\d+)/.exec(run.output)
@@ -80,8 +85,10 @@ for (let r = 0; r < Number(values.rounds); r++) {
 
 const [g, u] = variants
 const perFile = (a, b) => ((median(a) - median(b)) / FILES).toFixed(2)
-console.log(`\nmedians: guarded wall ${(median(g.wall) / 1000).toFixed(2)} s, cpu ${(median(g.cpu) / 1000).toFixed(2)} s; `
-  + `unguarded wall ${(median(u.wall) / 1000).toFixed(2)} s, cpu ${(median(u.cpu) / 1000).toFixed(2)} s`)
+console.log(
+  `\nmedians: guarded wall ${(median(g.wall) / 1000).toFixed(2)} s, cpu ${(median(g.cpu) / 1000).toFixed(2)} s; ` +
+    `unguarded wall ${(median(u.wall) / 1000).toFixed(2)} s, cpu ${(median(u.cpu) / 1000).toFixed(2)} s`,
+)
 console.log(`guarded/unguarded: wall ${(median(g.wall) / median(u.wall)).toFixed(3)}, cpu ${(median(g.cpu) / median(u.cpu)).toFixed(3)}`)
 console.log(`per test file: wall ${perFile(g.wall, u.wall)} ms, cpu ${perFile(g.cpu, u.cpu)} ms`)
 

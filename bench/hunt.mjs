@@ -46,19 +46,29 @@ function tsSuite(files, tests, modules) {
   fs.mkdirSync(path.join(dir, 'test'), { recursive: true })
   const w = (rel, text) => fs.writeFileSync(path.join(dir, rel), text)
   w('package.json', '{ "name": "bench-hunt-ts", "private": true, "type": "module" }\n')
-  w('vitest.config.ts', `import { defineConfig } from 'vitest/config'\nimport { isolated } from '${path.join(REPO, 'dist', 'index.js')}'\n\nexport default defineConfig({ plugins: [isolated()], test: { include: ['test/**/*.test.ts'] } })\n`)
+  w(
+    'vitest.config.ts',
+    `import { defineConfig } from 'vitest/config'\nimport { isolated } from '${path.join(REPO, 'dist', 'index.js')}'\n\nexport default defineConfig({ plugins: [isolated()], test: { include: ['test/**/*.test.ts'] } })\n`,
+  )
   for (let m = 0; m < modules; m++) {
     const prev = m > 0 ? `import { f${m - 1}, type Shape${m - 1} } from './m${m - 1}.js'\n` : ''
-    w(`src/m${m}.ts`, `${prev}export interface Shape${m} { id: number; name: string; tags: readonly string[]; next?: Shape${m} }\n`
-      + `export enum Kind${m} { A = 'a', B = 'b', C = 'c' }\n`
-      + `export class Box${m}<T extends { id: number }> {\n  private readonly items = new Map<number, T>()\n  add(item: T): this { this.items.set(item.id, item); return this }\n  get size(): number { return this.items.size }\n}\n`
-      + `export function f${m}(n: number): number {\n  const s: Shape${m} = { id: n, name: \`s\${n}\`, tags: [Kind${m}.A] }\n  return ${m > 0 ? `f${m - 1}(n) + ` : ''}s.id % 7 + new Box${m}<Shape${m}>().add(s).size\n}\n`
-      + (m > 0 ? `export type Prev${m} = Shape${m - 1}\n` : ''))
+    w(
+      `src/m${m}.ts`,
+      `${prev}export interface Shape${m} { id: number; name: string; tags: readonly string[]; next?: Shape${m} }\n` +
+        `export enum Kind${m} { A = 'a', B = 'b', C = 'c' }\n` +
+        `export class Box${m}<T extends { id: number }> {\n  private readonly items = new Map<number, T>()\n  add(item: T): this { this.items.set(item.id, item); return this }\n  get size(): number { return this.items.size }\n}\n` +
+        `export function f${m}(n: number): number {\n  const s: Shape${m} = { id: n, name: \`s\${n}\`, tags: [Kind${m}.A] }\n  return ${m > 0 ? `f${m - 1}(n) + ` : ''}s.id % 7 + new Box${m}<Shape${m}>().add(s).size\n}\n` +
+        (m > 0 ? `export type Prev${m} = Shape${m - 1}\n` : ''),
+    )
   }
   w('src/index.ts', Array.from({ length: modules }, (_, m) => `export * from './m${m}.js'`).join('\n') + '\n')
   for (let f = 0; f < files; f++) {
-    w(`test/t${f}.test.ts`, `import { describe, expect, test } from 'vitest'\nimport { f${modules - 1} } from '../src/index.js'\n\ndescribe('file ${f}', () => {\n`
-      + Array.from({ length: tests }, (_, t) => `  test('case ${t}', () => { expect(f${modules - 1}(${t})).toBeGreaterThan(0) })`).join('\n') + '\n})\n')
+    w(
+      `test/t${f}.test.ts`,
+      `import { describe, expect, test } from 'vitest'\nimport { f${modules - 1} } from '../src/index.js'\n\ndescribe('file ${f}', () => {\n` +
+        Array.from({ length: tests }, (_, t) => `  test('case ${t}', () => { expect(f${modules - 1}(${t})).toBeGreaterThan(0) })`).join('\n') +
+        '\n})\n',
+    )
   }
   return dir
 }
@@ -67,11 +77,19 @@ const CLI = path.join(REPO, 'dist', 'cli', 'index.js')
 function timed(args, env = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now()
-    const child = spawn(process.execPath, args, { cwd: suite, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: undefined, NO_COLOR: '1', ...env } })
+    const child = spawn(process.execPath, args, {
+      cwd: suite,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CI: undefined, NO_COLOR: '1', ...env },
+    })
     let out = ''
-    child.stdout.on('data', (d) => { out += d })
-    child.stderr.on('data', (d) => { out += d })
-    child.on('close', (code) => {
+    child.stdout.on('data', d => {
+      out += d
+    })
+    child.stderr.on('data', d => {
+      out += d
+    })
+    child.on('close', code => {
       const ms = performance.now() - t0
       if (code !== 0) reject(new Error(`${args.join(' ')} exited ${code}:\n${out.slice(-3000)}`))
       else resolve({ ms, out })
@@ -98,7 +116,9 @@ async function separateOnce() {
   return total
 }
 
-console.log(`bench/hunt.mjs: ${values.suite} suite ${path.relative(REPO, suite)}, ${files} files x ${tests} tests, ${runs} runs x cpus ${cpus.join(',')} (${runs * cpus.length} runs a side), ${rounds} rounds`)
+console.log(
+  `bench/hunt.mjs: ${values.suite} suite ${path.relative(REPO, suite)}, ${files} files x ${tests} tests, ${runs} runs x cpus ${cpus.join(',')} (${runs * cpus.length} runs a side), ${rounds} rounds`,
+)
 console.log(machineFacts())
 const huntMs = []
 const sepMs = []

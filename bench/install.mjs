@@ -37,9 +37,37 @@ const version = dir => JSON.parse(fs.readFileSync(path.join(managersDir, 'node_m
 const npmVersion = execFileSync('npm', ['--version'], { encoding: 'utf8' }).trim()
 
 const MANAGERS = [
-  { name: `npm ${npmVersion}`, cmd: 'npm', args: t => ['install', '--no-audit', '--no-fund', '--legacy-peer-deps', '--prefer-offline', '--foreground-scripts', '--cache', path.join(cache, 'npm'), t] },
-  { name: `pnpm ${version('pnpm')}`, cmd: process.execPath, args: t => [path.join(managersDir, 'node_modules/pnpm/bin/pnpm.cjs'), 'add', '--config.auto-install-peers=false', '--prefer-offline', '--store-dir', path.join(cache, 'pnpm'), t] },
-  { name: `yarn ${version('yarn')}`, cmd: process.execPath, args: t => [path.join(managersDir, 'node_modules/yarn/bin/yarn.js'), 'add', '--prefer-offline', '--no-lockfile', '--cache-folder', path.join(cache, 'yarn'), t] },
+  {
+    name: `npm ${npmVersion}`,
+    cmd: 'npm',
+    args: t => ['install', '--no-audit', '--no-fund', '--legacy-peer-deps', '--prefer-offline', '--foreground-scripts', '--cache', path.join(cache, 'npm'), t],
+  },
+  {
+    name: `pnpm ${version('pnpm')}`,
+    cmd: process.execPath,
+    args: t => [
+      path.join(managersDir, 'node_modules/pnpm/bin/pnpm.cjs'),
+      'add',
+      '--config.auto-install-peers=false',
+      '--prefer-offline',
+      '--store-dir',
+      path.join(cache, 'pnpm'),
+      t,
+    ],
+  },
+  {
+    name: `yarn ${version('yarn')}`,
+    cmd: process.execPath,
+    args: t => [
+      path.join(managersDir, 'node_modules/yarn/bin/yarn.js'),
+      'add',
+      '--prefer-offline',
+      '--no-lockfile',
+      '--cache-folder',
+      path.join(cache, 'yarn'),
+      t,
+    ],
+  },
 ]
 
 /** name@version of every package under node_modules (pnpm's store layout included), ours excluded. */
@@ -50,7 +78,10 @@ function packagesIn(dir) {
     for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name === '.bin' || entry.name === '.cache') continue
       const p = path.join(d, entry.name)
-      if (entry.name.startsWith('@') || entry.name === '.pnpm') { walk(p, depth + 1); continue }
+      if (entry.name.startsWith('@') || entry.name === '.pnpm') {
+        walk(p, depth + 1)
+        continue
+      }
       const manifest = path.join(p, 'package.json')
       if (fs.existsSync(manifest)) {
         try {
@@ -71,12 +102,19 @@ function installOnce(manager, tarball) {
   try {
     fs.writeFileSync(path.join(dir, 'package.json'), '{ "name": "install-bench", "private": true }\n')
     const start = process.hrtime.bigint()
-    const r = spawnSync(manager.cmd, manager.args(tarball), { cwd: dir, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false', CI: 'true' } })
+    const r = spawnSync(manager.cmd, manager.args(tarball), {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, npm_config_update_notifier: 'false', CI: 'true' },
+    })
     const ms = Number(process.hrtime.bigint() - start) / 1e6
     if (r.status !== 0) throw new Error(`${manager.name} ${path.basename(tarball)}: exit ${r.status}\n${r.stdout}\n${r.stderr}`)
     const out = `${r.stdout}\n${r.stderr}`
     // What the manager said about scripts: run, blocked, or warned about.
-    const notes = out.split('\n').map(l => l.trim()).filter(l => /script|build|vitest-pool-isolated\]|cmake|warn/i.test(l) && !/^\+ |^Done in|^Progress|^Packages:|^dependencies:/.test(l))
+    const notes = out
+      .split('\n')
+      .map(l => l.trim())
+      .filter(l => /script|build|vitest-pool-isolated\]|cmake|warn/i.test(l) && !/^\+ |^Done in|^Progress|^Packages:|^dependencies:/.test(l))
     return { ms, packages: packagesIn(dir), notes }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

@@ -30,7 +30,7 @@ export function majorOf(text) {
       process.exit(2)
     }
   }
-  const version = (pkg) => JSON.parse(fs.readFileSync(pkg, 'utf8')).version
+  const version = pkg => JSON.parse(fs.readFileSync(pkg, 'utf8')).version
   return {
     major: Number(text),
     vitest,
@@ -49,14 +49,19 @@ export function quantile(xs, q) {
   const hi = Math.ceil(pos)
   return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 }
-export const median = (xs) => quantile(xs, 0.5)
+export const median = xs => quantile(xs, 0.5)
 
-export const list = (text) => text.split(',').map((s) => s.trim()).filter(Boolean)
-export const intList = (text) => list(text).map((s) => {
-  const n = Number(s)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`not a positive integer: ${s}`)
-  return n
-})
+export const list = text =>
+  text
+    .split(',')
+    .map(s => s.trim())
+    .filter(Boolean)
+export const intList = text =>
+  list(text).map(s => {
+    const n = Number(s)
+    if (!Number.isInteger(n) || n < 1) throw new Error(`not a positive integer: ${s}`)
+    return n
+  })
 
 /** The suite of `files` x `tests` under bench/.suites, generated when missing (or always with regen). */
 export function ensureSuite(files, tests, regen = false, major = undefined) {
@@ -68,7 +73,8 @@ export function ensureSuite(files, tests, regen = false, major = undefined) {
 
 export function checkBuilt() {
   const missing = ['dist/index.js', 'build/Release/isolated_sandbox.node', 'build/Release/isolated-init', 'node_modules/vitest/vitest.mjs']
-    .map((f) => path.join(REPO, f)).filter((f) => !fs.existsSync(f))
+    .map(f => path.join(REPO, f))
+    .filter(f => !fs.existsSync(f))
   if (missing.length > 0) {
     console.error(`missing ${missing.join(', ')}: run npm install && npm run build first`)
     process.exit(2)
@@ -82,8 +88,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     for (const pid of running) {
       try {
         process.kill(-pid, 'SIGKILL')
-      }
-      catch {}
+      } catch {}
     }
     process.exit(130)
   })
@@ -97,10 +102,19 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  */
 export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], vitestArgs = [], onSpawn, timeoutMs = 0, plugin, major, env = {} }) {
   const node = major?.node ?? process.execPath
-  const args = [major?.vitest ?? VITEST, 'run', '--root', suite, `--pool=${pool}`, `--maxWorkers=${workers}`,
-    '--reporter=json', `--outputFile=${outFile}`, ...vitestArgs]
+  const args = [
+    major?.vitest ?? VITEST,
+    'run',
+    '--root',
+    suite,
+    `--pool=${pool}`,
+    `--maxWorkers=${workers}`,
+    '--reporter=json',
+    `--outputFile=${outFile}`,
+    ...vitestArgs,
+  ]
   fs.rmSync(outFile, { force: true })
-  return new Promise((resolve) => {
+  return new Promise(resolve => {
     const t0 = performance.now()
     const child = spawn(cmd ?? node, [...pre, ...(cmd ? [node] : []), ...args], {
       cwd: REPO,
@@ -111,15 +125,16 @@ export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], 
     })
     running.add(child.pid)
     let timedOut = null
-    const timer = timeoutMs > 0 && setTimeout(() => {
-      timedOut = processTree(child.pid)
-      try {
-        process.kill(-child.pid, 'SIGKILL')
-      }
-      catch {}
-    }, timeoutMs)
+    const timer =
+      timeoutMs > 0 &&
+      setTimeout(() => {
+        timedOut = processTree(child.pid)
+        try {
+          process.kill(-child.pid, 'SIGKILL')
+        } catch {}
+      }, timeoutMs)
     let out = ''
-    const keep = (d) => {
+    const keep = d => {
       out += d
       if (out.length > 1 << 20) out = out.slice(-(1 << 19))
     }
@@ -133,8 +148,7 @@ export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], 
       let report = null
       try {
         report = JSON.parse(fs.readFileSync(outFile, 'utf8'))
-      }
-      catch {}
+      } catch {}
       resolve({ ms, code, signal, output: out, report, timedOut })
     })
   })
@@ -144,8 +158,11 @@ export function runVitest({ suite, pool, workers, outFile, cmd, args: pre = [], 
 export function checkRun(run, expectedFiles, expectedTests) {
   const problems = []
   if (run.timedOut) {
-    problems.push(`TIMED OUT after ${(run.ms / 1000).toFixed(0)} s and was killed; its process tree at that moment `
-      + '(pid, pid in its namespace, state, kernel wait channel, syscall nr, command):', ...run.timedOut)
+    problems.push(
+      `TIMED OUT after ${(run.ms / 1000).toFixed(0)} s and was killed; its process tree at that moment ` +
+        '(pid, pid in its namespace, state, kernel wait channel, syscall nr, command):',
+      ...run.timedOut,
+    )
   }
   if (run.code !== 0) problems.push(`exit ${run.code ?? run.signal}`)
   const r = run.report
@@ -154,9 +171,9 @@ export function checkRun(run, expectedFiles, expectedTests) {
     if (r.numTotalTests !== expectedTests) problems.push(`${r.numTotalTests} tests instead of ${expectedTests}`)
     if (r.numPassedTests !== expectedTests) problems.push(`${r.numPassedTests}/${expectedTests} tests passed (${r.numFailedTests} failed)`)
     if (r.testResults?.length !== expectedFiles) problems.push(`${r.testResults?.length} files reported instead of ${expectedFiles}`)
-    const failed = (r.testResults ?? []).filter((f) => f.status !== 'passed')
+    const failed = (r.testResults ?? []).filter(f => f.status !== 'passed')
     for (const f of failed.slice(0, 3)) {
-      const a = (f.assertionResults ?? []).find((x) => x.status === 'failed')
+      const a = (f.assertionResults ?? []).find(x => x.status === 'failed')
       const why = f.message || (a ? `${a.fullName}: ${a.failureMessages?.[0] ?? ''}` : '')
       problems.push(`${path.relative(REPO, f.name)}: ${f.status}: ${why.split('\n').slice(0, 8).join(' | ')}`)
     }
@@ -168,7 +185,14 @@ export function checkRun(run, expectedFiles, expectedTests) {
 export function loudFailure(title, run, problems) {
   const bar = '!'.repeat(78)
   console.error(`\n${bar}\n!! FAILED: ${title}\n!! ${problems.join('\n!! ')}\n!! --- output (last 60 lines) ---`)
-  console.error(run.output.trimEnd().split('\n').slice(-60).map((l) => `!! ${l}`).join('\n'))
+  console.error(
+    run.output
+      .trimEnd()
+      .split('\n')
+      .slice(-60)
+      .map(l => `!! ${l}`)
+      .join('\n'),
+  )
   console.error(bar)
 }
 
@@ -177,9 +201,11 @@ export function machineFacts() {
   let distro = ''
   try {
     distro = /PRETTY_NAME="([^"]+)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? ''
-  }
-  catch {}
-  return `${distro}, kernel ${os.release()}, ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`
+  } catch {}
+  return `${distro}, kernel ${os.release()}, ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, load ${os
+    .loadavg()
+    .map(x => x.toFixed(2))
+    .join(' ')}`
 }
 
 export function pad(s, n, left = false) {
@@ -197,24 +223,24 @@ export function processTree(root) {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
       if (!kids.has(ppid)) kids.set(ppid, [])
       kids.get(ppid).push(Number(name))
-    }
-    catch {}
+    } catch {}
   }
   const lines = []
-  const read = (f) => {
+  const read = f => {
     try {
       return fs.readFileSync(f, 'utf8')
-    }
-    catch {
+    } catch {
       return ''
     }
   }
   const walk = (pid, depth) => {
     const status = read(`/proc/${pid}/status`)
-    const field = (k) => new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '?'
+    const field = k => new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '?'
     const cmd = read(`/proc/${pid}/cmdline`).split('\0').join(' ').trim().slice(0, 160)
-    lines.push(`${'  '.repeat(depth)}${pid} [ns ${field('NSpid')}] ${field('State')} wchan=${read(`/proc/${pid}/wchan`) || '?'} `
-      + `syscall=${read(`/proc/${pid}/syscall`).split(' ')[0].trim() || '?'} threads=${field('Threads')} ${field('Name')}: ${cmd}`)
+    lines.push(
+      `${'  '.repeat(depth)}${pid} [ns ${field('NSpid')}] ${field('State')} wchan=${read(`/proc/${pid}/wchan`) || '?'} ` +
+        `syscall=${read(`/proc/${pid}/syscall`).split(' ')[0].trim() || '?'} threads=${field('Threads')} ${field('Name')}: ${cmd}`,
+    )
     for (const k of kids.get(pid) ?? []) walk(k, depth + 1)
   }
   walk(root, 0)
@@ -227,7 +253,7 @@ export function processTree(root) {
  */
 export function buildStamp(root = REPO) {
   let newest = 0
-  const walk = (dir) => {
+  const walk = dir => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name)
       if (e.isDirectory()) walk(p)
@@ -236,14 +262,12 @@ export function buildStamp(root = REPO) {
   }
   try {
     walk(path.join(root, 'dist'))
-  }
-  catch {}
+  } catch {}
   let addon = 0
   try {
     addon = fs.statSync(path.join(root, 'build', 'Release', 'isolated_sandbox.node')).mtimeMs
-  }
-  catch {}
-  const iso = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : 'missing')
+  } catch {}
+  const iso = ms => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : 'missing')
   return `dist ${iso(newest)}, addon ${iso(addon)}`
 }
 
@@ -277,8 +301,7 @@ export function freezeBuild() {
       }
       try {
         fs.renameSync(tmp, root)
-      }
-      catch {
+      } catch {
         fs.rmSync(tmp, { recursive: true, force: true }) // another bench froze the same build
       }
     }

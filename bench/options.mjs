@@ -39,9 +39,15 @@ function oldBuild(commit) {
 
 // What a project's vitest.config passes: limits, two mounts, an env, a report, a forward.
 const CONFIG = {
-  memory: '512M', cpus: 1, pids: 64, timeout: 30_000, network: 'loopback',
+  memory: '512M',
+  cpus: 1,
+  pids: 64,
+  timeout: 30_000,
+  network: 'loopback',
   mounts: [{ source: '/opt/data' }, { tmpfs: '/scratch', size: '64M' }],
-  env: { TZ: 'UTC' }, report: { file: 'isolated-report.json' }, hostPorts: [5432],
+  env: { TZ: 'UTC' },
+  report: { file: 'isolated-report.json' },
+  hostPorts: [5432],
 }
 
 // One sample: cold import + first resolveOptions, then the mean of 2000 warm calls.
@@ -92,10 +98,16 @@ function footprint(dir) {
   return { bytes, files }
 }
 
-const fmt = (xs, unit, digits = 2) => `median ${median(xs).toFixed(digits)} ${unit} (p25 ${quantile(xs, 0.25).toFixed(digits)}, p75 ${quantile(xs, 0.75).toFixed(digits)})`
+const fmt = (xs, unit, digits = 2) =>
+  `median ${median(xs).toFixed(digits)} ${unit} (p25 ${quantile(xs, 0.25).toFixed(digits)}, p75 ${quantile(xs, 0.75).toFixed(digits)})`
 const mb = bytes => `${(bytes / 1e6).toFixed(2)} MB (${bytes} bytes)`
 
-console.log(`node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg().map(l => l.toFixed(2)).join(' ')}; ${runs} rounds; build ${buildStamp()}`)
+console.log(
+  `node ${process.version}, ${os.cpus().length} CPUs, load ${os
+    .loadavg()
+    .map(l => l.toFixed(2))
+    .join(' ')}; ${runs} rounds; build ${buildStamp()}`,
+)
 const newFile = path.join(REPO, 'dist', 'options.js')
 if (!fs.existsSync(newFile)) throw new Error('dist/options.js is missing: run npx tsc -p tsconfig.json')
 const old = oldBuild(args.old)
@@ -109,11 +121,26 @@ const results = alternate([
   { name: 'new (valibot)', run: () => sample(PROBE, pathToFileURL(newFile).href, CONFIG) },
 ])
 console.log('\nimport dist/options.js + first resolveOptions (cold, fresh node each):')
-for (const [name, xs] of Object.entries(results)) console.log(`  ${name.padEnd(16)} ${fmt(xs.map(x => x.cold), 'ms')}`)
+for (const [name, xs] of Object.entries(results))
+  console.log(
+    `  ${name.padEnd(16)} ${fmt(
+      xs.map(x => x.cold),
+      'ms',
+    )}`,
+  )
 console.log('resolveOptions on the same config, warm (mean of 2000 calls per sample):')
-for (const [name, xs] of Object.entries(results)) console.log(`  ${name.padEnd(16)} ${fmt(xs.map(x => x.warm), 'µs', 1)}`)
+for (const [name, xs] of Object.entries(results))
+  console.log(
+    `  ${name.padEnd(16)} ${fmt(
+      xs.map(x => x.warm),
+      'µs',
+      1,
+    )}`,
+  )
 const [o, n] = Object.values(results)
-console.log(`ratio new/old: cold ${(median(n.map(x => x.cold)) / median(o.map(x => x.cold))).toFixed(2)}, warm ${(median(n.map(x => x.warm)) / median(o.map(x => x.warm))).toFixed(2)}`)
+console.log(
+  `ratio new/old: cold ${(median(n.map(x => x.cold)) / median(o.map(x => x.cold))).toFixed(2)}, warm ${(median(n.map(x => x.warm)) / median(o.map(x => x.warm))).toFixed(2)}`,
+)
 
 if (args.candidates) {
   // Both candidates as npm installs them, outside this repo so its lock stays as it is.
@@ -137,6 +164,11 @@ if (args.candidates) {
   const bare = alternate(rows.map(r => ({ name: r.name, run: () => sample(BARE, r.entry) })))
   console.log('\ncandidates: install size (apparent) and cold import of the package alone:')
   for (const r of rows) {
-    console.log(`  ${r.name.padEnd(14)} ${mb(r.size.bytes)}, ${r.size.files} files, packages installed: ${r.installed.join(' ')}; import ${fmt(bare[r.name].map(x => x.cold), 'ms')}`)
+    console.log(
+      `  ${r.name.padEnd(14)} ${mb(r.size.bytes)}, ${r.size.files} files, packages installed: ${r.installed.join(' ')}; import ${fmt(
+        bare[r.name].map(x => x.cold),
+        'ms',
+      )}`,
+    )
   }
 }

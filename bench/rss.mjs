@@ -13,7 +13,21 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { buildStamp, checkBuilt, freezeBuild, checkRun, ensureSuite, intList, list, loudFailure, machineFacts, median, pad, RESULTS, runVitest } from './lib.mjs'
+import {
+  buildStamp,
+  checkBuilt,
+  freezeBuild,
+  checkRun,
+  ensureSuite,
+  intList,
+  list,
+  loudFailure,
+  machineFacts,
+  median,
+  pad,
+  RESULTS,
+  runVitest,
+} from './lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -29,7 +43,9 @@ const { values } = parseArgs({
   },
 })
 if (values.help) {
-  console.log('usage: node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5] [--interval 20] [--freeze] [--json FILE]')
+  console.log(
+    'usage: node bench/rss.mjs [--files 40] [--tests 10] [--workers 1,2] [--pools isolated,forks] [--rounds 5] [--interval 20] [--freeze] [--json FILE]',
+  )
   process.exit(0)
 }
 checkBuilt()
@@ -48,14 +64,13 @@ const INTERVAL = Number(values.interval)
 const suite = ensureSuite(FILES, TESTS)
 fs.mkdirSync(RESULTS, { recursive: true })
 
-const cells = WORKERS.flatMap((workers) => POOLS.map((pool) => ({ workers, pool, hwm: [], maxrss: [], failures: 0 })))
+const cells = WORKERS.flatMap(workers => POOLS.map(pool => ({ workers, pool, hwm: [], maxrss: [], failures: 0 })))
 
 function readKb(pid, field) {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) : undefined
-  }
-  catch {
+  } catch {
     return undefined
   }
 }
@@ -65,8 +80,7 @@ function childOf(pid) {
   try {
     const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
     return kids.length ? Number(kids[0]) : undefined
-  }
-  catch {
+  } catch {
     return undefined
   }
 }
@@ -76,7 +90,12 @@ async function runOnce(cell) {
   let hwm = 0
   let timer
   const run = await runVitest({
-    suite, pool: cell.pool, workers: cell.workers, cmd: TIME, args: ['-v'], timeoutMs: (120 + 3 * FILES) * 1000,
+    suite,
+    pool: cell.pool,
+    workers: cell.workers,
+    cmd: TIME,
+    args: ['-v'],
+    timeoutMs: (120 + 3 * FILES) * 1000,
     outFile: path.join(RESULTS, `rss-${process.pid}-${cell.workers}-${cell.pool}.json`),
     plugin: frozen?.plugin,
     onSpawn(child) {
@@ -91,17 +110,18 @@ async function runOnce(cell) {
   clearInterval(timer)
   const maxrss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(run.output)?.[1])
   const problems = checkRun(run, FILES, FILES * TESTS)
-  if (!nodePid || !hwm) problems.push('could not read the main process\'s VmHWM')
+  if (!nodePid || !hwm) problems.push("could not read the main process's VmHWM")
   const title = `--pool=${cell.pool} --maxWorkers=${cell.workers} on ${FILES} files`
   if (problems.length) {
     cell.failures++
     loudFailure(title, run, problems)
-  }
-  else {
+  } else {
     cell.hwm.push(hwm / 1024)
     cell.maxrss.push(maxrss / 1024)
   }
-  console.log(`  ${pad(title, 46, true)} VmHWM ${(hwm / 1024).toFixed(1)} MiB, time maxrss ${(maxrss / 1024).toFixed(1)} MiB, ${(run.ms / 1000).toFixed(2)} s${problems.length ? '  FAILED' : ''}`)
+  console.log(
+    `  ${pad(title, 46, true)} VmHWM ${(hwm / 1024).toFixed(1)} MiB, time maxrss ${(maxrss / 1024).toFixed(1)} MiB, ${(run.ms / 1000).toFixed(2)} s${problems.length ? '  FAILED' : ''}`,
+  )
 }
 
 const frozen = values.freeze ? freezeBuild() : undefined
@@ -115,16 +135,18 @@ for (let r = 0; r < ROUNDS; r++) {
   for (let k = 0; k < cells.length; k++) await runOnce(cells[(r + k) % cells.length])
 }
 
-const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-')
+const f1 = x => (Number.isFinite(x) ? x.toFixed(1) : '-')
 console.log(`\npeak RSS of the Vitest main process (MiB), median of ${ROUNDS} runs, ${FILES}-file suite`)
 console.log('| workers | pool | VmHWM (main) | time -v maxrss | failed runs |')
 console.log('|---------|------|--------------|----------------|-------------|')
 for (const c of cells) console.log(`| ${c.workers} | ${c.pool} | ${f1(median(c.hwm))} | ${f1(median(c.maxrss))} | ${c.failures} |`)
 if (POOLS.includes('isolated')) {
   for (const workers of WORKERS) {
-    const iso = cells.find((c) => c.workers === workers && c.pool === 'isolated')
-    for (const c of cells.filter((x) => x.workers === workers && x.pool !== 'isolated')) {
-      console.log(`ratio isolated/${c.pool}, workers ${workers}: VmHWM ${(median(iso.hwm) / median(c.hwm)).toFixed(3)}, maxrss ${(median(iso.maxrss) / median(c.maxrss)).toFixed(3)}`)
+    const iso = cells.find(c => c.workers === workers && c.pool === 'isolated')
+    for (const c of cells.filter(x => x.workers === workers && x.pool !== 'isolated')) {
+      console.log(
+        `ratio isolated/${c.pool}, workers ${workers}: VmHWM ${(median(iso.hwm) / median(c.hwm)).toFixed(3)}, maxrss ${(median(iso.maxrss) / median(c.maxrss)).toFixed(3)}`,
+      )
     }
   }
 }
@@ -132,7 +154,7 @@ if (stampNow() !== stamp0) {
   console.error(`\n!! THE BUILD CHANGED DURING THE BENCH (${stamp0} -> ${stampNow()}); the results mix builds`)
   process.exitCode = 1
 }
-if (cells.some((c) => c.failures)) {
+if (cells.some(c => c.failures)) {
   console.error('\n!! some runs FAILED (left out of the medians); see above')
   process.exitCode = 1
 }

@@ -50,7 +50,10 @@ const frozen = values.freeze && !values.dist ? freezeBuild() : undefined
 const DIST = values.dist ?? (frozen ? path.join(frozen.root, 'dist') : path.join(REPO, 'dist'))
 const RUNS = Number(values.runs)
 const WARMUP = Number(values.warmup)
-const TOOLS = values.tools.split(',').map((s) => s.trim()).filter(Boolean)
+const TOOLS = values.tools
+  .split(',')
+  .map(s => s.trim())
+  .filter(Boolean)
 
 // options.js before the options moved into a folder of their own (a frozen older build).
 const OPTIONS = fs.existsSync(path.join(DIST, 'options.js')) ? 'options.js' : 'options/index.js'
@@ -76,7 +79,7 @@ const plan = {
   argv: ['/bin/true'],
 }
 const home = env.HOME && path.isAbsolute(env.HOME) ? path.resolve(env.HOME) : undefined
-const homeTmpfs = home && home !== '/' && !layout.readOnly.some((d) => home === d || home.startsWith(`${d}/`))
+const homeTmpfs = home && home !== '/' && !layout.readOnly.some(d => home === d || home.startsWith(`${d}/`))
 
 // --- the same plan for bubblewrap -------------------------------------------------------------
 
@@ -86,18 +89,35 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-spawn-'))
 fs.writeFileSync(path.join(dataDir, 'hosts'), hostsText)
 fs.writeFileSync(path.join(dataDir, 'hostname'), hostnameText)
 const bwrapArgs = [
-  '--unshare-all', '--die-with-parent', '--new-session', '--hostname', options.hostname,
-  ...layout.symlinks.flatMap((l) => ['--symlink', l.target, l.path]),
-  ...layout.readOnly.flatMap((d) => ['--ro-bind', d, d]),
-  '--proc', '/proc',
-  '--dev', '/dev',
-  '--size', String(options.tmpSizeBytes), '--tmpfs', '/dev/shm',
-  '--size', String(options.tmpSizeBytes), '--tmpfs', '/tmp',
+  '--unshare-all',
+  '--die-with-parent',
+  '--new-session',
+  '--hostname',
+  options.hostname,
+  ...layout.symlinks.flatMap(l => ['--symlink', l.target, l.path]),
+  ...layout.readOnly.flatMap(d => ['--ro-bind', d, d]),
+  '--proc',
+  '/proc',
+  '--dev',
+  '/dev',
+  '--size',
+  String(options.tmpSizeBytes),
+  '--tmpfs',
+  '/dev/shm',
+  '--size',
+  String(options.tmpSizeBytes),
+  '--tmpfs',
+  '/tmp',
   ...(homeTmpfs ? ['--size', String(options.tmpSizeBytes), '--tmpfs', home] : []),
   // like the plan's OP.file: the content is copied from an fd into a fresh file, bound read-only
-  '--ro-bind-data', '3', '/etc/hosts',
-  '--ro-bind-data', '4', '/etc/hostname',
-  '--chdir', layout.cwd,
+  '--ro-bind-data',
+  '3',
+  '/etc/hosts',
+  '--ro-bind-data',
+  '4',
+  '/etc/hostname',
+  '--chdir',
+  layout.cwd,
   ...(process.geteuid() === 0 ? ['--uid', '65534', '--gid', '65534'] : []),
   '/bin/true',
 ]
@@ -110,7 +130,9 @@ function runChild(cmd, args, extraFds = []) {
     const t0 = performance.now()
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', ...extraFds] })
     let err = ''
-    child.stderr.on('data', (d) => { err += d })
+    child.stderr.on('data', d => {
+      err += d
+    })
     child.on('error', reject)
     child.on('close', (code, signal) => {
       const ms = performance.now() - t0
@@ -132,8 +154,7 @@ const tools = {
     try {
       sandbox = await Promise.race([spawnPlan(plan), hang])
       exit = await Promise.race([sandbox.exited, hang])
-    }
-    finally {
+    } finally {
       clearTimeout(timer)
     }
     const ms = performance.now() - t0
@@ -148,8 +169,7 @@ const tools = {
     const fds = [fs.openSync(path.join(dataDir, 'hosts'), 'r'), fs.openSync(path.join(dataDir, 'hostname'), 'r')]
     try {
       return await runChild('bwrap', bwrapArgs, fds)
-    }
-    finally {
+    } finally {
       for (const fd of fds) fs.closeSync(fd)
     }
   },
@@ -167,9 +187,8 @@ function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 }
 
-
 async function measure() {
-  const active = TOOLS.filter((t) => {
+  const active = TOOLS.filter(t => {
     if (t === 'bwrap' && !have('bwrap')) {
       console.error('!! bwrap not found: apt-get install bubblewrap; skipping it')
       return false
@@ -186,13 +205,12 @@ async function measure() {
     try {
       await tools[t]()
       usable.push(t)
-    }
-    catch (e) {
+    } catch (e) {
       console.error(`!! ${t} FAILED as uid ${process.geteuid()}: ${e.message}`)
     }
   }
   for (let i = 0; i < WARMUP; i++) for (const t of usable) await tools[t]()
-  const samples = Object.fromEntries(usable.map((t) => [t, []]))
+  const samples = Object.fromEntries(usable.map(t => [t, []]))
   for (let i = 0; i < RUNS; i++) {
     // rotate the order each round so no tool always runs right after another one
     for (let k = 0; k < usable.length; k++) {
@@ -204,13 +222,21 @@ async function measure() {
 }
 
 function summarize(samples) {
-  return Object.fromEntries(Object.entries(samples).map(([t, xs]) => [t, {
-    n: xs.length, median: quantile(xs, 0.5), p90: quantile(xs, 0.9), min: Math.min(...xs),
-  }]))
+  return Object.fromEntries(
+    Object.entries(samples).map(([t, xs]) => [
+      t,
+      {
+        n: xs.length,
+        median: quantile(xs, 0.5),
+        p90: quantile(xs, 0.9),
+        min: Math.min(...xs),
+      },
+    ]),
+  )
 }
 
 function printReport(label, stats) {
-  const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-')
+  const f = x => (Number.isFinite(x) ? x.toFixed(2) : '-')
   console.log(`\nspawn cost, ${label} (ms per /bin/true, from the Node call to the observed exit)`)
   console.log('tool      runs  median     p90     min')
   for (const [t, s] of Object.entries(stats)) {
@@ -241,22 +267,38 @@ try {
   console.log(machineFacts())
   console.log(`build under test: ${frozen ? `frozen copy ${path.relative(REPO, frozen.root)} of ${frozen.stamp}` : buildStamp()}`)
   console.log(`runs ${RUNS}, warm-up ${WARMUP}; tools ${TOOLS.join(', ')}`)
-  console.log(`plan: ${plan.ops.length} ops; binds ${layout.readOnly.join(' ')}; symlinks ${layout.symlinks.map((l) => l.path).join(' ')}`)
+  console.log(`plan: ${plan.ops.length} ops; binds ${layout.readOnly.join(' ')}; symlinks ${layout.symlinks.map(l => l.path).join(' ')}`)
   results[label] = summarize(await measure())
   printReport(label, results[label])
 
   if (values.as) {
     if (process.geteuid() !== 0) throw new Error('--as needs root (runuser)')
     ensureUser(values.as)
-    const r = spawnSync('runuser', ['-u', values.as, '--', process.execPath, fileURLToPath(import.meta.url),
-      '--child', '--dist', DIST, '--runs', String(RUNS), '--warmup', String(WARMUP), '--tools', TOOLS.join(',')],
-    { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 })
+    const r = spawnSync(
+      'runuser',
+      [
+        '-u',
+        values.as,
+        '--',
+        process.execPath,
+        fileURLToPath(import.meta.url),
+        '--child',
+        '--dist',
+        DIST,
+        '--runs',
+        String(RUNS),
+        '--warmup',
+        String(WARMUP),
+        '--tools',
+        TOOLS.join(','),
+      ],
+      { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
+    )
     if (r.status !== 0) {
       console.error(`!! the run as ${values.as} FAILED (exit ${r.status ?? r.signal})`)
       console.error(r.stdout)
       process.exitCode = 1
-    }
-    else {
+    } else {
       const uid = spawnSync('id', ['-u', values.as], { encoding: 'utf8' }).stdout.trim()
       const l = `as ${values.as} (uid ${uid})`
       results[l] = JSON.parse(r.stdout.trim().split('\n').pop())
@@ -264,7 +306,6 @@ try {
     }
   }
   if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ node: process.version, kernel: os.release(), runs: RUNS, results }, null, 2)}\n`)
-}
-finally {
+} finally {
   fs.rmSync(dataDir, { recursive: true, force: true })
 }

@@ -21,7 +21,22 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { buildStamp, checkBuilt, checkRun, ensureSuite, freezeBuild, intList, list, loudFailure, machineFacts, majorOf, median, pad, RESULTS, runVitest } from './lib.mjs'
+import {
+  buildStamp,
+  checkBuilt,
+  checkRun,
+  ensureSuite,
+  freezeBuild,
+  intList,
+  list,
+  loudFailure,
+  machineFacts,
+  majorOf,
+  median,
+  pad,
+  RESULTS,
+  runVitest,
+} from './lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -41,9 +56,11 @@ const { values } = parseArgs({
   },
 })
 if (values.help) {
-  console.log('usage: node bench/suite.mjs [--files 40,200] [--tests 10] [--workers 1,2] [--pools isolated,forks,threads]\n'
-    + '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--freeze] [--regen] [--json FILE]\n'
-    + '                            [--major 4,5] [--variant NAME:VAR=VALUE,VAR=VALUE]...  (NAME then goes in --pools)')
+  console.log(
+    'usage: node bench/suite.mjs [--files 40,200] [--tests 10] [--workers 1,2] [--pools isolated,forks,threads]\n' +
+      '                            [--rounds 5] [--warmup 1] [--timeout SECONDS] [--freeze] [--regen] [--json FILE]\n' +
+      '                            [--major 4,5] [--variant NAME:VAR=VALUE,VAR=VALUE]...  (NAME then goes in --pools)',
+  )
   process.exit(0)
 }
 checkBuilt()
@@ -57,11 +74,13 @@ const WARMUP = Number(values.warmup)
 
 const MAJORS = list(values.major).map(majorOf)
 // --variant NAME:A=1,B=2 : a column that runs --pool=isolated with these variables
-const VARIANTS = new Map(values.variant.map((v) => {
-  const [name, vars = ''] = [v.slice(0, v.indexOf(':')), v.slice(v.indexOf(':') + 1)]
-  return [name, Object.fromEntries(list(vars).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))]
-}))
-const suites = new Map(MAJORS.flatMap((m) => FILES.map((n) => [`${m.major}/${n}`, ensureSuite(n, TESTS, values.regen, m)])))
+const VARIANTS = new Map(
+  values.variant.map(v => {
+    const [name, vars = ''] = [v.slice(0, v.indexOf(':')), v.slice(v.indexOf(':') + 1)]
+    return [name, Object.fromEntries(list(vars).map(kv => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))]
+  }),
+)
+const suites = new Map(MAJORS.flatMap(m => FILES.map(n => [`${m.major}/${n}`, ensureSuite(n, TESTS, values.regen, m)])))
 const frozen = values.freeze ? freezeBuild() : undefined
 const stampNow = () => (frozen ? `frozen copy ${path.relative(process.cwd(), frozen.root)} of ${frozen.stamp}` : buildStamp())
 fs.mkdirSync(RESULTS, { recursive: true })
@@ -75,16 +94,27 @@ for (const major of MAJORS) {
     }
   }
 }
-const key = (c) => `${c.major.major}/${c.files}/${c.workers}/${c.pool}`
+const key = c => `${c.major.major}/${c.files}/${c.workers}/${c.pool}`
 
 const builds = new Map() // build stamp -> runs made with it
 let lastStamp
 console.log(machineFacts())
 console.log(`build under test: ${stampNow()}`)
-console.log(`${MAJORS.map((m) => `Vitest ${m.vitestVersion} on node ${m.nodeVersion}`).join(', ')}; `
-  + `${[...VARIANTS].map(([n, env]) => `${n} = isolated with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`).join('; ')}`)
-console.log(`suites ${FILES.map((n) => `${n}x${TESTS}`).join(', ')}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; `
-  + `${ROUNDS} rounds (+${WARMUP} warm-up), ${cells.length} commands per round, round-robin`)
+console.log(
+  `${MAJORS.map(m => `Vitest ${m.vitestVersion} on node ${m.nodeVersion}`).join(', ')}; ` +
+    `${[...VARIANTS]
+      .map(
+        ([n, env]) =>
+          `${n} = isolated with ${Object.entries(env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`,
+      )
+      .join('; ')}`,
+)
+console.log(
+  `suites ${FILES.map(n => `${n}x${TESTS}`).join(', ')}; workers ${WORKERS.join(', ')}; pools ${POOLS.join(', ')}; ` +
+    `${ROUNDS} rounds (+${WARMUP} warm-up), ${cells.length} commands per round, round-robin`,
+)
 
 async function runCell(cell, { record }) {
   const stamp = stampNow()
@@ -97,16 +127,21 @@ async function runCell(cell, { record }) {
   const timeoutMs = (Number(values.timeout) || 120 + 3 * cell.files) * 1000
   const variant = VARIANTS.get(cell.pool)
   const run = await runVitest({
-    suite: suites.get(`${cell.major.major}/${cell.files}`), pool: variant ? 'isolated' : cell.pool, workers: cell.workers,
-    outFile, timeoutMs, plugin: frozen?.plugin, major: cell.major, env: variant ?? {},
+    suite: suites.get(`${cell.major.major}/${cell.files}`),
+    pool: variant ? 'isolated' : cell.pool,
+    workers: cell.workers,
+    outFile,
+    timeoutMs,
+    plugin: frozen?.plugin,
+    major: cell.major,
+    env: variant ?? {},
   })
   const problems = checkRun(run, cell.files, cell.files * TESTS)
   const title = `v${cell.major.major} --pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`
   if (problems.length > 0) {
     cell.failures.push(problems.join('; '))
     loudFailure(title, run, problems)
-  }
-  else if (record) cell.times.push(run.ms)
+  } else if (record) cell.times.push(run.ms)
   process.stdout.write(`  ${pad(title, 48, true)} ${(run.ms / 1000).toFixed(2)} s${problems.length ? '  FAILED' : ''}${record ? '' : '  (warm-up)'}\n`)
 }
 
@@ -122,31 +157,31 @@ for (let r = 0; r < ROUNDS; r++) {
 
 // --- report -------------------------------------------------------------------------------------
 
-const byKey = new Map(cells.map((c) => [key(c), c]))
+const byKey = new Map(cells.map(c => [key(c), c]))
 let MAJOR = MAJORS[0].major
 const med = (files, workers, pool) => median(byKey.get(`${MAJOR}/${files}/${workers}/${pool}`)?.times ?? [])
-const sec = (ms) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-')
+const sec = ms => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-')
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) : '-')
 
 console.log(`\nwall time (s), median / min of ${ROUNDS} rounds; ${machineFacts()}`)
-const head = ['vitest', 'node', 'files', 'workers', ...POOLS.map((p) => `${p} med / min`)]
+const head = ['vitest', 'node', 'files', 'workers', ...POOLS.map(p => `${p} med / min`)]
 const hasIso = POOLS.includes('isolated')
-const others = POOLS.filter((p) => p !== 'isolated')
+const others = POOLS.filter(p => p !== 'isolated')
 if (hasIso) for (const p of others) head.push(`iso/${p}`)
 const rows = []
 for (const major of MAJORS) {
   MAJOR = major.major
   for (const files of FILES) {
-  for (const workers of WORKERS) {
-    const row = [major.vitestVersion, major.nodeVersion, files, workers]
-    for (const pool of POOLS) {
-      const c = byKey.get(`${MAJOR}/${files}/${workers}/${pool}`)
-      const cell = `${sec(median(c.times))} / ${sec(Math.min(...c.times))}`
-      row.push(c.failures.length ? `${cell} (${c.failures.length} FAILED)` : cell)
+    for (const workers of WORKERS) {
+      const row = [major.vitestVersion, major.nodeVersion, files, workers]
+      for (const pool of POOLS) {
+        const c = byKey.get(`${MAJOR}/${files}/${workers}/${pool}`)
+        const cell = `${sec(median(c.times))} / ${sec(Math.min(...c.times))}`
+        row.push(c.failures.length ? `${cell} (${c.failures.length} FAILED)` : cell)
+      }
+      if (hasIso) for (const p of others) row.push(ratio(med(files, workers, 'isolated'), med(files, workers, p)))
+      rows.push(row)
     }
-    if (hasIso) for (const p of others) row.push(ratio(med(files, workers, 'isolated'), med(files, workers, p)))
-    rows.push(row)
-  }
   }
 }
 printTable(head, rows)
@@ -158,7 +193,7 @@ if (FILES.length >= 2) {
     MAJOR = major.major
     console.log(`\nscaling on Vitest ${major.vitestVersion}: ${big}-file median / ${small}-file median per pool (linear would be ${linear})`)
     for (const workers of WORKERS) {
-      console.log(`  workers ${workers}: ${POOLS.map((p) => `${p} ${ratio(med(big, workers, p), med(small, workers, p))}`).join(', ')}`)
+      console.log(`  workers ${workers}: ${POOLS.map(p => `${p} ${ratio(med(big, workers, p), med(small, workers, p))}`).join(', ')}`)
     }
   }
 }
@@ -167,10 +202,9 @@ const stamps = [...builds]
 if (stamps.length > 1) {
   console.error(`\n!! THE BUILD CHANGED DURING THE BENCH; runs per build: ${stamps.map(([k, n]) => `${k}: ${n}`).join('; ')}`)
   process.exitCode = 1
-}
-else console.log(`\nall runs used one build: ${stamps[0]?.[0]}`)
+} else console.log(`\nall runs used one build: ${stamps[0]?.[0]}`)
 
-const failed = cells.filter((c) => c.failures.length > 0)
+const failed = cells.filter(c => c.failures.length > 0)
 if (failed.length > 0) {
   console.error(`\n!! ${failed.reduce((n, c) => n + c.failures.length, 0)} FAILED RUNS (left out of the medians):`)
   for (const c of failed) console.error(`!!   ${key(c)}: ${c.failures[0]}${c.failures.length > 1 ? ` (+${c.failures.length - 1} more)` : ''}`)
@@ -178,13 +212,16 @@ if (failed.length > 0) {
 }
 
 if (values.json) {
-  fs.writeFileSync(values.json, `${JSON.stringify({ machine: machineFacts(), builds: Object.fromEntries(stamps), tests: TESTS, rounds: ROUNDS, cells }, null, 2)}\n`)
+  fs.writeFileSync(
+    values.json,
+    `${JSON.stringify({ machine: machineFacts(), builds: Object.fromEntries(stamps), tests: TESTS, rounds: ROUNDS, cells }, null, 2)}\n`,
+  )
 }
 
 function printTable(header, body) {
-  const widths = header.map((h, i) => Math.max(String(h).length, ...body.map((r) => String(r[i]).length)))
-  const line = (r) => `| ${r.map((x, i) => pad(x, widths[i])).join(' | ')} |`
+  const widths = header.map((h, i) => Math.max(String(h).length, ...body.map(r => String(r[i]).length)))
+  const line = r => `| ${r.map((x, i) => pad(x, widths[i])).join(' | ')} |`
   console.log(line(header))
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
+  console.log(`|${widths.map(w => '-'.repeat(w + 2)).join('|')}|`)
   for (const r of body) console.log(line(r))
 }

@@ -12,9 +12,12 @@ import { parseArgs } from 'node:util'
 
 import { machineFacts, majorOf, median } from './lib.mjs'
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { major: { type: 'string', default: '4' }, rounds: { type: 'string', default: '15' } } })
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { major: { type: 'string', default: '4' }, rounds: { type: 'string', default: '15' } },
+})
 const major = majorOf(values.major)
-const worker = path.join(path.dirname(major.vitest), "dist", "worker.js")
+const worker = path.join(path.dirname(major.vitest), 'dist', 'worker.js')
 const variants = positionals.length ? positionals : ['']
 console.log(machineFacts())
 console.log(`node ${major.nodeVersion}, import ${worker}; ${values.rounds} rounds`)
@@ -25,7 +28,11 @@ for (let r = 0; r < Number(values.rounds); r++) {
     const [vars, flags] = variants[i].includes('|') ? variants[i].split('|') : ['', variants[i]]
     const env = { ...process.env }
     for (const kv of vars.split(' ').filter(Boolean)) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1)
-    const p = spawnSync('/usr/bin/time', ['-f', '%U %S %e', major.node, ...flags.split(' ').filter(Boolean), '--input-type=module', '-e', `await import(${JSON.stringify(worker)})`], { env, encoding: 'utf8' })
+    const p = spawnSync(
+      '/usr/bin/time',
+      ['-f', '%U %S %e', major.node, ...flags.split(' ').filter(Boolean), '--input-type=module', '-e', `await import(${JSON.stringify(worker)})`],
+      { env, encoding: 'utf8' },
+    )
     if (p.status !== 0) {
       console.error(`!! FAILED: ${variants[i]}\n${p.stderr}`)
       process.exit(1)

@@ -35,10 +35,12 @@ const plans = {
   discard: { projectWrites: 'discard' },
   writable: { mounts: [{ source: writableDir, writable: true }] },
 }
-const built = Object.fromEntries(Object.entries(plans).map(([name, options]) => {
-  const plan = buildPlan({ layout, options: resolveOptions(options, {}), identity, argv: [], env: { PATH: process.env.PATH } })
-  return [name, { ...plan, execPath: '/bin/true', argv: ['/bin/true'] }]
-}))
+const built = Object.fromEntries(
+  Object.entries(plans).map(([name, options]) => {
+    const plan = buildPlan({ layout, options: resolveOptions(options, {}), identity, argv: [], env: { PATH: process.env.PATH } })
+    return [name, { ...plan, execPath: '/bin/true', argv: ['/bin/true'] }]
+  }),
+)
 
 async function once(plan) {
   const t0 = process.hrtime.bigint()
@@ -51,7 +53,7 @@ async function once(plan) {
   return Number(process.hrtime.bigint() - t0) / 1e6
 }
 
-const times = Object.fromEntries(Object.keys(built).map((k) => [k, []]))
+const times = Object.fromEntries(Object.keys(built).map(k => [k, []]))
 try {
   for (let i = 0; i < Number(values.warmup); i++) for (const plan of Object.values(built)) await once(plan)
   for (let i = 0; i < Number(values.runs); i++) for (const [name, plan] of Object.entries(built)) times[name].push(await once(plan))
@@ -59,7 +61,9 @@ try {
   fs.rmSync(writableDir, { recursive: true, force: true })
 }
 const base = quantile(times.readonly, 0.5)
-console.log(`${identity.uid === 0 ? 'root' : `uid ${identity.uid}`}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, ${values.runs} runs each, alternated`)
+console.log(
+  `${identity.uid === 0 ? 'root' : `uid ${identity.uid}`}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, ${values.runs} runs each, alternated`,
+)
 for (const [name, t] of Object.entries(times)) {
   const median = quantile(t, 0.5)
   console.log(`${name.padEnd(9)} median ${median.toFixed(2)} ms  p90 ${quantile(t, 0.9).toFixed(2)} ms  ×${(median / base).toFixed(2)}`)

@@ -53,7 +53,9 @@ function compileTypeScript() {
  * and the prebuilt binaries made (npm test does both). Returns npm's report of the tarball.
  */
 export function stage(dest) {
-  const listed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))[0]
+  const listed = JSON.parse(
+    execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+  )[0]
   const files = listed.files.map(f => f.path)
   const missing = ['dist/index.js', 'dist/cli/index.js'].filter(f => !files.includes(f))
   if (missing.length) throw new Error(`scripts/pack.mjs stage: ${missing.join(', ')} not built (npm run build)`)
@@ -67,9 +69,14 @@ export function stage(dest) {
     }
     const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'))
     fs.writeFileSync(path.join(root, 'package.json'), `${JSON.stringify(publishManifest(manifest), null, 2)}\n`)
-    const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest], {
-      cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' },
-    }))[0]
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, npm_config_update_notifier: 'false' },
+      }),
+    )[0]
     return { ...packed, tarball: path.join(dest, packed.filename) }
   } finally {
     fs.rmSync(root, { recursive: true, force: true })
@@ -97,10 +104,14 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
     const out = path.join(repo, 'build', 'release')
     fs.rmSync(out, { recursive: true, force: true })
     const packed = stage(out)
-    console.log(`[release] ${packed.tarball}: ${packed.files.length} files, ${packed.size} bytes\n[release] publish it with: npm publish ${path.relative(process.cwd(), packed.tarball)}`)
+    console.log(
+      `[release] ${packed.tarball}: ${packed.files.length} files, ${packed.size} bytes\n[release] publish it with: npm publish ${path.relative(process.cwd(), packed.tarball)}`,
+    )
   } else if (command === 'prepublish') {
-    console.error('[vitest-pool-isolated] publish the release tarball, not this directory: `npm run release`, then the `npm publish <tarball>` it prints '
-      + '(npm would send this package.json, scripts included, as the registry\'s metadata).')
+    console.error(
+      '[vitest-pool-isolated] publish the release tarball, not this directory: `npm run release`, then the `npm publish <tarball>` it prints ' +
+        "(npm would send this package.json, scripts included, as the registry's metadata).",
+    )
     process.exit(1)
   } else {
     console.error('usage: node scripts/pack.mjs prepack | postpack | stage DIR | release | prepublish')

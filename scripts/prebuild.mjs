@@ -22,13 +22,18 @@ const only = process.argv.slice(2).filter(a => !a.startsWith('--'))
 
 const TARGETS = [
   { platform: 'linux-x64', processor: 'x86_64', prefix: process.arch === 'x64' ? '' : 'x86_64-linux-gnu-', apt: 'gcc-x86-64-linux-gnu g++-x86-64-linux-gnu' },
-  { platform: 'linux-arm64', processor: 'aarch64', prefix: process.arch === 'arm64' ? '' : 'aarch64-linux-gnu-', apt: 'gcc-aarch64-linux-gnu g++-aarch64-linux-gnu' },
+  {
+    platform: 'linux-arm64',
+    processor: 'aarch64',
+    prefix: process.arch === 'arm64' ? '' : 'aarch64-linux-gnu-',
+    apt: 'gcc-aarch64-linux-gnu g++-aarch64-linux-gnu',
+  },
 ]
 const FILES = ['isolated_sandbox.node', 'isolated-init']
 
 function newestSource() {
   let newest = 0
-  const walk = (p) => {
+  const walk = p => {
     const st = fs.statSync(p)
     if (st.isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e))
     else newest = Math.max(newest, st.mtimeMs)
@@ -62,7 +67,9 @@ for (const t of TARGETS) {
     console.log(`[prebuild] ${t.platform}: up to date`)
     continue
   }
-  const cc = `${t.prefix}gcc`, cxx = `${t.prefix}g++`, strip = `${t.prefix}strip`
+  const cc = `${t.prefix}gcc`,
+    cxx = `${t.prefix}g++`,
+    strip = `${t.prefix}strip`
   const missing = [cc, cxx, strip].filter(tool => !runs(tool))
   if (missing.length) {
     const install = `apt-get install ${t.apt} (scripts/setup-ci.sh does)`
@@ -72,18 +79,31 @@ for (const t of TARGETS) {
     }
     const stale = FILES.filter(f => fs.existsSync(path.join(outDir, f)))
     for (const f of stale) fs.rmSync(path.join(outDir, f))
-    console.warn(`[prebuild] warning: ${t.platform} skipped, ${missing.join(', ')} missing (${install})${stale.length ? '; its binaries were older than the sources and are removed' : ''}. `
-      + `The package will not run there without \`npx vitest-pool-isolated build\`.`)
+    console.warn(
+      `[prebuild] warning: ${t.platform} skipped, ${missing.join(', ')} missing (${install})${stale.length ? '; its binaries were older than the sources and are removed' : ''}. ` +
+        `The package will not run there without \`npx vitest-pool-isolated build\`.`,
+    )
     continue
   }
   const buildDir = path.join(repo, 'build', `prebuild-${t.platform}`)
   console.log(`[prebuild] ${t.platform}: building with ${cxx}`)
-  execFileSync(process.execPath, [
-    path.join(repo, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'rebuild', '-d', 'addon', '--out', buildDir,
-    '--CDCMAKE_SYSTEM_NAME=Linux', `--CDCMAKE_SYSTEM_PROCESSOR=${t.processor}`,
-    `--CDCMAKE_C_COMPILER=${cc}`, `--CDCMAKE_CXX_COMPILER=${cxx}`,
-    '--CDISOLATED_INIT_STATIC=ON',
-  ], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] })
+  execFileSync(
+    process.execPath,
+    [
+      path.join(repo, 'node_modules', 'cmake-js', 'bin', 'cmake-js'),
+      'rebuild',
+      '-d',
+      'addon',
+      '--out',
+      buildDir,
+      '--CDCMAKE_SYSTEM_NAME=Linux',
+      `--CDCMAKE_SYSTEM_PROCESSOR=${t.processor}`,
+      `--CDCMAKE_C_COMPILER=${cc}`,
+      `--CDCMAKE_CXX_COMPILER=${cxx}`,
+      '--CDISOLATED_INIT_STATIC=ON',
+    ],
+    { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] },
+  )
   fs.mkdirSync(outDir, { recursive: true })
   for (const f of FILES) {
     // Stripped next to the build, then renamed in: prebuilds/ never holds a half-written file

@@ -34,16 +34,20 @@ function step(label, command, args) {
   }
 }
 
-const addonBuilt = fs.existsSync(path.join(root, 'build', 'Release'))
-  && fs.readdirSync(path.join(root, 'build', 'Release')).some(name => name.endsWith('.node'))
-if (fs.existsSync(path.join(root, 'addon', 'CMakeLists.txt'))
-  && (!addonBuilt || newestMtime(path.join(root, 'addon')) > newestMtime(path.join(root, 'build', 'Release'), name => name.endsWith('.node')))) {
+const addonBuilt =
+  fs.existsSync(path.join(root, 'build', 'Release')) && fs.readdirSync(path.join(root, 'build', 'Release')).some(name => name.endsWith('.node'))
+if (
+  fs.existsSync(path.join(root, 'addon', 'CMakeLists.txt')) &&
+  (!addonBuilt || newestMtime(path.join(root, 'addon')) > newestMtime(path.join(root, 'build', 'Release'), name => name.endsWith('.node')))
+) {
   step('native addon', bin('cmake-js'), ['compile', '-d', 'addon', '--out', 'build'])
 }
 
 const jsFiles = name => name.endsWith('.js')
-if (!fs.existsSync(path.join(root, 'dist', 'index.js'))
-  || newestMtime(path.join(root, 'src'), name => name.endsWith('.ts')) > newestMtime(path.join(root, 'dist'), jsFiles)) {
+if (
+  !fs.existsSync(path.join(root, 'dist', 'index.js')) ||
+  newestMtime(path.join(root, 'src'), name => name.endsWith('.ts')) > newestMtime(path.join(root, 'dist'), jsFiles)
+) {
   step('TypeScript', bin('tsc'), ['-p', 'tsconfig.json'])
 }
 

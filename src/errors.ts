@@ -124,10 +124,7 @@ export class SandboxUnsupportedError extends IsolatedError {
   readonly remedy: string
 
   constructor({ feature, reason, remedy, cause }: SandboxUnsupportedErrorInit) {
-    super(
-      `${PREFIX} sandbox feature "${feature}" is unavailable: ${reason}${remedy ? `\nhint: ${remedy}` : ''}`,
-      cause === undefined ? undefined : { cause },
-    )
+    super(`${PREFIX} sandbox feature "${feature}" is unavailable: ${reason}${remedy ? `\nhint: ${remedy}` : ''}`, cause === undefined ? undefined : { cause })
     this.feature = feature
     this.reason = reason
     this.remedy = remedy

@@ -1,6 +1,14 @@
 export { isolated, isolatedPool } from './plugin.js'
 export { exposeHostPort } from './run/host-ports.js'
-export type { IsolatedOptions, IsolatedMount, IsolatedBindMount, IsolatedTmpfsMount, IsolatedNetwork, IsolatedHostPort, IsolatedProjectWrites } from './options/index.js'
+export type {
+  IsolatedOptions,
+  IsolatedMount,
+  IsolatedBindMount,
+  IsolatedTmpfsMount,
+  IsolatedNetwork,
+  IsolatedHostPort,
+  IsolatedProjectWrites,
+} from './options/index.js'
 export {
   IsolatedError,
   IsolatedOptionsError,

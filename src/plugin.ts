@@ -31,7 +31,7 @@ function createPool(supervisor: Supervisor): PoolRunnerInitializer {
   const resolved: ResolvedIsolatedOptions = supervisor.options
   return {
     name: POOL_NAME,
-    createPoolWorker: (poolOptions) => {
+    createPoolWorker: poolOptions => {
       // isolatedPool() without the plugin: the first worker is the first place that sees Vitest.
       const { vitest } = poolOptions.project
       checkVitestVersion(vitest.version)
@@ -61,12 +61,18 @@ const WARNED = Symbol.for('vitest-pool-isolated.warned')
  */
 function withoutPlugin(vitest: Vitest, options: ResolvedIsolatedOptions): void {
   if (options.reportFile !== undefined) {
-    throw new IsolatedError(`[vitest-pool-isolated] report.file (${options.reportFile}) needs the isolated() plugin, which isolatedPool() alone does not install: `
-      + 'use plugins: [isolated(options)] (it also makes --pool=isolated work), or leave report out')
+    throw new IsolatedError(
+      `[vitest-pool-isolated] report.file (${options.reportFile}) needs the isolated() plugin, which isolatedPool() alone does not install: ` +
+        'use plugins: [isolated(options)] (it also makes --pool=isolated work), or leave report out',
+    )
   }
   warnOnce(vitest, [
     ...options.warnings,
-    ...(options.summary ? ['isolatedPool() without the isolated() plugin prints no usage summary and writes no report: use plugins: [isolated(options)] for them, or set report: { summary: false } to say so'] : []),
+    ...(options.summary
+      ? [
+          'isolatedPool() without the isolated() plugin prints no usage summary and writes no report: use plugins: [isolated(options)] for them, or set report: { summary: false } to say so',
+        ]
+      : []),
   ])
 }
 
@@ -107,12 +113,11 @@ export function isolated(options?: IsolatedOptions): Plugin {
       markIsolateChosen(config)
       if (!config.snapshotEnvironment) {
         config.snapshotEnvironment = SNAPSHOT_ENVIRONMENT
-      }
-      else if (config.snapshotEnvironment !== SNAPSHOT_ENVIRONMENT) {
+      } else if (config.snapshotEnvironment !== SNAPSHOT_ENVIRONMENT) {
         project.vitest.logger.warn(
-          `[vitest-pool-isolated] project "${project.name || config.root}" sets its own snapshotEnvironment `
-          + `(${config.snapshotEnvironment}); inside the sandbox the project is read-only, so its snapshot `
-          + 'writes will fail with EROFS unless it sends them to the host itself.',
+          `[vitest-pool-isolated] project "${project.name || config.root}" sets its own snapshotEnvironment ` +
+            `(${config.snapshotEnvironment}); inside the sandbox the project is read-only, so its snapshot ` +
+            'writes will fail with EROFS unless it sends them to the host itself.',
         )
       }
     },

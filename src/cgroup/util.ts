@@ -107,7 +107,7 @@ export async function emptied(dir: string): Promise<void> {
       return
     }
     if (procs.trim() === '') return
-    await new Promise((r) => setTimeout(r, 5))
+    await new Promise(r => setTimeout(r, 5))
   }
 }
 
@@ -128,7 +128,7 @@ function tryRmdir(dir: string): boolean {
 export async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; !tryRmdir(dir); i++) {
     if (i >= 200) throw new Error(`cgroup ${dir} still busy after 2 s`)
-    await new Promise((r) => setTimeout(r, 10))
+    await new Promise(r => setTimeout(r, 10))
   }
 }
 

@@ -8,7 +8,17 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PREFIX, nextCgroupName, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import {
+  NAME_PREFIX,
+  nextCgroupName,
+  staleness,
+  type CgroupDriver,
+  type FileCgroup,
+  type LimitName,
+  type LimitSupport,
+  type Limits,
+  type Usage,
+} from './types.js'
 import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -28,7 +38,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
     support,
     create(limits: Limits): FileCgroup {
       const name = nextCgroupName()
-      const dirs = parents.map((p) => path.join(p, name))
+      const dirs = parents.map(p => path.join(p, name))
       const made: string[] = []
       try {
         for (const d of dirs) {
@@ -68,7 +78,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
           const verdict = staleness(path.basename(d))
           if (verdict === 'keep') continue
           if (verdict === 'kill') {
-            const unifiedTop = h.unified === undefined ? undefined : h.roots?.get('') ?? h.unified
+            const unifiedTop = h.unified === undefined ? undefined : (h.roots?.get('') ?? h.unified)
             await killV1(d, unifiedTop !== undefined && d.startsWith(`${unifiedTop}/`) ? d : undefined)
             await rmdirRetry(d)
             removed.push(d)
@@ -83,7 +93,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
 /** The tops of the hierarchies the driver uses (the v1 controllers' and the unified one). */
 function usedRoots(h: Hierarchies): string[] {
   if (!h.roots) return []
-  return [...h.roots].filter(([controller]) => controller === '' ? h.unified !== undefined : h.v1.has(controller)).map(([, root]) => root)
+  return [...h.roots].filter(([controller]) => (controller === '' ? h.unified !== undefined : h.v1.has(controller))).map(([, root]) => root)
 }
 
 function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | undefined, unified: string | undefined): FileCgroup {
@@ -124,7 +134,7 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
     cpu,
     pidsLimitHits() {
       const pids = at('pids')
-      return pids ? readKeyed(path.join(pids, 'pids.events'))?.get('max') ?? null : null
+      return pids ? (readKeyed(path.join(pids, 'pids.events'))?.get('max') ?? null) : null
     },
     kill,
     async remove() {
@@ -158,7 +168,7 @@ async function killV1(dir: string, unified: string | undefined): Promise<void> {
         process.kill(pid, 'SIGKILL')
       } catch {}
     }
-    await new Promise((r) => setTimeout(r, 5))
+    await new Promise(r => setTimeout(r, 5))
   }
 }
 
@@ -173,7 +183,11 @@ function removeIfEmpty(dir: string): boolean {
 
 function probe(dir: string | undefined, file: string, controller: string): LimitSupport {
   if (!dir) {
-    return { ok: false, reason: `the cgroup v1 ${controller} controller is not mounted`, remedy: `mount it: mount -t cgroup -o ${controller} cgroup /sys/fs/cgroup/${controller}` }
+    return {
+      ok: false,
+      reason: `the cgroup v1 ${controller} controller is not mounted`,
+      remedy: `mount it: mount -t cgroup -o ${controller} cgroup /sys/fs/cgroup/${controller}`,
+    }
   }
   try {
     fs.accessSync(dir, fs.constants.W_OK)

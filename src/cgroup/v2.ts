@@ -10,7 +10,18 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { NAME_PREFIX, nextCgroupName, pidAlive, staleness, type CgroupDriver, type FileCgroup, type LimitName, type LimitSupport, type Limits, type Usage } from './types.js'
+import {
+  NAME_PREFIX,
+  nextCgroupName,
+  pidAlive,
+  staleness,
+  type CgroupDriver,
+  type FileCgroup,
+  type LimitName,
+  type LimitSupport,
+  type Limits,
+  type Usage,
+} from './types.js'
 import { emptied, findPoolCgroups, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
@@ -163,7 +174,7 @@ function prepare(own: string): Record<LimitName, LimitSupport> {
   }
   const available = readWords(path.join(own, 'cgroup.controllers'))
   let enabled = readWords(path.join(own, 'cgroup.subtree_control'))
-  const missing = Object.values(WANTED).filter((c) => available.has(c) && !enabled.has(c))
+  const missing = Object.values(WANTED).filter(c => available.has(c) && !enabled.has(c))
   if (missing.length > 0) {
     const problem = enableControllers(own, missing)
     enabled = readWords(path.join(own, 'cgroup.subtree_control'))
@@ -190,7 +201,7 @@ function prepare(own: string): Record<LimitName, LimitSupport> {
 
 /** Returns a reason when the controllers could not be enabled. */
 function enableControllers(own: string, controllers: string[]): string | undefined {
-  const write = () => writeFile(own, 'cgroup.subtree_control', controllers.map((c) => `+${c}`).join(' '))
+  const write = () => writeFile(own, 'cgroup.subtree_control', controllers.map(c => `+${c}`).join(' '))
   try {
     write()
     return undefined
@@ -220,7 +231,7 @@ function enableControllers(own: string, controllers: string[]): string | undefin
 function restore(own: string, leaf: string, controllers: string[]): void {
   try {
     if (safeReaddir(own).some(e => e.startsWith(NAME_PREFIX) && path.join(own, e) !== leaf)) return
-    writeFile(own, 'cgroup.subtree_control', controllers.map((c) => `-${c}`).join(' '))
+    writeFile(own, 'cgroup.subtree_control', controllers.map(c => `-${c}`).join(' '))
     moveProcesses(leaf, own)
     fs.rmdirSync(leaf)
   } catch {

@@ -50,11 +50,14 @@ export async function main(argv: string[]): Promise<number> {
   const addonApi = resolveTool('node-addon-api')
   const missing = [cmakeJs ? '' : 'cmake-js', addonApi ? '' : 'node-addon-api'].filter(Boolean)
   if (missing.length) {
-    return fail(`${missing.join(' and ')} not found (from ${process.cwd()} or the package)`,
-      `Install them in your project for the build: \`npm install --no-save cmake-js@8 node-addon-api@8\` (pnpm: \`pnpm add -D cmake-js@8 node-addon-api@8\`), then run this again.`)
+    return fail(
+      `${missing.join(' and ')} not found (from ${process.cwd()} or the package)`,
+      `Install them in your project for the build: \`npm install --no-save cmake-js@8 node-addon-api@8\` (pnpm: \`pnpm add -D cmake-js@8 node-addon-api@8\`), then run this again.`,
+    )
   }
   const tools = ['cmake', process.env.CXX ?? 'c++', process.env.CC ?? 'cc'].filter(tool => !runs(tool))
-  if (tools.length) return fail(`${tools.join(', ')} not found or not runnable`, 'Install cmake and a C/C++ compiler (Debian/Ubuntu: `apt-get install cmake g++`).')
+  if (tools.length)
+    return fail(`${tools.join(', ')} not found or not runnable`, 'Install cmake and a C/C++ compiler (Debian/Ubuntu: `apt-get install cmake g++`).')
   const out = path.join(packageRoot, 'build')
   try {
     fs.mkdirSync(out, { recursive: true })
@@ -73,7 +76,10 @@ export async function main(argv: string[]): Promise<number> {
   // The loader takes this build from now on: load it here, so a build that does not load fails now.
   const { nativeOrigin } = await import('../native/binding.js')
   const origin = nativeOrigin()
-  if (origin.kind !== 'compiled') return fail(`the build did not produce a loadable addon (the loader chose ${origin.path})`, 'Its output above names the cause.')
-  process.stdout.write(`[vitest-pool-isolated] build: ${origin.path} and isolated-init next to it are in use from now on; \`npx vitest-pool-isolated doctor\` checks the machine\n`)
+  if (origin.kind !== 'compiled')
+    return fail(`the build did not produce a loadable addon (the loader chose ${origin.path})`, 'Its output above names the cause.')
+  process.stdout.write(
+    `[vitest-pool-isolated] build: ${origin.path} and isolated-init next to it are in use from now on; \`npx vitest-pool-isolated doctor\` checks the machine\n`,
+  )
   return 0
 }

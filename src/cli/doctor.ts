@@ -63,8 +63,11 @@ export async function main(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs({
     args: argv,
     options: {
-      json: { type: 'boolean' }, root: { type: 'string' }, config: { type: 'string', short: 'c' },
-      'apparmor-profile': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      json: { type: 'boolean' },
+      root: { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      'apparmor-profile': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   })
   if (values.help) {
@@ -73,7 +76,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (values['apparmor-profile']) {
     const { initPath } = native()
-    if (!isLegalProfilePath(initPath)) throw new UsageError(`the path of isolated-init (${initPath}) holds a quote or a backslash, which an AppArmor profile cannot name; install the package elsewhere`)
+    if (!isLegalProfilePath(initPath))
+      throw new UsageError(
+        `the path of isolated-init (${initPath}) holds a quote or a backslash, which an AppArmor profile cannot name; install the package elsewhere`,
+      )
     process.stdout.write(appArmorProfile(initPath).text)
     return 0
   }
@@ -86,11 +92,12 @@ export async function main(argv: string[]): Promise<number> {
 export function format(report: DoctorReport): string {
   const width = Math.max(...report.checks.map(c => c.name.length))
   const indent = ' '.repeat(width + 8)
-  const lines = report.checks.map(c =>
-    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail.split('\n').join(`\n${indent}`)}${c.remedy ? `\n${indent}fix: ${c.remedy}` : ''}`)
+  const lines = report.checks.map(
+    c => `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail.split('\n').join(`\n${indent}`)}${c.remedy ? `\n${indent}fix: ${c.remedy}` : ''}`,
+  )
   const verdict = report.ok
-    ? 'The isolated pool can run here with this project\'s options.'
-    : 'The isolated pool cannot run here with this project\'s options: fix the lines marked fail.'
+    ? "The isolated pool can run here with this project's options."
+    : "The isolated pool cannot run here with this project's options: fix the lines marked fail."
   return `${lines.join('\n')}\n\n${verdict}\n`
 }
 
@@ -98,7 +105,13 @@ export function format(report: DoctorReport): string {
 function wholeErrorText(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error)
   // eslint-disable-next-line no-control-regex -- the colours of a bundler's message
-  return text.replace(/\u001b\[[0-9;]*m/g, '').replace(/^\[vitest-pool-isolated\] /, '').split('\n').filter(l => l.trim()).join('\n').trim()
+  return text
+    .replace(/\u001b\[[0-9;]*m/g, '')
+    .replace(/^\[vitest-pool-isolated\] /, '')
+    .split('\n')
+    .filter(l => l.trim())
+    .join('\n')
+    .trim()
 }
 
 /** The fix for what made the config fail to load. */
@@ -108,7 +121,8 @@ function configRemedy(error: unknown, root: string, config: string | undefined):
     return `correct the options named above in ${file}; each line says what it accepts`
   }
   if (error instanceof Error && /Build failed|SyntaxError|Transform failed/.test(error.message)) return `fix the error in ${file} at the line named above`
-  if (error instanceof Error && /Cannot find|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND/.test(error.message)) return `install what ${file} imports (npm install), or run doctor where the project is (--root)`
+  if (error instanceof Error && /Cannot find|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND/.test(error.message))
+    return `install what ${file} imports (npm install), or run doctor where the project is (--root)`
   return 'run doctor in the project directory, or pass --root/--config'
 }
 
@@ -131,9 +145,11 @@ export async function doctor({ root, config }: { root: string; config?: string }
 
   // Node and Vitest first: without a supported Vitest the config cannot even be read.
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
-  add(major > 20 || (major === 20 && minor >= 19)
-    ? { name: 'node', status: 'ok', detail: `Node ${process.version} (${process.execPath}); needs >= 20.19` }
-    : { name: 'node', status: 'fail', detail: `Node ${process.version} is older than 20.19`, remedy: 'install Node 20.19 or newer' })
+  add(
+    major > 20 || (major === 20 && minor >= 19)
+      ? { name: 'node', status: 'ok', detail: `Node ${process.version} (${process.execPath}); needs >= 20.19` }
+      : { name: 'node', status: 'fail', detail: `Node ${process.version} is older than 20.19`, remedy: 'install Node 20.19 or newer' },
+  )
 
   let project: LoadedProject | undefined
   try {
@@ -145,9 +161,16 @@ export async function doctor({ root, config }: { root: string; config?: string }
       add({ name: 'vitest', status: 'fail', detail: errorText(error), remedy: 'npm install -D vitest@^4.1' })
     }
     const o = project.options
-    add(project.hasPlugin
-      ? { name: 'config', status: 'ok', detail: `${project.vitest.vite.config.configFile ?? 'inline config'}: isolated(${describeOptions(o)})` }
-      : { name: 'config', status: 'warn', detail: `no config under ${root} uses the isolated() plugin; checking the defaults`, remedy: 'add plugins: [isolated()] to vitest.config.ts (see the README)' })
+    add(
+      project.hasPlugin
+        ? { name: 'config', status: 'ok', detail: `${project.vitest.vite.config.configFile ?? 'inline config'}: isolated(${describeOptions(o)})` }
+        : {
+            name: 'config',
+            status: 'warn',
+            detail: `no config under ${root} uses the isolated() plugin; checking the defaults`,
+            remedy: 'add plugins: [isolated()] to vitest.config.ts (see the README)',
+          },
+    )
   } catch (error) {
     add({ name: 'config', status: 'fail', detail: `cannot load the Vitest config: ${wholeErrorText(error)}`, remedy: configRemedy(error, root, config) })
   }
@@ -164,14 +187,23 @@ export async function doctor({ root, config }: { root: string; config?: string }
 
   const features = probe().features
   const release = os.release()
-  add(features.kernel?.ok
-    ? { name: 'kernel', status: 'ok', detail: `Linux ${release} (>= 5.12: clone3, mount_setattr)` }
-    : { name: 'kernel', status: 'fail', detail: features.kernel?.reason ?? `Linux ${release}`, remedy: features.kernel?.remedy })
+  add(
+    features.kernel?.ok
+      ? { name: 'kernel', status: 'ok', detail: `Linux ${release} (>= 5.12: clone3, mount_setattr)` }
+      : { name: 'kernel', status: 'fail', detail: features.kernel?.reason ?? `Linux ${release}`, remedy: features.kernel?.remedy },
+  )
   if (features.addon?.ok) {
     const clone3 = native().probeClone(0)
-    add(clone3 === 0
-      ? { name: 'clone3', status: 'ok', detail: 'clone3 works' }
-      : { name: 'clone3', status: 'fail', detail: `clone3 fails with errno ${clone3}${clone3 === os.constants.errno.ENOSYS ? ' (ENOSYS: a seccomp profile or an old kernel refuses it)' : ''}`, remedy: 'Linux 5.3 or newer; in a container, a seccomp profile that allows clone3' })
+    add(
+      clone3 === 0
+        ? { name: 'clone3', status: 'ok', detail: 'clone3 works' }
+        : {
+            name: 'clone3',
+            status: 'fail',
+            detail: `clone3 fails with errno ${clone3}${clone3 === os.constants.errno.ENOSYS ? ' (ENOSYS: a seccomp profile or an old kernel refuses it)' : ''}`,
+            remedy: 'Linux 5.3 or newer; in a container, a seccomp profile that allows clone3',
+          },
+    )
   }
 
   // User namespaces: the sysctls that can refuse them, then the kernel's answer.
@@ -179,12 +211,17 @@ export async function doctor({ root, config }: { root: string; config?: string }
     ['user.max_user_namespaces', readSysctl('/proc/sys/user/max_user_namespaces')],
     ['kernel.unprivileged_userns_clone', readSysctl('/proc/sys/kernel/unprivileged_userns_clone')],
     ['kernel.apparmor_restrict_unprivileged_userns', readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns')],
-  ].filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`).join(', ')
+  ]
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ')
   const userns = features.userns
   if (userns) {
-    add(userns.ok
-      ? { name: 'user namespaces', status: 'ok', detail: `a new user namespace can be created (${sysctls})` }
-      : { name: 'user namespaces', status: 'fail', detail: `${userns.reason} (${sysctls})`, remedy: userns.remedy })
+    add(
+      userns.ok
+        ? { name: 'user namespaces', status: 'ok', detail: `a new user namespace can be created (${sysctls})` }
+        : { name: 'user namespaces', status: 'fail', detail: `${userns.reason} (${sysctls})`, remedy: userns.remedy },
+    )
   }
 
   // AppArmor, where it may refuse user namespaces: the pool's isolated-init creates them (never
@@ -195,9 +232,16 @@ export async function doctor({ root, config }: { root: string; config?: string }
     const what = apparmor.restricts
       ? 'restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)'
       : `confines this process (profile ${apparmor.confinedBy})`
-    add(userns?.ok && features.namespaces?.ok !== false
-      ? { name: 'apparmor', status: 'ok', detail: `${what}; the pool's isolated-init (${initPath}) may create them` }
-      : { name: 'apparmor', status: 'fail', detail: `${what}, and no profile lets the pool's isolated-init (${initPath}) create them`, remedy: appArmorRemedy(initPath, apparmor) })
+    add(
+      userns?.ok && features.namespaces?.ok !== false
+        ? { name: 'apparmor', status: 'ok', detail: `${what}; the pool's isolated-init (${initPath}) may create them` }
+        : {
+            name: 'apparmor',
+            status: 'fail',
+            detail: `${what}, and no profile lets the pool's isolated-init (${initPath}) create them`,
+            remedy: appArmorRemedy(initPath, apparmor),
+          },
+    )
   }
 
   // A sysctl that refuses user namespaces is named above; only an unexplained refusal is the container's.
@@ -212,12 +256,19 @@ export async function doctor({ root, config }: { root: string; config?: string }
   const driver = options.enforce === 'off' ? undefined : cgroupDriver()
   const limits: Limits = {}
   const requested: [LimitName, string, number | undefined][] = [
-    ['memory', 'memory', options.memoryBytes], ['cpu', 'cpus', options.cpus], ['pids', 'pids', options.pids],
+    ['memory', 'memory', options.memoryBytes],
+    ['cpu', 'cpus', options.cpus],
+    ['pids', 'pids', options.pids],
   ]
   if (options.enforce === 'off') {
-    add({ name: 'cgroups', status: 'ok', detail: 'enforce: \'off\': no limits are applied' })
+    add({ name: 'cgroups', status: 'ok', detail: "enforce: 'off': no limits are applied" })
   } else if (!driver) {
-    add({ name: 'cgroups', status: anyRequested(requested) && options.enforce === 'require' ? 'fail' : 'warn', detail: 'no cgroup hierarchy is mounted', remedy: 'mount cgroup2 at /sys/fs/cgroup' })
+    add({
+      name: 'cgroups',
+      status: anyRequested(requested) && options.enforce === 'require' ? 'fail' : 'warn',
+      detail: 'no cgroup hierarchy is mounted',
+      remedy: 'mount cgroup2 at /sys/fs/cgroup',
+    })
   } else {
     add({ name: 'cgroups', status: 'ok', detail: `cgroup v${driver.version} at ${driver.parents.join(', ')}${root_ ? ' (root)' : ''}` })
     for (const [limit, option, value] of requested) {
@@ -260,17 +311,39 @@ async function zygoteCheck(options: ResolvedIsolatedOptions, projectRoot: string
   if (!options.zygote) return { name: 'zygote', status: 'ok', detail: 'off (option zygote, VITEST_ISOLATED_ZYGOTE): a fresh node per file' }
   const support = zygoteSupport()
   if (!support.ok) {
-    return { name: 'zygote', status: 'warn', detail: `not offered here: ${support.reason}; every file gets a fresh node (as safe, slower)`, remedy: `Node ${ZYGOTE_NODE_MAJORS.join(', ')} on glibc >= 2.25, x64 or arm64` }
+    return {
+      name: 'zygote',
+      status: 'warn',
+      detail: `not offered here: ${support.reason}; every file gets a fresh node (as safe, slower)`,
+      remedy: `Node ${ZYGOTE_NODE_MAJORS.join(', ')} on glibc >= 2.25, x64 or arm64`,
+    }
   }
-  if (options.seccomp === false) return { name: 'zygote', status: 'warn', detail: 'not with seccomp: false (a copy keeps the zygote\'s filter): every file gets a fresh node', remedy: 'leave seccomp on, or add to its deny list' }
-  if (!distPath) return { name: 'zygote', status: 'warn', detail: 'not started: the project\'s Vitest was not loaded' }
+  if (options.seccomp === false)
+    return {
+      name: 'zygote',
+      status: 'warn',
+      detail: "not with seccomp: false (a copy keeps the zygote's filter): every file gets a fresh node",
+      remedy: 'leave seccomp on, or add to its deny list',
+    }
+  if (!distPath) return { name: 'zygote', status: 'warn', detail: "not started: the project's Vitest was not loaded" }
   let zygote: Zygote | undefined
   try {
-    zygote = await Zygote.start({ options, execArgv: [], env: { PATH: process.env.PATH, HOME: process.env.HOME, [WORKER_MODULE_ENV]: path.join(distPath, 'worker.js') }, cwd: process.cwd(), projectRoot })
+    zygote = await Zygote.start({
+      options,
+      execArgv: [],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, [WORKER_MODULE_ENV]: path.join(distPath, 'worker.js') },
+      cwd: process.cwd(),
+      projectRoot,
+    })
     const ready = await zygote.ready
     return ready
-      ? { name: 'zygote', status: 'ok', detail: 'started one in its own sandbox (the worker\'s view and ids, no network); files get copies of it' }
-      : { name: 'zygote', status: 'warn', detail: 'it did not start; every file gets a fresh node (as safe, slower). NODE_DEBUG=vitest-pool-isolated says why', remedy: `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})` }
+      ? { name: 'zygote', status: 'ok', detail: "started one in its own sandbox (the worker's view and ids, no network); files get copies of it" }
+      : {
+          name: 'zygote',
+          status: 'warn',
+          detail: 'it did not start; every file gets a fresh node (as safe, slower). NODE_DEBUG=vitest-pool-isolated says why',
+          remedy: `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})`,
+        }
   } catch (error) {
     return { name: 'zygote', status: 'warn', detail: `it did not start: ${errorText(error)}; every file gets a fresh node (as safe, slower)` }
   } finally {
@@ -307,18 +380,25 @@ function containerCheck(namespacesOk: boolean): Check {
     name: 'container',
     status: 'fail',
     detail: `${where}; ${seccompText}; it refuses the namespaces the sandbox needs`,
-    remedy: kind === 'Docker' || seccomp === '2'
-      ? 'docker run --security-opt seccomp=unconfined (or a seccomp profile that allows clone3, unshare, mount, pivot_root); with AppArmor also --security-opt apparmor=unconfined'
-      : 'allow user namespaces in the container runtime',
+    remedy:
+      kind === 'Docker' || seccomp === '2'
+        ? 'docker run --security-opt seccomp=unconfined (or a seccomp profile that allows clone3, unshare, mount, pivot_root); with AppArmor also --security-opt apparmor=unconfined'
+        : 'allow user namespaces in the container runtime',
   }
 }
 
 /** One throw-away sandbox with the project's plan: proves mount, PID, net namespaces and pivot_root. */
-async function sandboxCheck(options: ResolvedIsolatedOptions, projectRoot: string, driver: ReturnType<typeof cgroupDriver> | undefined, limits: Limits): Promise<Check> {
+async function sandboxCheck(
+  options: ResolvedIsolatedOptions,
+  projectRoot: string,
+  driver: ReturnType<typeof cgroupDriver> | undefined,
+  limits: Limits,
+): Promise<Check> {
   const identity = { uid: process.geteuid!(), gid: process.getegid!() }
-  const script = "const fs=require('fs');const ns=n=>fs.readlinkSync('/proc/self/ns/'+n);"
-    + "console.log(JSON.stringify({mnt:ns('mnt'),pid:ns('pid'),net:ns('net'),user:ns('user'),"
-    + "init:fs.readFileSync('/proc/1/comm','utf8').trim(),oldroot:fs.existsSync('/oldroot'),hostname:require('os').hostname(),uid:process.getuid()}))"
+  const script =
+    "const fs=require('fs');const ns=n=>fs.readlinkSync('/proc/self/ns/'+n);" +
+    "console.log(JSON.stringify({mnt:ns('mnt'),pid:ns('pid'),net:ns('net'),user:ns('user')," +
+    "init:fs.readFileSync('/proc/1/comm','utf8').trim(),oldroot:fs.existsSync('/oldroot'),hostname:require('os').hostname(),uid:process.getuid()}))"
   const plan = buildPlan({
     layout: hostLayout(projectRoot, process.cwd(), workerUidOf(identity)),
     options,
@@ -333,19 +413,29 @@ async function sandboxCheck(options: ResolvedIsolatedOptions, projectRoot: strin
     sandbox.ipc.destroy()
     let out = ''
     let err = ''
-    sandbox.stdout.on('data', (d: Buffer) => { out += d })
-    sandbox.stderr.on('data', (d: Buffer) => { err += d })
+    sandbox.stdout.on('data', (d: Buffer) => {
+      out += d
+    })
+    sandbox.stderr.on('data', (d: Buffer) => {
+      err += d
+    })
     const exit = await sandbox.exited
     await new Promise(resolve => setImmediate(resolve))
     if (exit.code !== 0) {
-      return { name: 'sandbox', status: 'fail', detail: `a throw-away sandbox started, but node in it exited with ${exit.code ?? exit.signal}: ${err.trim().split('\n')[0]}` }
+      return {
+        name: 'sandbox',
+        status: 'fail',
+        detail: `a throw-away sandbox started, but node in it exited with ${exit.code ?? exit.signal}: ${err.trim().split('\n')[0]}`,
+      }
     }
     const inside = JSON.parse(out.trim().split('\n').pop()!) as Record<string, string | boolean | number>
-    const same = ['mnt', 'pid', 'net', 'user'].filter(n => n === 'net' && options.network === 'host' ? false : inside[n] === fs.readlinkSync(`/proc/self/ns/${n}`))
+    const same = ['mnt', 'pid', 'net', 'user'].filter(n =>
+      n === 'net' && options.network === 'host' ? false : inside[n] === fs.readlinkSync(`/proc/self/ns/${n}`),
+    )
     if (same.length || inside.init !== 'isolated-init' || inside.oldroot) {
       return { name: 'sandbox', status: 'fail', detail: `the sandbox shares the host's ${same.join(', ') || 'root'}; This is a bug in vitest-pool-isolated` }
     }
-    const net = options.network === 'host' ? 'the host\'s network' : `its own net ns ${inside.net}`
+    const net = options.network === 'host' ? "the host's network" : `its own net ns ${inside.net}`
     return {
       name: 'sandbox',
       status: 'ok',
@@ -353,7 +443,12 @@ async function sandboxCheck(options: ResolvedIsolatedOptions, projectRoot: strin
     }
   } catch (error) {
     const hint = error instanceof SandboxSetupError ? error.hint : undefined
-    return { name: 'sandbox', status: 'fail', detail: `building a throw-away sandbox failed: ${errorText(error)}`, remedy: hint ?? (error instanceof IsolatedError ? undefined : `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})`) }
+    return {
+      name: 'sandbox',
+      status: 'fail',
+      detail: `building a throw-away sandbox failed: ${errorText(error)}`,
+      remedy: hint ?? (error instanceof IsolatedError ? undefined : `report it with NODE_DEBUG=vitest-pool-isolated output (package at ${packageRoot})`),
+    }
   } finally {
     await cgroup?.remove()
   }

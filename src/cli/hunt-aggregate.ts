@@ -86,7 +86,15 @@ export function aggregate(conditions: readonly Condition[], runs: readonly RunOu
     let r = results.get(key)
     if (!r) {
       r = {
-        file: f.file, name, moduleId: f.moduleId, project: f.project, pattern, runs: 0, failed: 0, status: 'stable', failure: undefined,
+        file: f.file,
+        name,
+        moduleId: f.moduleId,
+        project: f.project,
+        pattern,
+        runs: 0,
+        failed: 0,
+        status: 'stable',
+        failure: undefined,
         byCondition: conditions.map(c => ({ cpus: c.cpus, memory: c.memory, runs: 0, failed: 0, firstError: null, verdicts: {} })),
       }
       results.set(key, r)
@@ -109,17 +117,14 @@ export function aggregate(conditions: readonly Condition[], runs: readonly RunOu
         else if (ended) {
           verdict = f.verdict!
           error = fileError
-        }
-        else if (t?.state === 'failed') {
+        } else if (t?.state === 'failed') {
           verdict = 'failed'
           error = t.error ?? fileError ?? 'failed'
-        }
-        else if (fileError !== undefined) {
+        } else if (fileError !== undefined) {
           // Not run because the file failed around it (an import error, a failing beforeAll).
           verdict = 'failed'
           error = fileError
-        }
-        else continue // not selected in this run (a filter, a conditional skip)
+        } else continue // not selected in this run (a filter, a conditional skip)
         const r = resultFor(f, name, pattern)
         const c = r.byCondition[run.condition]!
         r.runs++

@@ -58,14 +58,14 @@ Example:
 `
 
 const OPTIONS = {
-  'runs': { type: 'string' },
-  'cpus': { type: 'string' },
-  'memory': { type: 'string' },
-  'shuffle': { type: 'boolean' },
-  'seed': { type: 'string' },
-  'json': { type: 'string' },
-  'html': { type: 'string' },
-  'help': { type: 'boolean', short: 'h' },
+  runs: { type: 'string' },
+  cpus: { type: 'string' },
+  memory: { type: 'string' },
+  shuffle: { type: 'boolean' },
+  seed: { type: 'string' },
+  json: { type: 'string' },
+  html: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
 } as const
 
 /**
@@ -79,9 +79,8 @@ export function parseHuntArgs(argv: readonly string[]): HuntPlan | 'help' {
   let values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string }
   let positionals: string[]
   try {
-    ({ values, positionals } = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true }))
-  }
-  catch (error) {
+    ;({ values, positionals } = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true }))
+  } catch (error) {
     throw new UsageError(usageMessage(error as Error))
   }
   if (values.help) return 'help'
@@ -89,8 +88,14 @@ export function parseHuntArgs(argv: readonly string[]): HuntPlan | 'help' {
     throw new UsageError(`unexpected argument "${positionals[0]}": test files and Vitest flags go after --, like: hunt --runs 4 -- ${positionals[0]}`)
   }
   const runs = values.runs === undefined ? DEFAULT_RUNS : parseRuns(values.runs)
-  const cpus = values.cpus === undefined ? [null] : parseList('--cpus', values.cpus, parseCpus, 'numbers of CPUs greater than 0 or none, comma-separated, like 0.25,1 or 0.5,none')
-  const memory = values.memory === undefined ? [null] : parseList('--memory', values.memory, parseMemory, 'sizes or none, comma-separated, like 128M,512M or 1G,none (units K, M, G, T: binary)')
+  const cpus =
+    values.cpus === undefined
+      ? [null]
+      : parseList('--cpus', values.cpus, parseCpus, 'numbers of CPUs greater than 0 or none, comma-separated, like 0.25,1 or 0.5,none')
+  const memory =
+    values.memory === undefined
+      ? [null]
+      : parseList('--memory', values.memory, parseMemory, 'sizes or none, comma-separated, like 128M,512M or 1G,none (units K, M, G, T: binary)')
   const seed = values.seed === undefined ? undefined : parseSeed(values.seed)
   const conditions: Condition[] = []
   for (const c of cpus) {
@@ -146,7 +151,9 @@ function parseList<T>(flag: string, text: string, parseItem: (item: string) => T
   for (const item of items) {
     const value = parseItem(item)
     if (value === undefined || item === '') {
-      throw new UsageError(`${flag} must be ${forms}; received ${JSON.stringify(text)}${items.length > 1 ? ` (the item ${JSON.stringify(item)} is not one)` : ''}`)
+      throw new UsageError(
+        `${flag} must be ${forms}; received ${JSON.stringify(text)}${items.length > 1 ? ` (the item ${JSON.stringify(item)} is not one)` : ''}`,
+      )
     }
     const key = JSON.stringify(value)
     if (seen.has(key)) throw new UsageError(`${flag} lists ${JSON.stringify(item)} twice; received ${JSON.stringify(text)}`)

@@ -12,7 +12,7 @@ export function conditionLabel(c: Pick<Condition, 'cpus' | 'memory'>): string {
 
 /** A word for the shell, quoted only when it must be. */
 export function shellQuote(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll('\'', `'\\''`)}'`
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
 }
 
 /**
@@ -106,9 +106,11 @@ export function huntTable(t: TableInput): string {
   const planned = t.conditions.length * t.runsPerCondition
   const totalRuns = t.runsDone ?? planned
   const out: string[] = []
-  out.push(`vitest-pool-isolated hunt: ${t.files} ${t.files === 1 ? 'file' : 'files'}, ${t.results.length} ${t.results.length === 1 ? 'test' : 'tests'}, `
-    + `${t.conditions.length} ${t.conditions.length === 1 ? 'condition' : 'conditions'} × ${t.runsPerCondition} ${t.runsPerCondition === 1 ? 'run' : 'runs'}${t.shuffled ? ' (shuffled)' : ''} in ${formatDuration(t.elapsedMs)}`
-    + `${totalRuns < planned ? `, interrupted after ${totalRuns} ${totalRuns === 1 ? 'run' : 'runs'}` : ''}`)
+  out.push(
+    `vitest-pool-isolated hunt: ${t.files} ${t.files === 1 ? 'file' : 'files'}, ${t.results.length} ${t.results.length === 1 ? 'test' : 'tests'}, ` +
+      `${t.conditions.length} ${t.conditions.length === 1 ? 'condition' : 'conditions'} × ${t.runsPerCondition} ${t.runsPerCondition === 1 ? 'run' : 'runs'}${t.shuffled ? ' (shuffled)' : ''} in ${formatDuration(t.elapsedMs)}` +
+      `${totalRuns < planned ? `, interrupted after ${totalRuns} ${totalRuns === 1 ? 'run' : 'runs'}` : ''}`,
+  )
   out.push('')
   if (unstable.length > 0) {
     const heads = t.conditions.map(c => [`cpus ${c.cpus ?? 'none'}`, `mem ${c.memory ?? 'none'}`])
@@ -119,8 +121,20 @@ export function huntTable(t: TableInput): string {
     const nameWidth = Math.max(20, Math.min(60, columns - fixed, Math.max(...unstable.map(r => label(r).length))))
     const row = (status: string, name: string, values: string[]) =>
       `  ${status.padEnd(statusWidth)}  ${name.padEnd(nameWidth)}${values.map((v, i) => `  ${v.padStart(widths[i]!)}`).join('')}`.trimEnd()
-    out.push(row('', '', heads.map(h => h[0]!)))
-    out.push(row('', 'test', heads.map(h => h[1]!)))
+    out.push(
+      row(
+        '',
+        '',
+        heads.map(h => h[0]!),
+      ),
+    )
+    out.push(
+      row(
+        '',
+        'test',
+        heads.map(h => h[1]!),
+      ),
+    )
     const indent = ' '.repeat(2 + statusWidth + 2)
     unstable.forEach((r, i) => {
       out.push(row(STATUS_WORD[r.status], cut(label(r), nameWidth), cells[i]!))
@@ -134,7 +148,18 @@ export function huntTable(t: TableInput): string {
   const flaky = unstable.filter(r => r.status === 'flaky')
   if (flaky.length > 0) out.push(`Flaky (passed and failed under the same limits): ${flaky.map(label).join(', ')}`)
   const limit = unstable.filter(r => r.status === 'limit')
-  if (limit.length > 0) out.push(`Failing only under some limits: ${limit.map(r => `${label(r)} (${r.byCondition.filter(c => c.failed > 0).map(conditionLabel).join('; ')})`).join(', ')}`)
+  if (limit.length > 0)
+    out.push(
+      `Failing only under some limits: ${limit
+        .map(
+          r =>
+            `${label(r)} (${r.byCondition
+              .filter(c => c.failed > 0)
+              .map(conditionLabel)
+              .join('; ')})`,
+        )
+        .join(', ')}`,
+    )
   const failing = unstable.filter(r => r.status === 'failing')
   if (failing.length > 0) out.push(`Failing in every run: ${failing.map(label).join(', ')}`)
   out.push(`${stable} stable ${stable === 1 ? 'test' : 'tests'} (no failure in ${totalRuns} ${totalRuns === 1 ? 'run' : 'runs'})`)
@@ -146,7 +171,7 @@ function label(r: TestResult): string {
 }
 
 function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, ch => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', '\'': '&#39;' })[ch]!)
+  return text.replace(/[&<>"']/g, ch => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!)
 }
 
 /** One self-contained page (no script, no external resource): the same table, and a bar per condition. */
@@ -160,24 +185,30 @@ export function huntHtml(t: TableInput): string {
     }
     return { label: conditionLabel(c), runs, failed }
   })
-  const bars = totals.map(b => {
-    const pct = b.runs === 0 ? 0 : (b.failed / b.runs) * 100
-    return `<div class="bar-row"><span class="bar-label">${escapeHtml(b.label)}</span>`
-      + `<span class="bar"><span class="fail" style="width:${pct.toFixed(1)}%"></span></span>`
-      + `<span class="bar-value">${b.failed}/${b.runs} test runs failed</span></div>`
-  }).join('\n')
+  const bars = totals
+    .map(b => {
+      const pct = b.runs === 0 ? 0 : (b.failed / b.runs) * 100
+      return (
+        `<div class="bar-row"><span class="bar-label">${escapeHtml(b.label)}</span>` +
+        `<span class="bar"><span class="fail" style="width:${pct.toFixed(1)}%"></span></span>` +
+        `<span class="bar-value">${b.failed}/${b.runs} test runs failed</span></div>`
+      )
+    })
+    .join('\n')
   const head = t.conditions.map(c => `<th>cpus ${escapeHtml(String(c.cpus ?? 'none'))}<br>memory ${escapeHtml(c.memory ?? 'none')}</th>`).join('')
-  const rows = t.results.map(r => {
-    const cells = r.byCondition.map(c => {
-      const pct = c.runs === 0 ? 0 : (c.failed / c.runs) * 100
-      return `<td class="${c.failed === 0 ? 'pass' : 'failcell'}"><span class="mini"><span class="fail" style="width:${pct.toFixed(1)}%"></span></span> ${escapeHtml(rate(c))}</td>`
-    }).join('')
-    const repro = reproCommand(r, t.conditions, t.cwd)
-    const detail = r.failure
-      ? `<div class="error">${escapeHtml(r.failure.error.split('\n')[0]!)}</div><code>${escapeHtml(repro ?? '')}</code>`
-      : ''
-    return `<tr class="${r.status}"><td class="status">${STATUS_WORD[r.status]}</td><td>${escapeHtml(label(r))}${detail}</td>${cells}</tr>`
-  }).join('\n')
+  const rows = t.results
+    .map(r => {
+      const cells = r.byCondition
+        .map(c => {
+          const pct = c.runs === 0 ? 0 : (c.failed / c.runs) * 100
+          return `<td class="${c.failed === 0 ? 'pass' : 'failcell'}"><span class="mini"><span class="fail" style="width:${pct.toFixed(1)}%"></span></span> ${escapeHtml(rate(c))}</td>`
+        })
+        .join('')
+      const repro = reproCommand(r, t.conditions, t.cwd)
+      const detail = r.failure ? `<div class="error">${escapeHtml(r.failure.error.split('\n')[0]!)}</div><code>${escapeHtml(repro ?? '')}</code>` : ''
+      return `<tr class="${r.status}"><td class="status">${STATUS_WORD[r.status]}</td><td>${escapeHtml(label(r))}${detail}</td>${cells}</tr>`
+    })
+    .join('\n')
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vitest-pool-isolated hunt</title>
 <style>

@@ -36,12 +36,14 @@ const PREFIX = 'vitest-pool-isolated hunt:'
 /** Vitest's flags that hunt decides itself; given after `--` they would fight it. */
 const OURS = ['pool', 'watch', 'reporters', 'reporter', 'shard', 'mergeReports', 'ui', 'api', 'standalone', 'browser']
 
-export async function hunt(argv: readonly string[], io: HuntIo = { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), env: process.env }): Promise<number> {
+export async function hunt(
+  argv: readonly string[],
+  io: HuntIo = { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), env: process.env },
+): Promise<number> {
   let plan: HuntPlan | 'help'
   try {
     plan = parseHuntArgs(argv)
-  }
-  catch (error) {
+  } catch (error) {
     if (!(error instanceof UsageError)) throw error
     io.stderr.write(`${PREFIX} ${error.message}\n`)
     return EXIT.usage
@@ -51,7 +53,10 @@ export async function hunt(argv: readonly string[], io: HuntIo = { stdout: proce
     return EXIT.ok
   }
   // Before the hunt, not after it: its output files must be writable.
-  for (const [flag, file] of [['--json', plan.json], ['--html', plan.html]] as const) {
+  for (const [flag, file] of [
+    ['--json', plan.json],
+    ['--html', plan.html],
+  ] as const) {
     const why = file === undefined ? undefined : unwritable(path.resolve(io.cwd, file))
     if (why) {
       io.stderr.write(`${PREFIX} ${flag} ${file} cannot be written: ${why}; choose a path in a writable directory\n`)
@@ -79,7 +84,10 @@ class Hunt {
   private failures = 0
   private lastProgress = ''
 
-  constructor(private readonly plan: HuntPlan, private readonly io: HuntIo) {}
+  constructor(
+    private readonly plan: HuntPlan,
+    private readonly io: HuntIo,
+  ) {}
 
   private get tty(): boolean {
     return (this.io.stderr as NodeJS.WriteStream).isTTY === true
@@ -92,7 +100,10 @@ class Hunt {
     const cli = options as Record<string, unknown>
     const ignored = OURS.filter(key => cli[key] !== undefined)
     for (const key of ignored) delete cli[key]
-    if (ignored.length > 0) io.stderr.write(`${PREFIX} ignoring ${ignored.map(k => `--${k}`).join(', ')} after --: hunt always runs the isolated pool, once per run, with its own report\n`)
+    if (ignored.length > 0)
+      io.stderr.write(
+        `${PREFIX} ignoring ${ignored.map(k => `--${k}`).join(', ')} after --: hunt always runs the isolated pool, once per run, with its own report\n`,
+      )
     if (plan.shuffle) cli.sequence = { ...(cli.sequence as object | undefined), shuffle: true, seed: plan.seed ?? 0 }
 
     // Hunting under a limit that is not applied would be meaningless: enforce: 'require' for the
@@ -111,9 +122,13 @@ class Hunt {
     let vitest: Vitest
     const before = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM') }
     try {
-      vitest = await createVitest('test', { ...cli, watch: false, run: true, pool: 'isolated', reporters: [silent] }, {}, { stdout: captured, stderr: captured })
-    }
-    catch (error) {
+      vitest = await createVitest(
+        'test',
+        { ...cli, watch: false, run: true, pool: 'isolated', reporters: [silent] },
+        {},
+        { stdout: captured, stderr: captured },
+      )
+    } catch (error) {
       return this.cannotStart(error, captured)
     }
     // Vitest's logger exits the process 1 ms after a SIGINT; hunt stops after the current run
@@ -125,8 +140,10 @@ class Hunt {
     try {
       const without = vitest.projects.filter(p => p.config.pool === 'isolated' && !p.config.poolRunner)
       if (without.length > 0) {
-        throw new IsolatedError(`[vitest-pool-isolated] ${without.map(p => `project "${p.name || p.config.root}"`).join(', ')} has no isolated() plugin: `
-          + 'add `plugins: [isolated()]` (from \'vitest-pool-isolated\') to its config, or `extends: true` to a project under test.projects')
+        throw new IsolatedError(
+          `[vitest-pool-isolated] ${without.map(p => `project "${p.name || p.config.root}"`).join(', ')} has no isolated() plugin: ` +
+            "add `plugins: [isolated()]` (from 'vitest-pool-isolated') to its config, or `extends: true` to a project under test.projects",
+        )
       }
       const specs = await vitest.globTestSpecifications(filter)
       if (specs.length === 0) {
@@ -134,11 +151,9 @@ class Hunt {
         return EXIT.usage
       }
       await this.hunt(vitest, specs, stop)
-    }
-    catch (error) {
+    } catch (error) {
       return this.cannotStart(error, captured)
-    }
-    finally {
+    } finally {
       this.clearProgress()
       process.off('SIGINT', stop.handler)
       process.off('SIGTERM', stop.handler)
@@ -220,8 +235,7 @@ class Hunt {
     if (this.tty) {
       this.io.stderr.write(`\r\x1B[2K${line}`)
       this.lastProgress = line
-    }
-    else if (p.done > 0 || p.total === 0) {
+    } else if (p.done > 0 || p.total === 0) {
       // No terminal to redraw on: one line per finished run.
       if (line !== this.lastProgress) this.io.stderr.write(`${line}\n`)
       this.lastProgress = line
@@ -237,10 +251,22 @@ class Hunt {
     const { plan, io } = this
     const results = aggregate(plan.conditions, this.outcomes)
     const columns = (io.stdout as NodeJS.WriteStream).columns
-    const table = { conditions: plan.conditions, results, runsPerCondition: plan.runs, files, elapsedMs: Date.now() - this.started, cwd: io.cwd, shuffled: plan.shuffle, columns, runsDone: this.outcomes.length }
+    const table = {
+      conditions: plan.conditions,
+      results,
+      runsPerCondition: plan.runs,
+      files,
+      elapsedMs: Date.now() - this.started,
+      cwd: io.cwd,
+      shuffled: plan.shuffle,
+      columns,
+      runsDone: this.outcomes.length,
+    }
     io.stdout.write(huntTable(table))
     if (this.unhandled.length > 0) {
-      io.stdout.write(`${this.unhandled.length} unhandled ${this.unhandled.length === 1 ? 'error' : 'errors'} outside any test; the first: ${this.unhandled[0]}\n`)
+      io.stdout.write(
+        `${this.unhandled.length} unhandled ${this.unhandled.length === 1 ? 'error' : 'errors'} outside any test; the first: ${this.unhandled[0]}\n`,
+      )
     }
     if (plan.json) writeOut(path.resolve(io.cwd, plan.json), `${JSON.stringify(huntJson(plan.conditions, results), null, 2)}\n`)
     if (plan.html) writeOut(path.resolve(io.cwd, plan.html), huntHtml(table))
@@ -255,12 +281,17 @@ function writeOut(file: string, text: string): void {
 }
 
 function firstLine(message: string | undefined): string | undefined {
-  return message === undefined ? undefined : message.split('\n').find(l => l.trim() !== '')?.trim() ?? message
+  return message === undefined
+    ? undefined
+    : (message
+        .split('\n')
+        .find(l => l.trim() !== '')
+        ?.trim() ?? message)
 }
 
 function fileOutcome(m: TestModule): FileOutcome {
   const record = (m.meta() as Record<string, unknown>)[META_KEY] as FileReport | undefined
-  const tests = [...m.children.allTests()].map((t) => {
+  const tests = [...m.children.allTests()].map(t => {
     const result = t.result()
     const error = result.state === 'failed' ? firstLine(result.errors?.[0]?.message ?? String(result.errors?.[0] ?? '')) : undefined
     return { name: t.fullName, pattern: namePattern(t), state: result.state as TestState, error }

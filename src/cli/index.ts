@@ -14,7 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(arg
   doctor: { summary: 'check that this machine and this project can run the pool, with the fix for what is missing', load: () => import('./doctor.js') },
   shell: { summary: 'a shell, or `-- CMD ARGS…`, in exactly the sandbox a test file gets', load: () => import('./shell.js') },
   hunt: { summary: 'run the tests again and again under CPU and memory limits and report the flaky ones', load: () => import('./hunt.js') },
-  build: { summary: 'compile the native addon from the package\'s sources (only where no prebuilt binary fits)', load: () => import('./build.js') },
+  build: { summary: "compile the native addon from the package's sources (only where no prebuilt binary fits)", load: () => import('./build.js') },
 }
 
 function usage(): string {
@@ -59,7 +59,9 @@ async function run(argv: string[]): Promise<number> {
 }
 
 run(process.argv.slice(2)).then(
-  code => { process.exitCode = code },
+  code => {
+    process.exitCode = code
+  },
   (error: unknown) => {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
     process.exitCode = 1

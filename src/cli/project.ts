@@ -49,13 +49,19 @@ export async function loadProject({ root, config, file }: LoadOptions): Promise<
   const { createVitest } = await importVitestNode(root)
   // pool 'forks': the plugin's configureVitest then leaves the run alone (no cgroups prepared,
   // no enforce check thrown); the commands do those themselves and report instead of failing.
-  const open = (configLoader?: 'runner') => createVitest('test', {
-    root,
-    ...(config ? { config } : {}),
-    ...(configLoader ? { configLoader } : {}),
-    watch: false,
-    pool: 'forks',
-  }, {}, { stdout: process.stderr, stderr: process.stderr })
+  const open = (configLoader?: 'runner') =>
+    createVitest(
+      'test',
+      {
+        root,
+        ...(config ? { config } : {}),
+        ...(configLoader ? { configLoader } : {}),
+        watch: false,
+        pool: 'forks',
+      },
+      {},
+      { stdout: process.stderr, stderr: process.stderr },
+    )
   let vitest: Vitest
   try {
     vitest = await open()
@@ -72,7 +78,9 @@ export async function loadProject({ root, config, file }: LoadOptions): Promise<
     const project = (abs && projects.find(p => p.matchesTestGlob(abs))) || projects[0]
     if (!project) throw new Error(`[vitest-pool-isolated] no Vitest project under ${root}`)
     if (abs && !project.matchesTestGlob(abs)) {
-      process.stderr.write(`[vitest-pool-isolated] warning: ${file} is not a test file of any project; using project "${project.name || project.config.root}"\n`)
+      process.stderr.write(
+        `[vitest-pool-isolated] warning: ${file} is not a test file of any project; using project "${project.name || project.config.root}"\n`,
+      )
     }
     const api = project.vite.config.plugins.find(p => p.name === PLUGIN_NAME)?.api as IsolatedPluginApi | undefined
     const userPool = (project.vite.config as { test?: { pool?: unknown } }).test?.pool

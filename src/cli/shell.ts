@@ -43,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (positionals.length > 1) throw new UsageError(`shell takes one test file, got ${positionals.join(' ')} (see --help)`)
-  if (command && command.length === 0) throw new UsageError('nothing after --: give a command, like -- sh -c \'id\' (see --help)')
+  if (command && command.length === 0) throw new UsageError("nothing after --: give a command, like -- sh -c 'id' (see --help)")
   try {
     return await shell({ root: path.resolve(values.root ?? process.cwd()), config: values.config, file: positionals[0], command })
   } catch (error) {
@@ -150,7 +150,7 @@ async function relay(sandbox: Sandbox, master: number, resize: (fd: number, cols
   const stdout = process.stdout as tty.WriteStream
   const ptyStream = new tty.ReadStream(master)
   // Reading a master whose slave is closed everywhere fails with EIO: that is the end.
-  const drained = new Promise<void>((resolve) => {
+  const drained = new Promise<void>(resolve => {
     ptyStream.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EIO') process.stderr.write(`[vitest-pool-isolated] pty: ${error.message}\n`)
       resolve()

@@ -104,22 +104,23 @@ export class AuditLog {
 export function unroutedPackets(pid: number): number | undefined {
   let total = 0
   try {
-    const snmp = fs.readFileSync(`/proc/${pid}/net/snmp`, 'utf8').split('\n').filter(l => l.startsWith('Ip: '))
+    const snmp = fs
+      .readFileSync(`/proc/${pid}/net/snmp`, 'utf8')
+      .split('\n')
+      .filter(l => l.startsWith('Ip: '))
     const names = snmp[0]?.split(/\s+/) ?? []
     const values = snmp[1]?.split(/\s+/) ?? []
     const v4 = Number(values[names.indexOf('OutNoRoutes')])
     if (!Number.isFinite(v4)) return undefined
     total += v4
-  }
-  catch (error) {
-    debug('cannot read the sandbox\'s IPv4 counters: %s', (error as Error).message)
+  } catch (error) {
+    debug("cannot read the sandbox's IPv4 counters: %s", (error as Error).message)
     return undefined
   }
   try {
     const v6 = /^Ip6OutNoRoutes\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/net/snmp6`, 'utf8'))
     if (v6) total += Number(v6[1])
-  }
-  catch {
+  } catch {
     // no IPv6 in this kernel: the IPv4 count is all there is
   }
   return total

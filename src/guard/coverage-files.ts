@@ -30,7 +30,10 @@ export class CoverageFiles {
    * @param target the coverage files directory as the worker sees it (the same path as main's)
    * @param hostDir the per-sandbox host directory bound there
    */
-  private constructor(readonly target: string, readonly hostDir: string) {}
+  private constructor(
+    readonly target: string,
+    readonly hostDir: string,
+  ) {}
 
   /**
    * Creates the per-sandbox directory, owned by the worker's ids (as root the worker is 65534),
@@ -59,8 +62,7 @@ export class CoverageFiles {
     let fd: number
     try {
       fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-    }
-    catch (error) {
+    } catch (error) {
       return { reason: `coverage file ${named} cannot be opened without following links (${(error as NodeJS.ErrnoException).code})` }
     }
     try {
@@ -77,11 +79,9 @@ export class CoverageFiles {
       }
       if (got > st.size) return { reason: `coverage file ${named} grew while main read it` }
       return { data: JSON.parse(buf.subarray(0, got).toString('utf8')) }
-    }
-    catch (error) {
+    } catch (error) {
       return { reason: `coverage file ${named} is not JSON (${(error as Error).message})` }
-    }
-    finally {
+    } finally {
       fs.closeSync(fd)
     }
   }
@@ -100,8 +100,7 @@ export class CoverageFiles {
     this.removed = true
     try {
       fs.rmSync(this.hostDir, { recursive: true, force: true })
-    }
-    catch (error) {
+    } catch (error) {
       debug('could not remove %s: %s', this.hostDir, (error as Error).message)
     }
   }

@@ -88,15 +88,26 @@ export function installFsGate(): void {
   // Node 22's fs.glob walks the tree with fs functions it bound before the gate: it cannot be held
   // to a view, so it is not available to main while it works for a worker (nothing in Vite or
   // Vitest uses it there).
-  for (const [target, name, style] of [[fs, 'glob', 'callback'], [fs, 'globSync', 'sync'], [fs.promises, 'glob', 'promise']] as const) {
+  for (const [target, name, style] of [
+    [fs, 'glob', 'callback'],
+    [fs, 'globSync', 'sync'],
+    [fs.promises, 'glob', 'promise'],
+  ] as const) {
     const original = (target as unknown as Record<string, unknown>)[name]
     if (typeof original !== 'function') continue
     ;(target as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
       if (!storage.getStore()) return (original as (...a: unknown[]) => unknown).apply(this, args)
-      const error = Object.assign(new Error(`[vitest-pool-isolated] fs.${name} is not available while Vitest main serves a sandboxed worker: it cannot be held to the sandbox's view`), { code: 'ENOSYS' })
+      const error = Object.assign(
+        new Error(`[vitest-pool-isolated] fs.${name} is not available while Vitest main serves a sandboxed worker: it cannot be held to the sandbox's view`),
+        { code: 'ENOSYS' },
+      )
       if (style === 'sync') throw error
-      // biome-ignore lint/correctness/useYield: an iterator whose first next() rejects, as fs.promises.opendir's would
-      if (style === 'promise') return (async function* () { throw error })()
+      if (style === 'promise') {
+        // biome-ignore lint/correctness/useYield: an iterator whose first next() rejects, as fs.promises.opendir's would
+        return (async function* () {
+          throw error
+        })()
+      }
       const callback = args.findLast(a => typeof a === 'function') as ((e: Error) => void) | undefined
       if (callback) process.nextTick(callback, error)
       return undefined
@@ -122,8 +133,7 @@ function patch(target: Record<string, unknown>, name: string, spec: (typeof GATE
       checking = true
       try {
         denied = verdict(view, args, spec)
-      }
-      finally {
+      } finally {
         checking = false
       }
       if (denied) {

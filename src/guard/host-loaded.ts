@@ -30,7 +30,7 @@ interface RunnerLike {
 }
 
 interface ViteServerLike {
-  config?: { configFile?: string | false, configFileDependencies?: readonly string[] }
+  config?: { configFile?: string | false; configFileDependencies?: readonly string[] }
   environments?: Record<string, object | undefined>
 }
 
@@ -69,11 +69,11 @@ export function hostLoadedFiles(instance: object): Set<string> {
     for (const file of vite?.config?.configFileDependencies ?? []) add(file)
     // Vitest installs its ssr runner as an own value; reading Vite's getter instead would make one.
     const ssr = vite?.environments?.ssr
-    const runner = ssr ? Object.getOwnPropertyDescriptor(ssr, 'runner')?.value as RunnerLike | undefined : undefined
+    const runner = ssr ? (Object.getOwnPropertyDescriptor(ssr, 'runner')?.value as RunnerLike | undefined) : undefined
     addRunner(runner)
   }
   const addSetup = (setup: string | readonly string[] | undefined) => {
-    for (const file of typeof setup === 'string' ? [setup] : setup ?? []) add(file)
+    for (const file of typeof setup === 'string' ? [setup] : (setup ?? [])) add(file)
   }
 
   addVite(vitest.vite)
@@ -96,8 +96,7 @@ function realpathOf(file: string): string {
   if (real === undefined) {
     try {
       real = fs.realpathSync(file)
-    }
-    catch {
+    } catch {
       real = file
     }
     realpaths.set(file, real)
@@ -120,8 +119,7 @@ export function hostLoadedMatch(path: string, loaded: ReadonlySet<string>): stri
   let real: string | undefined
   try {
     real = fs.realpathSync(path)
-  }
-  catch {}
+  } catch {}
   const names = real !== undefined && real !== path ? [path, real] : [path]
   const stems = names.filter(name => MODULE_EXTENSION.test(name)).map(name => name.replace(MODULE_EXTENSION, ''))
   for (const file of loaded) {
@@ -141,8 +139,14 @@ export function hostLoadedMatch(path: string, loaded: ReadonlySet<string>): stri
  * paths, rc files, and every dotfile or dot directory (.env*, .git/hooks, .github, .husky).
  */
 const HOST_NAMES = [
-  /\.config\./, /\.workspace\.[cm]?[jt]s$/, /^package(-lock)?\.json$/, /^npm-shrinkwrap\.json$/, /^yarn\.lock$/,
-  /^pnpm-(lock|workspace)\.ya?ml$/, /^[jt]sconfig/, /rc\.([cm]?[jt]s|json|ya?ml|toml)$/,
+  /\.config\./,
+  /\.workspace\.[cm]?[jt]s$/,
+  /^package(-lock)?\.json$/,
+  /^npm-shrinkwrap\.json$/,
+  /^yarn\.lock$/,
+  /^pnpm-(lock|workspace)\.ya?ml$/,
+  /^[jt]sconfig/,
+  /rc\.([cm]?[jt]s|json|ya?ml|toml)$/,
 ]
 
 /**

@@ -49,13 +49,11 @@ function moduleCacheDirs(project: TestProject, bound: readonly string[]): string
   const configured = [project.config, project.vitest.config].map(c => moduleCache(c, major))
   const enabled = configured.some(c => c.enabled)
   const explicit = configured.map(c => c.path).filter((p): p is string => p !== undefined)
-  const candidates = [
-    ...explicit,
-    ...bound.flatMap(dir => nodeModulesIn(dir).flatMap(nm => MODULE_CACHE_NAMES.map(name => path.join(nm, name)))),
-  ]
+  const candidates = [...explicit, ...bound.flatMap(dir => nodeModulesIn(dir).flatMap(nm => MODULE_CACHE_NAMES.map(name => path.join(nm, name))))]
   if (enabled) {
     // Vitest's default is below the workspace root's node_modules: one of the bound ones above the root.
-    const defaults = bound.filter(dir => path.basename(dir) === 'node_modules' || dir === project.config.root)
+    const defaults = bound
+      .filter(dir => path.basename(dir) === 'node_modules' || dir === project.config.root)
       .flatMap(nodeModulesIn)
       .filter(nm => project.config.root.startsWith(`${path.dirname(nm)}`))
       .map(nm => path.join(nm, configured[0]!.defaultName))
@@ -66,8 +64,7 @@ function moduleCacheDirs(project: TestProject, bound: readonly string[]): string
     let real: string
     try {
       real = fs.realpathSync(dir)
-    }
-    catch {
+    } catch {
       continue
     }
     if (fs.statSync(real).isDirectory()) out.push(real)

@@ -71,7 +71,10 @@ const METHODS: Record<string, Check> = {
   onTaskArtifactRecord: (args, guard) => {
     const paths = attachmentPaths(args[1])
     return paths.some(p => !path.isAbsolute(p) && !p.startsWith('file://'))
-      ? firstRefused(guard, paths.map(p => (p.startsWith('file://') ? p : path.resolve(guard.root, p))))
+      ? firstRefused(
+          guard,
+          paths.map(p => (p.startsWith('file://') ? p : path.resolve(guard.root, p))),
+        )
       : firstRefused(guard, paths)
   },
   onAfterSuiteRun: (args, guard) => {
@@ -126,7 +129,10 @@ export class RpcGuard {
    * @param view what the worker could read itself
    * @param root the project root, against which main resolves relative attachment paths
    */
-  constructor(readonly view: SandboxView, readonly root: string = process.cwd()) {}
+  constructor(
+    readonly view: SandboxView,
+    readonly root: string = process.cwd(),
+  ) {}
 
   /**
    * A request from the worker, possibly cleaned in place. Returns the refusal to send back
@@ -137,7 +143,8 @@ export class RpcGuard {
       // Lifecycle answers (testfileFinished, stopped) carry errors main prints with code frames.
       if (typeof message === 'object' && message !== null && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__) {
         // No refusing these (Vitest waits for them): an error too large to check goes instead.
-        if (this.cleanStacks([message]) !== undefined) (message as { error?: unknown }).error = new Error('[vitest-pool-isolated] the worker sent an error too deep or too large to check for stack frames')
+        if (this.cleanStacks([message]) !== undefined)
+          (message as { error?: unknown }).error = new Error('[vitest-pool-isolated] the worker sent an error too deep or too large to check for stack frames')
       }
       return undefined
     }
@@ -256,8 +263,7 @@ export class RpcGuard {
         try {
           const result = this.vetModule(entry as ModuleAnswer)
           vetted = 'outside' in result ? undefined : result.r
-        }
-        catch (error) {
+        } catch (error) {
           debug('left a warm module out: %s', (error as Error)?.message)
         }
         done.set(entry, vetted)
@@ -307,7 +313,7 @@ export class RpcGuard {
     }
     const map = coverage as Record<string, { path?: unknown } | undefined>
     for (const key of Object.keys(map)) {
-      const file = typeof map[key]?.path === 'string' ? map[key]!.path as string : key
+      const file = typeof map[key]?.path === 'string' ? (map[key]!.path as string) : key
       if (!this.allowed(key) || !this.allowed(file)) delete map[key]
     }
   }
@@ -328,8 +334,7 @@ export class RpcGuard {
     let map: { sources?: unknown; sourcesContent?: unknown; sourceRoot?: unknown }
     try {
       map = JSON.parse(json)
-    }
-    catch {
+    } catch {
       return json
     }
     if (!map || !Array.isArray(map.sources) || !Array.isArray(map.sourcesContent)) return json
@@ -381,12 +386,10 @@ function hostPath(id: string): string | undefined {
   if (id.startsWith('file://')) {
     try {
       file = fileURLToPath(id.replace(/[?#].*$/, ''))
-    }
-    catch {
+    } catch {
       return undefined
     }
-  }
-  else if (id.startsWith('/')) file = id.replace(/[?#].*$/, '')
+  } else if (id.startsWith('/')) file = id.replace(/[?#].*$/, '')
   else return undefined
   if (file.startsWith('/@fs/')) file = file.slice(4)
   return file
@@ -395,7 +398,8 @@ function hostPath(id: string): string | undefined {
 /** For calls that take an environment's name and test files: only files the worker could read. */
 function filesOnly(method: string, args: unknown[], guard: RpcGuard): string | undefined {
   const files = args[1]
-  if (typeof args[0] !== 'string' || !Array.isArray(files) || files.some(f => typeof f !== 'string')) return `${method} takes an environment's name and a list of files`
+  if (typeof args[0] !== 'string' || !Array.isArray(files) || files.some(f => typeof f !== 'string'))
+    return `${method} takes an environment's name and a list of files`
   return firstRefused(guard, files)
 }
 
@@ -418,7 +422,12 @@ function attachmentPaths(artifact: unknown): string[] {
  * object once. Returns false when the value is too deep or too large to visit whole: the caller
  * then refuses it (an unvisited corner could hold a stack).
  */
-function walk(value: unknown, depth: number, visit: (holder: Record<string, unknown>, key: string, value: unknown) => void, budget = { left: 200_000, seen: new WeakSet<object>() }): boolean {
+function walk(
+  value: unknown,
+  depth: number,
+  visit: (holder: Record<string, unknown>, key: string, value: unknown) => void,
+  budget = { left: 200_000, seen: new WeakSet<object>() },
+): boolean {
   if (!value || typeof value !== 'object') return true
   // Task trees point back up (task.file, task.suite): each object once.
   if (budget.seen.has(value)) return true
@@ -444,7 +453,9 @@ function walk(value: unknown, depth: number, visit: (holder: Record<string, unkn
 }
 
 function refusal(reason: string, file?: string): Error {
-  const error = new Error(`[vitest-pool-isolated] EACCES: permission denied: ${reason}. Vitest main does for a sandboxed worker only what the worker could do itself`)
+  const error = new Error(
+    `[vitest-pool-isolated] EACCES: permission denied: ${reason}. Vitest main does for a sandboxed worker only what the worker could do itself`,
+  )
   Object.assign(error, { code: 'EACCES' }, file ? { path: file } : {})
   return error
 }

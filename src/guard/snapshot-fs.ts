@@ -86,8 +86,10 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
   const loaded = scope.vitest ? hostLoadedMatch(path, hostLoadedFiles(scope.vitest)) : undefined
   if (loaded !== undefined) {
     const what = loaded === path ? `${path} is a file` : `${path} would shadow ${loaded}, a module`
-    return `${what} Vitest main loaded as code or configuration (the config or a module it imports, a globalSetup file `
-      + 'or its imports, a reporter), which the next run executes on the host: a test may never change it'
+    return (
+      `${what} Vitest main loaded as code or configuration (the config or a module it imports, a globalSetup file ` +
+      'or its imports, a reporter), which the next run executes on the host: a test may never change it'
+    )
   }
 
   const snapshotFiles = await Promise.all(scope.testFiles.map(file => scope.resolveSnapshotPath(file)))
@@ -104,7 +106,7 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
     // A file snapshot, as far as a path can tell. Refuse what the host would run or obey.
     const reason = hostNameReason(path, directory)
     if (reason !== undefined) return `${reason}, never a snapshot`
-    if (op === 'write' && scope.updateSnapshot === 'new' && await exists(path)) {
+    if (op === 'write' && scope.updateSnapshot === 'new' && (await exists(path))) {
       return 'an existing file is only overwritten when snapshots are updated (-u); this run only creates new ones'
     }
     return undefined
@@ -114,7 +116,10 @@ export async function checkSnapshotRequest(request: Pick<FsRequest, 'op' | 'path
 
 /** Anything but a symbolic link at the path: the addon refuses every link, with its own message. */
 async function exists(path: string): Promise<boolean> {
-  return fs.lstat(path).then(st => !st.isSymbolicLink(), () => false)
+  return fs.lstat(path).then(
+    st => !st.isSymbolicLink(),
+    () => false,
+  )
 }
 
 /**
@@ -140,19 +145,19 @@ export async function applySnapshotRequest(request: FsRequest, scope: SnapshotSc
     refusal = check
       ? await checkSnapshotRequest({ op: 'write', path: request.path }, { ...scope, updateSnapshot: 'all' })
       : await checkSnapshotRequest(request, scope)
-  }
-  catch (error) {
+  } catch (error) {
     refusal = `the snapshot path could not be checked: ${(error as Error)?.message ?? error}`
   }
   if (refusal !== undefined) {
     debug('refused snapshot %s %s: %s', request.op, request.path, refusal)
-    const hint = refusal.startsWith('only the running') ? ' Keep toMatchFileSnapshot() files inside the test file\'s directory.' : ''
+    const hint = refusal.startsWith('only the running') ? " Keep toMatchFileSnapshot() files inside the test file's directory." : ''
     return {
       code: 'EACCES',
       syscall,
       path: String(request.path),
-      message: `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${String(request.path)}': the isolated pool lets a test write `
-        + `only its snapshots; ${refusal}.${hint}`,
+      message:
+        `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${String(request.path)}': the isolated pool lets a test write ` +
+        `only its snapshots; ${refusal}.${hint}`,
     }
   }
   if (check) return undefined
@@ -178,8 +183,7 @@ export async function applySnapshotRequest(request: FsRequest, scope: SnapshotSc
     }
     debug('snapshot %s %s', request.op, request.path)
     return undefined
-  }
-  catch (error) {
+  } catch (error) {
     const e = error as NativeFsError
     if (e.code === 'ELOOP' || e.code === 'EXDEV') return linkRefusal(request.path, syscall, e, base)
     return { message: e.message ?? String(error), code: e.code, syscall: e.syscall, path: e.path }
@@ -194,17 +198,17 @@ function linkRefusal(path: string, syscall: string, error: NativeFsError, base: 
   let target = ''
   try {
     target = ` (-> ${readlinkSync(error.path)})`
-  }
-  catch {}
+  } catch {}
   const where = base === sep ? 'the snapshot path' : 'the project'
   debug('refused snapshot write through link %s: %s', error.path, error.message)
   return {
     code: 'EACCES',
     syscall,
     path,
-    message: `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${path}': the isolated pool writes snapshots without following `
-      + `symbolic links, and ${error.path} is one${target} (${error.code}). A link in ${where} could otherwise lead the write outside it `
-      + 'or onto a file the host runs. Replace the link with the real directory or file, or point toMatchFileSnapshot() '
-      + '(or resolveSnapshotPath) at the real path.',
+    message:
+      `[vitest-pool-isolated] EACCES: permission denied, ${syscall} '${path}': the isolated pool writes snapshots without following ` +
+      `symbolic links, and ${error.path} is one${target} (${error.code}). A link in ${where} could otherwise lead the write outside it ` +
+      'or onto a file the host runs. Replace the link with the real directory or file, or point toMatchFileSnapshot() ' +
+      '(or resolveSnapshotPath) at the real path.',
   }
 }

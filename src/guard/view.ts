@@ -98,8 +98,7 @@ export class SandboxView {
     try {
       if (!statSync(target, { throwIfNoEntry: false })) return 'ok'
       real = follow ? realpathSync(p) : path.join(realpathSync(target), path.basename(p))
-    }
-    catch {
+    } catch {
       return 'ok'
     }
     if (!this.contains(real, seesHidden)) return 'ENOENT'
@@ -127,8 +126,7 @@ function readableBy(file: string, root: string, uid: number, follow: boolean): b
       if (dir === root || dir === path.dirname(dir)) break
     }
     return true
-  }
-  catch {
+  } catch {
     return false
   }
 }

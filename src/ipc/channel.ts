@@ -32,10 +32,7 @@ const HEADER_BYTES = 4
 export function encodeFrame(value: unknown): Buffer {
   const body = serialize(value)
   if (body.length > MAX_FRAME_BYTES) {
-    throw new ProtocolError(
-      `refusing to send a message of ${body.length} bytes; frames are limited to ${formatBytes(MAX_FRAME_BYTES)}`,
-      hexPreview(body),
-    )
+    throw new ProtocolError(`refusing to send a message of ${body.length} bytes; frames are limited to ${formatBytes(MAX_FRAME_BYTES)}`, hexPreview(body))
   }
   const frame = Buffer.allocUnsafe(HEADER_BYTES + body.length)
   frame.writeUInt32BE(body.length, 0)
@@ -80,11 +77,13 @@ export class FrameDecoder {
         const header = this.peek(Math.min(this.buffered, HEADER_BYTES + 16))
         const length = header.readUInt32BE(0)
         if (length > this.maxFrameBytes) {
-          throw this.fail(new ProtocolError(
-            `received a frame header announcing ${length} bytes, more than the ${formatBytes(this.maxFrameBytes)} limit; `
-            + `the stream starts with ${describeBytes(header)}. Something other than the channel wrote to the IPC descriptor (fd 3).`,
-            hexPreview(header),
-          ))
+          throw this.fail(
+            new ProtocolError(
+              `received a frame header announcing ${length} bytes, more than the ${formatBytes(this.maxFrameBytes)} limit; ` +
+                `the stream starts with ${describeBytes(header)}. Something other than the channel wrote to the IPC descriptor (fd 3).`,
+              hexPreview(header),
+            ),
+          )
         }
         this.take(HEADER_BYTES)
         this.expected = length
@@ -94,13 +93,14 @@ export class FrameDecoder {
       this.expected = -1
       try {
         values.push(deserialize(body))
-      }
-      catch (error) {
-        throw this.fail(new ProtocolError(
-          `could not deserialize a frame of ${body.length} bytes (${describeBytes(body.subarray(0, 16))}): ${(error as Error)?.message ?? error}`,
-          hexPreview(body),
-          { cause: error },
-        ))
+      } catch (error) {
+        throw this.fail(
+          new ProtocolError(
+            `could not deserialize a frame of ${body.length} bytes (${describeBytes(body.subarray(0, 16))}): ${(error as Error)?.message ?? error}`,
+            hexPreview(body),
+            { cause: error },
+          ),
+        )
       }
     }
     return values
@@ -182,7 +182,10 @@ export class Channel extends EventEmitter {
   private readonly write: (chunk: Buffer) => boolean
   private closed = false
 
-  constructor(private readonly stream: Duplex, options: { maxFrameBytes?: number } = {}) {
+  constructor(
+    private readonly stream: Duplex,
+    options: { maxFrameBytes?: number } = {},
+  ) {
     super()
     this.decoder = new FrameDecoder(options.maxFrameBytes)
     // Bound now: in the worker, test code may later patch stream prototypes.
@@ -228,12 +231,12 @@ export class Channel extends EventEmitter {
 
   /** Lets the process exit while the channel is open (net.Socket only). */
   unref(): void {
-    (this.stream as Duplex & { unref?: () => void }).unref?.()
+    ;(this.stream as Duplex & { unref?: () => void }).unref?.()
   }
 
   /** Keeps the process alive while the channel is open (net.Socket only). */
   ref(): void {
-    (this.stream as Duplex & { ref?: () => void }).ref?.()
+    ;(this.stream as Duplex & { ref?: () => void }).ref?.()
   }
 
   private onData(chunk: Buffer): void {
@@ -241,8 +244,7 @@ export class Channel extends EventEmitter {
     let values: unknown[]
     try {
       values = this.decoder.push(chunk)
-    }
-    catch (error) {
+    } catch (error) {
       // The error first, so the owner learns why before it hears of the close. The stream is
       // not torn down here: the peer would read end-of-file and could end itself first, which
       // would make how it ended a race. It is paused (nothing more is read) until the owner,
@@ -281,6 +283,8 @@ function hexPreview(bytes: Uint8Array, max = 32): string {
 
 /** Hex and, where printable, text: stray output on fd 3 is usually readable text. */
 function describeBytes(bytes: Uint8Array): string {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1').replace(/[^\x20-\x7e]/g, '.')
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]/g, '.')
   return `${hexPreview(bytes)} (${JSON.stringify(text)})`
 }

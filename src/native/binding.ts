@@ -283,12 +283,17 @@ export function native(): NativeAddon {
  */
 export function checkTables(addon: Pick<NativeAddon, 'steps' | 'ops' | 'failureRecord'>, file: string): void {
   const ops = addon.ops as NativeAddon['ops'] | undefined
-  const differs = !sameList(addon.steps, STEPS) ? 'setup steps differ'
-    : !sameTable(ops?.kinds, OP) ? 'plan op kinds differ'
-    : !sameTable(ops?.flags, OPF) ? 'plan op flags differ'
-    : !sameTable(ops?.planFlags, PLAN) ? 'plan flags differ'
-    : !sameTable(addon.failureRecord, FAILURE_RECORD) ? 'failure record differs'
-    : undefined
+  const differs = !sameList(addon.steps, STEPS)
+    ? 'setup steps differ'
+    : !sameTable(ops?.kinds, OP)
+      ? 'plan op kinds differ'
+      : !sameTable(ops?.flags, OPF)
+        ? 'plan op flags differ'
+        : !sameTable(ops?.planFlags, PLAN)
+          ? 'plan flags differ'
+          : !sameTable(addon.failureRecord, FAILURE_RECORD)
+            ? 'failure record differs'
+            : undefined
   if (differs) {
     throw new Error(
       `[vitest-pool-isolated] the native addon at ${file} was built from other sources ` +
@@ -304,7 +309,7 @@ function sameList(got: readonly string[] | undefined, want: readonly string[]): 
 function sameTable(got: NativeTable | undefined, want: NativeTable): boolean {
   if (got === undefined || got === null) return false
   const keys = Object.keys(want)
-  return Object.keys(got).length === keys.length && keys.every((k) => got[k] === want[k])
+  return Object.keys(got).length === keys.length && keys.every(k => got[k] === want[k])
 }
 
 /** The addon execs isolated-init for every sandbox; a missing one is a broken build. */

@@ -39,7 +39,16 @@ export const VARIABLES: readonly Variable[] = [
   { name: 'VITEST_ISOLATED_AUDIT', option: 'audit', parse: booleanFromText, schema: SWITCH },
   { name: 'VITEST_ISOLATED_ZYGOTE', option: 'zygote', parse: booleanFromText, schema: SWITCH },
   { name: 'VITEST_ISOLATED_PROJECT_WRITES', option: 'projectWrites' },
-  { name: 'VITEST_ISOLATED_SECRETS_PASS', option: 'secrets.pass', parse: text => text.split(',').map(n => n.trim()).filter(Boolean), add: (a: string[], b: string[]) => [...a, ...b] },
+  {
+    name: 'VITEST_ISOLATED_SECRETS_PASS',
+    option: 'secrets.pass',
+    parse: text =>
+      text
+        .split(',')
+        .map(n => n.trim())
+        .filter(Boolean),
+    add: (a: string[], b: string[]) => [...a, ...b],
+  },
 ]
 
 /** What the variables set, as the parse in index.ts takes it: each one's value, by name. */
@@ -95,7 +104,11 @@ interface Parts {
 const OTHER_VARIABLES = ['VITEST_ISOLATED_CODE_CACHE']
 const USER_VARIABLES = [...VARIABLES.map(row => row.name), ...OTHER_VARIABLES]
 /** The ones the pool sets for its own processes. */
-const INTERNAL_VARIABLES = new Set(['AUDIT_AREAS', 'AUDIT_WITHHELD', 'COMPILE_CACHE_DIR', 'WARM_UP', 'WORKER_MODULE', 'ZYGOTE_PROBE', 'ZYGOTE_PROBE_MAIN'].map(name => `VITEST_ISOLATED_${name}`))
+const INTERNAL_VARIABLES = new Set(
+  ['AUDIT_AREAS', 'AUDIT_WITHHELD', 'COMPILE_CACHE_DIR', 'WARM_UP', 'WORKER_MODULE', 'ZYGOTE_PROBE', 'ZYGOTE_PROBE_MAIN'].map(
+    name => `VITEST_ISOLATED_${name}`,
+  ),
+)
 
 /** A warning for each VITEST_ISOLATED_* variable the pool does not read: a typo goes unnoticed otherwise. */
 export function* unknownVariables(env: NodeJS.ProcessEnv): Generator<string> {
@@ -124,11 +137,14 @@ function booleanFromText(text: string): unknown {
 
 /** `5432,6379@10.0.0.5` → entries; a malformed entry is kept as text for the message. */
 function hostPortsFromText(text: string): unknown[] {
-  return text.split(',').map(part => part.trim()).map((part) => {
-    const m = /^(\d+)(?:@(.+))?$/.exec(part)
-    if (!m) return part
-    return m[2] === undefined ? Number(m[1]) : { port: Number(m[1]), host: m[2] }
-  })
+  return text
+    .split(',')
+    .map(part => part.trim())
+    .map(part => {
+      const m = /^(\d+)(?:@(.+))?$/.exec(part)
+      if (!m) return part
+      return m[2] === undefined ? Number(m[1]) : { port: Number(m[1]), host: m[2] }
+    })
 }
 
 /** The environment's entries are added to the config's; for one port the environment's host wins. */

@@ -24,13 +24,13 @@ interface Source {
  * @param variables the variables set, with their text
  */
 export function problemsOf(issues: readonly v.BaseIssue<unknown>[], variables: ReadonlyMap<Variable, string>): OptionProblem[] {
-  const problems = issues.map((issue) => {
+  const problems = issues.map(issue => {
     const [from, name, ...path] = issue.path ?? []
     if (from?.key !== 'env') return problemOf({ ...issue, path: name ? [name, ...path] : undefined }, { option: '' })
     const row = [...variables.keys()].find(row => row.name === name!.key)!
     return problemOf(issue, { option: row.option, variable: row.name, raw: variables.get(row) })
   })
-  const rank = (option: string) => OPTION_KEYS.indexOf(/^[^.[]*/.exec(option)![0] as typeof OPTION_KEYS[number])
+  const rank = (option: string) => OPTION_KEYS.indexOf(/^[^.[]*/.exec(option)![0] as (typeof OPTION_KEYS)[number])
   return problems.sort((a, b) => rank(a.option) - rank(b.option))
 }
 
@@ -58,9 +58,7 @@ function problemOf(issue: v.BaseIssue<unknown>, source: Source): OptionProblem {
 
 /** A sentence naming the option (and the variable it came from). */
 function problem(source: Source, text: string): OptionProblem {
-  const subject = source.variable
-    ? `environment variable ${source.variable} (option "${source.option}")`
-    : `option "${source.option}"`
+  const subject = source.variable ? `environment variable ${source.variable} (option "${source.option}")` : `option "${source.option}"`
   return { option: source.option, message: `${subject} ${text}` }
 }
 
@@ -75,7 +73,6 @@ function describe(value: unknown): string {
   try {
     const json = JSON.stringify(value)
     if (json !== undefined && json.length <= 80) return json
-  }
-  catch {}
+  } catch {}
   return Array.isArray(value) ? `an array of ${value.length} items` : 'an object'
 }

@@ -14,7 +14,16 @@ import { ENV_VALUE, isPlainObject, OPTION_ENTRIES, OPTIONS, type IsolatedOptions
 
 export { checkProjectPids, MIN_MEMORY, MIN_PIDS, minimumPids, tasksNodeNeeds } from './limits.js'
 export { sizeToBytes } from './schema.js'
-export type { IsolatedBindMount, IsolatedEnforce, IsolatedHostPort, IsolatedMount, IsolatedNetwork, IsolatedOptions, IsolatedProjectWrites, IsolatedTmpfsMount } from './schema.js'
+export type {
+  IsolatedBindMount,
+  IsolatedEnforce,
+  IsolatedHostPort,
+  IsolatedMount,
+  IsolatedNetwork,
+  IsolatedOptions,
+  IsolatedProjectWrites,
+  IsolatedTmpfsMount,
+} from './schema.js'
 
 /** What the parse takes: the config, the variables' values by name, and what node's thread count depends on. */
 const SOURCES = v.object({
@@ -54,8 +63,10 @@ const HOST_PORTS_NEED_LOOPBACK = v.rawCheck<Sources>(({ dataset, addIssue }) => 
   const valid = (...path: string[]) => !dataset.issues?.some(issue => path.every((key, i) => i >= (issue.path?.length ?? 0) || issue.path![i].key === key))
   const sources = dataset.value as Sources
   const { config, env } = sources
-  const network = (valid('env', 'VITEST_ISOLATED_NETWORK') ? env.VITEST_ISOLATED_NETWORK : undefined)
-    ?? (valid('config', 'network') ? config.network : undefined) ?? 'loopback'
+  const network =
+    (valid('env', 'VITEST_ISOLATED_NETWORK') ? env.VITEST_ISOLATED_NETWORK : undefined) ??
+    (valid('config', 'network') ? config.network : undefined) ??
+    'loopback'
   const { hostPorts } = withVariables(
     { hostPorts: valid('config', 'hostPorts') ? config.hostPorts : [] },
     valid('env', 'VITEST_ISOLATED_HOST_PORTS') ? { VITEST_ISOLATED_HOST_PORTS: env.VITEST_ISOLATED_HOST_PORTS } : {},

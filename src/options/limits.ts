@@ -83,15 +83,21 @@ export function checkProjectPids(
   const minimum = minimumPids(env, project.execArgv)
   if (options.pids >= minimum) return
   const named = project.name ? `project "${project.name}"` : 'the project'
-  const causes = [
-    project.env?.UV_THREADPOOL_SIZE !== undefined ? `its test.env sets UV_THREADPOOL_SIZE=${project.env.UV_THREADPOOL_SIZE}` : undefined,
-    project.env?.NODE_OPTIONS !== undefined ? `its test.env sets NODE_OPTIONS=${project.env.NODE_OPTIONS}` : undefined,
-    project.execArgv?.length ? `its execArgv is ${project.execArgv.join(' ')}` : undefined,
-  ].filter(Boolean).join(' and ') || `the worker's environment sets UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE}`
-  throw new IsolatedOptionsError([{
-    option: 'pids',
-    message: `option "pids" (${options.pids}) must be at least ${minimum} for ${named}: ${causes}, and pids counts threads: `
-      + `the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init) before any test runs. `
-      + `Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.`,
-  }])
+  const causes =
+    [
+      project.env?.UV_THREADPOOL_SIZE !== undefined ? `its test.env sets UV_THREADPOOL_SIZE=${project.env.UV_THREADPOOL_SIZE}` : undefined,
+      project.env?.NODE_OPTIONS !== undefined ? `its test.env sets NODE_OPTIONS=${project.env.NODE_OPTIONS}` : undefined,
+      project.execArgv?.length ? `its execArgv is ${project.execArgv.join(' ')}` : undefined,
+    ]
+      .filter(Boolean)
+      .join(' and ') || `the worker's environment sets UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE}`
+  throw new IsolatedOptionsError([
+    {
+      option: 'pids',
+      message:
+        `option "pids" (${options.pids}) must be at least ${minimum} for ${named}: ${causes}, and pids counts threads: ` +
+        `the sandbox uses ${minimum - PIDS_MARGIN} tasks (node's threads and the sandbox's init) before any test runs. ` +
+        `Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.`,
+    },
+  ])
 }

@@ -67,8 +67,8 @@ const wholeNumber = (message: string) => firstIssue(v.pipe(v.number(message), v.
 
 // --- Sizes
 
-const SIZE_FORMS = 'a byte count greater than 0 or a size like \'512M\' or \'1G\''
-const UNITS: Record<string, number> = { '': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40 }
+const SIZE_FORMS = "a byte count greater than 0 or a size like '512M' or '1G'"
+const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
 // Binary units only: 'M' is MiB as in cgroups, Docker and systemd. 'MB' is refused rather than
 // guessed at, since some readers take it as 10^6.
 const SIZE_RE = /^(\d+(?:\.\d+)?|\.\d+)\s*(?:([KMGT])(?:i|iB)?|B)?$/i
@@ -93,7 +93,14 @@ const isSize = v.check((value: number | string) => sizeToBytes(value) !== undefi
 const toBytes = v.transform<number | string, number>(value => sizeToBytes(value)!)
 /** A size in bytes, from a number of bytes or a string with a unit. */
 const SIZE = firstIssue(v.pipe(sizeAsWritten, isSize, toBytes))
-const MEMORY = firstIssue(v.pipe(sizeAsWritten, isSize, v.check(value => sizeToBytes(value)! >= MIN_MEMORY, MEMORY_FLOOR), toBytes))
+const MEMORY = firstIssue(
+  v.pipe(
+    sizeAsWritten,
+    isSize,
+    v.check(value => sizeToBytes(value)! >= MIN_MEMORY, MEMORY_FLOOR),
+    toBytes,
+  ),
+)
 
 // --- Numbers and names
 
@@ -105,16 +112,26 @@ const TIMEOUT = wholeNumber('must be a whole number of milliseconds of at least 
 
 // RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each.
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?'
-const HOSTNAME_FORMS = 'must be a hostname of at most 64 characters: dot-separated labels of letters, digits and inner hyphens, like \'isolated\' or \'test-box.local\''
+const HOSTNAME_FORMS =
+  "must be a hostname of at most 64 characters: dot-separated labels of letters, digits and inner hyphens, like 'isolated' or 'test-box.local'"
 // The whole name is capped at 64, the kernel's HOST_NAME_MAX for sethostname(2).
-const HOSTNAME = firstIssue(v.pipe(v.string(HOSTNAME_FORMS), v.maxLength(64, HOSTNAME_FORMS), v.regex(new RegExp(`^${LABEL}(?:\\.${LABEL})*$`, 'i'), HOSTNAME_FORMS)))
+const HOSTNAME = firstIssue(
+  v.pipe(v.string(HOSTNAME_FORMS), v.maxLength(64, HOSTNAME_FORMS), v.regex(new RegExp(`^${LABEL}(?:\\.${LABEL})*$`, 'i'), HOSTNAME_FORMS)),
+)
 
 // --- Paths
 
 const PATH_FORMS = 'must be a path'
 /** A path, made absolute against the working directory. */
-const PATH = firstIssue(v.pipe(v.string(PATH_FORMS), v.nonEmpty(PATH_FORMS), v.excludes('\0', PATH_FORMS), v.transform(path => resolve(path))))
-const ABSOLUTE_FORMS = 'must be an absolute path, like \'/opt/data\''
+const PATH = firstIssue(
+  v.pipe(
+    v.string(PATH_FORMS),
+    v.nonEmpty(PATH_FORMS),
+    v.excludes('\0', PATH_FORMS),
+    v.transform(path => resolve(path)),
+  ),
+)
+const ABSOLUTE_FORMS = "must be an absolute path, like '/opt/data'"
 const ABSOLUTE = firstIssue(v.pipe(v.string(ABSOLUTE_FORMS), v.excludes('\0', ABSOLUTE_FORMS), v.check(isAbsolute, ABSOLUTE_FORMS)))
 
 /** An absolute path, normalised (no trailing slash, no `..`). */
@@ -125,12 +142,12 @@ function normalizePath(path: string): string {
 
 /** Paths a mount must not cover: the sandbox's own system directories. */
 const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/proc', '/dev']
-const ROOT_PROBLEM = 'must not be \'/\': it would replace the sandbox\'s root'
+const ROOT_PROBLEM = "must not be '/': it would replace the sandbox's root"
 
 /** Why nothing may be mounted at `raw`, if so. `/` is checked by the caller for a bind on itself. */
 function targetProblem(raw: string, onItself: boolean): string | undefined {
   // A path written with `..` segments says one thing and mounts another: refused, not normalised.
-  if (raw.split('/').includes('..')) return 'must not contain \'..\' segments (write the path it means)'
+  if (raw.split('/').includes('..')) return "must not contain '..' segments (write the path it means)"
   const target = normalizePath(raw)
   const hidden = target === '/' ? undefined : SYSTEM_PATHS.find(p => p === target || p.startsWith(`${target}/`))
   if (hidden) return `must not cover the system path ${hidden}, which the sandbox needs${onItself ? ' (it is also the target)' : ''}`
@@ -138,11 +155,17 @@ function targetProblem(raw: string, onItself: boolean): string | undefined {
   return undefined
 }
 
-const mountTarget = (onItself = false) => firstIssue(v.pipe(
-  ABSOLUTE,
-  v.check(raw => targetProblem(raw, onItself) === undefined, issue => targetProblem(issue.input, onItself)!),
-  v.transform(normalizePath),
-))
+const mountTarget = (onItself = false) =>
+  firstIssue(
+    v.pipe(
+      ABSOLUTE,
+      v.check(
+        raw => targetProblem(raw, onItself) === undefined,
+        issue => targetProblem(issue.input, onItself)!,
+      ),
+      v.transform(normalizePath),
+    ),
+  )
 
 // --- Mounts
 
@@ -190,11 +213,14 @@ const TMPFS = v.pipe(
   strict(TMPFS_ENTRIES, ''),
   v.transform(m => ({ kind: 'tmpfs' as const, target: m.tmpfs, sizeBytes: m.size })),
 )
-const MOUNTS = v.array(v.pipe(
-  plainObject<IsolatedMount>(`must be ${MOUNT_FORMS}`),
-  v.check(entry => ('source' in entry) !== ('tmpfs' in entry), 'must have exactly one of "source" (a bind mount) or "tmpfs" (an empty tmpfs)'),
-  v.lazy(entry => ('tmpfs' in (entry as object) ? TMPFS : (entry as { target?: unknown }).target === undefined ? BIND_ON_ITSELF : BIND)),
-), `must be an array of ${MOUNT_FORMS}`)
+const MOUNTS = v.array(
+  v.pipe(
+    plainObject<IsolatedMount>(`must be ${MOUNT_FORMS}`),
+    v.check(entry => 'source' in entry !== 'tmpfs' in entry, 'must have exactly one of "source" (a bind mount) or "tmpfs" (an empty tmpfs)'),
+    v.lazy(entry => ('tmpfs' in (entry as object) ? TMPFS : (entry as { target?: unknown }).target === undefined ? BIND_ON_ITSELF : BIND)),
+  ),
+  `must be an array of ${MOUNT_FORMS}`,
+)
 
 // --- Environment variables
 
@@ -205,16 +231,16 @@ const ENV_VALUE_FORMS = 'must be a string without NUL characters'
 /** A variable's value in the worker's environment. */
 export const ENV_VALUE = firstIssue(v.pipe(v.string(ENV_VALUE_FORMS), v.excludes('\0', ENV_VALUE_FORMS)))
 const ENV = v.pipe(
-  plainObject<Record<string, string>>('must be an object of string values, like { TZ: \'UTC\' }'),
+  plainObject<Record<string, string>>("must be an object of string values, like { TZ: 'UTC' }"),
   // As a Map: valibot's objects and records leave out the keys `__proto__`, `constructor` and
   // `prototype` (a guard against prototype pollution), which are legal variable names; dropping
   // one silently would lose it. Object.fromEntries makes them own data properties again.
   v.transform(env => new Map(Object.entries(env))),
-  v.map(variableName('must have a name without \'=\' or NUL characters'), ENV_VALUE),
+  v.map(variableName("must have a name without '=' or NUL characters"), ENV_VALUE),
   v.transform(env => Object.fromEntries(env)),
 )
 
-const ENV_NAMES = v.array(variableName('must be a variable name (no \'=\' or NUL)'), 'must be an array of variable names, like [\'NPM_TOKEN\']')
+const ENV_NAMES = v.array(variableName("must be a variable name (no '=' or NUL)"), "must be an array of variable names, like ['NPM_TOKEN']")
 
 // --- seccomp
 
@@ -225,8 +251,16 @@ const syscallForms = (issue: v.BaseIssue<unknown>) => {
 const SYSCALL_NUMBER = firstIssue(v.pipe(v.number(syscallForms), v.safeInteger(syscallForms), v.minValue(0, syscallForms)))
 const SYSCALL_NAME = v.picklist(knownSyscalls(), syscallForms)
 const SECCOMP_OBJECT = strict(
-  { deny: v.optional(v.array(v.lazy(entry => (typeof entry === 'number' ? SYSCALL_NUMBER : SYSCALL_NAME)), 'must be an array of syscall names or numbers'), []) },
-  'must be true, false, or { deny: [\'ptrace\', ...] } (syscall names or numbers)',
+  {
+    deny: v.optional(
+      v.array(
+        v.lazy(entry => (typeof entry === 'number' ? SYSCALL_NUMBER : SYSCALL_NAME)),
+        'must be an array of syscall names or numbers',
+      ),
+      [],
+    ),
+  },
+  "must be true, false, or { deny: ['ptrace', ...] } (syscall names or numbers)",
 )
 const SECCOMP = v.pipe(
   v.lazy(value => (typeof value === 'boolean' ? v.boolean() : SECCOMP_OBJECT)),
@@ -235,11 +269,11 @@ const SECCOMP = v.pipe(
 
 // --- Host ports
 
-const HOST_PORT_FORMS = 'an array of ports (1-65535) or { port, host? } entries, like [5432, { port: 6379, host: \'10.0.0.5\' }]'
-const HOST_PORT_TEXT_FORMS = 'comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\''
+const HOST_PORT_FORMS = "an array of ports (1-65535) or { port, host? } entries, like [5432, { port: 6379, host: '10.0.0.5' }]"
+const HOST_PORT_TEXT_FORMS = "comma-separated ports or port@host entries, like '5432,6379@10.0.0.5'"
 // A host name or an IPv4/IPv6 literal; the forward resolves it at connect time.
 const HOST_RE = new RegExp(`^(?:${LABEL}(?:\\.${LABEL})*|[0-9a-f:.]*:[0-9a-f:.]*)$`, 'i')
-const HOST_FORMS = 'must name a host address or name, like \'127.0.0.1\' or \'db.internal\''
+const HOST_FORMS = "must name a host address or name, like '127.0.0.1' or 'db.internal'"
 const port = (message: string) => firstIssue(v.pipe(v.number(message), v.integer(message), v.minValue(1, message), v.maxValue(65535, message)))
 const PORT = port('')
 
@@ -256,11 +290,21 @@ export interface IsolatedHostPort extends v.InferInput<v.ObjectSchema<typeof HOS
 function hostPorts(entryForms: string) {
   const object = strict(HOST_PORT_ENTRIES, '')
   // A bad port is the entry's problem, shown whole; its host is not looked at then.
-  const badPort = v.pipe(plainObject<{ port: number; host: string }>(''), unknownKeys(['port', 'host']), v.check(() => false, entryForms))
-  const bare = v.pipe(port(entryForms), v.transform(number => ({ port: number, host: '127.0.0.1' })))
+  const badPort = v.pipe(
+    plainObject<{ port: number; host: string }>(''),
+    unknownKeys(['port', 'host']),
+    v.check(() => false, entryForms),
+  )
+  const bare = v.pipe(
+    port(entryForms),
+    v.transform(number => ({ port: number, host: '127.0.0.1' })),
+  )
   return v.pipe(
     v.array(
-      v.lazy((entry): v.GenericSchema<number | IsolatedHostPort, { port: number; host: string }> => (!isPlainObject(entry) ? bare : v.is(PORT, entry.port) ? object : badPort)),
+      v.lazy(
+        (entry): v.GenericSchema<number | IsolatedHostPort, { port: number; host: string }> =>
+          !isPlainObject(entry) ? bare : v.is(PORT, entry.port) ? object : badPort,
+      ),
       `must be ${HOST_PORT_FORMS}`,
     ),
     v.rawCheck(({ dataset, addIssue }) => {
@@ -328,7 +372,7 @@ export const OPTION_ENTRIES = {
    * name set in `env` or Vitest's `test.env` is passed as set. Default: `{ pass: [] }`.
    * Environment: `VITEST_ISOLATED_SECRETS_PASS` (comma-separated names), added to the config's.
    */
-  secrets: v.optional(strict({ pass: v.optional(ENV_NAMES, []) }, 'must be an object like { pass: [\'NPM_TOKEN\'] }'), {}),
+  secrets: v.optional(strict({ pass: v.optional(ENV_NAMES, []) }, "must be an object like { pass: ['NPM_TOKEN'] }"), {}),
   /**
    * Per-file usage report. `file`: where to write the JSON array. Default: no report.
    * Environment: `VITEST_ISOLATED_REPORT` (the file). `summary`: the few lines after Vitest's
@@ -336,7 +380,10 @@ export const OPTION_ENTRIES = {
    * Default: `true`. They go to stderr whenever a reporter writes its machine-readable output to
    * stdout (`--reporter=json` without `outputFile`), so that output stays parseable.
    */
-  report: v.optional(strict({ file: v.optional(PATH), summary: v.optional(v.boolean(TRUE_OR_FALSE), true) }, 'must be an object like { file: \'isolated-report.json\' }'), {}),
+  report: v.optional(
+    strict({ file: v.optional(PATH), summary: v.optional(v.boolean(TRUE_OR_FALSE), true) }, "must be an object like { file: 'isolated-report.json' }"),
+    {},
+  ),
   /**
    * What to do when a limit (`memory`, `cpus`, `pids`) cannot be enforced on this machine (no
    * writable cgroup, no delegation): `'try'` warns once with the reason and the remedy and runs

@@ -84,9 +84,17 @@ export class FileRun {
   /** The spawn failed: a record for the report, under the project root (no file is known yet). */
   launchFailed(error: Error): void {
     this.host.supervisor.record({
-      file: this.host.options.project.config.root, verdict: 'setup-error', exitCode: null, signal: null,
-      wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null, memoryPeakBytes: null,
-      pidsPeak: null, oomKilled: false, message: error.message.split('\n')[0],
+      file: this.host.options.project.config.root,
+      verdict: 'setup-error',
+      exitCode: null,
+      signal: null,
+      wallMs: Date.now() - this.startedAt,
+      cpuUserMs: null,
+      cpuSystemMs: null,
+      memoryPeakBytes: null,
+      pidsPeak: null,
+      oomKilled: false,
+      message: error.message.split('\n')[0],
     })
   }
 
@@ -210,19 +218,37 @@ export class FileRun {
       const pids = this.host.supervisor.limits.pids
       const refusals = this.cgroup?.pidsLimitHits?.() ?? null
       const hitPids = pids !== undefined && (refusals !== null ? refusals > 0 : usage?.pidsPeak != null && usage.pidsPeak >= pids)
-      const report = this.makeReport(file, verdict, usage, null, null,
-        hitPids ? `${relative(project.config.root, file)} hit the pids limit (${pids}); fork() failed with EAGAIN` : undefined)
+      const report = this.makeReport(
+        file,
+        verdict,
+        usage,
+        null,
+        null,
+        hitPids ? `${relative(project.config.root, file)} hit the pids limit (${pids}); fork() failed with EAGAIN` : undefined,
+      )
       this.reports.set(file, report)
       if (task) (task.meta as Record<string, unknown>)[META_KEY] = report
     }
   }
 
-  private makeReport(file: string, verdict: FileReport['verdict'], usage: Usage | undefined, exitCode: number | null, signal: string | null, message?: string): FileReport {
+  private makeReport(
+    file: string,
+    verdict: FileReport['verdict'],
+    usage: Usage | undefined,
+    exitCode: number | null,
+    signal: string | null,
+    message?: string,
+  ): FileReport {
     const report: FileReport = {
-      file, verdict, exitCode, signal, wallMs: Date.now() - this.startedAt,
+      file,
+      verdict,
+      exitCode,
+      signal,
+      wallMs: Date.now() - this.startedAt,
       cpuUserMs: since(usage?.cpuUserMs, this.cpuAtStart.cpuUserMs),
       cpuSystemMs: since(usage?.cpuSystemMs, this.cpuAtStart.cpuSystemMs),
-      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null,
+      pidsPeak: usage?.pidsPeak ?? null,
       oomKilled: usage?.oomKilled ?? false,
     }
     if (message) report.message = message
@@ -241,11 +267,10 @@ export class FileRun {
     debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
     const { supervisor, options, resolved } = this.host
     const usage = this.cgroup?.usage()
-    const pidsLimitHits = this.started ? null : this.cgroup?.pidsLimitHits() ?? null
+    const pidsLimitHits = this.started ? null : (this.cgroup?.pidsLimitHits() ?? null)
     try {
       await this.cgroup?.remove()
-    }
-    catch (error) {
+    } catch (error) {
       debug('could not remove cgroup %s: %s', this.cgroup?.name, (error as Error).message)
     }
     // Files that finished normally: their records get the final exit status.
@@ -271,8 +296,13 @@ export class FileRun {
     const files = this.testFiles.filter(f => !this.reports.has(f))
     const { verdict, message } = judge({
       file: files.map(f => relative(root, f)).join(', ') || 'the test file',
-      exit, usage, timedOut: this.timedOut, timeoutMs: resolved.timeoutMs, reason: this.brokeChannel,
-      memoryBytes: supervisor.limits.memoryBytes, pids: supervisor.limits.pids,
+      exit,
+      usage,
+      timedOut: this.timedOut,
+      timeoutMs: resolved.timeoutMs,
+      reason: this.brokeChannel,
+      memoryBytes: supervisor.limits.memoryBytes,
+      pids: supervisor.limits.pids,
     })
     const error = { name: 'IsolatedSandboxError', message: `[vitest-pool-isolated] ${message}`, stack: '' }
     debug('verdict %s: %s', verdict, message)
@@ -300,18 +330,29 @@ export class FileRun {
     // node's last words may still sit in the pipe when its exit is reported.
     await drain([sandbox.stderr], STDIO_DRAIN_TIMEOUT)
     const { verdict, message } = judgeStart({
-      exit, usage, memoryBytes: supervisor.limits.memoryBytes, pids: supervisor.limits.pids,
-      pidsLimitHits, killedForPids: this.watch?.killedForPids ?? false,
+      exit,
+      usage,
+      memoryBytes: supervisor.limits.memoryBytes,
+      pids: supervisor.limits.pids,
+      pidsLimitHits,
+      killedForPids: this.watch?.killedForPids ?? false,
       nodeNeeds: tasksNodeNeeds({ ...options.env, ...resolved.env }, options.execArgv),
       stderr: stderrCause(this.watch?.stderr ?? ''),
     })
     this.watch?.stop()
     debug('sandbox %d ended before it started: %s', sandbox.pid, message)
     supervisor.record({
-      file: options.project.config.root, verdict, exitCode: exit.code, signal: exit.signal,
-      wallMs: Date.now() - this.startedAt, cpuUserMs: null, cpuSystemMs: null,
-      memoryPeakBytes: usage?.memoryPeakBytes ?? null, pidsPeak: usage?.pidsPeak ?? null,
-      oomKilled: usage?.oomKilled ?? false, message,
+      file: options.project.config.root,
+      verdict,
+      exitCode: exit.code,
+      signal: exit.signal,
+      wallMs: Date.now() - this.startedAt,
+      cpuUserMs: null,
+      cpuSystemMs: null,
+      memoryPeakBytes: usage?.memoryPeakBytes ?? null,
+      pidsPeak: usage?.pidsPeak ?? null,
+      oomKilled: usage?.oomKilled ?? false,
+      message,
     })
     const error = Object.assign(new Error(`[vitest-pool-isolated] ${message}`), { name: 'IsolatedSandboxError' })
     if (this.pending === 'start') this.answerStart(error)
@@ -332,7 +373,7 @@ export class FileRun {
     const out: string[] = []
     const walk = (t: { id: string; type: string; result?: { state?: string }; tasks?: unknown[] }) => {
       if (t.type === 'test' && t.result?.state === 'run') out.push(t.id)
-      for (const child of (t.tasks ?? []) as typeof t[]) walk(child)
+      for (const child of (t.tasks ?? []) as (typeof t)[]) walk(child)
     }
     if (task) walk(task as Parameters<typeof walk>[0])
     return out
@@ -350,13 +391,10 @@ function isWorkerResponse(message: unknown): message is { __vitest_worker_respon
 /** Waits until the streams ended, at most `timeoutMs`. */
 export async function drain(streams: Readable[], timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<void>((resolve) => {
+  const timeout = new Promise<void>(resolve => {
     timer = setTimeout(resolve, timeoutMs)
   })
-  await Promise.race([
-    Promise.all(streams.map(stream => finished(stream).catch(() => {}))),
-    timeout,
-  ])
+  await Promise.race([Promise.all(streams.map(stream => finished(stream).catch(() => {}))), timeout])
   clearTimeout(timer)
 }
 

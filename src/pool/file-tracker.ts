@@ -71,17 +71,25 @@ export class FileTracker {
       id = task.id
       fileMeta = task.meta
       const file: Record<string, unknown> = {
-        id, name, fullName: name, type: 'suite', mode: 'run', filepath, tasks: [],
-        meta: task.meta, projectName: project.name, pool: 'isolated',
+        id,
+        name,
+        fullName: name,
+        type: 'suite',
+        mode: 'run',
+        filepath,
+        tasks: [],
+        meta: task.meta,
+        projectName: project.name,
+        pool: 'isolated',
       }
       file.file = file
       out.push({ t: 'q', m: 'onQueued', a: [file] })
       this.ids.set(filepath, id)
     }
     const failed = { state: 'fail', errors: [error] }
-    const packs: [string, unknown, unknown][] = runningTestIds.map((t) => [t, failed, undefined])
+    const packs: [string, unknown, unknown][] = runningTestIds.map(t => [t, failed, undefined])
     packs.push([id, failed, { ...fileMeta, ...meta }])
-    const events: [string, string][] = runningTestIds.map((t) => [t, 'test-finished'])
+    const events: [string, string][] = runningTestIds.map(t => [t, 'test-finished'])
     events.push([id, this.started.has(id) ? 'suite-finished' : 'suite-failed-early'])
     out.push({ t: 'q', m: 'onTaskUpdate', a: [packs, events] })
     return out

@@ -64,12 +64,13 @@ export class IsolatedReporter implements Reporter {
   /** How many files each project runs: the supervisor boots no spare sandbox beyond the last. */
   onTestRunStart(specifications: ReadonlyArray<TestSpecification>): void {
     // Vitest would say only "Runner isolated is not supported", once per file.
-    const without = [...new Set(specifications.map(s => s.project))]
-      .filter(p => p.config.pool === 'isolated' && !p.config.poolRunner)
+    const without = [...new Set(specifications.map(s => s.project))].filter(p => p.config.pool === 'isolated' && !p.config.poolRunner)
     if (without.length > 0) {
       const names = without.map(p => `"${p.name || p.config.root}"`).join(', ')
-      throw new IsolatedError(`[vitest-pool-isolated] ${without.length === 1 ? 'project' : 'projects'} ${names} ${without.length === 1 ? 'runs' : 'run'} with pool "isolated" but without the isolated() plugin. `
-        + 'With test.projects, a plugin in the root config reaches only the projects that set `extends: true`: add that to the project, or add `isolated()` to its plugins.')
+      throw new IsolatedError(
+        `[vitest-pool-isolated] ${without.length === 1 ? 'project' : 'projects'} ${names} ${without.length === 1 ? 'runs' : 'run'} with pool "isolated" but without the isolated() plugin. ` +
+          'With test.projects, a plugin in the root config reaches only the projects that set `extends: true`: add that to the project, or add `isolated()` to its plugins.',
+      )
     }
     const counts = new Map<object, number>()
     for (const spec of specifications) counts.set(spec.project, (counts.get(spec.project) ?? 0) + 1)
@@ -115,10 +116,10 @@ export class IsolatedReporter implements Reporter {
 function stdoutIsMachineReadable(vitest: Vitest): boolean {
   const { reporters, outputFile } = vitest.config as { reporters: unknown[]; outputFile?: string | Record<string, string> }
   const major = parseVitestVersion(vitest.version ?? '')?.major
-  return reporters.some((entry) => {
+  return reporters.some(entry => {
     const name = Array.isArray(entry) ? entry[0] : entry
     if (typeof name !== 'string') return false
-    const options = Array.isArray(entry) ? entry[1] as { outputFile?: unknown; stdout?: unknown } | undefined : undefined
+    const options = Array.isArray(entry) ? (entry[1] as { outputFile?: unknown; stdout?: unknown } | undefined) : undefined
     return reporterWritesToStdout(name, options, outputFile, major)
   })
 }
@@ -128,23 +129,21 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
   const rel = (f: string) => path.relative(root, f) || f
   const counts = new Map<string, number>()
   for (const r of records) counts.set(r.verdict, (counts.get(r.verdict) ?? 0) + 1)
-  const lines = [
-    ` isolated  ${records.length} file${records.length === 1 ? '' : 's'}: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}`,
-  ]
+  const lines = [` isolated  ${records.length} file${records.length === 1 ? '' : 's'}: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}`]
   for (const r of records) {
     // Every verdict a limit or a crash gave, and any file that hit a limit it survived.
     if ((r.verdict !== 'ok' && r.verdict !== 'failed') || r.message) lines.push(`   ${r.verdict.padEnd(11)} ${r.message ?? rel(r.file)}`)
   }
   const top = (key: 'memoryPeakBytes' | 'wallMs', fmt: (n: number) => string) =>
     records
-      .filter((r) => r[key] !== null)
+      .filter(r => r[key] !== null)
       .sort((a, b) => (b[key] ?? 0) - (a[key] ?? 0))
       .slice(0, 3)
-      .map((r) => `${rel(r.file)} ${fmt(r[key]!)}`)
+      .map(r => `${rel(r.file)} ${fmt(r[key]!)}`)
       .join(', ')
   const heaviest = top('memoryPeakBytes', formatBytes)
   if (heaviest) lines.push(`   heaviest    ${heaviest}`)
-  lines.push(`   slowest     ${top('wallMs', (n) => `${n} ms`)}`)
+  lines.push(`   slowest     ${top('wallMs', n => `${n} ms`)}`)
   lines.push(...auditLines(records, root))
   if (withheld.length > 0) lines.push(`   withheld    ${withheld.join(', ')} (CI credentials no worker got; secrets: { pass: [...] } lets one through)`)
   if (reportFile) lines.push(`   report      ${reportFile}`)
@@ -161,7 +160,8 @@ const AUDIT_SHOWN = 3
 export function auditLines(records: FileReport[], root: string): string[] {
   const audited = records.filter((r): r is FileReport & { audit: FileAudit } => r.audit !== undefined)
   if (audited.length === 0) return []
-  const tried = audited.filter(r => attempts(r.audit) > 0 || (r.audit.unrouted ?? 0) > 0)
+  const tried = audited
+    .filter(r => attempts(r.audit) > 0 || (r.audit.unrouted ?? 0) > 0)
     .sort((a, b) => attempts(b.audit) - attempts(a.audit) || (b.audit.unrouted ?? 0) - (a.audit.unrouted ?? 0) || a.file.localeCompare(b.file))
   const rel = (f: string) => path.relative(root, f) || f
   const shorten = (entry: string) => entry.replace(/(?<=^\S+ )(\/\S*)/, p => (p === root || p.startsWith(`${root}/`) ? rel(p) : p))
@@ -171,7 +171,9 @@ export function auditLines(records: FileReport[], root: string): string[] {
     const more = entries.length > AUDIT_SHOWN ? `, +${entries.length - AUDIT_SHOWN} more` : ''
     return `${entries.length} ${entries.length === 1 ? one : many} (${shown}${more})`
   }
-  const lines = [`   audit       ${tried.length} of ${audited.length} file${audited.length === 1 ? '' : 's'} tried to write outside the sandbox or to reach the network${tried.some(r => r.audit.env) ? ', or looked up a withheld credential' : ''}${tried.length > 0 ? ':' : ''}`]
+  const lines = [
+    `   audit       ${tried.length} of ${audited.length} file${audited.length === 1 ? '' : 's'} tried to write outside the sandbox or to reach the network${tried.some(r => r.audit.env) ? ', or looked up a withheld credential' : ''}${tried.length > 0 ? ':' : ''}`,
+  ]
   for (const r of tried) {
     const parts = [
       list(r.audit.writes, 'write', 'writes'),

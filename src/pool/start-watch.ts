@@ -23,7 +23,11 @@ export class StartWatch {
   private timer: NodeJS.Timeout | undefined
   private onStderr: ((chunk: Buffer) => void) | undefined
 
-  constructor(private readonly sandbox: Sandbox, private readonly cgroup: FileCgroup | undefined, private readonly pidsLimit: number | undefined) {
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly cgroup: FileCgroup | undefined,
+    private readonly pidsLimit: number | undefined,
+  ) {
     this.onStderr = (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-STDERR_KEPT)
     }

@@ -72,7 +72,9 @@ export class IsolatedPoolWorker implements PoolWorker {
     this.stdout = options.project.vitest.logger.outputStream
     this.stderr = options.project.vitest.logger.errorStream
     this.run = new FileRun({
-      options, resolved, supervisor,
+      options,
+      resolved,
+      supervisor,
       emit: message => this.events.emit('message', message),
       emitExit: (code, signal) => this.events.emit('exit', code, signal),
     })
@@ -100,7 +102,7 @@ export class IsolatedPoolWorker implements PoolWorker {
   /** Sends a Vitest lifecycle request or birpc frame into the sandbox. */
   send(message: WorkerRequest): void {
     // main's answers to the worker's module requests: only files the sandbox could read itself.
-    message = this.guard?.onResponse(message) as WorkerRequest ?? message
+    message = (this.guard?.onResponse(message) as WorkerRequest) ?? message
     if (this.run.onRequest(message)) return
     const channel = this.channelOrThrow
     channel.send(isWorkerRequest(message) && message.type === 'start' ? withSnapshotEnvironment(message) : message)
@@ -128,26 +130,28 @@ export class IsolatedPoolWorker implements PoolWorker {
     this.run.launching()
     // --inspect: the inspector listens inside the private network; main forwards the host's port.
     const inspector = project.vitest.config.inspector
-    const inspectorForward = inspector?.enabled && this.resolved.network === 'loopback'
-      ? this.supervisor.inspector(inspector.port ?? DEFAULT_INSPECTOR_PORT, inspector.host ?? '127.0.0.1')
-      : undefined
+    const inspectorForward =
+      inspector?.enabled && this.resolved.network === 'loopback'
+        ? this.supervisor.inspector(inspector.port ?? DEFAULT_INSPECTOR_PORT, inspector.host ?? '127.0.0.1')
+        : undefined
     let launched
     try {
       await inspectorForward?.listen()
       const { view, hide } = projectView(project, this.resolved)
       this.guard = new RpcGuard(view, project.config.root)
-      launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () => this.supervisor.launch({
-        entry: WORKER_ENTRY,
-        execArgv: this.options.execArgv,
-        env,
-        cwd: process.cwd(),
-        projectRoot: project.config.root,
-        hide,
-        coverageDir: coverageFilesDirectory(project.serializedConfig),
-        netControl: inspectorForward !== undefined,
-      }))
-    }
-    catch (error) {
+      launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () =>
+        this.supervisor.launch({
+          entry: WORKER_ENTRY,
+          execArgv: this.options.execArgv,
+          env,
+          cwd: process.cwd(),
+          projectRoot: project.config.root,
+          hide,
+          coverageDir: coverageFilesDirectory(project.serializedConfig),
+          netControl: inspectorForward !== undefined,
+        }),
+      )
+    } catch (error) {
       this.run.launchFailed(error as Error)
       throw error
     }
@@ -233,7 +237,7 @@ export class IsolatedPoolWorker implements PoolWorker {
       if (refusal !== 'drop') this.channel?.send(refusal)
       return
     }
-    this.run.onMessage(message, (forward) => {
+    this.run.onMessage(message, forward => {
       // Everything main does for this message, however long it takes, sees the host as the
       // worker would (src/guard/fs-gate.ts).
       const guard = this.guard
@@ -256,10 +260,11 @@ export class IsolatedPoolWorker implements PoolWorker {
     const { project } = this.options
     void applySnapshotRequest(request, {
       testFiles: this.run.testFiles,
-      root: project.config.root, vitest: project.vitest,
+      root: project.config.root,
+      vitest: project.vitest,
       updateSnapshot: project.config.snapshotOptions?.updateSnapshot,
       resolveSnapshotPath: testFile => project.vitest.snapshot.resolvePath(testFile, { config: project.serializedConfig }),
-    }).then((error) => {
+    }).then(error => {
       const channel = this.channel
       if (!channel || channel.isClosed) return
       channel.send(error ? { __isolated__: 'fs-result', id: request.id, error } : { __isolated__: 'fs-result', id: request.id })

@@ -54,8 +54,7 @@ export function removeStaleCaches(tmpdir: string = os.tmpdir()): string[] {
   let names: string[] = []
   try {
     names = fs.readdirSync(tmpdir)
-  }
-  catch {
+  } catch {
     return removed
   }
   for (const name of names) {
@@ -70,8 +69,7 @@ export function removeStaleCaches(tmpdir: string = os.tmpdir()): string[] {
       if (!st.isDirectory() || !(st.uid === euid || (euid === 0 && st.uid === ROOT_WORKER_ID))) continue
       fs.rmSync(dir, { recursive: true, force: true })
       removed.push(dir)
-    }
-    catch (error) {
+    } catch (error) {
       debug('stale compile cache %s: %s', dir, (error as Error).message)
     }
   }
@@ -129,8 +127,7 @@ export class CompileCache {
         if (st.isDirectory()) {
           fs.chmodSync(p, 0o755)
           for (const name of fs.readdirSync(p)) walk(path.join(p, name))
-        }
-        else {
+        } else {
           fs.chmodSync(p, 0o644)
           entries++
         }
@@ -139,8 +136,7 @@ export class CompileCache {
       if (this.removed || entries === 0) return
       this.filled = true
       debug('compile cache %s filled: %d entries', this.dir, entries)
-    }
-    catch (error) {
+    } catch (error) {
       debug('compile cache warm-up failed: %s', (error as Error).message)
     }
   }

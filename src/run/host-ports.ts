@@ -40,10 +40,16 @@ function registry(): Registry {
 export function exposeHostPort(port: number, host = '127.0.0.1'): void {
   const problems = []
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    problems.push({ option: 'exposeHostPort(port)', message: `exposeHostPort(port) needs a TCP port from 1 to 65535; received ${JSON.stringify(port) ?? String(port)}` })
+    problems.push({
+      option: 'exposeHostPort(port)',
+      message: `exposeHostPort(port) needs a TCP port from 1 to 65535; received ${JSON.stringify(port) ?? String(port)}`,
+    })
   }
   if (typeof host !== 'string' || host.length === 0 || host.length > 253 || /[\s/@]/.test(host)) {
-    problems.push({ option: 'exposeHostPort(port, host)', message: `exposeHostPort(port, host) needs a host address or name, like '127.0.0.1' or 'db.internal'; received ${JSON.stringify(host) ?? String(host)}` })
+    problems.push({
+      option: 'exposeHostPort(port, host)',
+      message: `exposeHostPort(port, host) needs a host address or name, like '127.0.0.1' or 'db.internal'; received ${JSON.stringify(host) ?? String(host)}`,
+    })
   }
   if (problems.length) throw new IsolatedOptionsError(problems)
   const r = registry()

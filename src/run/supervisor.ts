@@ -172,7 +172,7 @@ export class Supervisor {
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
   createCgroup(limits = this.limits): FileCgroup | undefined {
     const driver = this.driver
-    if (!driver || !Object.values(driver.support).some((s) => s.ok)) return undefined
+    if (!driver || !Object.values(driver.support).some(s => s.ok)) return undefined
     const cgroup = driver.create(limits)
     this.liveCgroups.add(cgroup)
     const remove = cgroup.remove.bind(cgroup)
@@ -207,7 +207,14 @@ export class Supervisor {
       const writable = [...(coverage ? [{ source: coverage.hostDir, target: coverage.target }] : []), ...(warmUp ? [warmUp] : [])]
       const portsVersion = exposedVersion()
       const hostPorts = hostPortsNow(this.options)
-      const spawnRequest = { ...spawn, options: this.options, cgroup, writable, hostPorts, readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined }
+      const spawnRequest = {
+        ...spawn,
+        options: this.options,
+        cgroup,
+        writable,
+        hostPorts,
+        readOnly: cache ? [{ source: cache.dir, target: CACHE_TARGET }] : undefined,
+      }
       const sandbox = await spawnSandbox({ ...spawnRequest, zygote }).catch((error: unknown) => {
         // The zygote went away, or its copy failed its entry: this file gets a fresh worker,
         // like every later one of that zygote's.
@@ -216,7 +223,11 @@ export class Supervisor {
         const fresh = spawnSandbox(spawnRequest)
         // A nested sandbox that failed where a fresh one is built: the nesting's fault, and it
         // would be every file's. One that fails fresh too is the file's own (its error stands).
-        if (error instanceof ZygoteNestFailed) void fresh.then(() => zygote!.retire(error), () => {})
+        if (error instanceof ZygoteNestFailed)
+          void fresh.then(
+            () => zygote!.retire(error),
+            () => {},
+          )
         return fresh
       })
       const launched: Launched = { sandbox, cgroup, exited: false, coverage, portsVersion }
@@ -255,11 +266,17 @@ export class Supervisor {
     }
     const support = zygoteSupport()
     if (!support.ok) return note(support.reason!)
-    if (this.options.seccomp === false) return note('seccomp is off, and a copy keeps the zygote\'s filter')
+    if (this.options.seccomp === false) return note("seccomp is off, and a copy keeps the zygote's filter")
     const workerModule = request.env[WORKER_MODULE_ENV]
     const execArgv = workerModule ? zygoteExecArgv(request.execArgv, workerModule) : undefined
     if (!execArgv || request.env.NODE_OPTIONS || request.netControl || request.coverageDir !== undefined) {
-      return note('not for this file: execArgv %o, NODE_OPTIONS %o, inspector %o, coverage files %o', request.execArgv, request.env.NODE_OPTIONS, request.netControl, request.coverageDir)
+      return note(
+        'not for this file: execArgv %o, NODE_OPTIONS %o, inspector %o, coverage files %o',
+        request.execArgv,
+        request.env.NODE_OPTIONS,
+        request.netControl,
+        request.coverageDir,
+      )
     }
     const key = JSON.stringify([request.env, execArgv, request.cwd, request.projectRoot, request.hide ?? []])
     let started = this.zygotes.get(key)
@@ -278,11 +295,18 @@ export class Supervisor {
   /** The zygote's own sandbox, in a cgroup of its own (without limits: accounted, killed whole with the run). */
   private async startZygote(request: LaunchRequest, execArgv: string[]): Promise<Zygote> {
     const cgroup = this.createCgroup({})
-    const zygote = await Zygote.start({ options: this.options, execArgv, env: request.env, cwd: request.cwd, projectRoot: request.projectRoot, hide: request.hide, cgroup })
-      .catch(async (error: unknown) => {
-        await cgroup?.remove()
-        throw error
-      })
+    const zygote = await Zygote.start({
+      options: this.options,
+      execArgv,
+      env: request.env,
+      cwd: request.cwd,
+      projectRoot: request.projectRoot,
+      hide: request.hide,
+      cgroup,
+    }).catch(async (error: unknown) => {
+      await cgroup?.remove()
+      throw error
+    })
     const gone = zygote.sandbox.exited.then(async () => {
       this.zygoteSandboxes.delete(zygote.sandbox)
       await cgroup?.remove()
@@ -318,7 +342,7 @@ export class Supervisor {
     }
     this.compileCache = cache
     const env = { ...request.env, NODE_OPTIONS: undefined, [CACHE_DIR_ENV]: CACHE_TARGET, [WARM_UP_ENV]: '1' }
-    this.warmedUp = cache.fill(async (writable) => {
+    this.warmedUp = cache.fill(async writable => {
       const launched = await this.launch({ ...request, coverageDir: undefined, execArgv: [], env }, writable)
       const { sandbox } = launched
       this.warmUpSandbox = sandbox
@@ -380,7 +404,13 @@ export class Supervisor {
     if (wanted === 0 && queue.length === 0 && !this.closed) this.bootAhead(queue, launch)
     if (this.closed || queue.length >= wanted) return
     const launched = launch()
-    queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
+    queue.push({
+      launched,
+      settled: launched.then(
+        l => l,
+        () => undefined,
+      ),
+    })
   }
 
   /**
@@ -394,7 +424,13 @@ export class Supervisor {
     this.ahead = { ...this.enforced, ...next }
     try {
       const launched = launch()
-      queue.push({ launched, settled: launched.then((l) => l, () => undefined) })
+      queue.push({
+        launched,
+        settled: launched.then(
+          l => l,
+          () => undefined,
+        ),
+      })
     } finally {
       this.ahead = undefined
     }
@@ -405,10 +441,12 @@ export class Supervisor {
     this.closed = true
     const all = [...this.spares.values()].flat()
     this.spares.clear()
-    await Promise.all(all.map(async (spare) => {
-      const launched = await spare.settled
-      if (launched) await this.dispose(launched)
-    }))
+    await Promise.all(
+      all.map(async spare => {
+        const launched = await spare.settled
+        if (launched) await this.dispose(launched)
+      }),
+    )
   }
 
   /** Kills an unused sandbox and removes its cgroup. */

@@ -50,9 +50,10 @@ export function formatBytes(bytes: number): string {
 /** The verdict of a file whose sandbox ended (or was ended) before it finished, or that finished. */
 export function judge(input: VerdictInput): { verdict: Verdict; message?: string } {
   const { file, exit, usage } = input
-  const pidsNote = input.pids !== undefined && usage?.pidsPeak !== null && usage?.pidsPeak !== undefined && usage.pidsPeak >= input.pids
-    ? `; it hit the pids limit (${input.pids})`
-    : ''
+  const pidsNote =
+    input.pids !== undefined && usage?.pidsPeak !== null && usage?.pidsPeak !== undefined && usage.pidsPeak >= input.pids
+      ? `; it hit the pids limit (${input.pids})`
+      : ''
   if (input.timedOut) {
     // A file held up by the pids limit (a fork refused, a thread never started) often runs into
     // its timeout: both are said.
@@ -97,23 +98,26 @@ export function judgeStart(input: StartVerdictInput): { verdict: Verdict; messag
   const { exit, usage } = input
   const how = input.killedForPids
     ? 'it hung, so the sandbox was killed'
-    : exit.signal ? `it was killed by signal ${exit.signal}` : `it exited with code ${exit.code}`
+    : exit.signal
+      ? `it was killed by signal ${exit.signal}`
+      : `it exited with code ${exit.code}`
   const said = input.stderr ? `; node said: ${input.stderr}` : ''
   if (usage?.oomKilled) {
     const limit = input.memoryBytes !== undefined ? formatBytes(input.memoryBytes) : 'unknown'
     const peak = usage.memoryPeakBytes !== null ? `; peak ${formatBytes(usage.memoryPeakBytes)}` : ''
     return { verdict: 'oom', message: `the sandbox was killed by the memory limit (${limit}${peak}) before the worker started` }
   }
-  const hitPids = input.pids !== undefined && ((input.pidsLimitHits ?? 0) > 0
-    || (input.pidsLimitHits == null && usage?.pidsPeak != null && usage.pidsPeak >= input.pids))
+  const hitPids =
+    input.pids !== undefined && ((input.pidsLimitHits ?? 0) > 0 || (input.pidsLimitHits == null && usage?.pidsPeak != null && usage.pidsPeak >= input.pids))
   if (hitPids) {
     return {
       verdict: input.killedForPids || !exit.signal ? 'crashed' : 'signaled',
       // What node itself needs is refused at config load; past it, something the worker loads
       // at its start (a --require'd module, a native addon) made threads of its own.
-      message: input.nodeNeeds > input.pids!
-        ? `the sandbox hit the pids limit (${input.pids}) before the worker started; node needs at least ${input.nodeNeeds} (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`
-        : `the sandbox hit the pids limit (${input.pids}) before the worker started: node itself needs ${input.nodeNeeds} tasks, and what it loads at its start (a --require'd module, a native addon) made more threads (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`,
+      message:
+        input.nodeNeeds > input.pids!
+          ? `the sandbox hit the pids limit (${input.pids}) before the worker started; node needs at least ${input.nodeNeeds} (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`
+          : `the sandbox hit the pids limit (${input.pids}) before the worker started: node itself needs ${input.nodeNeeds} tasks, and what it loads at its start (a --require'd module, a native addon) made more threads (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: ${how}`,
     }
   }
   return {
@@ -127,7 +131,10 @@ export function judgeStart(input: StartVerdictInput): { verdict: Verdict; messag
  * stack and its version after it), node's "bad option", or else the last line it wrote.
  */
 export function stderrCause(text: string): string | undefined {
-  const lines = text.split('\n').map(line => line.trim()).filter(line => line && !/^Node\.js v\d/.test(line))
+  const lines = text
+    .split('\n')
+    .map(line => line.trim())
+    .filter(line => line && !/^Node\.js v\d/.test(line))
   const line = lines.find(l => /^(?:[A-Z]\w*)?Error\b|: bad option|^node: /.test(l)) ?? lines.at(-1)
   return line !== undefined && line.length > 300 ? `${line.slice(0, 300)}…` : line
 }

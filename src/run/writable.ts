@@ -49,7 +49,9 @@ export function checkReportFile(file: string | undefined): void {
   if (file === undefined) return
   const why = unwritable(file)
   if (why) {
-    throw new IsolatedError(`[vitest-pool-isolated] report.file ${file} cannot be written: ${why}. `
-      + 'Choose a path in a writable directory (option report.file, or VITEST_ISOLATED_REPORT).')
+    throw new IsolatedError(
+      `[vitest-pool-isolated] report.file ${file} cannot be written: ${why}. ` +
+        'Choose a path in a writable directory (option report.file, or VITEST_ISOLATED_REPORT).',
+    )
   }
 }

@@ -66,7 +66,7 @@ export function appArmorProfile(initPath: string): AppArmorProfile {
   const file = `/etc/apparmor.d/${name}`
   // Quoted: a path may hold spaces; a quote or a backslash cannot be written into a profile.
   const text = [
-    '# vitest-pool-isolated: the sandbox\'s init program may create user namespaces (the sandboxes',
+    "# vitest-pool-isolated: the sandbox's init program may create user namespaces (the sandboxes",
     '# of test files), where AppArmor restricts them. Only this file, at this path.',
     'abi <abi/4.0>,',
     'include <tunables/global>',
@@ -84,10 +84,14 @@ export function appArmorProfile(initPath: string): AppArmorProfile {
 
 /** The fix for a user namespace AppArmor refused: the profile, then the blunt alternative. */
 export function appArmorRemedy(initPath: string | undefined, state: AppArmorState = appArmorState()): string {
-  const profile = initPath ? `allow the pool's isolated-init alone: ${appArmorProfile(initPath).install}` : 'allow the pool\'s isolated-init alone with an AppArmor profile (`npx vitest-pool-isolated doctor` prints it)'
+  const profile = initPath
+    ? `allow the pool's isolated-init alone: ${appArmorProfile(initPath).install}`
+    : "allow the pool's isolated-init alone with an AppArmor profile (`npx vitest-pool-isolated doctor` prints it)"
   const blunt = state.restricts
     ? '; or, for every program on the machine, sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0'
-    : state.confinedBy ? `; or let the profile ${state.confinedBy}, which confines Vitest, allow "userns,"` : ''
+    : state.confinedBy
+      ? `; or let the profile ${state.confinedBy}, which confines Vitest, allow "userns,"`
+      : ''
   return `${profile}${blunt}`
 }
 

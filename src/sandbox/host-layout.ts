@@ -110,7 +110,7 @@ function discover(projectRoot: string, cwd: string): HostLayout {
   dirs.push(fs.realpathSync(path.join(packageRoot, 'dist')))
 
   // Never the whole host, whatever the layout looks like.
-  const readOnly = outermost(dirs.filter((d) => d !== '/'))
+  const readOnly = outermost(dirs.filter(d => d !== '/'))
   const project = outermost([root, ...[...ancestors(path.dirname(root))].filter(isWorkspaceRoot)])
   return { symlinks, readOnly, project, execPath, cwd: fs.realpathSync(cwd) }
 }
@@ -124,7 +124,7 @@ function* ancestors(dir: string): Generator<string> {
 
 function isWorkspaceRoot(dir: string): boolean {
   if (dir === '/') return false
-  if (WORKSPACE_MARKERS.some((m) => fs.existsSync(path.join(dir, m)))) return true
+  if (WORKSPACE_MARKERS.some(m => fs.existsSync(path.join(dir, m)))) return true
   try {
     const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { workspaces?: unknown }
     return pkg.workspaces !== undefined
@@ -141,7 +141,7 @@ function outermostNodeModules(file: string): string | undefined {
 
 /** Sorted, deduplicated, with every path inside another one dropped. */
 export function outermost(paths: string[]): string[] {
-  const sorted = [...new Set(paths.map((p) => path.resolve(p)))].sort()
+  const sorted = [...new Set(paths.map(p => path.resolve(p)))].sort()
   const out: string[] = []
   for (const p of sorted) {
     const last = out[out.length - 1]

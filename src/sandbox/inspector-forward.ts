@@ -27,16 +27,23 @@ export class InspectorForward {
    * @param port the inspector's port, the same number on the host and inside
    * @param host where main listens on the host (Vitest's `inspector.host`, default 127.0.0.1)
    */
-  constructor(readonly port: number, readonly host: string) {}
+  constructor(
+    readonly port: number,
+    readonly host: string,
+  ) {}
 
   /** Listens on the host once; rejects with a clear error when the port is taken. */
   listen(): Promise<void> {
     this.listening ??= new Promise<void>((resolve, reject) => {
       const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, socket => this.onConnection(socket))
       server.once('error', (error: NodeJS.ErrnoException) => {
-        reject(new IsolatedError(
-          `[vitest-pool-isolated] cannot listen on ${this.host}:${this.port} for the debugger of the sandboxed worker: ${error.code ?? error.message}. `
-          + 'Pick a free port: --inspect=127.0.0.1:<port> (or --inspect-brk=…).', { cause: error }))
+        reject(
+          new IsolatedError(
+            `[vitest-pool-isolated] cannot listen on ${this.host}:${this.port} for the debugger of the sandboxed worker: ${error.code ?? error.message}. ` +
+              'Pick a free port: --inspect=127.0.0.1:<port> (or --inspect-brk=…).',
+            { cause: error },
+          ),
+        )
       })
       server.listen({ port: this.port, host: this.host }, () => {
         server.unref()
@@ -71,14 +78,17 @@ export class InspectorForward {
       outside.resetAndDestroy()
       return
     }
-    target.net.connectInside(this.port).then((inside) => {
-      this.open.add(inside)
-      inside.once('close', () => this.open.delete(inside))
-      splice(outside, inside)
-      outside.resume()
-    }, (error: Error) => {
-      debug('debugger forward: %s', error.message)
-      if (!outside.destroyed) outside.resetAndDestroy()
-    })
+    target.net.connectInside(this.port).then(
+      inside => {
+        this.open.add(inside)
+        inside.once('close', () => this.open.delete(inside))
+        splice(outside, inside)
+        outside.resume()
+      },
+      (error: Error) => {
+        debug('debugger forward: %s', error.message)
+        if (!outside.destroyed) outside.resetAndDestroy()
+      },
+    )
   }
 }

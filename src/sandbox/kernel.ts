@@ -21,8 +21,13 @@ export interface ProbeReport {
 }
 
 const CLONE = {
-  newuser: 0x10000000, newns: 0x00020000, newpid: 0x20000000, newnet: 0x40000000,
-  newipc: 0x08000000, newuts: 0x04000000, newcgroup: 0x02000000,
+  newuser: 0x10000000,
+  newns: 0x00020000,
+  newpid: 0x20000000,
+  newnet: 0x40000000,
+  newipc: 0x08000000,
+  newuts: 0x04000000,
+  newcgroup: 0x02000000,
 } as const
 
 function readSysctl(path: string): string | undefined {
@@ -53,7 +58,7 @@ function usernsRemedy(errno: number, initPath?: string): Pick<FeatureReport, 're
   if ((errno === os.constants.errno.EPERM || errno === os.constants.errno.EACCES) && appArmorMayRefuse(apparmor)) {
     return {
       reason: apparmor.restricts
-        ? 'AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10+), and no profile allows them to the pool\'s isolated-init'
+        ? "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10+), and no profile allows them to the pool's isolated-init"
         : `AppArmor confines this process (profile ${apparmor.confinedBy}) without "userns,", and no profile allows them to the pool's isolated-init`,
       remedy: appArmorRemedy(initPath, apparmor),
     }
@@ -93,10 +98,16 @@ export function probe(): ProbeReport {
     } else {
       // A sysctl or AppArmor that explains it says so; otherwise which clone failed.
       const why = usernsRemedy(namespaces, addon.initPath)
-      features.namespaces = { ok: false, ...why, reason: why.reason?.startsWith('clone3 with') ? `clone3 into user, mount, PID, net, IPC, UTS and cgroup namespaces failed (errno ${namespaces})` : why.reason }
+      features.namespaces = {
+        ok: false,
+        ...why,
+        reason: why.reason?.startsWith('clone3 with')
+          ? `clone3 into user, mount, PID, net, IPC, UTS and cgroup namespaces failed (errno ${namespaces})`
+          : why.reason,
+      }
     }
   }
-  return { ok: Object.values(features).every((f) => f.ok), features }
+  return { ok: Object.values(features).every(f => f.ok), features }
 }
 
 /** Throws SandboxUnsupportedError for the first missing feature. */

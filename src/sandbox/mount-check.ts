@@ -17,8 +17,11 @@ export function checkMountsOnHost(mounts: ResolvedMount[]): void {
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? 'ENOENT'
         throw new SandboxSetupError({
-          step: 'plan', code, errno: os.constants.errno[code as keyof typeof os.constants.errno] ?? 0,
-          syscall: 'stat', path: m.source,
+          step: 'plan',
+          code,
+          errno: os.constants.errno[code as keyof typeof os.constants.errno] ?? 0,
+          syscall: 'stat',
+          path: m.source,
           hint: `mounts[${i}].source does not exist on the host; fix \`mounts\` in the config (sources are absolute host paths).`,
         })
       }
@@ -26,7 +29,11 @@ export function checkMountsOnHost(mounts: ResolvedMount[]): void {
     const link = firstSymlink(m.target)
     if (link) {
       throw new SandboxSetupError({
-        step: 'plan', code: 'ELOOP', errno: os.constants.errno.ELOOP, syscall: 'lstat', path: m.target,
+        step: 'plan',
+        code: 'ELOOP',
+        errno: os.constants.errno.ELOOP,
+        syscall: 'lstat',
+        path: m.target,
         hint: `mounts[${i}] target ${m.target} passes through the symlink ${link.path} → ${link.target}; the mount would not land where the path says. Use the real path.`,
       })
     }

@@ -52,12 +52,13 @@ export function openSandboxNet(addon: NativeAddon, netFd: number, ports: readonl
       const message = addon.recvFds(netFd, REQUEST_TIMEOUT_MS)
       if (message?.data.length !== 4 || message.data.readUInt32LE(0) !== expected || message.fds.length === 0) {
         for (const fd of message?.fds ?? []) fs.closeSync(fd)
-        throw new IsolatedError(`[vitest-pool-isolated] the sandbox's init did not hand over the listening socket of host port ${expected}. This is a bug in vitest-pool-isolated.`)
+        throw new IsolatedError(
+          `[vitest-pool-isolated] the sandbox's init did not hand over the listening socket of host port ${expected}. This is a bug in vitest-pool-isolated.`,
+        )
       }
       listeners.push({ port: expected, fds: message.fds })
     }
-  }
-  catch (error) {
+  } catch (error) {
     for (const l of listeners) for (const fd of l.fds) fs.closeSync(fd)
     fs.closeSync(netFd)
     throw error
@@ -75,16 +76,15 @@ export function openSandboxNet(addon: NativeAddon, netFd: number, ports: readonl
       let message
       try {
         message = addon.recvFds(control, 0)
-      }
-      catch (error) {
+      } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || waited >= REQUEST_TIMEOUT_MS) throw error
         await new Promise(resolve => setTimeout(resolve, 5))
         continue
       }
-      if (!message) throw new IsolatedError('[vitest-pool-isolated] the sandbox\'s init closed its control socket.')
+      if (!message) throw new IsolatedError("[vitest-pool-isolated] the sandbox's init closed its control socket.")
       if (message.fds.length !== 1 || message.data[0] !== REQUEST) {
         for (const fd of message.fds) fs.closeSync(fd)
-        throw new IsolatedError('[vitest-pool-isolated] the sandbox\'s init could not make a socket.')
+        throw new IsolatedError("[vitest-pool-isolated] the sandbox's init could not make a socket.")
       }
       return message.fds[0]!
     }
@@ -95,16 +95,19 @@ export function openSandboxNet(addon: NativeAddon, netFd: number, ports: readonl
     connectInside(port) {
       const next = queue.then(requestSocket)
       queue = next.catch(() => undefined)
-      return next.then(fd => new Promise<net.Socket>((resolve, reject) => {
-        // An unconnected TCP socket: libuv opens the fd as a TCP handle and connect() uses it
-        // (the socket stays in the sandbox's namespace). manualStart: no read before connecting.
-        const socket = new net.Socket({ fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts)
-        socket.once('error', reject)
-        socket.connect({ port, host: '127.0.0.1' }, () => {
-          socket.off('error', reject)
-          resolve(socket)
-        })
-      }))
+      return next.then(
+        fd =>
+          new Promise<net.Socket>((resolve, reject) => {
+            // An unconnected TCP socket: libuv opens the fd as a TCP handle and connect() uses it
+            // (the socket stays in the sandbox's namespace). manualStart: no read before connecting.
+            const socket = new net.Socket({ fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts)
+            socket.once('error', reject)
+            socket.connect({ port, host: '127.0.0.1' }, () => {
+              socket.off('error', reject)
+              resolve(socket)
+            })
+          }),
+      )
     },
     close() {
       if (control >= 0) fs.closeSync(control)
@@ -146,7 +149,7 @@ export function forwardHostPorts(listeners: readonly InsideListener[], targets: 
       continue
     }
     for (const fd of fds) {
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inside) => {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, inside => {
         open.add(inside)
         inside.once('close', () => open.delete(inside))
         // Only ever the declared service: the port and host come from the options, not the sandbox.
@@ -157,7 +160,7 @@ export function forwardHostPorts(listeners: readonly InsideListener[], targets: 
           splice(inside, outside)
           inside.resume()
         })
-        outside.once('error', (error) => {
+        outside.once('error', error => {
           debug('host port %s:%d: %s', host, port, error.message)
           if (!inside.destroyed) inside.resetAndDestroy()
         })

@@ -73,7 +73,21 @@ export interface PlanInput {
   role?: 'worker' | 'zygote'
 }
 
-export function buildPlan({ layout, options, identity, argv, env, hide = [], writable = [], hostPorts = [], netControl = false, readOnly = [], isFile = statIsFile, ownerOf = statOwner, role = 'worker' }: PlanInput): NativePlan {
+export function buildPlan({
+  layout,
+  options,
+  identity,
+  argv,
+  env,
+  hide = [],
+  writable = [],
+  hostPorts = [],
+  netControl = false,
+  readOnly = [],
+  isFile = statIsFile,
+  ownerOf = statOwner,
+  role = 'worker',
+}: PlanInput): NativePlan {
   const zygote = role === 'zygote'
   const root = identity.uid === 0
   // As root, setup runs as namespace root mapped to host root (so it can
@@ -91,8 +105,8 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // clone whose map sends the directory's owner to the worker, made by the addon in Vitest's
   // process (addon/src/idmap.c), so its writes land owned by that owner. Rootless the worker is
   // the invoking user, and a plain bind already gives it that user's rights.
-  const idmapped = (source: string) => root ? { flags: OPF.idmap, ...owner(ownerOf(source)) } : { flags: 0 }
-  const projectDirs = options.projectWrites === 'discard' && !zygote ? layout.project ?? [] : []
+  const idmapped = (source: string) => (root ? { flags: OPF.idmap, ...owner(ownerOf(source)) } : { flags: 0 })
+  const projectDirs = options.projectWrites === 'discard' && !zygote ? (layout.project ?? []) : []
   for (const dir of layout.readOnly) if (!projectDirs.includes(dir)) mounts.push({ kind: OP.bind, flags: OPF.ro, src: dir, dst: dir })
   // projectWrites: 'discard': writes succeed into an upper layer on the sandbox's own tmpfs
   // (capped like /tmp) and go with it. A project directory inside a read-only bind (a workspace
@@ -134,10 +148,15 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
   // A $HOME inside a bound directory stays that directory (read-only): a
   // tmpfs there would hide the project.
   const homeDir = home && path.isAbsolute(home) ? path.resolve(home) : undefined
-  if (homeDir && homeDir !== '/' && !layout.readOnly.some((d) => homeDir === d || homeDir.startsWith(`${d}/`))) {
+  if (homeDir && homeDir !== '/' && !layout.readOnly.some(d => homeDir === d || homeDir.startsWith(`${d}/`))) {
     mounts.push({
-      kind: OP.tmpfs, flags: 0, dst: homeDir, mode: 0o700,
-      uid: workerUid, gid: workerGid, size: options.tmpSizeBytes,
+      kind: OP.tmpfs,
+      flags: 0,
+      dst: homeDir,
+      mode: 0o700,
+      uid: workerUid,
+      gid: workerGid,
+      size: options.tmpSizeBytes,
     })
   }
 
@@ -172,8 +191,7 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
 
   const network = zygote ? 'none' : options.network
   return {
-    flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0)
-      | (netControl && network === 'loopback' ? PLAN.netCtl : 0),
+    flags: (network === 'host' ? 0 : PLAN.newNet) | (network === 'loopback' ? PLAN.loopback : 0) | (netControl && network === 'loopback' ? PLAN.netCtl : 0),
     uidMap,
     gidMap,
     workerUid,
@@ -186,7 +204,11 @@ export function buildPlan({ layout, options, identity, argv, env, hide = [], wri
     envp,
     ops,
     // A writable host bind: no set-user-ID or set-group-ID file may be made there (seccomp.ts).
-    ...(zygote ? { seccomp: zygoteSeccompFilter(process.arch) } : options.seccomp === false ? {} : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some((m) => m.kind === 'bind' && m.writable) }) }),
+    ...(zygote
+      ? { seccomp: zygoteSeccompFilter(process.arch) }
+      : options.seccomp === false
+        ? {}
+        : { seccomp: seccompFilter(options.seccomp.deny, process.arch, { setid: options.mounts.some(m => m.kind === 'bind' && m.writable) }) }),
     // Only a private loopback needs (and has room for) a forward: 'host' reaches the port itself.
     ...(hostPorts.length > 0 && network === 'loopback' ? { hostPorts: [...hostPorts] } : {}),
   }
@@ -223,7 +245,7 @@ function sortByDepth(ops: NativePlanOp[]): NativePlanOp[] {
   return ops
     .map((op, i) => ({ op, i }))
     .sort((a, b) => depth(a.op.dst) - depth(b.op.dst) || a.i - b.i)
-    .map((x) => x.op)
+    .map(x => x.op)
 }
 
 /**

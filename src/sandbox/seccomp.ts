@@ -8,11 +8,20 @@ import { syscallTable } from '../native/syscalls.js'
 
 /** Denied unless the `seccomp` option turns the filter off. */
 export const DEFAULT_DENY = [
-  'keyctl', 'add_key', 'request_key',
-  'io_uring_setup', 'io_uring_enter', 'io_uring_register',
-  'bpf', 'perf_event_open', 'userfaultfd',
-  'kexec_load', 'kexec_file_load',
-  'init_module', 'finit_module', 'delete_module',
+  'keyctl',
+  'add_key',
+  'request_key',
+  'io_uring_setup',
+  'io_uring_enter',
+  'io_uring_register',
+  'bpf',
+  'perf_event_open',
+  'userfaultfd',
+  'kexec_load',
+  'kexec_file_load',
+  'init_module',
+  'finit_module',
+  'delete_module',
   'open_by_handle_at',
 ] as const
 
@@ -25,8 +34,30 @@ export const DEFAULT_DENY = [
  * directory lets in; the mount's nosuid protects only the inside.
  */
 const SETID_CALLS: Record<string, { mode: [number, number][]; openat2: number }> = {
-  x64: { mode: [[2, 2], [85, 1], [90, 1], [91, 1], [133, 1], [257, 3], [259, 2], [268, 2], [452, 2]], openat2: 437 },
-  arm64: { mode: [[33, 2], [52, 1], [53, 2], [56, 3], [452, 2]], openat2: 437 },
+  x64: {
+    mode: [
+      [2, 2],
+      [85, 1],
+      [90, 1],
+      [91, 1],
+      [133, 1],
+      [257, 3],
+      [259, 2],
+      [268, 2],
+      [452, 2],
+    ],
+    openat2: 437,
+  },
+  arm64: {
+    mode: [
+      [33, 2],
+      [52, 1],
+      [53, 2],
+      [56, 3],
+      [452, 2],
+    ],
+    openat2: 437,
+  },
 }
 
 /** S_ISUID | S_ISGID */
@@ -56,7 +87,8 @@ const CLONE_CALLS: Record<string, { unshare: number; clone: number; clone3: numb
 export function zygoteSeccompFilter(arch: string = process.arch): NativeSeccomp {
   const base = seccompFilter([], arch)
   const calls = CLONE_CALLS[arch]
-  if (!calls) throw new Error(`[vitest-pool-isolated] no zygote filter for ${arch}. This is a bug in vitest-pool-isolated: the zygote is only offered on x64 and arm64.`)
+  if (!calls)
+    throw new Error(`[vitest-pool-isolated] no zygote filter for ${arch}. This is a bug in vitest-pool-isolated: the zygote is only offered on x64 and arm64.`)
   return { ...base, masked: [calls.unshare, 0, CLONE_NEWUSER, ENOSPC, calls.clone, 0, CLONE_NEWUSER, ENOSPC], enosys: [calls.clone3] }
 }
 
@@ -67,10 +99,18 @@ export function seccompFilter(extra: (string | number)[], arch: string = process
   const deny = new Set<number>()
   for (const entry of [...DEFAULT_DENY, ...extra]) {
     const nr = typeof entry === 'number' ? entry : table[entry]
-    if (nr === undefined) throw new Error(`[vitest-pool-isolated] unknown syscall "${entry}" for ${arch}. This is a bug in vitest-pool-isolated: options validation should have caught it.`)
+    if (nr === undefined)
+      throw new Error(
+        `[vitest-pool-isolated] unknown syscall "${entry}" for ${arch}. This is a bug in vitest-pool-isolated: options validation should have caught it.`,
+      )
     deny.add(nr)
   }
   const calls = setid ? SETID_CALLS[arch] : undefined
   if (calls) deny.add(calls.openat2)
-  return { deny: [...deny].sort((a, b) => a - b), tiocsti: true, ioctl: table.ioctl, ...(calls ? { masked: calls.mode.flatMap(([nr, arg]) => [nr, arg, SETID_MASK, EPERM]) } : {}) }
+  return {
+    deny: [...deny].sort((a, b) => a - b),
+    tiocsti: true,
+    ioctl: table.ioctl,
+    ...(calls ? { masked: calls.mode.flatMap(([nr, arg]) => [nr, arg, SETID_MASK, EPERM]) } : {}),
+  }
 }

@@ -10,20 +10,50 @@
 /** Withheld by default, by exact name. README lists them. */
 export const WITHHELD_ENV: readonly string[] = [
   // GitHub Actions: the runtime token (caches, artifacts), the OIDC token request, the API token
-  'ACTIONS_RUNTIME_TOKEN', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'ACTIONS_ID_TOKEN_REQUEST_URL', 'GITHUB_TOKEN', 'GH_TOKEN',
+  'ACTIONS_RUNTIME_TOKEN',
+  'ACTIONS_ID_TOKEN_REQUEST_TOKEN',
+  'ACTIONS_ID_TOKEN_REQUEST_URL',
+  'GITHUB_TOKEN',
+  'GH_TOKEN',
   // GitLab CI
-  'CI_JOB_TOKEN', 'CI_JOB_JWT', 'CI_JOB_JWT_V1', 'CI_JOB_JWT_V2', 'CI_REGISTRY_PASSWORD', 'CI_DEPLOY_PASSWORD', 'GITLAB_TOKEN',
+  'CI_JOB_TOKEN',
+  'CI_JOB_JWT',
+  'CI_JOB_JWT_V1',
+  'CI_JOB_JWT_V2',
+  'CI_REGISTRY_PASSWORD',
+  'CI_DEPLOY_PASSWORD',
+  'GITLAB_TOKEN',
   // Registries
-  'NPM_TOKEN', 'NODE_AUTH_TOKEN', 'YARN_NPM_AUTH_TOKEN', 'DOCKER_AUTH_CONFIG', 'DOCKER_PASSWORD',
+  'NPM_TOKEN',
+  'NODE_AUTH_TOKEN',
+  'YARN_NPM_AUTH_TOKEN',
+  'DOCKER_AUTH_CONFIG',
+  'DOCKER_PASSWORD',
   // AWS, Google Cloud, Azure
-  'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'GOOGLE_APPLICATION_CREDENTIALS', 'GOOGLE_CREDENTIALS',
-  'GOOGLE_OAUTH_ACCESS_TOKEN', 'CLOUDSDK_AUTH_ACCESS_TOKEN', 'AZURE_CLIENT_SECRET', 'AZURE_CLIENT_CERTIFICATE_PASSWORD',
-  'ARM_CLIENT_SECRET', 'ARM_ACCESS_KEY',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'GOOGLE_APPLICATION_CREDENTIALS',
+  'GOOGLE_CREDENTIALS',
+  'GOOGLE_OAUTH_ACCESS_TOKEN',
+  'CLOUDSDK_AUTH_ACCESS_TOKEN',
+  'AZURE_CLIENT_SECRET',
+  'AZURE_CLIENT_CERTIFICATE_PASSWORD',
+  'ARM_CLIENT_SECRET',
+  'ARM_ACCESS_KEY',
   // The SSH agent of whoever started the run
   'SSH_AUTH_SOCK',
   // Services CI jobs commonly hold keys of
-  'CODECOV_TOKEN', 'COVERALLS_REPO_TOKEN', 'SONAR_TOKEN', 'SNYK_TOKEN', 'SENTRY_AUTH_TOKEN', 'VERCEL_TOKEN',
-  'NETLIFY_AUTH_TOKEN', 'CLOUDFLARE_API_TOKEN', 'HEROKU_API_KEY', 'BUILDKITE_AGENT_ACCESS_TOKEN',
+  'CODECOV_TOKEN',
+  'COVERALLS_REPO_TOKEN',
+  'SONAR_TOKEN',
+  'SNYK_TOKEN',
+  'SENTRY_AUTH_TOKEN',
+  'VERCEL_TOKEN',
+  'NETLIFY_AUTH_TOKEN',
+  'CLOUDFLARE_API_TOKEN',
+  'HEROKU_API_KEY',
+  'BUILDKITE_AGENT_ACCESS_TOKEN',
 ]
 
 const WITHHELD = new Set(WITHHELD_ENV)
@@ -32,7 +62,10 @@ const WITHHELD = new Set(WITHHELD_ENV)
  * The worker's environment without the withheld names, except those in `pass`. Returns the
  * environment and the names it left out (sorted).
  */
-export function withholdSecrets<T extends string | undefined>(env: Record<string, T>, pass: ReadonlySet<string>): { env: Record<string, T>; withheld: string[] } {
+export function withholdSecrets<T extends string | undefined>(
+  env: Record<string, T>,
+  pass: ReadonlySet<string>,
+): { env: Record<string, T>; withheld: string[] } {
   const out: Record<string, T> = {}
   const withheld: string[] = []
   for (const [name, value] of Object.entries(env)) {

@@ -168,7 +168,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
     // Nested, a sandbox the launcher could not make may be the nesting's fault: see below.
     throw zygote && plan.nestPidfd !== undefined ? new ZygoteNestFailed(setupError(plan, error)) : setupError(plan, error)
   }
-  debug('sandbox %d cloned%s', raw.pid, plan.nestPidfd === undefined ? '' : ' (nested in the zygote\'s)')
+  debug('sandbox %d cloned%s', raw.pid, plan.nestPidfd === undefined ? '' : " (nested in the zygote's)")
 
   // Taken before the watch, which closes the pidfd once init has gone.
   const nestPidfd = hold ? addon.dupFd(raw.pidfd) : undefined
@@ -176,7 +176,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   const closePlanFds = () => {
     for (const fd of [raw.planFd, initPidfd]) if (fd >= 0) fs.closeSync(fd)
   }
-  const exited = new Promise<NativeExit>((resolve) => addon.watch(raw.pidfd, raw.statusFd, resolve))
+  const exited = new Promise<NativeExit>(resolve => addon.watch(raw.pidfd, raw.statusFd, resolve))
   async function abandon(error: unknown, fds: number[]): Promise<never> {
     addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
     for (const fd of fds) if (fd >= 0) fs.closeSync(fd)
@@ -189,8 +189,10 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   try {
     await cgroup?.attach(raw.pid, placed)
   } catch (error) {
-    await abandon(new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error }),
-      [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd])
+    await abandon(
+      new IsolatedError(`[vitest-pool-isolated] cannot move the sandbox into its cgroup ${cgroup!.name}: ${(error as Error).message}`, { cause: error }),
+      [raw.syncFd, raw.errFd, raw.ipcFd, raw.stdoutFd, raw.stderrFd, raw.netFd],
+    )
   }
   fs.writeSync(raw.syncFd, Buffer.of(1))
   // Held: init stays until this closes, after its worker too (addon/src/init.c, PLAN_HOLD).
@@ -214,18 +216,17 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
     }
   }
   closePlanFds()
-  debug('sandbox %d: worker %s', raw.pid, plan.flags & PLAN.enter ? 'entered' : 'exec\'d')
+  debug('sandbox %d: worker %s', raw.pid, plan.flags & PLAN.enter ? 'entered' : "exec'd")
   let sandboxNet: SandboxNet
   try {
     sandboxNet = openSandboxNet(addon, raw.netFd, plan.hostPorts ?? [], (plan.flags & PLAN.netCtl) !== 0)
-  }
-  catch (error) {
+  } catch (error) {
     return abandon(error, [raw.ipcFd, raw.stdoutFd, raw.stderrFd, hold ? raw.syncFd : -1])
   }
 
   const ipc = new net.Socket({ fd: raw.ipcFd, readable: true, writable: true })
   // -1: the plan handed the worker fds of the caller's (plan.stdio), so there is nothing to read.
-  const output = (fd: number): Readable => fd >= 0 ? new net.Socket({ fd, readable: true, writable: false }) : Readable.from([])
+  const output = (fd: number): Readable => (fd >= 0 ? new net.Socket({ fd, readable: true, writable: false }) : Readable.from([]))
   const stdout = output(raw.stdoutFd)
   const stderr = output(raw.stderrFd)
   let done = false

@@ -54,8 +54,10 @@ export function checkVitestVersion(text: string | undefined): VitestVersion {
   const version = text === undefined ? undefined : parseVitestVersion(text)
   const ok = version && ((version.major === 4 && version.minor >= 1) || version.major === 5)
   if (!ok) {
-    throw new IsolatedError(`[vitest-pool-isolated] this version supports Vitest ${SUPPORTED_VITEST}, but Vitest ${text ?? '(unknown version)'} is running. `
-      + `Install a supported Vitest (npm install -D ${vitestForThisNode()}), or a vitest-pool-isolated made for yours.`)
+    throw new IsolatedError(
+      `[vitest-pool-isolated] this version supports Vitest ${SUPPORTED_VITEST}, but Vitest ${text ?? '(unknown version)'} is running. ` +
+        `Install a supported Vitest (npm install -D ${vitestForThisNode()}), or a vitest-pool-isolated made for yours.`,
+    )
   }
   return version
 }
@@ -106,10 +108,12 @@ export function vitestApi(vitest: { distPath: string; version: string }): Promis
 }
 
 async function loadVitestApi(distPath: string, version: VitestVersion): Promise<VitestApi> {
-  const node = await import(pathToFileURL(path.join(distPath, 'node.js')).href) as { generateFileHash?: GenerateFileHash }
+  const node = (await import(pathToFileURL(path.join(distPath, 'node.js')).href)) as { generateFileHash?: GenerateFileHash }
   const generateFileHash = node.generateFileHash
   if (typeof generateFileHash !== 'function') {
-    throw new IsolatedError(`[vitest-pool-isolated] Vitest ${version.text} at ${distPath} has no generateFileHash in node.js. This is a bug in vitest-pool-isolated.`)
+    throw new IsolatedError(
+      `[vitest-pool-isolated] Vitest ${version.text} at ${distPath} has no generateFileHash in node.js. This is a bug in vitest-pool-isolated.`,
+    )
   }
   return {
     version,
@@ -190,10 +194,14 @@ export function splitCachedModule(content: string): { code: string; sourceMap?: 
  * Vitest 5: json and junit write to a file (`.vitest/<name>/` by default) unless their `stdout`
  * option asks for stdout; tap and tap-flat still print.
  */
-export function reporterWritesToStdout(name: string, options: { outputFile?: unknown; stdout?: unknown } | undefined, outputFile: string | Record<string, string> | undefined, major: number | undefined): boolean {
+export function reporterWritesToStdout(
+  name: string,
+  options: { outputFile?: unknown; stdout?: unknown } | undefined,
+  outputFile: string | Record<string, string> | undefined,
+  major: number | undefined,
+): boolean {
   if (!['json', 'junit', 'tap', 'tap-flat'].includes(name)) return false
   if (options?.outputFile || typeof outputFile === 'string' || (outputFile && typeof outputFile === 'object' && outputFile[name])) return false
   if (major !== undefined && major >= 5 && (name === 'json' || name === 'junit')) return options?.stdout === true
   return true
 }
-

@@ -62,8 +62,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
     pending = { __isolated__: 'audit', writes: [], network: [], env: [] }
     try {
       send(message)
-    }
-    catch {
+    } catch {
       // the channel is gone: nobody is left to tell
     }
   }
@@ -108,12 +107,9 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
   /** The absolute path a path argument names, or undefined for an fd, a FileHandle, junk. */
   const absolute = (value: unknown): string | undefined => {
     try {
-      const text = typeof value === 'string' ? value
-        : value instanceof URL ? fileURLToPath(value)
-          : Buffer.isBuffer(value) ? value.toString('utf8') : undefined
+      const text = typeof value === 'string' ? value : value instanceof URL ? fileURLToPath(value) : Buffer.isBuffer(value) ? value.toString('utf8') : undefined
       return text === undefined || text.length === 0 ? undefined : path.resolve(cwd(), text)
-    }
-    catch {
+    } catch {
       return undefined
     }
   }
@@ -147,8 +143,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
   const first: Paths = args => [args[0]]
   const second: Paths = args => [args[1]]
   const both: Paths = args => [args[0], args[1]]
-  const isWriteFlag = (flags: unknown): boolean =>
-    typeof flags === 'number' ? (flags & WRITE_FLAGS) !== 0 : typeof flags === 'string' && /[wa+]/.test(flags)
+  const isWriteFlag = (flags: unknown): boolean => (typeof flags === 'number' ? (flags & WRITE_FLAGS) !== 0 : typeof flags === 'string' && /[wa+]/.test(flags))
   const openPaths: Paths = args => (isWriteFlag(args[1]) ? [args[0]] : [])
 
   type Form = 'sync' | 'callback' | 'promise'
@@ -171,24 +166,25 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
       depth++
       try {
         result = original.apply(this, args)
-      }
-      catch (error) {
+      } catch (error) {
         report(call, targets, error)
         throw error
-      }
-      finally {
+      } finally {
         depth--
       }
       if (form === 'sync') report(call, targets, undefined)
       else if (form === 'promise' && result instanceof Promise) {
         // A new promise that settles as the original: one left unhandled still is.
-        return result.then((value) => {
-          report(call, targets, undefined)
-          return value
-        }, (error) => {
-          report(call, targets, error)
-          throw error
-        })
+        return result.then(
+          value => {
+            report(call, targets, undefined)
+            return value
+          },
+          error => {
+            report(call, targets, error)
+            throw error
+          },
+        )
       }
       return result
     }
@@ -208,10 +204,25 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
   }
 
   const WRITES: [name: string, paths: Paths][] = [
-    ['writeFile', first], ['appendFile', first], ['truncate', first],
-    ['mkdir', first], ['mkdtemp', first], ['rm', first], ['rmdir', first], ['unlink', first],
-    ['rename', both], ['copyFile', second], ['cp', second], ['symlink', second], ['link', second],
-    ['chmod', first], ['lchmod', first], ['chown', first], ['lchown', first], ['utimes', first], ['lutimes', first],
+    ['writeFile', first],
+    ['appendFile', first],
+    ['truncate', first],
+    ['mkdir', first],
+    ['mkdtemp', first],
+    ['rm', first],
+    ['rmdir', first],
+    ['unlink', first],
+    ['rename', both],
+    ['copyFile', second],
+    ['cp', second],
+    ['symlink', second],
+    ['link', second],
+    ['chmod', first],
+    ['lchmod', first],
+    ['chown', first],
+    ['lchown', first],
+    ['utimes', first],
+    ['lutimes', first],
   ]
   const promises = fs.promises
   const originalOpen = fs.open as unknown as Fn
@@ -229,7 +240,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
   const createWriteStream = fs.createWriteStream as unknown as Fn
   const openForStream = wrap(originalOpen, 'createWriteStream', 'callback', first)
   fs.createWriteStream = function (this: unknown, file: unknown, options?: unknown) {
-    const opts = typeof options === 'string' ? { encoding: options } : (options ?? {}) as Record<string, unknown>
+    const opts = typeof options === 'string' ? { encoding: options } : ((options ?? {}) as Record<string, unknown>)
     if (typeof opts !== 'object' || opts.fd !== undefined || opts.fs !== undefined) return createWriteStream.call(this, file, options)
     const fsForStream = { open: openForStream, write: fs.write, writev: fs.writev, close: fs.close }
     return createWriteStream.call(this, file, { ...opts, fs: fsForStream })
@@ -238,14 +249,16 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
   // ---- network ----------------------------------------------------------------------------------
 
   const isLocal = (host: string): boolean => {
-    const h = host.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '')
+    const h = host
+      .toLowerCase()
+      .replace(/^\[|\]$/g, '')
+      .replace(/\.$/, '')
     if (h === '' || h === 'localhost' || h.endsWith('.localhost') || h === hostname.toLowerCase()) return true
     if (net.isIPv4(h)) return h.startsWith('127.') || h === '0.0.0.0'
     if (net.isIPv6(h)) return h === '::1' || h === '::' || /^::ffff:127\./.test(h) || /^(0+:){7}0*1$/.test(h)
     return false
   }
-  const endpoint = (host: string, port: unknown, proto: string) =>
-    `${net.isIPv6(host) ? `[${host}]` : host}:${String(port)}/${proto}`
+  const endpoint = (host: string, port: unknown, proto: string) => `${net.isIPv6(host) ? `[${host}]` : host}:${String(port)}/${proto}`
 
   const socketConnect = net.Socket.prototype.connect as unknown as Fn
   net.Socket.prototype.connect = function (this: unknown, ...args: unknown[]) {
@@ -260,14 +273,12 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
           host = options.host ?? 'localhost'
           port = options.port
         }
-      }
-      else if (typeof head === 'number' || (typeof head === 'string' && /^\d+$/.test(head))) {
+      } else if (typeof head === 'number' || (typeof head === 'string' && /^\d+$/.test(head))) {
         port = head
         host = typeof args[1] === 'string' ? args[1] : 'localhost'
       }
       if (typeof host === 'string' && port !== undefined && !isLocal(host)) note('network', endpoint(host, port, 'tcp'))
-    }
-    catch {
+    } catch {
       // never let the audit change the call
     }
     return socketConnect.apply(this, args)
@@ -282,8 +293,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
       const host = typeof address === 'string' ? address : udpDefault(this)
       if (!isLocal(host)) note('network', endpoint(host, port, 'udp'))
       connected.add(this)
-    }
-    catch {}
+    } catch {}
     return dgramConnect.apply(this, args)
   } as typeof dgram.Socket.prototype.connect
   const dgramDisconnect = dgram.Socket.prototype.disconnect as unknown as Fn
@@ -303,16 +313,31 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
         const host = typeof address === 'string' ? address : udpDefault(this)
         if ((typeof port === 'number' || typeof port === 'string') && !isLocal(host)) note('network', endpoint(host, port, 'udp'))
       }
-    }
-    catch {}
+    } catch {}
     return dgramSend.apply(this, args)
   } as typeof dgram.Socket.prototype.send
 
   const lookedUp = (name: unknown) => {
     if (typeof name === 'string' && net.isIP(name) === 0 && !isLocal(name)) note('network', `dns ${name}`)
   }
-  const DNS = ['lookup', 'lookupService', 'resolve', 'resolveAny', 'resolve4', 'resolve6', 'resolveCaa', 'resolveCname',
-    'resolveMx', 'resolveNaptr', 'resolveNs', 'resolvePtr', 'resolveSoa', 'resolveSrv', 'resolveTxt', 'reverse']
+  const DNS = [
+    'lookup',
+    'lookupService',
+    'resolve',
+    'resolveAny',
+    'resolve4',
+    'resolve6',
+    'resolveCaa',
+    'resolveCname',
+    'resolveMx',
+    'resolveNaptr',
+    'resolveNs',
+    'resolvePtr',
+    'resolveSoa',
+    'resolveSrv',
+    'resolveTxt',
+    'reverse',
+  ]
   const hookDns = (target: object) => {
     for (const name of DNS) {
       const original = (target as Record<string, unknown>)[name]
@@ -321,8 +346,7 @@ export function installAudit(areas: [string, boolean][], send: (message: AuditMe
         // lookupService and reverse take an address: nothing named, and a query only off the sandbox.
         if (name === 'lookupService' || name === 'reverse') {
           if (typeof args[0] === 'string' && !isLocal(args[0])) note('network', `dns ${name} ${args[0]}`)
-        }
-        else lookedUp(args[0])
+        } else lookedUp(args[0])
         return (original as Fn).apply(this, args)
       }
       for (const key of Object.getOwnPropertySymbols(original)) {

@@ -35,14 +35,13 @@ if (compileCacheDir) (module as { enableCompileCache?: (dir: string) => unknown 
 
 let vitest: VitestWorkerModule
 try {
-  vitest = await import(pathToFileURL(workerModulePath!).href) as VitestWorkerModule
-}
-catch (error) {
+  vitest = (await import(pathToFileURL(workerModulePath!).href)) as VitestWorkerModule
+} catch (error) {
   die(`cannot load Vitest's worker module ${workerModulePath} inside the sandbox`, error)
 }
 
 if (warmUp) {
-  (module as { flushCompileCache?: () => void }).flushCompileCache?.()
+  ;(module as { flushCompileCache?: () => void }).flushCompileCache?.()
   processExit(0)
 }
 

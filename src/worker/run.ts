@@ -5,7 +5,15 @@
  */
 import net from 'node:net'
 import { Channel } from '../ipc/channel.js'
-import { AUDIT_ENV, AUDIT_WITHHELD_ENV, CHANNEL_GLOBAL, CHANNEL_LOST_EXIT, isIsolatedMessage, type IsolatedMessage, type WorkerChannel } from '../ipc/protocol.js'
+import {
+  AUDIT_ENV,
+  AUDIT_WITHHELD_ENV,
+  CHANNEL_GLOBAL,
+  CHANNEL_LOST_EXIT,
+  isIsolatedMessage,
+  type IsolatedMessage,
+  type WorkerChannel,
+} from '../ipc/protocol.js'
 
 type VitestWorkerModule = typeof import('vitest/worker')
 type Listener = (message: unknown) => void
@@ -43,9 +51,8 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
     try {
       const { installAudit } = await import('./audit.js')
       auditFlush = installAudit(JSON.parse(auditAreas) as [string, boolean][], message => channelSend(message), auditWithheld)
-    }
-    catch (error) {
-      die('cannot install the audit\'s hooks', error)
+    } catch (error) {
+      die("cannot install the audit's hooks", error)
     }
   }
 
@@ -62,7 +69,7 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
   const isolatedListeners = new Set<(message: IsolatedMessage) => void>()
   let torndown = false
 
-  channelOn('message', (message) => {
+  channelOn('message', message => {
     // Our own messages (snapshot file results) never reach Vitest, whose birpc would treat an
     // unknown object as a reply.
     if (isIsolatedMessage(message)) {
@@ -72,7 +79,7 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
     for (const listener of [...vitestListeners]) listener(message)
   })
 
-  channelOn('error', (error) => {
+  channelOn('error', error => {
     stderrWrite(`${error.stack ?? error.message}\n`)
     processExit(1)
   })
@@ -90,7 +97,11 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
 
   // Work-around for nodejs/node#55094, as Vitest's forks worker does: with profiling flags Node
   // does not write its profile on SIGTERM unless the exit goes through process.exit.
-  if (process.execArgv.some(arg => arg.startsWith('--prof') || arg.startsWith('--cpu-prof') || arg.startsWith('--heap-prof') || arg.startsWith('--diagnostic-dir'))) {
+  if (
+    process.execArgv.some(
+      arg => arg.startsWith('--prof') || arg.startsWith('--cpu-prof') || arg.startsWith('--heap-prof') || arg.startsWith('--diagnostic-dir'),
+    )
+  ) {
     processOn('SIGTERM', () => processExit())
   }
 
@@ -101,14 +112,13 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
   async function executeTests(method: 'run' | 'collect', state: State, traces: Traces): Promise<void> {
     try {
       await runBaseTests(method, state, traces)
-    }
-    finally {
+    } finally {
       process.exit = processExit
     }
   }
 
   init({
-    post: (message) => {
+    post: message => {
       // What the file tried reaches main before its end does (main makes the file's record then).
       if (auditFlush && isFileFinished(message)) auditFlush()
       channelSend(message)
@@ -129,6 +139,10 @@ export async function runWorker(vitest: VitestWorkerModule, fd: number, saved: S
 }
 
 function isFileFinished(message: unknown): boolean {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'testfileFinished'
-    && (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__ === true
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'testfileFinished' &&
+    (message as { __vitest_worker_response__?: unknown }).__vitest_worker_response__ === true
+  )
 }

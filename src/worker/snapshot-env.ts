@@ -68,8 +68,7 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
     this.assertions.delete(filepath)
     try {
       return await fs.readFile(filepath, 'utf-8')
-    }
-    catch (error) {
+    } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         // A new snapshot will be written there when the file ends: a path the host refuses
@@ -77,7 +76,10 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
         // the test was counted passed.
         await this.request('check', filepath).catch((refusal: Error) => {
           if (assertion) {
-            const frames = (assertion.stack ?? '').split('\n').slice(1).filter(line => !line.includes('/worker/snapshot-env.'))
+            const frames = (assertion.stack ?? '')
+              .split('\n')
+              .slice(1)
+              .filter(line => !line.includes('/worker/snapshot-env.'))
             refusal.stack = [`${refusal.name}: ${refusal.message}`, ...frames].join('\n')
           }
           throw refusal
@@ -87,8 +89,8 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
       // Not "no file" (Vitest's own existsSync would say so): Vitest would then write a fresh
       // snapshot file over the one it could not read, or inline snapshots would fail obscurely.
       throw new Error(
-        `[vitest-pool-isolated] cannot read ${filepath} inside the sandbox: ${(error as Error).message}. `
-        + 'The sandbox\'s user must be able to read the project (check the permissions of its directories).',
+        `[vitest-pool-isolated] cannot read ${filepath} inside the sandbox: ${(error as Error).message}. ` +
+          "The sandbox's user must be able to read the project (check the permissions of its directories).",
         { cause: error },
       )
     }
@@ -109,10 +111,12 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
   private request(op: FsRequest['op'], path: string, content?: string): Promise<void> {
     const channel = (globalThis as Record<symbol, WorkerChannel | undefined>)[CHANNEL_GLOBAL]
     if (!channel) {
-      return Promise.reject(new Error(
-        '[vitest-pool-isolated] the isolated snapshot environment only works inside workers of the "isolated" pool, '
-        + 'and this worker has no channel to Vitest. This is a bug in vitest-pool-isolated.',
-      ))
+      return Promise.reject(
+        new Error(
+          '[vitest-pool-isolated] the isolated snapshot environment only works inside workers of the "isolated" pool, ' +
+            'and this worker has no channel to Vitest. This is a bug in vitest-pool-isolated.',
+        ),
+      )
     }
     if (!this.listening) {
       channel.on(message => this.onMessage(message))
@@ -125,8 +129,7 @@ class IsolatedSnapshotEnvironment implements SnapshotEnvironment {
       this.pending.set(id, { resolve, reject })
       try {
         channel.post(message)
-      }
-      catch (error) {
+      } catch (error) {
         this.pending.delete(id)
         reject(error as Error)
       }

@@ -46,7 +46,7 @@ const addon = native()
 
 let vitest: VitestWorkerModule
 try {
-  vitest = await import(pathToFileURL(workerModulePath!).href) as VitestWorkerModule
+  vitest = (await import(pathToFileURL(workerModulePath!).href)) as VitestWorkerModule
 } catch (error) {
   fail(`cannot import Vitest's worker runtime ${workerModulePath}`, error)
 }
@@ -55,7 +55,7 @@ try {
 // threads then draw per file): new contexts draw from it between the two probes.
 addon.randomProbe('begin')
 for (let i = 0; i < 4; i++) vm.runInNewContext('Math.random()')
-if (!addon.randomProbe('end')) fail('cannot find V8\'s random generator in this node, so copies would share its numbers')
+if (!addon.randomProbe('end')) fail("cannot find V8's random generator in this node, so copies would share its numbers")
 
 // The e2e harness only (contract.ts, PROBE_ENV): a compromised zygote, played by a script.
 const probe = process.env[PROBE_ENV]

@@ -34,6 +34,13 @@ export function zygoteExecArgv(execArgv: readonly string[], workerModule: string
 }
 
 /** Flags that load no code and change nothing a copy could not have had from a fresh node. */
-const SAFE_FLAGS = new Set(['--experimental-import-meta-resolve', '--enable-source-maps', '--expose-gc', '--no-warnings',
-  '--experimental-vm-modules', '--no-experimental-strip-types', '--experimental-strip-types'])
+const SAFE_FLAGS = new Set([
+  '--experimental-import-meta-resolve',
+  '--enable-source-maps',
+  '--expose-gc',
+  '--no-warnings',
+  '--experimental-vm-modules',
+  '--no-experimental-strip-types',
+  '--experimental-strip-types',
+])
 const SAFE_VALUE_FLAGS = new Set(['--conditions', '-C', '--max-old-space-size', '--max-semi-space-size', '--stack-size', '--stack-trace-limit'])

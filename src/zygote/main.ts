@@ -99,7 +99,11 @@ export class Zygote implements NestingZygote {
    * worker is the zygote
    * @param ids the zygote's ids in its user namespace: the files' user namespaces are owned by them
    */
-  constructor(readonly sandbox: Sandbox, private readonly ids: { uid: number; gid: number }, options: { showOutput?: boolean } = {}) {
+  constructor(
+    readonly sandbox: Sandbox,
+    private readonly ids: { uid: number; gid: number },
+    options: { showOutput?: boolean } = {},
+  ) {
     this.nestPidfd = sandbox.nestPidfd!
     sandbox.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-4000)
@@ -107,7 +111,9 @@ export class Zygote implements NestingZygote {
     })
     if (options.showOutput) sandbox.stdout.on('data', (chunk: Buffer) => process.stderr.write(chunk))
     let settle!: (ok: boolean) => void
-    this.ready = new Promise((resolve) => { settle = resolve })
+    this.ready = new Promise(resolve => {
+      settle = resolve
+    })
     const timer = setTimeout(() => this.end(new ZygoteGone(`the zygote did not start in ${START_TIMEOUT / 1000} s`)), START_TIMEOUT)
     timer.unref()
     sandbox.ipc.on('data', (data: Buffer) => {
@@ -164,9 +170,13 @@ export class Zygote implements NestingZygote {
     const bytes = await readRecord(reportRead, REPORT_SIZE).catch((error: Error) => {
       throw new ZygoteGone(`cannot read the copy's report: ${error.message}`)
     })
-    const record = bytes && { step: bytes.readInt32LE(FAILURE_RECORD.step), errno: bytes.readInt32LE(FAILURE_RECORD.errno), opIndex: bytes.readInt32LE(FAILURE_RECORD.opIndex) }
+    const record = bytes && {
+      step: bytes.readInt32LE(FAILURE_RECORD.step),
+      errno: bytes.readInt32LE(FAILURE_RECORD.errno),
+      opIndex: bytes.readInt32LE(FAILURE_RECORD.opIndex),
+    }
     if (!record) {
-      const why = (this.gone as Error | undefined)?.message ?? 'the zygote\'s copy ended before its worker was ready'
+      const why = (this.gone as Error | undefined)?.message ?? "the zygote's copy ended before its worker was ready"
       throw new ZygoteGone(why)
     }
     if (record.step === ENTER_READY) return

@@ -24,7 +24,7 @@ export function zygoteSupport(): ZygoteSupport {
     return { ok: false, reason: `Node ${process.versions.node} is not one the zygote was tested on (${ZYGOTE_NODE_MAJORS.join(', ')})` }
   }
   const glibc = glibcVersion()
-  if (!glibc) return { ok: false, reason: 'the C library is not glibc (musl?): a copy resets glibc\'s condition variables' }
+  if (!glibc) return { ok: false, reason: "the C library is not glibc (musl?): a copy resets glibc's condition variables" }
   const [maj, min] = glibc.split('.').map(Number)
   if (maj! < 2 || (maj === 2 && min! < 25)) return { ok: false, reason: `glibc ${glibc} is older than 2.25, whose condition variables a copy resets` }
   return { ok: true }

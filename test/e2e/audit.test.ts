@@ -31,10 +31,11 @@ async function runAudit(env: Record<string, string> = {}) {
   const reportFile = path.join(dir.name, 'usage.json')
   const metaFile = path.join(dir.name, 'meta.json')
   const run = await runVitest({
-    root, pool: 'isolated',
+    root,
+    pool: 'isolated',
     env: { VITEST_ISOLATED_REPORT: reportFile, AUDIT_META_FILE: metaFile, AUDIT_HOST_NETNS: hostNetns, ...env },
   })
-  const read = <T>(file: string): T | undefined => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) as T : undefined)
+  const read = <T>(file: string): T | undefined => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as T) : undefined)
   const records = read<AuditRecord[]>(reportFile) ?? []
   const byName = Object.fromEntries(records.map(r => [path.relative(root, r.file), r]))
   const meta = read<{ [file: string]: AuditRecord | null }>(metaFile) ?? {}
@@ -80,9 +81,13 @@ test('audit on: the report record, the task meta and the summary list the projec
 
   // One line per file that tried something, most first; paths below the root shown relative.
   const summary = run.output.slice(run.output.indexOf(' isolated  3 files'))
-  expect(summary, describeRun(run)).toContain('   audit       2 of 3 files tried to write outside the sandbox or to reach the network:\n'
-    + '               probe.test.ts: 1 write (writeFile audit-write.txt (EROFS)); 3 network attempts (192.0.2.1:9/tcp, 192.0.2.1:9/udp, dns audit.invalid); kernel: ')
-  expect(summary).toMatch(/\n {15}more\.test\.ts: 3 writes \(mkdir audit-dir \(EROFS\), writeFile audit-promise\.txt \(EROFS\), createWriteStream audit-stream\.txt \(EROFS\)\)\n/)
+  expect(summary, describeRun(run)).toContain(
+    '   audit       2 of 3 files tried to write outside the sandbox or to reach the network:\n' +
+      '               probe.test.ts: 1 write (writeFile audit-write.txt (EROFS)); 3 network attempts (192.0.2.1:9/tcp, 192.0.2.1:9/udp, dns audit.invalid); kernel: ',
+  )
+  expect(summary).toMatch(
+    /\n {15}more\.test\.ts: 3 writes \(mkdir audit-dir \(EROFS\), writeFile audit-promise\.txt \(EROFS\), createWriteStream audit-stream\.txt \(EROFS\)\)\n/,
+  )
   expect(summary).not.toMatch(/\n {15}clean\.test\.ts/)
   // Nothing reached the project.
   for (const name of ['audit-write.txt', 'audit-dir', 'audit-promise.txt', 'audit-stream.txt']) expect(fs.existsSync(path.join(root, name))).toBe(false)

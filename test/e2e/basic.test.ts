@@ -8,7 +8,7 @@ await requireKernel()
 
 const root = fixtureDir('basic')
 /** `test.each`'s `$input` in a title: Vitest 4.1 quotes strings, Vitest 5 prints them as they are. */
-const EACH_TITLE = E2E_MAJOR === 5 ? 'upper(b) -> B' : 'upper(\'b\') -> \'B\''
+const EACH_TITLE = E2E_MAJOR === 5 ? 'upper(b) -> B' : "upper('b') -> 'B'"
 
 test('basic: every test reports the same under isolated as under forks', async () => {
   const forks = await runVitest({ root, pool: 'forks' })

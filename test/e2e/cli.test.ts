@@ -24,7 +24,12 @@ const noCiUser = root && !haveCiUser ? `the test user ${CI_USER} does not exist 
 if (noCiUser && process.env.CI) throw new Error(`[e2e] cli: ${noCiUser}`)
 if (noCiUser) console.warn(`[e2e] skipping doctor as an unprivileged user: ${noCiUser}`)
 
-interface Check { name: string; status: 'ok' | 'warn' | 'fail'; detail: string; remedy?: string }
+interface Check {
+  name: string
+  status: 'ok' | 'warn' | 'fail'
+  detail: string
+  remedy?: string
+}
 
 function cli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; wrap?: string[] } = {}): SpawnSyncReturns<string> {
   const [cmd, ...pre] = options.wrap ?? [process.execPath]
@@ -44,7 +49,7 @@ function checksOf(r: SpawnSyncReturns<string>): Record<string, Check> {
 const LIMITS = ['memory limit', 'cpus limit', 'pids limit']
 
 describe('the command line', () => {
-  test('--version prints the package\'s version, exit 0', () => {
+  test("--version prints the package's version, exit 0", () => {
     const { version } = JSON.parse(fs.readFileSync(path.join(DIST_DIR, '..', 'package.json'), 'utf8')) as { version: string }
     for (const flag of ['--version', '-v']) {
       const r = cli([flag])
@@ -63,7 +68,7 @@ describe('the command line', () => {
     const copy = copyFixture('cli')
     try {
       const config = path.join(copy.dir, 'vitest.config.ts')
-      fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace(/isolated\(\{[^)]*\}\)/, 'isolated({ memory: \'lots\', pids: 4 } as never)'))
+      fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace(/isolated\(\{[^)]*\}\)/, "isolated({ memory: 'lots', pids: 4 } as never)"))
       const r = spawnSync(process.execPath, [CLI, 'doctor'], { cwd: copy.dir, encoding: 'utf8', timeout: 90_000 })
       expect(r.status, describeRun(r)).toBe(1)
       expect(r.stdout).toContain('option "memory" must be a byte count')
@@ -75,7 +80,7 @@ describe('the command line', () => {
   })
 
   test.each([
-    [['doctor', '--bogus'], 'doctor: Unknown option \'--bogus\' (see --help)'],
+    [['doctor', '--bogus'], "doctor: Unknown option '--bogus' (see --help)"],
     [['shell', 'a.test.ts', 'b.test.ts'], 'shell: shell takes one test file'],
     [['shell', '--'], 'shell: nothing after --'],
     [['hunt', '--runs', 'x'], '--runs must be a whole number'],
@@ -106,7 +111,6 @@ describe('doctor', () => {
     expect(text.stdout).toMatch(/^ok {4}user namespaces/m)
     expect(text.stdout).toMatch(/^ok {4}cgroups/m)
   })
-
 })
 
 // The checkout may sit below a directory the test user cannot read (a mode-700 home): doctor runs
@@ -126,13 +130,23 @@ describe.skipIf(!haveCiUser)('doctor as an unprivileged user', () => {
       fs.chmodSync(node, 0o755)
     }
     fs.cpSync(path.join(PROJECT, 'test'), path.join(project, 'test'), { recursive: true })
-    fs.writeFileSync(path.join(project, 'vitest.config.ts'), fs.readFileSync(path.join(PROJECT, 'vitest.config.ts'), 'utf8').replace('\'../../dist/index.js\'', '\'vitest-pool-isolated\''))
+    fs.writeFileSync(
+      path.join(project, 'vitest.config.ts'),
+      fs.readFileSync(path.join(PROJECT, 'vitest.config.ts'), 'utf8').replace("'../../dist/index.js'", "'vitest-pool-isolated'"),
+    )
   }, 600_000)
   afterAll(() => packed?.remove())
 
-  const asUser = (args: string[], env: string[] = []) => spawnSync('runuser', ['-u', CI_USER, '--', 'env', ...env, node, path.join(project, 'node_modules', 'vitest-pool-isolated', 'dist', 'cli', 'index.js'), ...args], {
-    cwd: project, encoding: 'utf8', timeout: 90_000,
-  })
+  const asUser = (args: string[], env: string[] = []) =>
+    spawnSync(
+      'runuser',
+      ['-u', CI_USER, '--', 'env', ...env, node, path.join(project, 'node_modules', 'vitest-pool-isolated', 'dist', 'cli', 'index.js'), ...args],
+      {
+        cwd: project,
+        encoding: 'utf8',
+        timeout: 90_000,
+      },
+    )
 
   test('the limit lines warn with the remedy, and still exit 0', () => {
     const r = asUser(['doctor', '--json'])
@@ -159,8 +173,11 @@ describe.skipIf(!haveCiUser)('doctor as an unprivileged user', () => {
 
 describe('doctor where the kernel refuses', () => {
   test('with nested user namespaces switched off: exit 1, naming user.max_user_namespaces', () => {
-    const r = spawnSync('unshare', ['--user', '--map-root-user', 'sh', '-c',
-      `echo 0 > /proc/sys/user/max_user_namespaces && exec "${process.execPath}" "${CLI}" doctor`], { cwd: PROJECT, encoding: 'utf8', timeout: 90_000 })
+    const r = spawnSync(
+      'unshare',
+      ['--user', '--map-root-user', 'sh', '-c', `echo 0 > /proc/sys/user/max_user_namespaces && exec "${process.execPath}" "${CLI}" doctor`],
+      { cwd: PROJECT, encoding: 'utf8', timeout: 90_000 },
+    )
     expect(r.status, describeRun(r)).toBe(1)
     expect(r.stdout).toMatch(/^fail {2}user namespaces +user\.max_user_namespaces is 0/m)
     expect(r.stdout).toContain('sysctl -w user.max_user_namespaces=')
@@ -169,20 +186,29 @@ describe('doctor where the kernel refuses', () => {
 
 /** Processes whose command line contains mark. */
 function processesWith(mark: string): number[] {
-  return fs.readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(mark)
-    } catch {
-      return false
-    }
-  }).map(Number)
+  return fs
+    .readdirSync('/proc')
+    .filter(p => /^\d+$/.test(p))
+    .filter(p => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(mark)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
 }
 
 /** Our cgroups a CLI process left (their names carry its pid). */
 function cgroupsOf(pid: number): string[] {
   const driver = cgroupDriver()
   if (!driver) return []
-  return driver.parents.flatMap(p => fs.readdirSync(p).filter(e => e.startsWith(`vitest-isolated-${pid}-`)).map(e => path.join(p, e)))
+  return driver.parents.flatMap(p =>
+    fs
+      .readdirSync(p)
+      .filter(e => e.startsWith(`vitest-isolated-${pid}-`))
+      .map(e => path.join(p, e)),
+  )
 }
 
 describe('shell', () => {
@@ -201,7 +227,7 @@ describe('shell', () => {
     expect(lines[3]).toBe(PROJECT)
   })
 
-  test('-- CMD ARGS: one command with the worker\'s environment, its exit code', () => {
+  test("-- CMD ARGS: one command with the worker's environment, its exit code", () => {
     const r = cli(['shell', 'test/x.test.ts', '--', 'sh', '-c', 'echo "$VITEST $(id -u)"; touch x 2>/dev/null || echo read-only; exit 7'])
     expect(r.status, describeRun(r)).toBe(7)
     expect(r.stdout).toBe(`true ${root ? 65534 : process.geteuid!()}\nread-only\n`)
@@ -216,11 +242,17 @@ describe('shell', () => {
   test('through a real pty: a tty, job control, Ctrl-C reaches the shell, the window size, the exit code; nothing left', async () => {
     const mark = `${31 + Math.random()}`.slice(0, 8)
     const child = spawn('script', ['-qec', `stty cols 101 rows 33; exec "${process.execPath}" "${CLI}" shell test/x.test.ts`, '/dev/null'], {
-      cwd: PROJECT, env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ' }, stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: PROJECT,
+      env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ' },
+      stdio: ['pipe', 'pipe', 'pipe'],
     })
     let out = ''
-    child.stdout.on('data', (d: Buffer) => { out += d })
-    child.stderr.on('data', (d: Buffer) => { out += d })
+    child.stdout.on('data', (d: Buffer) => {
+      out += d
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      out += d
+    })
     const waitFor = async (text: string, ms = 20_000) => {
       const until = Date.now() + ms
       while (!out.includes(text)) {
@@ -259,7 +291,10 @@ describe('shell', () => {
   }, 60_000)
 
   test('nothing is left: no process, no cgroup', async () => {
-    const child = spawn(process.execPath, [CLI, 'shell', 'test/x.test.ts', '--', 'sh', '-c', 'sleep 41.5 & echo started; wait'], { cwd: PROJECT, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [CLI, 'shell', 'test/x.test.ts', '--', 'sh', '-c', 'sleep 41.5 & echo started; wait'], {
+      cwd: PROJECT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     await new Promise<void>(resolve => child.stdout.once('data', () => resolve()))
     expect(cgroupsOf(child.pid!).length > 0 || !root).toBe(true)
     // SIGTERM to the CLI reaches the command through init; the sandbox and its cgroup go.

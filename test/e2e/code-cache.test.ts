@@ -30,7 +30,8 @@ test(`code cache: ${E2E_MAJOR === 5 ? 'later files compile from a cache' : 'none
     expect(counts(run.report!)).toMatchObject({ passed: 6, failed: 0, files: 6 })
     const found = [...run.output.matchAll(/CODE-CACHE (\w) (none|read-only)/g)].map(m => m[2])
     expect(found).toHaveLength(6)
-    const hasCache = typeof ((await import('node:module')).default as { enableCompileCache?: unknown }).enableCompileCache === 'function' && NODE_BIN === process.execPath
+    const hasCache =
+      typeof ((await import('node:module')).default as { enableCompileCache?: unknown }).enableCompileCache === 'function' && NODE_BIN === process.execPath
     if (E2E_MAJOR === 5 || hasCache) {
       // Files that start before the warm-up has filled the cache run without it (how many depends
       // on the machine's load); from the first that has it, every later file has it too.
@@ -38,13 +39,11 @@ test(`code cache: ${E2E_MAJOR === 5 ? 'later files compile from a cache' : 'none
       expect(first, describeRun(run)).toBeGreaterThanOrEqual(0)
       expect(found.slice(first), describeRun(run)).toEqual(Array(found.length - first).fill('read-only'))
       expect(run.output).toMatch(/\[compile cache\] cache for file:\/\/\S+\/vitest\/dist\/\S+ was accepted/)
-    }
-    else {
+    } else {
       expect(found).toEqual(Array(6).fill('none'))
     }
     expect(fs.readdirSync(tmp).filter(name => name.startsWith('vitest-pool-isolated-compile-cache-'))).toEqual([])
-  }
-  finally {
+  } finally {
     fs.rmSync(tmp, { recursive: true, force: true })
   }
 }, 120_000)
@@ -58,8 +57,7 @@ test('code cache: with the zygote (the default) no file needs one, and none is m
     const found = [...run.output.matchAll(/CODE-CACHE (\w) (none|read-only)/g)].map(m => m[2])
     expect(found).toEqual(Array(6).fill('none'))
     expect(fs.readdirSync(tmp).filter(name => name.startsWith('vitest-pool-isolated-compile-cache-'))).toEqual([])
-  }
-  finally {
+  } finally {
     fs.rmSync(tmp, { recursive: true, force: true })
   }
 }, 120_000)

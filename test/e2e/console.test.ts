@@ -33,8 +33,7 @@ async function consoleOf(pool: Pool) {
     // Order between stdout and stderr of one test is not guaranteed: sort.
     captured.sort((a, b) => `${a.name}${a.type}${a.log}`.localeCompare(`${b.name}${b.type}${b.log}`))
     return { run, captured }
-  }
-  finally {
+  } finally {
     dir.removeCallback()
   }
 }

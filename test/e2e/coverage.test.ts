@@ -13,7 +13,7 @@ const root = fixtureDir('coverage')
  * Vitest 5's providers write their results from inside the worker (src/guard/coverage-files.ts), 4.1's
  * send them over RPC. @vitest/coverage-istanbul is installed for Vitest 5 only (test/v5).
  */
-const PROVIDERS = E2E_MAJOR === 5 ? ['v8', 'istanbul'] as const : ['v8'] as const
+const PROVIDERS = E2E_MAJOR === 5 ? (['v8', 'istanbul'] as const) : (['v8'] as const)
 
 interface FileCoverage {
   path: string
@@ -35,13 +35,12 @@ async function coverageOf(pool: Pool, provider: string): Promise<Record<string, 
     const file = path.join(out.name, 'coverage-final.json')
     expect(fs.existsSync(file), describeRun(run)).toBe(true)
     return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, FileCoverage>
-  }
-  finally {
+  } finally {
     out.removeCallback()
   }
 }
 
-test.each(PROVIDERS)('coverage: %s coverage-final.json is the same under isolated as under forks', async (provider) => {
+test.each(PROVIDERS)('coverage: %s coverage-final.json is the same under isolated as under forks', async provider => {
   const forks = await coverageOf('forks', provider)
   const isolated = await coverageOf('isolated', provider)
 

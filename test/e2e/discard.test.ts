@@ -50,7 +50,7 @@ test('discard: under isolated, a.test.ts writes into the project, b.test.ts sees
   expect(fs.readFileSync(snapshotOf(isolated.root), 'utf8')).toContain('"kept": "on the host"')
 })
 
-test('a writable mount next to discard keeps its writes on the host, owned by the directory\'s owner (as root: root, through an idmapped mount)', async () => {
+test("a writable mount next to discard keeps its writes on the host, owned by the directory's owner (as root: root, through an idmapped mount)", async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isolated-writable-'))
   try {
     fs.chmodSync(dir, 0o755)

@@ -39,14 +39,15 @@ async function runEscape(pool: Pool) {
   const copy = copyEscapeFixture(host)
   try {
     const before = projectFiles(copy.dir)
-    const env = DISCARD ? { ...host.env, ESCAPE_PROJECT_WRITES: 'discard', ...(pool === 'isolated' ? { VITEST_ISOLATED_PROJECT_WRITES: 'discard' } : {}) } : host.env
+    const env = DISCARD
+      ? { ...host.env, ESCAPE_PROJECT_WRITES: 'discard', ...(pool === 'isolated' ? { VITEST_ISOLATED_PROJECT_WRITES: 'discard' } : {}) }
+      : host.env
     const run = await runVitest({ root: copy.dir, pool, env, cli: host.cli, timeoutMs: 110_000 })
     runs[pool] = run
     expect(run.report, describeRun(run)).toBeDefined()
     if (process.env.ESCAPE_VERBOSE) console.log(`[escape] ${pool}:\n${outcomeLines(run.report!)}`)
     return { run, status: statusById(run.report!), before, after: projectFiles(copy.dir), throughLinks: filesBelow(linkTargetsOf(host, copy.dir)) }
-  }
-  finally {
+  } finally {
     copy.remove()
   }
 }
@@ -66,12 +67,13 @@ function statusById(report: JsonReport): Record<string, string> {
 
 /** One line per vector: status and the first line of its failure (ESCAPE_VERBOSE=1). */
 function outcomeLines(report: JsonReport): string {
-  const tests = report.testResults.flatMap(file => file.assertionResults)
-    .sort((a, b) => a.title.localeCompare(b.title))
-  return tests.map((test) => {
-    const failure = test.failureMessages?.[0]?.split('\n')[0]
-    return `  ${test.status.padEnd(7)} ${test.title}${failure ? ` :: ${failure}` : ''}`
-  }).join('\n')
+  const tests = report.testResults.flatMap(file => file.assertionResults).sort((a, b) => a.title.localeCompare(b.title))
+  return tests
+    .map(test => {
+      const failure = test.failureMessages?.[0]?.split('\n')[0]
+      return `  ${test.status.padEnd(7)} ${test.title}${failure ? ` :: ${failure}` : ''}`
+    })
+    .join('\n')
 }
 
 /** Failure messages by id, for assertion messages. */
@@ -136,19 +138,20 @@ test('escape: inside --pool=isolated every vector fails to get out', async () =>
 })
 
 // Not a skip: without SECCOMP the test does not exist (a build without the filter).
-if (SECCOMP) test('escape: inside --pool=isolated every call of the seccomp deny list answers EPERM', () => {
-  const run = runs.isolated
-  expect(run?.report, 'the isolated run of the first test').toBeDefined()
-  const status = statusById(run!.report!)
-  const skips = skipped()
-  const expected: Record<string, string> = {}
-  for (const [id, vector] of Object.entries(VECTORS)) {
-    if (vector.seccomp) expected[id] = skips[id] ? 'skipped' : 'passed'
-  }
-  const actual = Object.fromEntries(Object.entries(status).filter(([id]) => VECTORS[id]!.seccomp))
-  const reached = Object.keys(expected).filter(id => actual[id] !== expected[id])
-  expect(actual, `calls that reached the kernel:\n${failures(run!.report!, reached)}`).toEqual(expected)
-})
+if (SECCOMP)
+  test('escape: inside --pool=isolated every call of the seccomp deny list answers EPERM', () => {
+    const run = runs.isolated
+    expect(run?.report, 'the isolated run of the first test').toBeDefined()
+    const status = statusById(run!.report!)
+    const skips = skipped()
+    const expected: Record<string, string> = {}
+    for (const [id, vector] of Object.entries(VECTORS)) {
+      if (vector.seccomp) expected[id] = skips[id] ? 'skipped' : 'passed'
+    }
+    const actual = Object.fromEntries(Object.entries(status).filter(([id]) => VECTORS[id]!.seccomp))
+    const reached = Object.keys(expected).filter(id => actual[id] !== expected[id])
+    expect(actual, `calls that reached the kernel:\n${failures(run!.report!, reached)}`).toEqual(expected)
+  })
 
 test('escape: under --pool=forks the vectors that apply leak (each probe sees a leak)', async () => {
   const { run, status, throughLinks } = await runEscape('forks')

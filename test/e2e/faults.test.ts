@@ -3,7 +3,16 @@ import fs from 'node:fs'
 import { afterEach, expect, test } from 'vitest'
 import { findProcesses } from '../support/host-probes.js'
 import { runCgroups, waitForSandbox } from '../support/faults-host.js'
-import { expectNoLeftovers, FAULTS_FIXTURE, removeRunTmps, RUN_BOUND_MS, runFaults, startFaultsRun, type FaultsRun, type StartedFaultsRun } from '../support/faults-run.js'
+import {
+  expectNoLeftovers,
+  FAULTS_FIXTURE,
+  removeRunTmps,
+  RUN_BOUND_MS,
+  runFaults,
+  startFaultsRun,
+  type FaultsRun,
+  type StartedFaultsRun,
+} from '../support/faults-run.js'
 import { requireKernel } from '../support/kernel.js'
 import { fileMessage, fileStatuses } from '../support/limits-cases.js'
 import { cgroupsOf, gateMissing, limitsSituation, warnIfMissing } from '../support/limits-host.js'
@@ -113,7 +122,7 @@ function expectFaultyFile(run: FaultsRun, expected: Expected): void {
       [file]: expect.objectContaining({
         verdict,
         message: expect.stringMatching(new RegExp(`^${sentence}$`)),
-        ...expected.signal === undefined ? {} : { signal: expected.signal },
+        ...(expected.signal === undefined ? {} : { signal: expected.signal }),
       }),
     },
   })
@@ -130,48 +139,84 @@ function literal(text: string): string {
 
 // ---- the worker dies ----------------------------------------------------------------------
 
-test('abort: process.abort() in a test fails abort.test.ts as signaled, naming SIGABRT; fine, fine2 pass; nothing left', async () => {
-  const run = await runFaults({ files: ['abort', 'fine', 'fine2'] })
-  expectFaultyFile(run, { file: 'abort.test.ts', verdict: 'signaled', signal: 'SIGABRT', sentence: 'abort.test.ts: the sandboxed worker was killed by signal SIGABRT' })
-  await expectNoLeftovers(run)
-}, CASE)
+test(
+  'abort: process.abort() in a test fails abort.test.ts as signaled, naming SIGABRT; fine, fine2 pass; nothing left',
+  async () => {
+    const run = await runFaults({ files: ['abort', 'fine', 'fine2'] })
+    expectFaultyFile(run, {
+      file: 'abort.test.ts',
+      verdict: 'signaled',
+      signal: 'SIGABRT',
+      sentence: 'abort.test.ts: the sandboxed worker was killed by signal SIGABRT',
+    })
+    await expectNoLeftovers(run)
+  },
+  CASE,
+)
 
-test('segfault: SIGSEGV of the worker fails segv.test.ts as signaled, naming SIGSEGV; fine, fine2 pass; nothing left', async () => {
-  const run = await runFaults({ files: ['segv', 'fine', 'fine2'] })
-  expectFaultyFile(run, { file: 'segv.test.ts', verdict: 'signaled', signal: 'SIGSEGV', sentence: 'segv.test.ts: the sandboxed worker was killed by signal SIGSEGV' })
-  await expectNoLeftovers(run)
-}, CASE)
+test(
+  'segfault: SIGSEGV of the worker fails segv.test.ts as signaled, naming SIGSEGV; fine, fine2 pass; nothing left',
+  async () => {
+    const run = await runFaults({ files: ['segv', 'fine', 'fine2'] })
+    expectFaultyFile(run, {
+      file: 'segv.test.ts',
+      verdict: 'signaled',
+      signal: 'SIGSEGV',
+      sentence: 'segv.test.ts: the sandboxed worker was killed by signal SIGSEGV',
+    })
+    await expectNoLeftovers(run)
+  },
+  CASE,
+)
 
-test('endless loop: VITEST_ISOLATED_TIMEOUT=3000 fails spin.test.ts as timeout within 5 s; fine, fine2 pass; nothing left', async () => {
-  const run = await runFaults({ files: ['spin', 'fine', 'fine2'], env: { VITEST_ISOLATED_TIMEOUT: '3000' } })
-  expectFaultyFile(run, {
-    file: 'spin.test.ts', verdict: 'timeout', signal: 'SIGKILL', wallMs: [3000, 5000],
-    sentence: 'spin.test.ts exceeded the per-file timeout of 3000 ms; the whole sandbox was killed',
-  })
-  await expectNoLeftovers(run)
-}, CASE)
+test(
+  'endless loop: VITEST_ISOLATED_TIMEOUT=3000 fails spin.test.ts as timeout within 5 s; fine, fine2 pass; nothing left',
+  async () => {
+    const run = await runFaults({ files: ['spin', 'fine', 'fine2'], env: { VITEST_ISOLATED_TIMEOUT: '3000' } })
+    expectFaultyFile(run, {
+      file: 'spin.test.ts',
+      verdict: 'timeout',
+      signal: 'SIGKILL',
+      wallMs: [3000, 5000],
+      sentence: 'spin.test.ts exceeded the per-file timeout of 3000 ms; the whole sandbox was killed',
+    })
+    await expectNoLeftovers(run)
+  },
+  CASE,
+)
 
 // ---- the worker breaks its channel --------------------------------------------------------
 
-test('fd 3 closed: a test that closes fd 3 and lives on fails close-fd3.test.ts within seconds, naming fd 3; fine, fine2 pass; nothing left', async () => {
-  const run = await runFaults({ files: ['close-fd3', 'fine', 'fine2'] })
-  // The test would wait 50 s: the pool must end the sandbox, not wait for answers.
-  expectFaultyFile(run, {
-    file: 'close-fd3.test.ts', verdict: 'crashed',
-    sentence: /close-fd3\.test\.ts: the sandboxed worker (?:closed|lost) its IPC channel \(fd 3\)[^\n]*; test code must not close or reuse fd 3/,
-  })
-  await expectNoLeftovers(run)
-}, CASE)
+test(
+  'fd 3 closed: a test that closes fd 3 and lives on fails close-fd3.test.ts within seconds, naming fd 3; fine, fine2 pass; nothing left',
+  async () => {
+    const run = await runFaults({ files: ['close-fd3', 'fine', 'fine2'] })
+    // The test would wait 50 s: the pool must end the sandbox, not wait for answers.
+    expectFaultyFile(run, {
+      file: 'close-fd3.test.ts',
+      verdict: 'crashed',
+      sentence: /close-fd3\.test\.ts: the sandboxed worker (?:closed|lost) its IPC channel \(fd 3\)[^\n]*; test code must not close or reuse fd 3/,
+    })
+    await expectNoLeftovers(run)
+  },
+  CASE,
+)
 
-test('garbage on fd 3: "hello from a test" written to fd 3 fails garbage-fd3.test.ts with a protocol error showing those bytes; fine, fine2 pass; nothing left', async () => {
-  const run = await runFaults({ files: ['garbage-fd3', 'fine', 'fine2'] })
-  // "hell" read as a frame length is 1751477356 bytes, over the limit: refused at once.
-  expectFaultyFile(run, {
-    file: 'garbage-fd3.test.ts', verdict: 'crashed', signal: 'SIGKILL',
-    sentence: /garbage-fd3\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: [^\n]*"hello from a test\."[^\n]*/,
-  })
-  await expectNoLeftovers(run)
-}, CASE)
+test(
+  'garbage on fd 3: "hello from a test" written to fd 3 fails garbage-fd3.test.ts with a protocol error showing those bytes; fine, fine2 pass; nothing left',
+  async () => {
+    const run = await runFaults({ files: ['garbage-fd3', 'fine', 'fine2'] })
+    // "hell" read as a frame length is 1751477356 bytes, over the limit: refused at once.
+    expectFaultyFile(run, {
+      file: 'garbage-fd3.test.ts',
+      verdict: 'crashed',
+      signal: 'SIGKILL',
+      sentence: /garbage-fd3\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: [^\n]*"hello from a test\."[^\n]*/,
+    })
+    await expectNoLeftovers(run)
+  },
+  CASE,
+)
 
 // ---- limits: only "the others are unaffected, nothing is left" (limits.test.ts has the rest) -
 
@@ -186,31 +231,42 @@ if (situation.kind === 'refused') {
   // Not a skip: unprivileged on cgroup v1 the memory limit is refused (documented), and 1 GiB
   // allocated without it would test only this machine's memory. limits.test.ts asserts the refusal.
   console.info(`[faults] the OOM case is not defined here (${situation.label}): the memory limit cannot be enforced`)
+} else {
+  test(
+    'OOM: hog.test.ts (1 GiB) under VITEST_ISOLATED_MEMORY=128M: fine, fine2 pass; nothing left',
+    async context => {
+      gateMissing(situation, context)
+      const run = await runFaults({ files: ['hog', 'fine', 'fine2'], env: { VITEST_ISOLATED_MEMORY: '128M' } })
+      expectRanBeside(run, 'hog.test.ts')
+      await expectNoLeftovers(run)
+    },
+    CASE,
+  )
 }
-else {
-  test('OOM: hog.test.ts (1 GiB) under VITEST_ISOLATED_MEMORY=128M: fine, fine2 pass; nothing left', async (context) => {
-    gateMissing(situation, context)
-    const run = await runFaults({ files: ['hog', 'fine', 'fine2'], env: { VITEST_ISOLATED_MEMORY: '128M' } })
-    expectRanBeside(run, 'hog.test.ts')
+
+test(
+  `fork bomb: bomb.test.ts under VITEST_ISOLATED_PIDS=64${situation.kind === 'refused' ? ` (${situation.label}, so the bounded bomb runs to its end)` : ''}: fine, fine2 pass; no process of the bomb left`,
+  async () => {
+    // The sleeps' argument, unique to this run: findable on the host.
+    const sleep = `2.${String(randomInt(1e8)).padStart(8, '0')}${process.pid}`
+    const run = await runFaults({ files: ['bomb', 'fine', 'fine2'], env: { VITEST_ISOLATED_PIDS: '64', FAULTS_SLEEP: sleep } })
+    expectRanBeside(run, 'bomb.test.ts')
+    expect(findProcesses(['sleep', sleep]), `sleep ${sleep} processes left on the host\n${describeLimitsRun(run)}`).toEqual([])
     await expectNoLeftovers(run)
-  }, CASE)
-}
+  },
+  CASE,
+)
 
-test(`fork bomb: bomb.test.ts under VITEST_ISOLATED_PIDS=64${situation.kind === 'refused' ? ` (${situation.label}, so the bounded bomb runs to its end)` : ''}: fine, fine2 pass; no process of the bomb left`, async () => {
-  // The sleeps' argument, unique to this run: findable on the host.
-  const sleep = `2.${String(randomInt(1e8)).padStart(8, '0')}${process.pid}`
-  const run = await runFaults({ files: ['bomb', 'fine', 'fine2'], env: { VITEST_ISOLATED_PIDS: '64', FAULTS_SLEEP: sleep } })
-  expectRanBeside(run, 'bomb.test.ts')
-  expect(findProcesses(['sleep', sleep]), `sleep ${sleep} processes left on the host\n${describeLimitsRun(run)}`).toEqual([])
-  await expectNoLeftovers(run)
-}, CASE)
-
-test('/tmp full: tmpfill.test.ts fills an 8M tmpSize to ENOSPC: fine, fine2 pass; nothing reaches the host; nothing left', async () => {
-  const name = `vitest-pool-isolated-faults-fill-${process.pid}-${randomInt(1e9)}`
-  const run = await runFaults({ files: ['tmpfill', 'fine', 'fine2'], env: { FAULTS_TMPSIZE: '8M', FAULTS_TMP_NAME: name } })
-  expectRanBeside(run, 'tmpfill.test.ts')
-  await expectNoLeftovers(run, { tmpNames: [name] })
-}, CASE)
+test(
+  '/tmp full: tmpfill.test.ts fills an 8M tmpSize to ENOSPC: fine, fine2 pass; nothing reaches the host; nothing left',
+  async () => {
+    const name = `vitest-pool-isolated-faults-fill-${process.pid}-${randomInt(1e9)}`
+    const run = await runFaults({ files: ['tmpfill', 'fine', 'fine2'], env: { FAULTS_TMPSIZE: '8M', FAULTS_TMP_NAME: name } })
+    expectRanBeside(run, 'tmpfill.test.ts')
+    await expectNoLeftovers(run, { tmpNames: [name] })
+  },
+  CASE,
+)
 
 // ---- Vitest itself is interrupted ---------------------------------------------------------
 
@@ -236,13 +292,15 @@ async function untilSpinning({ pid, watcher, done }: StartedFaultsRun): Promise<
  */
 function killUnlessEnded({ pid, done }: StartedFaultsRun): () => void {
   let ended = false
-  void done.then(() => (ended = true), () => (ended = true))
+  void done.then(
+    () => (ended = true),
+    () => (ended = true),
+  )
   return () => {
     if (ended) return
     try {
       process.kill(-pid, 'SIGKILL')
-    }
-    catch {}
+    } catch {}
   }
 }
 
@@ -258,55 +316,65 @@ async function expectNextRunClean(pid: number, left: number, tmpdir?: string): P
   if (tmpdir) expect(fs.readdirSync(tmpdir), `${tmpdir} after the next run in it`).toEqual([])
 }
 
-test('Ctrl-C: SIGINT to Vitest\'s process group mid-run ends it promptly with exit code 130; no process, cgroup, mount or temp entry left; the next run is clean', async (context) => {
-  const started = startSpin()
-  const { pid, done } = started
-  const cleanup = killUnlessEnded(started)
-  try {
-    const cgroups = await untilSpinning(started)
-    // What a terminal's Ctrl-C does: SIGINT to the foreground process group. The sandboxes are
-    // not in it (init calls setsid), so only Vitest gets it. Vitest 4's handler for `vitest run`
-    // (Logger.addCleanupListeners) needs no TTY: it sets exit code 128 + 2 and exits at once.
-    const sent = Date.now()
-    process.kill(-pid, 'SIGINT')
-    const run = await done
-    const elapsed = Date.now() - sent
-    const log = describeLimitsRun(run)
-    expect(run.timedOut, log).toBe(false)
-    expect(elapsed, `from SIGINT to Vitest's exit\n${log}`).toBeLessThan(10_000)
-    expect({ exitCode: run.exitCode, signal: run.signal }, log).toEqual({ exitCode: 130, signal: null })
-    // The sandboxes die with Vitest (PR_SET_PDEATHSIG).
-    await expectNoLeftovers(run, { cgroups: 'any' })
-    const left = runCgroups(pid)
-    await context.annotate(`exit code ${run.exitCode} ${elapsed} ms after SIGINT; ${run.watcher.inits.length} sandboxes ended; ${left.length} of ${cgroups.length} cgroup directories left`)
-    // A clean cancel leaves no cgroup either. Soft, so that the next run's cleanup is checked
-    // in any case.
-    expect(left, `cgroups of Vitest ${pid} after Ctrl-C\n${log}`).toEqual([])
-    await expectNextRunClean(pid, left.length)
-  }
-  finally {
-    cleanup()
-  }
-}, CASE)
+test(
+  "Ctrl-C: SIGINT to Vitest's process group mid-run ends it promptly with exit code 130; no process, cgroup, mount or temp entry left; the next run is clean",
+  async context => {
+    const started = startSpin()
+    const { pid, done } = started
+    const cleanup = killUnlessEnded(started)
+    try {
+      const cgroups = await untilSpinning(started)
+      // What a terminal's Ctrl-C does: SIGINT to the foreground process group. The sandboxes are
+      // not in it (init calls setsid), so only Vitest gets it. Vitest 4's handler for `vitest run`
+      // (Logger.addCleanupListeners) needs no TTY: it sets exit code 128 + 2 and exits at once.
+      const sent = Date.now()
+      process.kill(-pid, 'SIGINT')
+      const run = await done
+      const elapsed = Date.now() - sent
+      const log = describeLimitsRun(run)
+      expect(run.timedOut, log).toBe(false)
+      expect(elapsed, `from SIGINT to Vitest's exit\n${log}`).toBeLessThan(10_000)
+      expect({ exitCode: run.exitCode, signal: run.signal }, log).toEqual({ exitCode: 130, signal: null })
+      // The sandboxes die with Vitest (PR_SET_PDEATHSIG).
+      await expectNoLeftovers(run, { cgroups: 'any' })
+      const left = runCgroups(pid)
+      await context.annotate(
+        `exit code ${run.exitCode} ${elapsed} ms after SIGINT; ${run.watcher.inits.length} sandboxes ended; ${left.length} of ${cgroups.length} cgroup directories left`,
+      )
+      // A clean cancel leaves no cgroup either. Soft, so that the next run's cleanup is checked
+      // in any case.
+      expect(left, `cgroups of Vitest ${pid} after Ctrl-C\n${log}`).toEqual([])
+      await expectNextRunClean(pid, left.length)
+    } finally {
+      cleanup()
+    }
+  },
+  CASE,
+)
 
-test('SIGKILL of Vitest mid-run: no process, mount or temp entry left; the next run removes its cgroups and is clean', async (context) => {
-  const started = startSpin()
-  const { pid, done } = started
-  const cleanup = killUnlessEnded(started)
-  try {
-    const cgroups = await untilSpinning(started)
-    process.kill(pid, 'SIGKILL')
-    const run = await done
-    const log = describeLimitsRun(run)
-    expect(run.signal, log).toBe('SIGKILL')
-    // Nothing can run in a SIGKILLed Vitest: its cgroups, and on Node >= 22 its code cache, stay
-    // for the next run to remove (in the same TMPDIR).
-    await expectNoLeftovers(run, { cgroups: 'any', compileCacheLeft: true })
-    const left = cgroupsOf(pid).length
-    await context.annotate(`${run.watcher.inits.length} sandboxes killed with Vitest; ${left} of ${cgroups.length} cgroup directories and ${fs.readdirSync(run.runTmp).length} temp entries left for the next run`)
-    await expectNextRunClean(pid, left, run.runTmp)
-  }
-  finally {
-    cleanup()
-  }
-}, CASE)
+test(
+  'SIGKILL of Vitest mid-run: no process, mount or temp entry left; the next run removes its cgroups and is clean',
+  async context => {
+    const started = startSpin()
+    const { pid, done } = started
+    const cleanup = killUnlessEnded(started)
+    try {
+      const cgroups = await untilSpinning(started)
+      process.kill(pid, 'SIGKILL')
+      const run = await done
+      const log = describeLimitsRun(run)
+      expect(run.signal, log).toBe('SIGKILL')
+      // Nothing can run in a SIGKILLed Vitest: its cgroups, and on Node >= 22 its code cache, stay
+      // for the next run to remove (in the same TMPDIR).
+      await expectNoLeftovers(run, { cgroups: 'any', compileCacheLeft: true })
+      const left = cgroupsOf(pid).length
+      await context.annotate(
+        `${run.watcher.inits.length} sandboxes killed with Vitest; ${left} of ${cgroups.length} cgroup directories and ${fs.readdirSync(run.runTmp).length} temp entries left for the next run`,
+      )
+      await expectNextRunClean(pid, left, run.runTmp)
+    } finally {
+      cleanup()
+    }
+  },
+  CASE,
+)

@@ -14,7 +14,7 @@ await requireKernel()
 const root = fixtureDir('inspect')
 
 function freePort(): Promise<number> {
-  return new Promise((resolve) => {
+  return new Promise(resolve => {
     const server = net.createServer().listen(0, '127.0.0.1', () => {
       const { port } = server.address() as net.AddressInfo
       server.close(() => resolve(port))
@@ -29,8 +29,7 @@ async function waitForTarget(port: number, deadline: number): Promise<{ webSocke
     try {
       const list = JSON.parse(await httpGet(port, '/json/list')) as { webSocketDebuggerUrl: string }[]
       if (list.length > 0) return list[0]!
-    }
-    catch (error) {
+    } catch (error) {
       last = error
     }
     await new Promise(resolve => setTimeout(resolve, 100))
@@ -61,7 +60,10 @@ test('inspect: --inspect-brk is reachable from the host, and the run goes on onc
   expect(seen, 'the debugger saw the worker pause and run').toContain('Debugger.paused')
   // The port is free again: nothing of the forward outlives the run.
   await new Promise<void>((resolve, reject) => {
-    const server = net.createServer().once('error', reject).listen(port, '127.0.0.1', () => server.close(() => resolve()))
+    const server = net
+      .createServer()
+      .once('error', reject)
+      .listen(port, '127.0.0.1', () => server.close(() => resolve()))
   })
 })
 

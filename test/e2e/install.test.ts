@@ -55,8 +55,22 @@ test('the tarball: no scripts, no devDependencies, the usual metadata, LICENSE a
   expect(pkg.scripts).toBeUndefined()
   expect(pkg.devDependencies).toBeUndefined()
   expect(Object.keys(pkg.dependencies as object).sort()).toEqual(['tmp', 'valibot'])
-  expect(pkg).toMatchObject({ license: 'MIT', repository: { type: 'git' }, homepage: expect.stringMatching(/^https:\/\//), bugs: { url: expect.stringMatching(/^https:\/\//) } })
-  for (const file of ['LICENSE', 'SECURITY.md', 'README.md', 'package.json', 'dist/index.js', 'dist/cli/index.js', `prebuilds/${hostPlatform}/isolated_sandbox.node`, `prebuilds/${hostPlatform}/isolated-init`]) {
+  expect(pkg).toMatchObject({
+    license: 'MIT',
+    repository: { type: 'git' },
+    homepage: expect.stringMatching(/^https:\/\//),
+    bugs: { url: expect.stringMatching(/^https:\/\//) },
+  })
+  for (const file of [
+    'LICENSE',
+    'SECURITY.md',
+    'README.md',
+    'package.json',
+    'dist/index.js',
+    'dist/cli/index.js',
+    `prebuilds/${hostPlatform}/isolated_sandbox.node`,
+    `prebuilds/${hostPlatform}/isolated-init`,
+  ]) {
     expect(packedFiles, file).toContain(file)
   }
   // Nothing of the checkout's own: no tests, scripts, benchmarks, fixtures or builds.
@@ -82,31 +96,45 @@ test('npm install of the tarball runs no script and adds no build tool', () => {
   expect(version.stdout.trim()).toBe(packageJsonOf(REPO_ROOT).version)
 }, 120_000)
 
-test.skipIf(!hasCmake)('`vitest-pool-isolated build` names what it needs, then compiles the addon the loader then uses', () => {
-  const pkg = path.join(project, 'node_modules', 'vitest-pool-isolated')
-  const bare = run('npx', ['vitest-pool-isolated', 'build'], project)
-  expect(bare.status, bare.stderr).toBe(1)
-  expect(bare.stderr).toContain('cmake-js and node-addon-api not found')
-  expect(bare.stderr).toContain('npm install --no-save cmake-js@8 node-addon-api@8')
-  expect(fs.existsSync(path.join(pkg, 'build', 'Release'))).toBe(false)
-  const tools = run('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--legacy-peer-deps', 'cmake-js@8', 'node-addon-api@8'], project)
-  expect(tools.status, tools.stderr).toBe(0)
-  const built = run('npx', ['vitest-pool-isolated', 'build'], project)
-  expect(built.status, `${built.stdout}\n${built.stderr}`).toBe(0)
-  for (const file of ['isolated_sandbox.node', 'isolated-init']) expect(fs.existsSync(path.join(pkg, 'build', 'Release', file)), file).toBe(true)
-  expect(built.stdout).toContain(`${path.join(pkg, 'build', 'Release', 'isolated_sandbox.node')} and isolated-init next to it are in use`)
-}, 600_000)
+test.skipIf(!hasCmake)(
+  '`vitest-pool-isolated build` names what it needs, then compiles the addon the loader then uses',
+  () => {
+    const pkg = path.join(project, 'node_modules', 'vitest-pool-isolated')
+    const bare = run('npx', ['vitest-pool-isolated', 'build'], project)
+    expect(bare.status, bare.stderr).toBe(1)
+    expect(bare.stderr).toContain('cmake-js and node-addon-api not found')
+    expect(bare.stderr).toContain('npm install --no-save cmake-js@8 node-addon-api@8')
+    expect(fs.existsSync(path.join(pkg, 'build', 'Release'))).toBe(false)
+    const tools = run(
+      'npm',
+      ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--legacy-peer-deps', 'cmake-js@8', 'node-addon-api@8'],
+      project,
+    )
+    expect(tools.status, tools.stderr).toBe(0)
+    const built = run('npx', ['vitest-pool-isolated', 'build'], project)
+    expect(built.status, `${built.stdout}\n${built.stderr}`).toBe(0)
+    for (const file of ['isolated_sandbox.node', 'isolated-init']) expect(fs.existsSync(path.join(pkg, 'build', 'Release', file)), file).toBe(true)
+    expect(built.stdout).toContain(`${path.join(pkg, 'build', 'Release', 'isolated_sandbox.node')} and isolated-init next to it are in use`)
+  },
+  600_000,
+)
 
-test.skipIf(!gate.ok)('doctor in the installed project loads a binary the package shipped or built', () => {
-  const doctor = run('npx', ['vitest-pool-isolated', 'doctor'], project)
-  expect(doctor.stdout).toMatch(/^ok {4}native binary +(prebuilt for linux-[a-z0-9]+|compiled): /m)
-}, 120_000)
+test.skipIf(!gate.ok)(
+  'doctor in the installed project loads a binary the package shipped or built',
+  () => {
+    const doctor = run('npx', ['vitest-pool-isolated', 'doctor'], project)
+    expect(doctor.stdout).toMatch(/^ok {4}native binary +(prebuilt for linux-[a-z0-9]+|compiled): /m)
+  },
+  120_000,
+)
 
-test('`npm pack` on a fresh clone without the arm64 cross compilers: a warning, the machine\'s own platform, a script-free package.json', () => {
+test("`npm pack` on a fresh clone without the arm64 cross compilers: a warning, the machine's own platform, a script-free package.json", () => {
   // A fresh clone as `npm ci` leaves it: the checkout's files (tracked or new, not ignored) and
   // its node_modules; dist/, build/ and prebuilds/ are made by the pack itself.
   const clone = path.join(work!.name, 'clone')
-  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean)
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO_ROOT, encoding: 'utf8' })
+    .split('\0')
+    .filter(Boolean)
   for (const file of files) {
     if (!fs.existsSync(path.join(REPO_ROOT, file))) continue
     fs.mkdirSync(path.dirname(path.join(clone, file)), { recursive: true })
@@ -126,12 +154,15 @@ test('`npm pack` on a fresh clone without the arm64 cross compilers: a warning, 
   const otherPlatform = process.arch === 'x64' ? 'linux-arm64' : 'linux-x64'
   expect(packed.stderr).toMatch(new RegExp(`\\[prebuild\\] warning: ${otherPlatform} skipped, ${other}-gcc, ${other}-g\\+\\+, ${other}-strip missing`))
   // The scripts' output comes first on stdout; npm's JSON report is last.
-  const report = (JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[\n\s*\{/m))) as { filename: string, files: { path: string }[] }[])[0]!
+  const report = (JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[\n\s*\{/m))) as { filename: string; files: { path: string }[] }[])[0]!
   const paths = report.files.map(f => f.path)
   expect(paths).toContain(`prebuilds/${hostPlatform}/isolated_sandbox.node`)
   expect(paths.filter(p => p.startsWith(`prebuilds/${otherPlatform}/`))).toEqual([])
   expect(paths).toContain('dist/index.js')
-  const manifest = JSON.parse(execFileSync('tar', ['-xzOf', path.join(out, report.filename), 'package/package.json'], { encoding: 'utf8' })) as Record<string, unknown>
+  const manifest = JSON.parse(execFileSync('tar', ['-xzOf', path.join(out, report.filename), 'package/package.json'], { encoding: 'utf8' })) as Record<
+    string,
+    unknown
+  >
   expect(manifest.scripts).toBeUndefined()
   expect(manifest.devDependencies).toBeUndefined()
   // postpack put the clone's package.json back as it was.

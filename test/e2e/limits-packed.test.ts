@@ -37,21 +37,37 @@ afterAll(() => {
 const RUN = 180_000
 const packed = (title: string) => `packed (vitest ${VITEST_VERSION}): ${title}`
 
-test.skipIf(optOut)(packed(memoryTitle(situation)), async (context) => {
-  gateMissing(situation, context)
-  await memoryCase(situation, where)
-}, RUN)
+test.skipIf(optOut)(
+  packed(memoryTitle(situation)),
+  async context => {
+    gateMissing(situation, context)
+    await memoryCase(situation, where)
+  },
+  RUN,
+)
 
-test.skipIf(optOut)(packed(pidsTitle(situation)), async (context) => {
-  gateMissing(situation, context)
-  await pidsCase(situation, where)
-}, RUN)
+test.skipIf(optOut)(
+  packed(pidsTitle(situation)),
+  async context => {
+    gateMissing(situation, context)
+    await pidsCase(situation, where)
+  },
+  RUN,
+)
 
-test.skipIf(optOut)(packed(timeoutTitle()), async () => {
-  await timeoutCase(situation, where)
-}, RUN)
+test.skipIf(optOut)(
+  packed(timeoutTitle()),
+  async () => {
+    await timeoutCase(situation, where)
+  },
+  RUN,
+)
 
-test.skipIf(optOut)(packed(cpusTitle(situation)), async (context) => {
-  gateMissing(situation, context)
-  await cpusCase(situation, where)
-}, RUN)
+test.skipIf(optOut)(
+  packed(cpusTitle(situation)),
+  async context => {
+    gateMissing(situation, context)
+    await cpusCase(situation, where)
+  },
+  RUN,
+)

@@ -57,7 +57,10 @@ beforeAll(() => {
   pkg = path.join(dir, 'node_modules', 'vitest-pool-isolated')
   // The issue's project: a vitest.config.ts with the plugin and test/x.test.ts.
   fs.cpSync(path.join(REPO_ROOT, 'fixtures/cli/test'), path.join(dir, 'test'), { recursive: true })
-  fs.writeFileSync(path.join(dir, 'vitest.config.ts'), fs.readFileSync(path.join(REPO_ROOT, 'fixtures/cli/vitest.config.ts'), 'utf8').replace('\'../../dist/index.js\'', '\'vitest-pool-isolated\''))
+  fs.writeFileSync(
+    path.join(dir, 'vitest.config.ts'),
+    fs.readFileSync(path.join(REPO_ROOT, 'fixtures/cli/vitest.config.ts'), 'utf8').replace("'../../dist/index.js'", "'vitest-pool-isolated'"),
+  )
 }, 600_000)
 
 afterAll(() => {
@@ -76,7 +79,7 @@ describe.skipIf(skip)('prebuilt', () => {
     }
   })
 
-  test('installed with npm\'s defaults: nothing compiled, doctor exits 0 on the prebuilt binary', () => {
+  test("installed with npm's defaults: nothing compiled, doctor exits 0 on the prebuilt binary", () => {
     expect(fs.existsSync(path.join(pkg, 'build'))).toBe(false)
     const r = spawnSync('npx', ['vitest-pool-isolated', 'doctor'], { cwd: project!.name, encoding: 'utf8', timeout: 120_000 })
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
@@ -86,11 +89,19 @@ describe.skipIf(skip)('prebuilt', () => {
     expect(r.stdout).toMatch(/^ok {4}sandbox/m)
   }, 120_000)
 
-  test('the issue\'s shell check: prints isolated and 0, exits 3, from a network namespace not the host\'s', () => {
-    const r = spawnSync('sh', ['-c', 'printf \'cat /etc/hostname\\nls -A /root | wc -l\\nexit 3\\n\' | npx vitest-pool-isolated shell test/x.test.ts'], { cwd: project!.name, encoding: 'utf8', timeout: 120_000 })
+  test("the issue's shell check: prints isolated and 0, exits 3, from a network namespace not the host's", () => {
+    const r = spawnSync('sh', ['-c', "printf 'cat /etc/hostname\\nls -A /root | wc -l\\nexit 3\\n' | npx vitest-pool-isolated shell test/x.test.ts"], {
+      cwd: project!.name,
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(3)
     expect(r.stdout.split('\n').map(l => l.trim())).toEqual(['isolated', '0', ''])
-    const net = spawnSync('npx', ['vitest-pool-isolated', 'shell', 'test/x.test.ts', '--', 'readlink', '/proc/self/ns/net'], { cwd: project!.name, encoding: 'utf8', timeout: 120_000 })
+    const net = spawnSync('npx', ['vitest-pool-isolated', 'shell', 'test/x.test.ts', '--', 'readlink', '/proc/self/ns/net'], {
+      cwd: project!.name,
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
     expect(net.status, net.stderr).toBe(0)
     expect(net.stdout.trim()).toMatch(/^net:\[\d+\]$/)
     expect(net.stdout.trim()).not.toBe(fs.readlinkSync('/proc/self/ns/net'))
@@ -102,7 +113,13 @@ describe.skipIf(skip)('prebuilt', () => {
     fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'pnpm-acceptance', private: true, type: 'module' })}\n`)
     fs.cpSync(path.join(project!.name, 'test'), path.join(dir, 'test'), { recursive: true })
     fs.copyFileSync(path.join(project!.name, 'vitest.config.ts'), path.join(dir, 'vitest.config.ts'))
-    const pnpm = (args: string[]) => spawnSync('npx', ['-y', 'pnpm@10', ...args], { cwd: dir, encoding: 'utf8', timeout: 240_000, env: { ...process.env, npm_config_update_notifier: 'false' } })
+    const pnpm = (args: string[]) =>
+      spawnSync('npx', ['-y', 'pnpm@10', ...args], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 240_000,
+        env: { ...process.env, npm_config_update_notifier: 'false' },
+      })
     const add = pnpm(['add', tarball, `vitest@${VITEST_VERSION}`])
     expect(add.status, `${add.stdout}\n${add.stderr}`).toBe(0)
     // The package has no build script for pnpm to ignore.
@@ -117,7 +134,13 @@ describe.skipIf(skip)('prebuilt', () => {
     copyFixtureAsInstalled('probes', dir)
     const host = await startHostProbes()
     try {
-      const run = await runVitest({ root: dir, pool: 'isolated', cli: path.join(project!.name, 'node_modules/vitest/vitest.mjs'), cwd: project!.name, env: host.env })
+      const run = await runVitest({
+        root: dir,
+        pool: 'isolated',
+        cli: path.join(project!.name, 'node_modules/vitest/vitest.mjs'),
+        cwd: project!.name,
+        env: host.env,
+      })
       expect(run.report, describeRun(run)).toBeDefined()
       expect(failedTests(run.report!, dir), describeRun(run)).toEqual([])
       expect(run.exitCode, describeRun(run)).toBe(0)
@@ -199,7 +222,9 @@ describe.skipIf(skip)('prebuilt arm64 under qemu-user', () => {
     fs.copyFileSync(path.join(pkg, 'prebuilds/linux-x64/isolated_sandbox.node'), path.join(hybrid, 'build/Release/isolated_sandbox.node'))
     fs.copyFileSync(path.join(pkg, 'prebuilds/linux-arm64/isolated-init'), path.join(hybrid, 'build/Release/isolated-init'))
     fs.chmodSync(path.join(hybrid, 'build/Release/isolated-init'), 0o755)
-    fs.writeFileSync(path.join(hybrid, 'run.mjs'), `
+    fs.writeFileSync(
+      path.join(hybrid, 'run.mjs'),
+      `
       const root = ${JSON.stringify(hybrid)}
       const { buildPlan } = await import(root + '/dist/sandbox/plan.js')
       const { hostLayout } = await import(root + '/dist/sandbox/host-layout.js')
@@ -217,13 +242,24 @@ describe.skipIf(skip)('prebuilt arm64 under qemu-user', () => {
         console.log(JSON.stringify({ exit, inside: out.trim() }))
       } catch (e) {
         console.log(JSON.stringify({ step: e.step, code: e.code, path: e.path }))
-      }`)
+      }`,
+    )
     const magic = '\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00'
     const mask = '\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff'
-    const r = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c',
-      'mount -t binfmt_misc none /proc/sys/fs/binfmt_misc'
-      + ` && printf ':qemu-aarch64:M::${magic}:${mask}:/usr/bin/qemu-aarch64-static:F\\n' > /proc/sys/fs/binfmt_misc/register`
-      + ` && exec "${process.execPath}" "${path.join(hybrid, 'run.mjs')}"`], { encoding: 'utf8', timeout: 120_000 })
+    const r = spawnSync(
+      'unshare',
+      [
+        '--user',
+        '--map-root-user',
+        '--mount',
+        'sh',
+        '-c',
+        'mount -t binfmt_misc none /proc/sys/fs/binfmt_misc' +
+          ` && printf ':qemu-aarch64:M::${magic}:${mask}:/usr/bin/qemu-aarch64-static:F\\n' > /proc/sys/fs/binfmt_misc/register` +
+          ` && exec "${process.execPath}" "${path.join(hybrid, 'run.mjs')}"`,
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    )
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
     const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { exit?: { code: number }; inside?: string; step?: string; code?: string; path?: string }
     console.log(`[e2e] arm64 isolated-init under qemu-user: ${JSON.stringify(got)}`)

@@ -19,8 +19,7 @@ afterEach(async () => {
   for (const pid of host.findSleeps()) {
     try {
       process.kill(pid, 'SIGKILL')
-    }
-    catch {}
+    } catch {}
   }
   await host.close()
 })
@@ -32,18 +31,21 @@ test('probes: inside --pool=isolated every isolation fact holds', async () => {
   expect(isolated.exitCode, describeRun(isolated)).toBe(0)
 
   const results = outcomes(isolated.report!, root)
-  expect(Object.values(results).every(status => status === 'passed'), JSON.stringify(results, null, 2)).toBe(true)
+  expect(
+    Object.values(results).every(status => status === 'passed'),
+    JSON.stringify(results, null, 2),
+  ).toBe(true)
   expect(results).toMatchObject({
-    'namespaces.test.ts > the user namespace is not the host\'s': 'passed',
-    'namespaces.test.ts > the cgroup namespace is not the host\'s': 'passed',
+    "namespaces.test.ts > the user namespace is not the host's": 'passed',
+    "namespaces.test.ts > the cgroup namespace is not the host's": 'passed',
     'privileges.test.ts > the worker holds no capabilities': 'passed',
     'privileges.test.ts > the worker has no_new_privs': 'passed',
-    'privileges.test.ts > the worker\'s parent is PID 1, our init': 'passed',
+    "privileges.test.ts > the worker's parent is PID 1, our init": 'passed',
     'privileges.test.ts > PID 1 is not Node': 'passed',
     'filesystem.test.ts > the project is read-only': 'passed',
     'filesystem.test.ts > a host file outside the mounted set is absent': 'passed',
     'filesystem.test.ts > the home directory is empty': 'passed',
-    'network.test.ts > a server on the host\'s 127.0.0.1 is unreachable': 'passed',
+    "network.test.ts > a server on the host's 127.0.0.1 is unreachable": 'passed',
     'network.test.ts > the hostname is isolated': 'passed',
     'processes.test.ts > starts a detached sleep that outlives the test': 'passed',
   })
@@ -60,16 +62,18 @@ test('probes: under --pool=forks the same probes fail (they can detect a missing
   expect(forks.exitCode, describeRun(forks)).toBe(1)
   const failed = failedTests(forks.report!, root)
   // Facts that hold on any host, as root or not.
-  expect(failed).toEqual(expect.arrayContaining([
-    'namespaces.test.ts > the user namespace is not the host\'s',
-    'namespaces.test.ts > the mnt namespace is not the host\'s',
-    'namespaces.test.ts > the net namespace is not the host\'s',
-    'privileges.test.ts > the worker has no_new_privs',
-    'privileges.test.ts > the worker\'s parent is PID 1, our init',
-    'filesystem.test.ts > the project is read-only',
-    'filesystem.test.ts > a host file outside the mounted set is absent',
-    'network.test.ts > a server on the host\'s 127.0.0.1 is unreachable',
-  ]))
+  expect(failed).toEqual(
+    expect.arrayContaining([
+      "namespaces.test.ts > the user namespace is not the host's",
+      "namespaces.test.ts > the mnt namespace is not the host's",
+      "namespaces.test.ts > the net namespace is not the host's",
+      'privileges.test.ts > the worker has no_new_privs',
+      "privileges.test.ts > the worker's parent is PID 1, our init",
+      'filesystem.test.ts > the project is read-only',
+      'filesystem.test.ts > a host file outside the mounted set is absent',
+      "network.test.ts > a server on the host's 127.0.0.1 is unreachable",
+    ]),
+  )
   // And the sleep outlives a forks worker: the check after the isolated run is not vacuous.
   expect(host.findSleeps().length, `no sleep ${host.sleepMark} found on the host`).toBe(1)
 })

@@ -23,7 +23,7 @@ function seen(output: string): Record<string, unknown> {
 async function run(pool: Pool, extra: Record<string, string> = {}) {
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-secrets-')), 'report.json')
   const result = await runVitest({ root, pool, env: { ...env, VITEST_ISOLATED_REPORT: report, ...extra } })
-  const records = fs.existsSync(report) ? JSON.parse(fs.readFileSync(report, 'utf8')) as { audit?: { env?: string[] } }[] : []
+  const records = fs.existsSync(report) ? (JSON.parse(fs.readFileSync(report, 'utf8')) as { audit?: { env?: string[] } }[]) : []
   fs.rmSync(path.dirname(report), { recursive: true, force: true })
   return { result, records }
 }

@@ -19,7 +19,9 @@ test('setup-failure: a mount source that does not exist stops Vitest before anyt
   expect(isolated.timedOut).toBe(false)
   expect(isolated.report?.numPassedTests ?? 0, describeRun(isolated)).toBe(0)
   const output = isolated.output
-  expect(output, describeRun(isolated)).toMatch(/SandboxSetupError: \[vitest-pool-isolated\] sandbox setup failed at step "plan": ENOENT\b.*'\/nonexistent-xyz'/)
+  expect(output, describeRun(isolated)).toMatch(
+    /SandboxSetupError: \[vitest-pool-isolated\] sandbox setup failed at step "plan": ENOENT\b.*'\/nonexistent-xyz'/,
+  )
   expect(output, describeRun(isolated)).toContain('mounts[0].source does not exist on the host')
   expect(output, describeRun(isolated)).toMatch(/step: 'plan',\s+code: 'ENOENT'[\s\S]*path: '\/nonexistent-xyz'/)
 })

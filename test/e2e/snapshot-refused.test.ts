@@ -18,10 +18,13 @@ test('a refused file snapshot is a failed test with the reason; an allowed one i
     expect(run.exitCode, describeRun(run)).toBe(1)
     const results = run.report!.testResults.flatMap(f => f.assertionResults)
     const byTitle = Object.fromEntries(results.map(r => [r.title, r]))
-    expect(byTitle['a file snapshot outside the test\'s directory']!.status).toBe('failed')
-    expect(byTitle['a file snapshot outside the test\'s directory']!.failureMessages!.join('\n')).toContain(
-      'EACCES: permission denied, open \'' + path.join(copy.dir, 'outside.txt') + '\': the isolated pool lets a test write only its snapshots; '
-      + 'only the running test files, their snapshot files and paths inside their directories may be written. Keep toMatchFileSnapshot() files inside the test file\'s directory.')
+    expect(byTitle["a file snapshot outside the test's directory"]!.status).toBe('failed')
+    expect(byTitle["a file snapshot outside the test's directory"]!.failureMessages!.join('\n')).toContain(
+      "EACCES: permission denied, open '" +
+        path.join(copy.dir, 'outside.txt') +
+        "': the isolated pool lets a test write only its snapshots; " +
+        "only the running test files, their snapshot files and paths inside their directories may be written. Keep toMatchFileSnapshot() files inside the test file's directory.",
+    )
     expect(byTitle['a file snapshot named like a config the host loads']!.status).toBe('failed')
     expect(byTitle['a file snapshot named like a config the host loads']!.failureMessages!.join('\n')).toContain('never a snapshot')
     expect(byTitle['a file snapshot next to the test']!.status).toBe('passed')

@@ -22,8 +22,7 @@ function sandboxesOf(pid: number): number[] {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8')
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
       if (ppid === pid && stat.includes('(isolated-init)')) out.push(Number(entry))
-    }
-    catch {}
+    } catch {}
   }
   return out
 }
@@ -40,27 +39,36 @@ test('watch: a changed test file reruns under the pool with the change; stopping
   const copy = copyFixture('basic')
   let output = ''
   const child = spawn(NODE_BIN, [VITEST_CLI, '--root', copy.dir, '--pool=isolated', '--watch', '--reporter=verbose', 'math.test.ts'], {
-    cwd: REPO_ROOT, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'],
+    cwd: REPO_ROOT,
+    env: childEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
   const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
   const runs = () => output.split(' isolated  1 file: 1 ok').length - 1
   try {
-    await until('the first run', () => runs() >= 1 && /waiting for file changes/i.test(output), () => output)
+    await until(
+      'the first run',
+      () => runs() >= 1 && /waiting for file changes/i.test(output),
+      () => output,
+    )
     expect(output).not.toContain('added in watch mode')
 
     const file = path.join(copy.dir, 'math.test.ts')
     fs.appendFileSync(file, "\ntest('added in watch mode', () => { expect(add(2, 2)).toBe(4) })\n")
-    await until('the rerun', () => runs() >= 2 && output.includes('added in watch mode'), () => output)
+    await until(
+      'the rerun',
+      () => runs() >= 2 && output.includes('added in watch mode'),
+      () => output,
+    )
     const rerun = output.slice(Math.max(output.lastIndexOf('RERUN'), 0))
     expect(rerun, output).toMatch(/✓ .*added in watch mode/)
     expect(rerun, output).not.toMatch(/FAIL|×/)
     // Between runs, only the spare sandbox for the next file may be there (and none for a file
     // that will not come): at most one per worker slot.
     expect(sandboxesOf(child.pid!).length).toBeLessThanOrEqual(2)
-  }
-  finally {
+  } finally {
     child.kill('SIGTERM')
     const code = await exited
     expect({ code, sandboxes: sandboxesOf(child.pid!), cgroups: cgroupsOf(child.pid!) }, output).toMatchObject({ sandboxes: [], cgroups: [] })

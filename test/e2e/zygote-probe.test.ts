@@ -17,7 +17,11 @@ await requireKernel()
 // fixtures/zygote-probe/compromised.mjs before its first fork; every action must fail there,
 // and the same script run on the host, as --pool=forks would run code, must succeed at each.
 
-interface Attempt { ok: boolean; code?: string; value?: unknown }
+interface Attempt {
+  ok: boolean
+  code?: string
+  value?: unknown
+}
 interface ProbeResult {
   uid: number
   capEff: string
@@ -43,7 +47,7 @@ beforeAll(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-zygote-probe-'))
   fs.chmodSync(scratch, 0o755)
   const outside = path.join(scratch, 'outside.txt')
-  fs.writeFileSync(outside, 'a secret outside the worker\'s view', { mode: 0o600 })
+  fs.writeFileSync(outside, "a secret outside the worker's view", { mode: 0o600 })
   const writable = path.join(scratch, 'writable')
   fs.mkdirSync(writable, { mode: 0o777 })
   fs.chmodSync(writable, 0o777)

@@ -15,15 +15,19 @@ await requireKernel()
 const root = fixtureDir('zygote-projects')
 const SECRETS = { alpha: 'alpha-6c1f0e9b2d7a4385', beta: 'beta-93d2a7e05b1c4f68' } as const
 
-test('zygote: a file of one project finds nothing of another project\'s environment, nor of main\'s bookkeeping', async () => {
+test("zygote: a file of one project finds nothing of another project's environment, nor of main's bookkeeping", async () => {
   let main = 0
   const holding = new Set<string>()
   const run = runVitest({
     root,
     pool: 'isolated',
     env: { VITEST_ISOLATED_ZYGOTE: '1' },
-    onSpawn: (pid) => { main = pid },
-    onOutput: (chunk) => { for (const m of chunk.matchAll(/PROJECT-HOLDING (\w+)/g)) holding.add(m[1]!) },
+    onSpawn: pid => {
+      main = pid
+    },
+    onOutput: chunk => {
+      for (const m of chunk.matchAll(/PROJECT-HOLDING (\w+)/g)) holding.add(m[1]!)
+    },
     timeoutMs: 120_000,
   })
   // The projects' files may run one after the other: each is looked at while it holds, then let go.

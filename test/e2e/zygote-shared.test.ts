@@ -32,63 +32,77 @@ function check(subjects: number[], others: number[]): Shared {
   return JSON.parse(execFileSync('/usr/bin/python3', [CHECKER], { input: JSON.stringify({ subjects, others }) }).toString()) as Shared
 }
 
-test.each([['zygote', '1'], ['fresh workers', '0']])('%s: no worker shares an open file or a writable shared page with any process outside its sandbox', async (_mode, zygote) => {
-  let main = 0
-  const holding = new Set<string>()
-  const run = runVitest({
-    root,
-    pool: 'isolated',
-    env: { VITEST_ISOLATED_ZYGOTE: zygote },
-    onSpawn: (pid) => { main = pid },
-    onOutput: (chunk) => { for (const m of chunk.matchAll(/SHARED-HOLDING (\w+)/g)) holding.add(m[1]!) },
-    timeoutMs: 120_000,
-  })
-  let workers: number[] = []
-  try {
-    // The holding workers: each has its `sleep 120` child (a spare booted for a later file has not).
-    const holds = (pid: number) => processesUnder(pid).some(p => readProc(`/proc/${p}/cmdline`) === 'sleep\u0000120\u0000' || readProc(`/proc/${p}/cmdline`) === '/bin/sleep\u0000120\u0000')
-    for (let waited = 0; waited < 60_000 && (holding.size < FILES || workers.length < FILES); waited += 100) {
-      await new Promise(resolve => setTimeout(resolve, 100))
-      workers = main ? processesUnder(main).filter(isWorker).filter(holds) : []
+test.each([
+  ['zygote', '1'],
+  ['fresh workers', '0'],
+])(
+  '%s: no worker shares an open file or a writable shared page with any process outside its sandbox',
+  async (_mode, zygote) => {
+    let main = 0
+    const holding = new Set<string>()
+    const run = runVitest({
+      root,
+      pool: 'isolated',
+      env: { VITEST_ISOLATED_ZYGOTE: zygote },
+      onSpawn: pid => {
+        main = pid
+      },
+      onOutput: chunk => {
+        for (const m of chunk.matchAll(/SHARED-HOLDING (\w+)/g)) holding.add(m[1]!)
+      },
+      timeoutMs: 120_000,
+    })
+    let workers: number[] = []
+    try {
+      // The holding workers: each has its `sleep 120` child (a spare booted for a later file has not).
+      const holds = (pid: number) =>
+        processesUnder(pid).some(
+          p => readProc(`/proc/${p}/cmdline`) === 'sleep\u0000120\u0000' || readProc(`/proc/${p}/cmdline`) === '/bin/sleep\u0000120\u0000',
+        )
+      for (let waited = 0; waited < 60_000 && (holding.size < FILES || workers.length < FILES); waited += 100) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        workers = main ? processesUnder(main).filter(isWorker).filter(holds) : []
+      }
+      expect(holding.size, 'files holding their sandboxes').toBe(FILES)
+      expect(workers).toHaveLength(FILES)
+      const all = processesUnder(main)
+      const zygotes = all.filter(isZygote)
+      if (zygote === '1') {
+        // The workers are copies (PID 3 inside), and the zygote is one of the processes compared.
+        expect(zygotes.length).toBeGreaterThan(0)
+        expect(workers.map(innerPid)).toEqual(Array(FILES).fill(3))
+        // Nested in the zygote's sandbox: the user namespace maps the worker's id and no other,
+        // so the zygote (its owner) has no right there over anyone else's files.
+        const id = process.geteuid!() === 0 ? 65534 : process.geteuid!()
+        for (const worker of workers) expect(readProc(`/proc/${worker}/uid_map`).trim().split(/\s+/)).toEqual([String(id), String(id), '1'])
+      } else {
+        expect(zygotes).toEqual([])
+        expect(workers.map(innerPid)).toEqual(Array(FILES).fill(2))
+      }
+      for (const worker of workers) {
+        const ns = pidNamespace(worker)
+        const others = all.filter(p => pidNamespace(p) !== ns)
+        expect(others).toContain(main)
+        const shared = check([worker], others)
+        expect(shared.files, `worker ${worker} shares open files`).toEqual([])
+        expect(shared.pages, `worker ${worker} shares pages`).toEqual([])
+        // No writable shared mapping at all: none was inherited, none made before tests ran.
+        expect(shared.sharedMappings[String(worker)]).toEqual([])
+        expect(shared.checked.fds).toBeGreaterThanOrEqual(4)
+        expect(shared.checked.pairs).toBeGreaterThan(100)
+      }
+    } finally {
+      for (const worker of workers) {
+        try {
+          process.kill(worker, 'SIGUSR2')
+        } catch {}
+      }
     }
-    expect(holding.size, 'files holding their sandboxes').toBe(FILES)
-    expect(workers).toHaveLength(FILES)
-    const all = processesUnder(main)
-    const zygotes = all.filter(isZygote)
-    if (zygote === '1') {
-      // The workers are copies (PID 3 inside), and the zygote is one of the processes compared.
-      expect(zygotes.length).toBeGreaterThan(0)
-      expect(workers.map(innerPid)).toEqual(Array(FILES).fill(3))
-      // Nested in the zygote's sandbox: the user namespace maps the worker's id and no other,
-      // so the zygote (its owner) has no right there over anyone else's files.
-      const id = process.geteuid!() === 0 ? 65534 : process.geteuid!()
-      for (const worker of workers) expect(readProc(`/proc/${worker}/uid_map`).trim().split(/\s+/)).toEqual([String(id), String(id), '1'])
-    } else {
-      expect(zygotes).toEqual([])
-      expect(workers.map(innerPid)).toEqual(Array(FILES).fill(2))
-    }
-    for (const worker of workers) {
-      const ns = pidNamespace(worker)
-      const others = all.filter(p => pidNamespace(p) !== ns)
-      expect(others).toContain(main)
-      const shared = check([worker], others)
-      expect(shared.files, `worker ${worker} shares open files`).toEqual([])
-      expect(shared.pages, `worker ${worker} shares pages`).toEqual([])
-      // No writable shared mapping at all: none was inherited, none made before tests ran.
-      expect(shared.sharedMappings[String(worker)]).toEqual([])
-      expect(shared.checked.fds).toBeGreaterThanOrEqual(4)
-      expect(shared.checked.pairs).toBeGreaterThan(100)
-    }
-  } finally {
-    for (const worker of workers) {
-      try {
-        process.kill(worker, 'SIGUSR2')
-      } catch {}
-    }
-  }
-  const done = await run
-  expect(done.exitCode, describeRun(done)).toBe(0)
-}, 150_000)
+    const done = await run
+    expect(done.exitCode, describeRun(done)).toBe(0)
+  },
+  150_000,
+)
 
 test('the check is real: it sees an open file a child inherited and a page two processes share', async () => {
   // The child gets this process's own open file as its fd 3: the same open file description,
@@ -96,16 +110,23 @@ test('the check is real: it sees an open file a child inherited and a page two p
   const mine = fs.openSync(CHECKER, 'r')
   const child = spawn('/bin/sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', mine] })
   // A python that maps shared memory, touches it and forks: parent and child share its pages.
-  const pages = spawn('/usr/bin/python3', ['-c', [
-    'import mmap, os, time, sys',
-    'm = mmap.mmap(-1, 4096 * 4); m.write(b"x" * 4096 * 4)',
-    'pid = os.fork()',
-    'm.read(4096 * 4)',
-    'print(os.getpid() if pid else 0, flush=True) if pid else None',
-    'time.sleep(30)',
-  ].join('\n')], { stdio: ['ignore', 'pipe', 'ignore'] })
+  const pages = spawn(
+    '/usr/bin/python3',
+    [
+      '-c',
+      [
+        'import mmap, os, time, sys',
+        'm = mmap.mmap(-1, 4096 * 4); m.write(b"x" * 4096 * 4)',
+        'pid = os.fork()',
+        'm.read(4096 * 4)',
+        'print(os.getpid() if pid else 0, flush=True) if pid else None',
+        'time.sleep(30)',
+      ].join('\n'),
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  )
   try {
-    const parent = await new Promise<number>((resolve) => pages.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
+    const parent = await new Promise<number>(resolve => pages.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
     const forked = processesUnder(parent).find(p => p !== parent)!
     expect(check([child.pid!], [process.pid]).files.map(f => f.fd)).toContain(3)
     const shared = check([forked], [parent])

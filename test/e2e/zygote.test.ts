@@ -48,19 +48,28 @@ interface Probe {
 }
 
 function probesOf(output: string): Probe[] {
-  return output.split('\n').filter(l => l.startsWith('ZYGOTE-PROBE ')).map(l => JSON.parse(l.slice('ZYGOTE-PROBE '.length)) as Probe)
+  return output
+    .split('\n')
+    .filter(l => l.startsWith('ZYGOTE-PROBE '))
+    .map(l => JSON.parse(l.slice('ZYGOTE-PROBE '.length)) as Probe)
 }
 
 /** Zygotes of the run tagged `tag` (its environment), wherever they are now: none may outlive it. */
 function zygotesOf(tag: string): number[] {
-  return fs.readdirSync('/proc').filter(e => /^\d+$/.test(e)).filter((p) => {
-    try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/dist/zygote/entry.js')
-        && fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`ZYGOTE_RUN_TAG=${tag}`)
-    } catch {
-      return false
-    }
-  }).map(Number)
+  return fs
+    .readdirSync('/proc')
+    .filter(e => /^\d+$/.test(e))
+    .filter(p => {
+      try {
+        return (
+          fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/dist/zygote/entry.js') &&
+          fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`ZYGOTE_RUN_TAG=${tag}`)
+        )
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
 }
 
 /** Cgroups of the run whose Vitest main is `main` (their names carry its pid). */
@@ -72,14 +81,24 @@ function cgroupsOf(main: number): string[] {
 /** What an exec'd worker reports, from the same fixture with the zygote off (the failures there are the next test's). */
 let fresh: Promise<Probe[]> | undefined
 function freshProbes(): Promise<Probe[]> {
-  fresh ??= runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off', ZYGOTE_RUN_TAG: 'fresh' } }).then(run => probesOf(run.stdout))
+  fresh ??= runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off', ZYGOTE_RUN_TAG: 'fresh' } }).then(run =>
+    probesOf(run.stdout),
+  )
   return fresh
 }
 
-test('zygote: every file\'s worker is a copy that entered its own sandbox, and the run leaves nothing behind', async () => {
+test("zygote: every file's worker is a copy that entered its own sandbox, and the run leaves nothing behind", async () => {
   const tag = `${process.pid}-${Date.now()}`
   let main = 0
-  const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'on', ZYGOTE_RUN_TAG: tag }, onSpawn: (pid) => { main = pid } })
+  const run = await runVitest({
+    root,
+    pool: 'isolated',
+    args: ['--maxWorkers=2'],
+    env: { VITEST_ISOLATED_ZYGOTE: 'on', ZYGOTE_RUN_TAG: tag },
+    onSpawn: pid => {
+      main = pid
+    },
+  })
   expect(run.exitCode, describeRun(run)).toBe(0)
   expect(counts(run.report!)).toMatchObject({ passed: FILES.length * PROBES_PER_FILE, failed: 0 })
 
@@ -98,14 +117,20 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
   // Only where the pool makes per-file cgroups (rootless on cgroup v1 it makes none).
   const driver = cgroupDriver()
   if (driver && Object.values(driver.support).some(s => s.ok)) {
-    expect(cgroups.every(c => c.length === 1), JSON.stringify(cgroups)).toBe(true)
+    expect(
+      cgroups.every(c => c.length === 1),
+      JSON.stringify(cgroups),
+    ).toBe(true)
     expect(new Set(cgroups.flat()).size).toBe(FILES.length)
   }
   // Each file has namespaces of its own, none of them the host's. (Inode numbers of namespaces
   // are reused once a sandbox is gone, so files that ran one after the other may show the same;
   // test/e2e/zygote-shared.test.ts compares sandboxes that are open at the same time.)
   for (const ns of ['user', 'pid', 'net', 'mnt', 'ipc', 'uts', 'cgroup'] as const) {
-    expect(probes.map(p => p[ns]), ns).not.toContain(fs.readlinkSync(`/proc/self/ns/${ns}`))
+    expect(
+      probes.map(p => p[ns]),
+      ns,
+    ).not.toContain(fs.readlinkSync(`/proc/self/ns/${ns}`))
   }
   // What an exec'd worker would say about itself: argv, execArgv, /proc/self/cmdline and
   // /proc/self/environ, process.env, native Math.random (where V8 lets it be reset).
@@ -122,8 +147,14 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
     expect(p.argv).toEqual(e.argv)
     expect(p.execArgv).toEqual(e.execArgv)
     expect(p.cmdline).toEqual(e.cmdline)
-    expect(sameRun(p.environ).filter(x => !sameRun(e.environ).includes(x)), 'only in the copy\'s environ').toEqual([])
-    expect(sameRun(e.environ).filter(x => !sameRun(p.environ).includes(x)), 'only in the exec\'d worker\'s environ').toEqual([])
+    expect(
+      sameRun(p.environ).filter(x => !sameRun(e.environ).includes(x)),
+      "only in the copy's environ",
+    ).toEqual([])
+    expect(
+      sameRun(e.environ).filter(x => !sameRun(p.environ).includes(x)),
+      "only in the exec'd worker's environ",
+    ).toEqual([])
     expect(sameRun(p.environ)).toEqual(sameRun(e.environ))
     expect(p.env).toEqual(e.env)
     expect(p.cwd).toBe(e.cwd)
@@ -136,7 +167,7 @@ test('zygote: every file\'s worker is a copy that entered its own sandbox, and t
   expect(cgroupsOf(main), 'cgroups left by the run').toEqual([])
 })
 
-test('zygote: off, the probes that tell a copy from an exec\'d worker fail, and only those', async () => {
+test("zygote: off, the probes that tell a copy from an exec'd worker fail, and only those", async () => {
   const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off' } })
   expect(run.exitCode, describeRun(run)).toBe(1)
   expect(failedTests(run.report!, root).sort()).toEqual(FILES.map(f => `${f}.test.ts > it is PID 3 of its own PID namespace, a child of init, alone with it`))

@@ -17,7 +17,7 @@ const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
 const probe = path.join(repo, 'test/integration/probes/net.mjs')
 
 interface NetProbe {
-  answers: Record<string, { answer: string, ms: number }> & { twice?: string[] }
+  answers: Record<string, { answer: string; ms: number }> & { twice?: string[] }
   zombies: string[]
   sockets: number[]
 }
@@ -33,7 +33,12 @@ async function freePort(): Promise<number> {
   return port
 }
 
-function request(env: Record<string, string>, hostPorts: { port: number, host: string }[], netControl = false, options: ResolvedIsolatedOptions = resolveOptions({ tmpSize: 64 << 20 }, {})) {
+function request(
+  env: Record<string, string>,
+  hostPorts: { port: number; host: string }[],
+  netControl = false,
+  options: ResolvedIsolatedOptions = resolveOptions({ tmpSize: 64 << 20 }, {}),
+) {
   return {
     entry: probe,
     execArgv: [],
@@ -56,8 +61,7 @@ async function result(sandbox: Sandbox): Promise<NetProbe> {
   await new Promise(resolve => setImmediate(resolve))
   try {
     return JSON.parse(out) as NetProbe
-  }
-  catch {
+  } catch {
     throw new Error(`probe printed no JSON (exit ${JSON.stringify(exit)}):\n${out}\n${err}`)
   }
 }
@@ -90,20 +94,28 @@ afterAll(async () => {
 describe('hostPorts', () => {
   test('a declared port reaches the host service on 127.0.0.1, localhost and ::1; an undeclared one is refused', async () => {
     const before = openFds()
-    const sandbox = await spawnSandbox(request({
-      PROBE_TARGETS: [
-        `127.0.0.1:${hiPort}`, `localhost:${hiPort}`, `[::1]:${hiPort}`,
-        `127.0.0.1:${otherPort}`,
-        `127.0.0.1:${refusedPort}`, `localhost:${refusedPort}`,
-        `127.0.0.1:${silentPort}`,
-      ].join(','),
-      PROBE_TWICE: `127.0.0.1:${hiPort}`,
-    }, [
-      { port: hiPort, host: '127.0.0.1' },
-      { port: otherPort, host: '127.0.0.2' },
-      // Declared, but nothing listens there on the host.
-      { port: silentPort, host: '127.0.0.1' },
-    ]))
+    const sandbox = await spawnSandbox(
+      request(
+        {
+          PROBE_TARGETS: [
+            `127.0.0.1:${hiPort}`,
+            `localhost:${hiPort}`,
+            `[::1]:${hiPort}`,
+            `127.0.0.1:${otherPort}`,
+            `127.0.0.1:${refusedPort}`,
+            `localhost:${refusedPort}`,
+            `127.0.0.1:${silentPort}`,
+          ].join(','),
+          PROBE_TWICE: `127.0.0.1:${hiPort}`,
+        },
+        [
+          { port: hiPort, host: '127.0.0.1' },
+          { port: otherPort, host: '127.0.0.2' },
+          // Declared, but nothing listens there on the host.
+          { port: silentPort, host: '127.0.0.1' },
+        ],
+      ),
+    )
     const { answers, zombies } = await result(sandbox)
     expect(answers[`127.0.0.1:${hiPort}`]!.answer).toBe('hi')
     expect(answers[`localhost:${hiPort}`]!.answer).toBe('hi')
@@ -120,9 +132,9 @@ describe('hostPorts', () => {
     expect(openFds()).toBe(before)
   })
 
-  test('the host service sees connections from the host\'s loopback (the forward in main), never the sandbox\'s choice of target', async () => {
+  test("the host service sees connections from the host's loopback (the forward in main), never the sandbox's choice of target", async () => {
     const peers: string[] = []
-    const server = net.createServer((socket) => {
+    const server = net.createServer(socket => {
       peers.push(socket.remoteAddress!)
       socket.end('seen')
     })
@@ -131,8 +143,7 @@ describe('hostPorts', () => {
       const { answers } = await result(await spawnSandbox(request({ PROBE_TARGETS: `127.0.0.1:${port}` }, [{ port, host: '127.0.0.1' }])))
       expect(answers[`127.0.0.1:${port}`]!.answer).toBe('seen')
       expect(peers).toEqual(['127.0.0.1'])
-    }
-    finally {
+    } finally {
       await new Promise(resolve => server.close(resolve))
     }
   })
@@ -144,9 +155,12 @@ describe('hostPorts', () => {
     await expect(sandbox.net.connectInside(await freePort())).rejects.toMatchObject({ code: 'ECONNREFUSED' })
     // hiPort inside is init's listener: main's socket is in the sandbox's netns, so it reaches it.
     const inside = await sandbox.net.connectInside(hiPort)
-    const echoed = await new Promise<string>((resolve) => {
+    const echoed = await new Promise<string>(resolve => {
       let text = ''
-      inside.setEncoding('utf8').on('data', (c: string) => (text += c)).on('close', () => resolve(text))
+      inside
+        .setEncoding('utf8')
+        .on('data', (c: string) => (text += c))
+        .on('close', () => resolve(text))
     })
     expect(echoed).toBe('hi')
     const { answers, zombies, sockets } = await result(sandbox)
@@ -159,13 +173,13 @@ describe('hostPorts', () => {
 })
 
 describe('exposeHostPort', () => {
-
   test('reaches sandboxes spawned after it, and a spare booted before it is discarded, not used', async () => {
     const supervisor = new Supervisor(resolveOptions({ tmpSize: 64 << 20 }, {}))
     const server = net.createServer(socket => socket.end('late'))
     const port = await listen(server)
     const key = {}
-    const launch = () => supervisor.launch({ entry: probe, execArgv: [], env: { PATH: process.env.PATH!, PROBE_TARGETS: `127.0.0.1:${port}` }, cwd: repo, projectRoot: repo })
+    const launch = () =>
+      supervisor.launch({ entry: probe, execArgv: [], env: { PATH: process.env.PATH!, PROBE_TARGETS: `127.0.0.1:${port}` }, cwd: repo, projectRoot: repo })
     try {
       // The first file's sandbox, and a spare for the next one, both without the port.
       const first: Launched = await supervisor.acquire(key, 1, launch)
@@ -173,8 +187,7 @@ describe('exposeHostPort', () => {
       exposeHostPort(port)
       const second = await supervisor.acquire(key, 1, launch)
       expect((await result(second.sandbox)).answers[`127.0.0.1:${port}`]!.answer).toBe('late')
-    }
-    finally {
+    } finally {
       await supervisor.discardSpares()
       await new Promise(resolve => server.close(resolve))
     }

@@ -32,11 +32,7 @@ interface ProbeRun {
 }
 
 /** Runs the probe script in a fresh sandbox and returns its JSON answer. */
-async function runProbes(
-  probes: string[],
-  env: Record<string, string> = {},
-  options: Partial<ResolvedIsolatedOptions> = {},
-): Promise<ProbeRun> {
+async function runProbes(probes: string[], env: Record<string, string> = {}, options: Partial<ResolvedIsolatedOptions> = {}): Promise<ProbeRun> {
   const sandbox = await spawnSandbox({
     entry: probeScript,
     execArgv: [],
@@ -69,7 +65,7 @@ function spawnHang(): Promise<Sandbox> {
 }
 
 describe('sandbox', () => {
-  test('every namespace differs from the host\'s', async () => {
+  test("every namespace differs from the host's", async () => {
     const { result } = await runProbes(['ns'])
     for (const ns of ['user', 'mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup']) {
       const host = fs.readlinkSync(`/proc/self/ns/${ns}`)
@@ -110,15 +106,23 @@ describe('sandbox', () => {
     let server: net.Server
     let port = 0
     beforeAll(async () => {
-      server = net.createServer((s) => s.on('error', () => {}).end('host'))
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+      server = net.createServer(s => s.on('error', () => {}).end('host'))
+      await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
       port = (server.address() as net.AddressInfo).port
     })
-    afterAll(() => new Promise<void>((r) => server.close(() => r())))
+    afterAll(() => new Promise<void>(r => server.close(() => r())))
 
-    test('a server on the host\'s 127.0.0.1 is unreachable; the sandbox has its own loopback', async () => {
+    test("a server on the host's 127.0.0.1 is unreachable; the sandbox has its own loopback", async () => {
       // The host side can reach it, so the probe would see it if it leaked.
-      await new Promise<void>((resolve, reject) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve() }).once('error', reject))
+      await new Promise<void>((resolve, reject) =>
+        net
+          .connect(port, '127.0.0.1')
+          .once('connect', function (this: net.Socket) {
+            this.destroy()
+            resolve()
+          })
+          .once('error', reject),
+      )
       const { result } = await runProbes(['connect', 'listen'], { HOST_PORT: String(port) })
       expect(result.connect).toEqual({ ok: false, code: 'ECONNREFUSED' })
       // The same port is free inside: its own loopback, up.
@@ -131,7 +135,7 @@ describe('sandbox', () => {
     })
   })
 
-  test('PID 1 is our init and the worker\'s parent', async () => {
+  test("PID 1 is our init and the worker's parent", async () => {
     const { result } = await runProbes(['pid1'])
     expect(result.pid1.comm).toBe('isolated-init')
     // Init is its own program, not a copy of Vitest: nothing of Vitest's command line shows.
@@ -168,7 +172,7 @@ describe('sandbox', () => {
     }
   })
 
-  test('a host TMPDIR becomes the sandbox\'s own /tmp', async () => {
+  test("a host TMPDIR becomes the sandbox's own /tmp", async () => {
     const { result } = await runProbes(['tmpdir'], { TMPDIR: '/var/tmp/somewhere-on-the-host' })
     expect(result.tmpdir).toEqual({ tmpdir: '/tmp', exists: true })
   })
@@ -184,8 +188,10 @@ describe('sandbox', () => {
       expect(result.fds['2']).toMatch(/^pipe:/)
       expect(result.fds['3']).toMatch(/^socket:/)
       // Above 3 only what node opened itself (epoll, eventfd, its own pipes): no host file, no socket.
-      const rest = Object.entries(result.fds).filter(([fd]) => Number(fd) > 3).map(([, link]) => String(link))
-      expect(rest.filter((l) => l.includes('isolated-fd-leak') || l.startsWith('socket:'))).toEqual([])
+      const rest = Object.entries(result.fds)
+        .filter(([fd]) => Number(fd) > 3)
+        .map(([, link]) => String(link))
+      expect(rest.filter(l => l.includes('isolated-fd-leak') || l.startsWith('socket:'))).toEqual([])
     } finally {
       marker.removeCallback()
     }
@@ -206,7 +212,7 @@ describe('sandbox', () => {
     expect(alive()).toBe('')
   })
 
-  test('the worker\'s exit code comes back; SIGKILL kills the whole sandbox', async () => {
+  test("the worker's exit code comes back; SIGKILL kills the whole sandbox", async () => {
     const { exit } = await runProbes([])
     expect(exit).toEqual({ code: 0, signal: null })
     const sandbox = await spawnHang()

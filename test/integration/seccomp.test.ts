@@ -39,28 +39,45 @@ async function syscalls(seccomp: boolean | { deny: string[] }): Promise<Record<s
 const python = fs.existsSync('/usr/bin/python3')
 if (!python) {
   const reason = '/usr/bin/python3 is missing (apt-get install python3), so raw system calls cannot be made from inside the sandbox'
-  if (process.env.CI) test('seccomp', () => { throw new Error(reason) })
+  if (process.env.CI)
+    test('seccomp', () => {
+      throw new Error(reason)
+    })
   else console.warn(`[seccomp] skipping: ${reason}`)
 }
 
-if (python) describe('seccomp', () => {
-  test('every call of the default deny list fails with EPERM, and so does ioctl(TIOCSTI)', async () => {
-    const answers = await syscalls(true)
-    const denied = ['keyctl', 'add_key', 'request_key', 'io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'kexec_load', 'init_module', 'delete_module', 'open_by_handle_at', 'ioctl_TIOCSTI']
-    for (const name of denied) expect(answers[name], name).toBe('EPERM')
-    // Ordinary calls are untouched.
-    expect(answers.getpid).toBe('ok')
-    expect(answers.ioctl_FIONREAD).not.toBe('EPERM')
-    for (const name of DEFAULT_DENY) expect(syscallTable()![name], name).toBeTypeOf('number')
-  })
+if (python)
+  describe('seccomp', () => {
+    test('every call of the default deny list fails with EPERM, and so does ioctl(TIOCSTI)', async () => {
+      const answers = await syscalls(true)
+      const denied = [
+        'keyctl',
+        'add_key',
+        'request_key',
+        'io_uring_setup',
+        'bpf',
+        'perf_event_open',
+        'userfaultfd',
+        'kexec_load',
+        'init_module',
+        'delete_module',
+        'open_by_handle_at',
+        'ioctl_TIOCSTI',
+      ]
+      for (const name of denied) expect(answers[name], name).toBe('EPERM')
+      // Ordinary calls are untouched.
+      expect(answers.getpid).toBe('ok')
+      expect(answers.ioctl_FIONREAD).not.toBe('EPERM')
+      for (const name of DEFAULT_DENY) expect(syscallTable()![name], name).toBeTypeOf('number')
+    })
 
-  test('without the filter the same calls reach the kernel and fail for their own reasons', async () => {
-    const answers = await syscalls(false)
-    // Without the filter these get the kernel's own answers (ENOTTY, EFAULT/EINVAL, a keyring
-    // id); others, like open_by_handle_at, the kernel refuses with EPERM by itself for lack of
-    // a capability, so they cannot tell the filter apart.
-    expect(answers.ioctl_TIOCSTI).not.toBe('EPERM')
-    expect(answers.io_uring_setup).not.toBe('EPERM')
-    expect(answers.keyctl).not.toBe('EPERM')
+    test('without the filter the same calls reach the kernel and fail for their own reasons', async () => {
+      const answers = await syscalls(false)
+      // Without the filter these get the kernel's own answers (ENOTTY, EFAULT/EINVAL, a keyring
+      // id); others, like open_by_handle_at, the kernel refuses with EPERM by itself for lack of
+      // a capability, so they cannot tell the filter apart.
+      expect(answers.ioctl_TIOCSTI).not.toBe('EPERM')
+      expect(answers.io_uring_setup).not.toBe('EPERM')
+      expect(answers.keyctl).not.toBe('EPERM')
+    })
   })
-})

@@ -37,15 +37,39 @@ function basePlan(): NativePlan {
  * exec_init has its own test below.
  */
 const KERNEL_ONLY = [
-  'clone', 'exec_init', 'launch', 'read_plan', 'setgroups', 'sync_wait', 'pdeathsig', 'setsid', 'make_private', 'base_tmpfs', 'pivot_base',
-  'root_tmpfs', 'detach_oldroot', 'pivot_root', 'loopback', 'fork_worker', 'dup_fds', 'close_fds',
-  'drop_caps', 'no_new_privs',
+  'clone',
+  'exec_init',
+  'launch',
+  'read_plan',
+  'setgroups',
+  'sync_wait',
+  'pdeathsig',
+  'setsid',
+  'make_private',
+  'base_tmpfs',
+  'pivot_base',
+  'root_tmpfs',
+  'detach_oldroot',
+  'pivot_root',
+  'loopback',
+  'fork_worker',
+  'dup_fds',
+  'close_fds',
+  'drop_caps',
+  'no_new_privs',
   // Nesting in the zygote's sandbox (spawn.c): the clone of its PID namespace's first process.
   'nest_fork',
   // The zygote's copy (addon/src/zygote.c): enter_cgroup and enter_setns are reached in
   // test/integration/zygote.test.ts; the others fail only when the kernel refuses (or, for
   // enter_sweep, when a copy finds something it cannot account for).
-  'enter_plan', 'enter_cgroup', 'enter_setns', 'enter_fork', 'enter_fds', 'enter_image', 'enter_loop', 'enter_sweep',
+  'enter_plan',
+  'enter_cgroup',
+  'enter_setns',
+  'enter_fork',
+  'enter_fds',
+  'enter_image',
+  'enter_loop',
+  'enter_sweep',
 ]
 
 // Nesting: an fd that is no pidfd, and a live sandbox (held) whose user namespace has no such id.
@@ -61,80 +85,149 @@ afterAll(async () => {
 })
 
 const cases: { step: string; code: string; path?: string; mutate: (p: NativePlan) => void }[] = [
-  { step: 'uid_map', code: 'EINVAL', mutate: (p) => { p.uidMap = 'not a map\n' } },
-  { step: 'gid_map', code: 'EINVAL', mutate: (p) => { p.gidMap = 'not a map\n' } },
   {
-    step: 'bind', code: 'ENOENT', path: '/isolated-missing-source',
-    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: '/isolated-missing-source', dst: '/mnt/x' }),
+    step: 'uid_map',
+    code: 'EINVAL',
+    mutate: p => {
+      p.uidMap = 'not a map\n'
+    },
+  },
+  {
+    step: 'gid_map',
+    code: 'EINVAL',
+    mutate: p => {
+      p.gidMap = 'not a map\n'
+    },
+  },
+  {
+    step: 'bind',
+    code: 'ENOENT',
+    path: '/isolated-missing-source',
+    mutate: p => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: '/isolated-missing-source', dst: '/mnt/x' }),
   },
   {
     // Creating a mount point inside a read-only bind of a host directory would
     // create it on the host: refused by the read-only mount itself.
-    step: 'mkdir', code: 'EROFS', path: '/usr/isolated-missing-target',
-    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: repo, dst: '/usr/isolated-missing-target' }),
+    step: 'mkdir',
+    code: 'EROFS',
+    path: '/usr/isolated-missing-target',
+    mutate: p => p.ops.push({ kind: OP.bind, flags: OPF.ro, src: repo, dst: '/usr/isolated-missing-target' }),
   },
   {
-    step: 'tmpfs', code: 'EINVAL', path: '/mnt/unmapped-owner',
-    mutate: (p) => p.ops.push({ kind: OP.tmpfs, flags: 0, dst: '/mnt/unmapped-owner', mode: 0o755, uid: 12345, gid: 12345, size: 1 << 20 }),
+    step: 'tmpfs',
+    code: 'EINVAL',
+    path: '/mnt/unmapped-owner',
+    mutate: p => p.ops.push({ kind: OP.tmpfs, flags: 0, dst: '/mnt/unmapped-owner', mode: 0o755, uid: 12345, gid: 12345, size: 1 << 20 }),
   },
   {
     // Made in our own process before the clone. As root open_tree finds no source; rootless the
     // kernel refuses the map itself (an unprivileged user may not write a gid map before
     // setgroups is denied), which is why rootless plans never ask for one.
-    step: 'idmap', code: identity.uid === 0 ? 'ENOENT' : 'EPERM', path: '/isolated-missing-source',
-    mutate: (p) => p.ops.push({ kind: OP.bind, flags: OPF.idmap, src: '/isolated-missing-source', dst: '/mnt/x', uid: 0, gid: 0 }),
+    step: 'idmap',
+    code: identity.uid === 0 ? 'ENOENT' : 'EPERM',
+    path: '/isolated-missing-source',
+    mutate: p => p.ops.push({ kind: OP.bind, flags: OPF.idmap, src: '/isolated-missing-source', dst: '/mnt/x', uid: 0, gid: 0 }),
   },
   {
     // An overlay needs a directory to sit on; /etc/hosts is the generated file by then.
-    step: 'overlay', code: 'ENOTDIR', path: '/etc/hosts',
-    mutate: (p) => p.ops.push({ kind: OP.overlay, flags: 0, src: repo, dst: '/etc/hosts', size: 1 << 20 }),
+    step: 'overlay',
+    code: 'ENOTDIR',
+    path: '/etc/hosts',
+    mutate: p => p.ops.push({ kind: OP.overlay, flags: 0, src: repo, dst: '/etc/hosts', size: 1 << 20 }),
   },
   {
-    step: 'proc', code: 'ENOTDIR', path: '/etc/hostname',
-    mutate: (p) => p.ops.push({ kind: OP.proc, flags: 0, dst: '/etc/hostname' }),
+    step: 'proc',
+    code: 'ENOTDIR',
+    path: '/etc/hostname',
+    mutate: p => p.ops.push({ kind: OP.proc, flags: 0, dst: '/etc/hostname' }),
   },
   {
-    step: 'devpts', code: 'ENOTDIR', path: '/etc/hosts',
-    mutate: (p) => p.ops.push({ kind: OP.devpts, flags: 0, dst: '/etc/hosts' }),
+    step: 'devpts',
+    code: 'ENOTDIR',
+    path: '/etc/hosts',
+    mutate: p => p.ops.push({ kind: OP.devpts, flags: 0, dst: '/etc/hosts' }),
   },
   {
-    step: 'symlink', code: 'EROFS', path: '/usr/isolated-link',
-    mutate: (p) => p.ops.push({ kind: OP.symlink, flags: 0, dst: '/usr/isolated-link', data: '/tmp' }),
+    step: 'symlink',
+    code: 'EROFS',
+    path: '/usr/isolated-link',
+    mutate: p => p.ops.push({ kind: OP.symlink, flags: 0, dst: '/usr/isolated-link', data: '/tmp' }),
   },
   {
     // Generated files are staged in the 1 MiB base tmpfs.
-    step: 'write_file', code: 'ENOSPC', path: '/mnt/big',
-    mutate: (p) => p.ops.push({ kind: OP.file, flags: 0, dst: '/mnt/big', data: 'x'.repeat(2 << 20) }),
+    step: 'write_file',
+    code: 'ENOSPC',
+    path: '/mnt/big',
+    mutate: p => p.ops.push({ kind: OP.file, flags: 0, dst: '/mnt/big', data: 'x'.repeat(2 << 20) }),
   },
   {
     // mount_setattr wants the root of a mount; a plain directory is not one.
-    step: 'seal', code: 'EINVAL', path: '/mnt/not-a-mount',
-    mutate: (p) => p.ops.push({ kind: OP.mkdir, flags: OPF.ro, dst: '/mnt/not-a-mount' }),
+    step: 'seal',
+    code: 'EINVAL',
+    path: '/mnt/not-a-mount',
+    mutate: p => p.ops.push({ kind: OP.mkdir, flags: OPF.ro, dst: '/mnt/not-a-mount' }),
   },
   {
-    step: 'chdir', code: 'ENOENT', path: '/isolated-missing-cwd',
-    mutate: (p) => {
+    step: 'chdir',
+    code: 'ENOENT',
+    path: '/isolated-missing-cwd',
+    mutate: p => {
       p.cwd = '/isolated-missing-cwd'
-      p.ops = p.ops.filter((op) => op.kind !== OP.mkdir)
+      p.ops = p.ops.filter(op => op.kind !== OP.mkdir)
     },
   },
   {
     // The second listener on the same port inside: what a taken port looks like, named by port.
-    step: 'host_ports', code: 'EADDRINUSE', path: '127.0.0.1:4999',
-    mutate: (p) => { p.hostPorts = [4999, 4999] },
+    step: 'host_ports',
+    code: 'EADDRINUSE',
+    path: '127.0.0.1:4999',
+    mutate: p => {
+      p.hostPorts = [4999, 4999]
+    },
   },
-  { step: 'hostname', code: 'EINVAL', mutate: (p) => { p.hostname = 'h'.repeat(65) } },
-  { step: 'set_ids', code: 'EINVAL', mutate: (p) => { p.workerUid = 12345 } },
-  { step: 'nest_setns', code: 'EINVAL', mutate: (p) => { Object.assign(p, { nestPidfd: notAPidfd, nestUid: 0, nestGid: 0 }) } },
-  { step: 'nest_ids', code: 'EINVAL', mutate: (p) => { Object.assign(p, { nestPidfd: held.nestPidfd, nestUid: 12345, nestGid: 12345 }) } },
+  {
+    step: 'hostname',
+    code: 'EINVAL',
+    mutate: p => {
+      p.hostname = 'h'.repeat(65)
+    },
+  },
+  {
+    step: 'set_ids',
+    code: 'EINVAL',
+    mutate: p => {
+      p.workerUid = 12345
+    },
+  },
+  {
+    step: 'nest_setns',
+    code: 'EINVAL',
+    mutate: p => {
+      Object.assign(p, { nestPidfd: notAPidfd, nestUid: 0, nestGid: 0 })
+    },
+  },
+  {
+    step: 'nest_ids',
+    code: 'EINVAL',
+    mutate: p => {
+      Object.assign(p, { nestPidfd: held.nestPidfd, nestUid: 12345, nestGid: 12345 })
+    },
+  },
   {
     // 5000 denied numbers make a BPF program past the kernel's 4096 instructions.
-    step: 'seccomp', code: 'EINVAL',
-    mutate: (p) => { p.seccomp = { deny: Array.from({ length: 5000 }, (_, i) => 1000 + i), tiocsti: true, ioctl: 16 } },
+    step: 'seccomp',
+    code: 'EINVAL',
+    mutate: p => {
+      p.seccomp = { deny: Array.from({ length: 5000 }, (_, i) => 1000 + i), tiocsti: true, ioctl: 16 }
+    },
   },
   {
-    step: 'exec', code: 'ENOENT', path: '/usr/bin/isolated-missing-node',
-    mutate: (p) => { p.execPath = '/usr/bin/isolated-missing-node' },
+    step: 'exec',
+    code: 'ENOENT',
+    path: '/usr/bin/isolated-missing-node',
+    mutate: p => {
+      p.execPath = '/usr/bin/isolated-missing-node'
+    },
   },
 ]
 
@@ -149,7 +242,7 @@ describe('setup failures', () => {
   })
 
   test('every step is either reached below or listed as kernel-only', () => {
-    const covered = [...cases.map((c) => c.step), ...KERNEL_ONLY].sort()
+    const covered = [...cases.map(c => c.step), ...KERNEL_ONLY].sort()
     expect(covered).toEqual([...STEPS].sort())
   })
 
@@ -158,7 +251,9 @@ describe('setup failures', () => {
     mutate(plan)
     const fdsBefore = fs.readdirSync('/proc/self/fd').length
     const error = await spawnPlan(plan).then(
-      () => { throw new Error('the sandbox started') },
+      () => {
+        throw new Error('the sandbox started')
+      },
       (e: unknown) => e,
     )
     expect(error).toBeInstanceOf(SandboxSetupError)
@@ -170,7 +265,7 @@ describe('setup failures', () => {
   })
 })
 
-describe('the sandbox\'s init program', () => {
+describe("the sandbox's init program", () => {
   test('one that may not be executed fails the spawn at step exec_init with EACCES, leaving nothing behind', () => {
     // A copy of the build whose isolated-init lost its execute bits; the addon finds the init
     // program next to itself, so the copy uses the broken one. Run in a child process: an addon
@@ -188,8 +283,7 @@ describe('the sandbox\'s init program', () => {
             fdsLeft: require('fs').readdirSync('/proc/self/fd').length - fdsBefore })))`
       const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
       expect(JSON.parse(out)).toEqual({ initErrno: 0, step: 'exec_init', errno: os.constants.errno.EACCES, fdsLeft: 0 })
-    }
-    finally {
+    } finally {
       fs.rmSync(copy, { recursive: true, force: true })
     }
   })
@@ -211,8 +305,7 @@ describe('the launcher (isolated-init run before any namespace exists)', () => {
             fdsLeft: require('fs').readdirSync('/proc/self/fd').length - fdsBefore })))`
       const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
       expect(JSON.parse(out)).toEqual({ step: 'launch', errno: os.constants.errno.EPIPE, fdsLeft: 0 })
-    }
-    finally {
+    } finally {
       fs.rmSync(copy, { recursive: true, force: true })
     }
   })
@@ -230,7 +323,11 @@ describe('the launcher (isolated-init run before any namespace exists)', () => {
       if (exit.code !== 0) throw new Error('worker exit ' + exit.code)`
     const trace = path.join(os.tmpdir(), `isolated-strace-${process.pid}.txt`)
     try {
-      execFileSync('strace', ['-f', '-qq', '-e', 'trace=clone,clone3,unshare,execve,execveat', '-o', trace, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' })
+      execFileSync(
+        'strace',
+        ['-f', '-qq', '-e', 'trace=clone,clone3,unshare,execve,execveat', '-o', trace, process.execPath, '--input-type=module', '-e', script],
+        { encoding: 'utf8' },
+      )
       const program = new Map<string, string>()
       const creators: string[] = []
       for (const line of fs.readFileSync(trace, 'utf8').split('\n')) {
@@ -239,53 +336,63 @@ describe('the launcher (isolated-init run before any namespace exists)', () => {
         const [, pid, call, rest] = m
         // An execveat may be split by strace ("<unfinished ...>"): its argv is on the first line.
         if (call === 'execve' || call === 'execveat') program.set(pid!, /\[(.*?)\]/.exec(rest!)?.[1] ?? '?')
-        if (/CLONE_NEWUSER/.test(rest!)) creators.push(`${program.get(pid!) ?? 'node (not exec\'d)'}`)
+        if (/CLONE_NEWUSER/.test(rest!)) creators.push(`${program.get(pid!) ?? "node (not exec'd)"}`)
       }
       // The probe's clones (a user namespace alone, then all of them) and the sandbox's.
       expect(creators.filter(c => c.startsWith('"isolated-init", "probe"')).length, creators.join('\n')).toBeGreaterThanOrEqual(2)
       expect(creators.filter(c => c === '"isolated-init", "launch"').length, creators.join('\n')).toBe(1)
-      expect(creators.filter(c => !c.startsWith('"isolated-init", "probe"') && c !== '"isolated-init", "launch"'), 'clones with CLONE_NEWUSER by others').toEqual([])
-    }
-    finally {
+      expect(
+        creators.filter(c => !c.startsWith('"isolated-init", "probe"') && c !== '"isolated-init", "launch"'),
+        'clones with CLONE_NEWUSER by others',
+      ).toEqual([])
+    } finally {
       fs.rmSync(trace, { force: true })
     }
   })
 })
 
 // Only root maps the worker to another uid; rootless the worker is the owner (no test to skip).
-if (process.geteuid!() === 0) describe('as root: a project the unprivileged worker cannot read', () => {
-  test('is refused before anything is created, naming the directory and the fix; 755 works', async () => {
-    const { spawnSandbox } = await import('../../src/sandbox/spawn.js')
-    const dir = fs.mkdtempSync('/var/tmp/isolated-700-')
-    try {
-      fs.chmodSync(dir, 0o700)
-      // The sandbox shows this project, not the repo: the probe lives in it.
-      const probe = path.join(dir, 'uid.mjs')
-      fs.writeFileSync(probe, 'process.stdout.write(JSON.stringify({ uid: process.getuid() }))\n', { mode: 0o644 })
-      const request = {
-        entry: probe,
-        execArgv: [],
-        env: { PATH: process.env.PATH, PROBES: 'uid' },
-        cwd: dir,
-        projectRoot: dir,
-        options: resolveOptions({}, {}),
+if (process.geteuid!() === 0)
+  describe('as root: a project the unprivileged worker cannot read', () => {
+    test('is refused before anything is created, naming the directory and the fix; 755 works', async () => {
+      const { spawnSandbox } = await import('../../src/sandbox/spawn.js')
+      const dir = fs.mkdtempSync('/var/tmp/isolated-700-')
+      try {
+        fs.chmodSync(dir, 0o700)
+        // The sandbox shows this project, not the repo: the probe lives in it.
+        const probe = path.join(dir, 'uid.mjs')
+        fs.writeFileSync(probe, 'process.stdout.write(JSON.stringify({ uid: process.getuid() }))\n', { mode: 0o644 })
+        const request = {
+          entry: probe,
+          execArgv: [],
+          env: { PATH: process.env.PATH, PROBES: 'uid' },
+          cwd: dir,
+          projectRoot: dir,
+          options: resolveOptions({}, {}),
+        }
+        const error = await spawnSandbox(request).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(error).toBeInstanceOf(SandboxSetupError)
+        expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path }).toEqual({
+          step: 'plan',
+          code: 'EACCES',
+          path: dir,
+        })
+        expect((error as Error).message).toContain(`chmod o+rX ${dir}`)
+        fs.chmodSync(dir, 0o755)
+        const sandbox = await spawnSandbox(request)
+        sandbox.ipc.destroy()
+        sandbox.stderr.resume()
+        let out = ''
+        for await (const chunk of sandbox.stdout) out += chunk
+        expect(JSON.parse(out).uid).toBe(65534)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
       }
-      const error = await spawnSandbox(request).then(() => undefined, (e: unknown) => e)
-      expect(error).toBeInstanceOf(SandboxSetupError)
-      expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path }).toEqual({ step: 'plan', code: 'EACCES', path: dir })
-      expect((error as Error).message).toContain(`chmod o+rX ${dir}`)
-      fs.chmodSync(dir, 0o755)
-      const sandbox = await spawnSandbox(request)
-      sandbox.ipc.destroy()
-      sandbox.stderr.resume()
-      let out = ''
-      for await (const chunk of sandbox.stdout) out += chunk
-      expect(JSON.parse(out).uid).toBe(65534)
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
-})
 
 describe('spawning while Vitest creates threads', () => {
   // glibc's setresuid waits, on a futex, for every thread it believes the process has; a thread
@@ -297,7 +404,7 @@ describe('spawning while Vitest creates threads', () => {
     const churn = (async () => {
       while (churning) {
         const w = new Worker('setTimeout(() => {}, 1)', { eval: true })
-        await new Promise((resolve) => w.once('exit', resolve))
+        await new Promise(resolve => w.once('exit', resolve))
       }
     })()
     try {

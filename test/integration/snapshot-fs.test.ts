@@ -57,7 +57,9 @@ describe('apply', () => {
     const target = at('src', 'index.ts')
     const error = await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: target, content: 'pwned' }, scope)
     expect(error).toMatchObject({ code: 'EACCES', syscall: 'open', path: target })
-    expect(error!.message).toMatch(/^\[vitest-pool-isolated\] EACCES: permission denied, open '.*src\/index.ts': the isolated pool lets a test write only its snapshots; /)
+    expect(error!.message).toMatch(
+      /^\[vitest-pool-isolated\] EACCES: permission denied, open '.*src\/index.ts': the isolated pool lets a test write only its snapshots; /,
+    )
     expect(fs.readFileSync(target, 'utf8')).toBe('source')
   })
 
@@ -73,11 +75,15 @@ describe('apply', () => {
   })
 
   test('a throwing resolveSnapshotPath is a refusal, not a crash', async () => {
-    const broken: SnapshotScope = { ...scope, resolveSnapshotPath: () => { throw new Error('boom') } }
+    const broken: SnapshotScope = {
+      ...scope,
+      resolveSnapshotPath: () => {
+        throw new Error('boom')
+      },
+    }
     expect(await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: testFile, content: 'x' }, broken)).toMatchObject({ code: 'EACCES' })
   })
 })
-
 
 // Links shipped in the project (issue 8, part 2): the addon resolves every path below the
 // project root without following a symbolic link, so none of these writes leaves the project.
@@ -95,11 +101,13 @@ describe('links shipped in the project', () => {
   const write = (file: string, content = 'snapshot\n', s: SnapshotScope = scope) =>
     applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: file, content }, s)
 
-  test.each(['new', 'all'] as const)('a dangling symlink: toMatchFileSnapshot does not create its target (update mode %s)', async (updateSnapshot) => {
+  test.each(['new', 'all'] as const)('a dangling symlink: toMatchFileSnapshot does not create its target (update mode %s)', async updateSnapshot => {
     fs.symlinkSync(path.join(outside, 'created'), at('test', 'dangling'))
     const error = await write(at('test', 'dangling'), 'x', { ...scope, updateSnapshot })
     expect(error).toMatchObject({ code: 'EACCES', syscall: 'open', path: at('test', 'dangling') })
-    expect(error!.message).toMatch(/^\[vitest-pool-isolated\] EACCES: permission denied, open '.*\/test\/dangling': the isolated pool writes snapshots without following symbolic links, and .*\/test\/dangling is one \(-> .*\/created\)/)
+    expect(error!.message).toMatch(
+      /^\[vitest-pool-isolated\] EACCES: permission denied, open '.*\/test\/dangling': the isolated pool writes snapshots without following symbolic links, and .*\/test\/dangling is one \(-> .*\/created\)/,
+    )
     expect(error!.message).toMatch(/Replace the link with the real directory or file/)
     expect(fs.readdirSync(outside)).toEqual([])
     expect(fs.readlinkSync(at('test', 'dangling'))).toBe(path.join(outside, 'created'))
@@ -112,7 +120,9 @@ describe('links shipped in the project', () => {
     expect(error).toMatchObject({ code: 'EACCES', path: snap })
     expect(error!.message).toContain(`${at('test', '__snapshots__')} is one (-> ${outside})`)
     expect(await applySnapshotRequest({ __isolated__: 'fs', id: 2, op: 'mkdir', path: at('test', '__snapshots__') }, scope)).toMatchObject({ code: 'EACCES' })
-    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 3, op: 'remove', path: snap }, { ...scope, updateSnapshot: 'all' })).toMatchObject({ code: 'EACCES' })
+    expect(await applySnapshotRequest({ __isolated__: 'fs', id: 3, op: 'remove', path: snap }, { ...scope, updateSnapshot: 'all' })).toMatchObject({
+      code: 'EACCES',
+    })
     expect(fs.readdirSync(outside)).toEqual([])
   })
 

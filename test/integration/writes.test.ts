@@ -64,7 +64,9 @@ async function run(dir: string, actions: Action[], options: IsolatedOptions = {}
   sandbox.ipc.destroy()
   let out = ''
   let err = ''
-  sandbox.stderr.on('data', (c) => { err += c })
+  sandbox.stderr.on('data', c => {
+    err += c
+  })
   for await (const chunk of sandbox.stdout) out += chunk
   const exit = await sandbox.exited
   expect(exit, err).toEqual({ code: 0, signal: null })
@@ -82,7 +84,13 @@ beforeAll(async () => {
   const { dir } = project()
   const other = tempDir('warm-other')
   if (asRoot) fs.chownSync(other, 4242, 4343)
-  await run(dir, [], { mounts: [{ source: tempDir('warm'), writable: true }, { source: other, writable: true }], projectWrites: 'discard' })
+  await run(dir, [], {
+    mounts: [
+      { source: tempDir('warm'), writable: true },
+      { source: other, writable: true },
+    ],
+    projectWrites: 'discard',
+  })
   mountsBefore = mountTable()
   fdsBefore = fdCount()
 })
@@ -96,13 +104,17 @@ describe('writable mounts', () => {
     const { dir } = project()
     const source = tempDir('writable')
     fs.writeFileSync(path.join(source, 'there.txt'), 'before')
-    const answers = await run(dir, [
-      { op: 'stat', path: source },
-      { op: 'write', path: path.join(source, 'new.txt'), data: 'from the sandbox' },
-      { op: 'stat', path: path.join(source, 'new.txt') },
-      { op: 'write', path: path.join(source, 'there.txt'), data: 'changed' },
-      { op: 'mkdir', path: path.join(source, 'made') },
-    ], { mounts: [{ source, writable: true }] })
+    const answers = await run(
+      dir,
+      [
+        { op: 'stat', path: source },
+        { op: 'write', path: path.join(source, 'new.txt'), data: 'from the sandbox' },
+        { op: 'stat', path: path.join(source, 'new.txt') },
+        { op: 'write', path: path.join(source, 'there.txt'), data: 'changed' },
+        { op: 'mkdir', path: path.join(source, 'made') },
+      ],
+      { mounts: [{ source, writable: true }] },
+    )
     expect(answers).toEqual([
       { ok: true, value: { uid: worker.uid, gid: worker.gid, mode: 0o755 } },
       { ok: true },
@@ -122,10 +134,14 @@ describe('writable mounts', () => {
     const { dir } = project()
     const source = tempDir('other-owner')
     fs.chownSync(source, 4242, 4343)
-    const answers = await run(dir, [
-      { op: 'stat', path: source },
-      { op: 'write', path: path.join(source, 'new.txt') },
-    ], { mounts: [{ source, writable: true }] })
+    const answers = await run(
+      dir,
+      [
+        { op: 'stat', path: source },
+        { op: 'write', path: path.join(source, 'new.txt') },
+      ],
+      { mounts: [{ source, writable: true }] },
+    )
     expect(answers).toEqual([{ ok: true, value: { uid: worker.uid, gid: worker.gid, mode: 0o755 } }, { ok: true }])
     const st = fs.statSync(path.join(source, 'new.txt'))
     expect({ uid: st.uid, gid: st.gid }).toEqual({ uid: 4242, gid: 4343 })
@@ -138,12 +154,16 @@ describe('writable mounts', () => {
     fs.writeFileSync(foreign, 'theirs', { mode: 0o666 })
     fs.chmodSync(foreign, 0o666)
     fs.chownSync(foreign, 4242, 4242)
-    const answers = await run(dir, [
-      { op: 'read', path: foreign },
-      { op: 'write', path: foreign, data: 'mine' },
-      { op: 'chmod', path: foreign, mode: 0o600 },
-      { op: 'stat', path: foreign },
-    ], { mounts: [{ source, writable: true }] })
+    const answers = await run(
+      dir,
+      [
+        { op: 'read', path: foreign },
+        { op: 'write', path: foreign, data: 'mine' },
+        { op: 'chmod', path: foreign, mode: 0o600 },
+        { op: 'stat', path: foreign },
+      ],
+      { mounts: [{ source, writable: true }] },
+    )
     expect(answers).toEqual([
       { ok: true, value: 'theirs' },
       { ok: false, code: 'EACCES' },
@@ -159,14 +179,18 @@ describe('writable mounts', () => {
     // as root), where nosuid no longer applies.
     const { dir } = project()
     const source = tempDir('setid')
-    const answers = await run(dir, [
-      { op: 'create', path: path.join(source, 'plain'), mode: 0o755 },
-      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o4755 },
-      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o2755 },
-      { op: 'create', path: path.join(source, 'suid'), mode: 0o4755 },
-      { op: 'create', path: '/tmp/suid', mode: 0o4755 },
-      { op: 'chmod', path: path.join(source, 'plain'), mode: 0o700 },
-    ], { mounts: [{ source, writable: true }] })
+    const answers = await run(
+      dir,
+      [
+        { op: 'create', path: path.join(source, 'plain'), mode: 0o755 },
+        { op: 'chmod', path: path.join(source, 'plain'), mode: 0o4755 },
+        { op: 'chmod', path: path.join(source, 'plain'), mode: 0o2755 },
+        { op: 'create', path: path.join(source, 'suid'), mode: 0o4755 },
+        { op: 'create', path: '/tmp/suid', mode: 0o4755 },
+        { op: 'chmod', path: path.join(source, 'plain'), mode: 0o700 },
+      ],
+      { mounts: [{ source, writable: true }] },
+    )
     expect(answers).toEqual([
       { ok: true, value: 0o755 },
       { ok: false, code: 'EPERM' },
@@ -178,7 +202,10 @@ describe('writable mounts', () => {
     expect(fs.statSync(path.join(source, 'plain')).mode & 0o7777).toBe(0o700)
     expect(fs.existsSync(path.join(source, 'suid'))).toBe(false)
     // Without a writable mount nothing changes: the bits are the file's own business in /tmp.
-    const without = await run(dir, [{ op: 'create', path: '/tmp/suid', mode: 0o4755 }, { op: 'chmod', path: '/tmp/suid', mode: 0o2755 }])
+    const without = await run(dir, [
+      { op: 'create', path: '/tmp/suid', mode: 0o4755 },
+      { op: 'chmod', path: '/tmp/suid', mode: 0o2755 },
+    ])
     expect(without).toEqual([{ ok: true, value: 0o4755 }, { ok: true }])
   })
 
@@ -192,16 +219,25 @@ describe('writable mounts', () => {
   rootTest('as root: a missing source fails at step idmap, naming the source', async () => {
     const { dir } = project()
     const source = path.join(tempDir('gone'), 'missing')
-    const error = await run(dir, [], { mounts: [{ source, writable: true }] }).then(() => undefined, (e: unknown) => e)
+    const error = await run(dir, [], { mounts: [{ source, writable: true }] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(error).toBeInstanceOf(SandboxSetupError)
-    expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path })
-      .toEqual({ step: 'idmap', code: 'ENOENT', path: source })
+    expect({ step: (error as SandboxSetupError).step, code: (error as SandboxSetupError).code, path: (error as SandboxSetupError).path }).toEqual({
+      step: 'idmap',
+      code: 'ENOENT',
+      path: source,
+    })
   })
 
   rootTest('as root: a source on a file system without idmapped mounts fails at step idmap with the reason and the fix', async () => {
     // devpts cannot be idmapped; the clone is detached and dropped, nothing is mounted.
     const { dir } = project()
-    const error = await run(dir, [], { mounts: [{ source: '/dev/pts', target: '/mnt/pts', writable: true }] }).then(() => undefined, (e: unknown) => e)
+    const error = await run(dir, [], { mounts: [{ source: '/dev/pts', target: '/mnt/pts', writable: true }] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(error).toBeInstanceOf(SandboxSetupError)
     const e = error as SandboxSetupError
     expect({ step: e.step, code: e.code, path: e.path }).toEqual({ step: 'idmap', code: 'EINVAL', path: '/dev/pts' })
@@ -209,20 +245,24 @@ describe('writable mounts', () => {
   })
 })
 
-describe('projectWrites: \'discard\'', () => {
+describe("projectWrites: 'discard'", () => {
   test('writes into the project succeed inside, are absent on the host, and are gone for the next file', async () => {
     const { dir } = project()
-    const first = await run(dir, [
-      { op: 'write', path: path.join(dir, 'new.txt'), data: 'made inside' },
-      { op: 'read', path: path.join(dir, 'new.txt') },
-      { op: 'write', path: path.join(dir, 'data.txt'), data: 'changed inside' },
-      { op: 'read', path: path.join(dir, 'data.txt') },
-      { op: 'rm', path: path.join(dir, 'sub') },
-      { op: 'exists', path: path.join(dir, 'sub') },
-      { op: 'mkdir', path: path.join(dir, 'sub') },
-      { op: 'readdir', path: path.join(dir, 'sub') },
-      { op: 'stat', path: dir },
-    ], { projectWrites: 'discard' })
+    const first = await run(
+      dir,
+      [
+        { op: 'write', path: path.join(dir, 'new.txt'), data: 'made inside' },
+        { op: 'read', path: path.join(dir, 'new.txt') },
+        { op: 'write', path: path.join(dir, 'data.txt'), data: 'changed inside' },
+        { op: 'read', path: path.join(dir, 'data.txt') },
+        { op: 'rm', path: path.join(dir, 'sub') },
+        { op: 'exists', path: path.join(dir, 'sub') },
+        { op: 'mkdir', path: path.join(dir, 'sub') },
+        { op: 'readdir', path: path.join(dir, 'sub') },
+        { op: 'stat', path: dir },
+      ],
+      { projectWrites: 'discard' },
+    )
     expect(first).toEqual([
       { ok: true },
       { ok: true, value: 'made inside' },
@@ -240,12 +280,20 @@ describe('projectWrites: \'discard\'', () => {
     expect(fs.readFileSync(path.join(dir, 'sub', 'inner.txt'), 'utf8')).toBe('inner')
     expect(fs.readdirSync(dir).sort()).toEqual(['data.txt', 'node_modules', 'sub', 'writes.mjs'])
 
-    const second = await run(dir, [
-      { op: 'exists', path: path.join(dir, 'new.txt') },
-      { op: 'read', path: path.join(dir, 'data.txt') },
-      { op: 'read', path: path.join(dir, 'sub', 'inner.txt') },
-    ], { projectWrites: 'discard' })
-    expect(second).toEqual([{ ok: true, value: false }, { ok: true, value: 'original' }, { ok: true, value: 'inner' }])
+    const second = await run(
+      dir,
+      [
+        { op: 'exists', path: path.join(dir, 'new.txt') },
+        { op: 'read', path: path.join(dir, 'data.txt') },
+        { op: 'read', path: path.join(dir, 'sub', 'inner.txt') },
+      ],
+      { projectWrites: 'discard' },
+    )
+    expect(second).toEqual([
+      { ok: true, value: false },
+      { ok: true, value: 'original' },
+      { ok: true, value: 'inner' },
+    ])
   })
 
   test('readonly (the default) still refuses with EROFS', async () => {
@@ -256,11 +304,16 @@ describe('projectWrites: \'discard\'', () => {
 
   test('a hidden cache directory below the project stays empty and read-only over the overlay', async () => {
     const { dir, cache } = project()
-    const answers = await run(dir, [
-      { op: 'readdir', path: cache },
-      { op: 'write', path: path.join(cache, 'x') },
-      { op: 'write', path: path.join(dir, 'node_modules', 'beside-the-cache') },
-    ], { projectWrites: 'discard' }, [cache])
+    const answers = await run(
+      dir,
+      [
+        { op: 'readdir', path: cache },
+        { op: 'write', path: path.join(cache, 'x') },
+        { op: 'write', path: path.join(dir, 'node_modules', 'beside-the-cache') },
+      ],
+      { projectWrites: 'discard' },
+      [cache],
+    )
     expect(answers).toEqual([{ ok: true, value: [] }, { ok: false, code: 'EROFS' }, { ok: true }])
     expect(fs.readdirSync(cache)).toEqual(['secret.txt'])
     expect(fs.existsSync(path.join(dir, 'node_modules', 'beside-the-cache'))).toBe(false)
@@ -270,10 +323,14 @@ describe('projectWrites: \'discard\'', () => {
     const { dir } = project()
     const target = path.join(dir, 'sub')
     const source = tempDir('inside')
-    const answers = await run(dir, [
-      { op: 'write', path: path.join(target, 'kept.txt'), data: 'kept' },
-      { op: 'write', path: path.join(dir, 'dropped.txt') },
-    ], { projectWrites: 'discard', mounts: [{ source, target, writable: true }] })
+    const answers = await run(
+      dir,
+      [
+        { op: 'write', path: path.join(target, 'kept.txt'), data: 'kept' },
+        { op: 'write', path: path.join(dir, 'dropped.txt') },
+      ],
+      { projectWrites: 'discard', mounts: [{ source, target, writable: true }] },
+    )
     expect(answers).toEqual([{ ok: true }, { ok: true }])
     expect(fs.readFileSync(path.join(source, 'kept.txt'), 'utf8')).toBe('kept')
     expect(fs.existsSync(path.join(dir, 'dropped.txt'))).toBe(false)
@@ -290,7 +347,7 @@ describe('projectWrites: \'discard\'', () => {
   })
 })
 
-test('nothing is left behind: the host\'s mount table and our fds are as before', () => {
+test("nothing is left behind: the host's mount table and our fds are as before", () => {
   expect(mountTable()).toBe(mountsBefore)
   expect(fdCount()).toBe(fdsBefore)
 })

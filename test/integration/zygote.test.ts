@@ -54,18 +54,21 @@ test('the zygote starts, in a sandbox of its own', async () => {
   expect(pidNs(zygote.sandbox.pid)).not.toBe(pidNs(process.pid))
 })
 
-test('enter_cgroup: a copy that cannot join the file\'s cgroup fails with the errno, and the sandbox goes', async () => {
+test("enter_cgroup: a copy that cannot join the file's cgroup fails with the errno, and the sandbox goes", async () => {
   // /dev/full stands for a cgroup.procs file the copy cannot write: ENOSPC.
   const cgroup = { name: 'full', intoFd: undefined, procs: ['/dev/full'], attach() {} }
   const zygote = await startZygote()
   const before = openFds()
-  const error = await spawnPlan(nestedPlan(zygote), cgroup as never, zygote).then(() => new Error('the sandbox started'), (e: unknown) => e)
+  const error = await spawnPlan(nestedPlan(zygote), cgroup as never, zygote).then(
+    () => new Error('the sandbox started'),
+    (e: unknown) => e,
+  )
   expect(error).toBeInstanceOf(ZygoteEntryFailed)
   expect((error as ZygoteEntryFailed).failure).toEqual({ step: 'enter_cgroup', errno: os.constants.errno.ENOSPC, opIndex: -1 })
   expect(openFds()).toBe(before)
 })
 
-test('enter_setns: the kernel lets a copy into no process but a sandbox nested in its zygote\'s (here: the host\'s, and a sandbox of main\'s)', async () => {
+test("enter_setns: the kernel lets a copy into no process but a sandbox nested in its zygote's (here: the host's, and a sandbox of main's)", async () => {
   const addon = native()
   // A finished nested sandbox, for a real plan image; its init is not what the copies are sent to.
   const raw = await addon.spawn(nestedPlan(await startZygote()))
@@ -76,7 +79,10 @@ test('enter_setns: the kernel lets a copy into no process but a sandbox nested i
       const z = await startZygote()
       try {
         const pidfd = addon.pidfdOpen(target)
-        const error = await z.enter(pidfd, addon.dupFd(raw.planFd), []).then(() => new Error('entered'), (e: unknown) => e)
+        const error = await z.enter(pidfd, addon.dupFd(raw.planFd), []).then(
+          () => new Error('entered'),
+          (e: unknown) => e,
+        )
         fs.closeSync(pidfd)
         expect(error).toBeInstanceOf(ZygoteEntryFailed)
         expect((error as ZygoteEntryFailed).failure).toEqual({ step: 'enter_setns', errno: os.constants.errno.EPERM, opIndex: -1 })
@@ -92,4 +98,3 @@ test('enter_setns: the kernel lets a copy into no process but a sandbox nested i
     }
   }
 })
-

@@ -35,7 +35,9 @@ generateSuite({ files, tests: Number(args.tests), out: suite })
 
 function sandboxProcesses() {
   try {
-    return execFileSync('pgrep', ['-x', 'isolated-init', '-P', String(process.pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).length
+    return execFileSync('pgrep', ['-x', 'isolated-init', '-P', String(process.pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean).length
   } catch {
     return 0
   }
@@ -69,7 +71,7 @@ const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-soak
 process.env.TMPDIR = tmpRoot
 const tmpEntries = () => new Set(fs.readdirSync(tmpRoot))
 const fds = () => fs.readdirSync('/proc/self/fd').length
-const mib = (n) => Math.round(n / 2 ** 20)
+const mib = n => Math.round(n / 2 ** 20)
 
 const before = { mounts: mounts(), tmp: tmpEntries() }
 const vitest = await createVitest('test', {
@@ -88,8 +90,8 @@ for (let run = 1; run <= runs; run++) {
   const specs = await vitest.globTestSpecifications()
   const result = await vitest.runTestSpecifications(specs)
   const modules = result.testModules
-  const tests = modules.flatMap((m) => [...m.children.allTests()])
-  const ok = tests.filter((t) => t.result().state === 'passed').length
+  const tests = modules.flatMap(m => [...m.children.allTests()])
+  const ok = tests.filter(t => t.result().state === 'passed').length
   const bad = tests.length - ok + result.unhandledErrors.length
   // Spares for the next run stay booted (they are the point); the ones of this run are gone.
   globalThis.gc?.()
@@ -102,7 +104,7 @@ for (let run = 1; run <= runs; run++) {
     sandboxes: sandboxProcesses(),
     cgroups: cgroups(),
     mounts: mounts() - before.mounts,
-    tmp: [...tmpEntries()].filter((e) => !before.tmp.has(e)).length,
+    tmp: [...tmpEntries()].filter(e => !before.tmp.has(e)).length,
     fds: fds(),
     rssMiB: mib(process.memoryUsage().rss),
     heapMiB: mib(process.memoryUsage().heapUsed),
@@ -117,7 +119,7 @@ const after = {
   sandboxes: sandboxProcesses(),
   cgroups: cgroups(),
   mounts: mounts() - before.mounts,
-  tmp: [...tmpEntries()].filter((e) => !before.tmp.has(e)),
+  tmp: [...tmpEntries()].filter(e => !before.tmp.has(e)),
 }
 console.log(JSON.stringify({ afterClose: after }))
 
@@ -141,13 +143,16 @@ console.log(problems.length ? `soak: LEAK/FAIL: ${problems.join('; ')}` : `soak:
 if (args.report) {
   // Shaped like Vitest's json report, counted by .ci/run: one "test" per check.
   const checks = 6
-  fs.writeFileSync(args.report, JSON.stringify({
-    numPassedTests: checks - Math.min(checks, problems.length),
-    numFailedTests: Math.min(checks, problems.length),
-    numPendingTests: 0,
-    numTodoTests: 0,
-    testResults: [],
-  }))
+  fs.writeFileSync(
+    args.report,
+    JSON.stringify({
+      numPassedTests: checks - Math.min(checks, problems.length),
+      numFailedTests: Math.min(checks, problems.length),
+      numPendingTests: 0,
+      numTodoTests: 0,
+      testResults: [],
+    }),
+  )
 }
 fs.rmSync(suite, { recursive: true, force: true })
 fs.rmSync(tmpRoot, { recursive: true, force: true })

@@ -8,7 +8,9 @@ import { cgroupDriver, type CgroupDriver } from '../../src/cgroup/index.js'
 export async function requireCgroups(): Promise<CgroupDriver | null> {
   const driver = cgroupDriver()
   const missing = driver
-    ? Object.entries(driver.support).filter(([, s]) => !s.ok).map(([name, s]) => `${name}: ${s.reason} (${s.remedy})`)
+    ? Object.entries(driver.support)
+        .filter(([, s]) => !s.ok)
+        .map(([name, s]) => `${name}: ${s.reason} (${s.remedy})`)
     : ['no cgroup hierarchy is mounted']
   if (missing.length === 0) return driver
   const reason = `cgroup limits are unavailable: ${missing.join('; ')}`
@@ -18,7 +20,7 @@ export async function requireCgroups(): Promise<CgroupDriver | null> {
     })
   } else {
     console.warn(`[limits] skipping: ${reason}`)
-    beforeEach((context) => {
+    beforeEach(context => {
       context.skip(reason)
     })
   }

@@ -63,14 +63,12 @@ export async function startEscapeHost(): Promise<EscapeHost> {
     for (const cleanup of cleanups.reverse()) {
       try {
         await cleanup()
-      }
-      catch {}
+      } catch {}
     }
   }
   try {
     return await setUp(cleanups, close)
-  }
-  catch (error) {
+  } catch (error) {
     await close()
     throw error
   }
@@ -96,7 +94,7 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
   // TCP on the host's loopback; it keeps connections open (the wrapper's leaked socket).
   const sockets = new Set<net.Socket>()
   const listen = async (options: net.ListenOptions) => {
-    const server = net.createServer((socket) => {
+    const server = net.createServer(socket => {
       sockets.add(socket)
       socket.on('error', () => {})
       socket.once('close', () => sockets.delete(socket))
@@ -105,16 +103,21 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
       server.once('error', reject)
       server.listen(options, () => resolve())
     })
-    cleanups.push(() => new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resolve())
-    }))
+    cleanups.push(
+      () =>
+        new Promise<void>(resolve => {
+          for (const socket of sockets) socket.destroy()
+          server.close(() => resolve())
+        }),
+    )
     return server
   }
   const loopback = await listen({ host: '127.0.0.1', port: 0 })
   const port = (loopback.address() as net.AddressInfo).port
 
-  const lan = Object.values(os.networkInterfaces()).flat().find(info => info && info.family === 'IPv4' && !info.internal)
+  const lan = Object.values(os.networkInterfaces())
+    .flat()
+    .find(info => info && info.family === 'IPv4' && !info.internal)
   let lanAddress = ''
   if (lan) {
     const server = await listen({ host: lan.address, port: 0 })
@@ -126,11 +129,18 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
   else {
     // Node 20 and Node 22 spell an abstract name differently (its length), so a Node 22 worker
     // never reaches a Node 20 listener even on the host: the node of the run listens instead.
-    const child = spawn(NODE_BIN, ['-e', `require('net').createServer(s => s.on('error', () => {})).listen({ path: '\\0' + process.argv[1] }, () => console.log('ready'))`, abstractName], { stdio: ['ignore', 'pipe', 'inherit'] })
-    cleanups.push(() => new Promise<void>((resolve) => {
-      child.once('exit', () => resolve())
-      child.kill('SIGKILL')
-    }))
+    const child = spawn(
+      NODE_BIN,
+      ['-e', `require('net').createServer(s => s.on('error', () => {})).listen({ path: '\\0' + process.argv[1] }, () => console.log('ready'))`, abstractName],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    cleanups.push(
+      () =>
+        new Promise<void>(resolve => {
+          child.once('exit', () => resolve())
+          child.kill('SIGKILL')
+        }),
+    )
     await new Promise<void>((resolve, reject) => {
       child.stdout!.once('data', () => resolve())
       child.once('exit', code => reject(new Error(`the abstract socket listener exited with ${code}`)))
@@ -155,8 +165,10 @@ async function setUp(cleanups: (() => void | Promise<void>)[], close: () => Prom
     sleeper.kill('SIGKILL')
   })
 
-  const sysfsKnob = ['/sys/kernel/uevent_helper', '/sys/kernel/profiling', '/sys/kernel/rcu_expedited', '/sys/kernel/mm/transparent_hugepage/enabled']
-    .find(file => fs.existsSync(file)) ?? '/sys/kernel/uevent_helper'
+  const sysfsKnob =
+    ['/sys/kernel/uevent_helper', '/sys/kernel/profiling', '/sys/kernel/rcu_expedited', '/sys/kernel/mm/transparent_hugepage/enabled'].find(file =>
+      fs.existsSync(file),
+    ) ?? '/sys/kernel/uevent_helper'
   const blockDevice = findBlockDevice()
 
   const cli = writeLeakWrapper(work.name)
@@ -207,8 +219,12 @@ function makeSysV(cleanups: (() => void)[]) {
     const id = Number(/id:\s*(\d+)/.exec(out)?.[1])
     if (!Number.isInteger(id)) throw new Error(`ipcmk ${flag} said: ${out}`)
     cleanups.push(() => execFileSync('ipcrm', [removeFlag, String(id)]))
-    const line = fs.readFileSync(`/proc/sysvipc/${kind}`, 'utf8').split('\n').slice(1)
-      .map(l => l.trim().split(/\s+/).map(Number)).find(fields => fields[1] === id)
+    const line = fs
+      .readFileSync(`/proc/sysvipc/${kind}`, 'utf8')
+      .split('\n')
+      .slice(1)
+      .map(l => l.trim().split(/\s+/).map(Number))
+      .find(fields => fields[1] === id)
     if (!line) throw new Error(`the ${kind} object ${id} made by ipcmk is not in /proc/sysvipc/${kind}`)
     return { id, key: line[0]! }
   }
@@ -243,8 +259,7 @@ function findBlockDevice(): string | undefined {
       const device = `/dev/${name}`
       if (fs.existsSync(device) && fs.statSync(device).isBlockDevice()) return device
     }
-  }
-  catch {}
+  } catch {}
   return undefined
 }
 
@@ -256,7 +271,9 @@ function findBlockDevice(): string | undefined {
  */
 function writeLeakWrapper(dir: string): string {
   const file = path.join(dir, 'leak-fds.mjs')
-  fs.writeFileSync(file, `// Written by test/support/escape-host.ts.
+  fs.writeFileSync(
+    file,
+    `// Written by test/support/escape-host.ts.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -280,15 +297,15 @@ child.on('exit', (code, signal) => {
   if (signal) process.kill(process.pid, signal)
   else process.exit(code ?? 1)
 })
-`)
+`,
+  )
   return file
 }
 
 function readNumber(file: string, fallback: number): number {
   try {
     return Number(fs.readFileSync(file, 'utf8').trim())
-  }
-  catch {
+  } catch {
     return fallback
   }
 }
@@ -298,20 +315,19 @@ function code(fn: () => unknown): string {
   try {
     fn()
     return 'ok'
-  }
-  catch (error) {
+  } catch (error) {
     return (error as NodeJS.ErrnoException).code ?? String(error)
   }
 }
 
-function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean, blockDevice?: string, sysfsKnob: string }): HostFacts {
+function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean; blockDevice?: string; sysfsKnob: string }): HostFacts {
   const python = fs.existsSync(PYTHON)
   const open = (file: string, flags: string | number) => code(() => fs.closeSync(fs.openSync(file, flags)))
   const writable = (file: string) => code(() => fs.accessSync(file, fs.constants.W_OK))
   const pythonCode = (op: string, ...args: string[]) => {
     if (!python) return 'no python3'
-    const out = JSON.parse(execFileSync(PYTHON, [SYSCALLS_PY, op, ...args], { encoding: 'utf8' }).trim()) as { ok: boolean, errno?: string }
-    return out.ok ? 'ok' : out.errno ?? 'unknown'
+    const out = JSON.parse(execFileSync(PYTHON, [SYSCALLS_PY, op, ...args], { encoding: 'utf8' }).trim()) as { ok: boolean; errno?: string }
+    return out.ok ? 'ok' : (out.errno ?? 'unknown')
   }
   const vitestPkg = path.join(path.dirname(VITEST_CLI), 'package.json')
   // E19 links a file of the project copy (below .e2e-tmp) into /tmp.
@@ -322,18 +338,18 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
   let linkAcrossTmp: string
   try {
     linkAcrossTmp = code(() => fs.linkSync(linkSource, path.join(linkDir, 'link')))
-  }
-  finally {
+  } finally {
     fs.rmSync(linkDir, { recursive: true, force: true })
     fs.rmSync(linkSource, { force: true })
     try {
       fs.rmdirSync(E2E_TMP_DIR) // unless a copy lives there
-    }
-    catch {}
+    } catch {}
   }
   const hostCode: Record<string, string> = {
-    'run': code(() => fs.readdirSync('/run')),
-    'docker': ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/run/podman/podman.sock'].some(p => fs.existsSync(p)) ? 'exists' : 'ENOENT',
+    run: code(() => fs.readdirSync('/run')),
+    docker: ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/run/podman/podman.sock'].some(p => fs.existsSync(p))
+      ? 'exists'
+      : 'ENOENT',
     'write vitest': writable(vitestPkg),
     // The node that runs the fixture's workers (Node 22 from test/v5 on Vitest 5, which a
     // rootless copy of the checkout owns).
@@ -341,21 +357,32 @@ function hostFacts({ lanAddress, blockDevice, sysfsKnob }: { lanAddress: boolean
     'write etc': writable('/etc'),
     'link across /tmp': linkAcrossTmp,
     'sysfs knob': open(sysfsKnob, fs.constants.O_WRONLY),
-    'kmsg': open('/dev/kmsg', 'r'),
+    kmsg: open('/dev/kmsg', 'r'),
     'block device': blockDevice ? open(blockDevice, 'r') : 'none',
-    'mem': fs.existsSync('/dev/mem') || fs.existsSync('/dev/port') ? 'exists' : 'ENOENT',
-    'kcore': open('/proc/kcore', 'r'),
-    'sysrq': open('/proc/sysrq-trigger', fs.constants.O_WRONLY),
+    mem: fs.existsSync('/dev/mem') || fs.existsSync('/dev/port') ? 'exists' : 'ENOENT',
+    kcore: open('/proc/kcore', 'r'),
+    sysrq: open('/proc/sysrq-trigger', fs.constants.O_WRONLY),
     'unprivileged port start': String(readNumber('/proc/sys/net/ipv4/ip_unprivileged_port_start', 1024)),
   }
-  for (const op of ['keyctl', 'add_key', 'request_key', 'io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'kexec_file_load', 'finit_module', 'delete_module', 'tiocsti']) {
+  for (const op of [
+    'keyctl',
+    'add_key',
+    'request_key',
+    'io_uring_setup',
+    'bpf',
+    'perf_event_open',
+    'userfaultfd',
+    'kexec_file_load',
+    'finit_module',
+    'delete_module',
+    'tiocsti',
+  ]) {
     hostCode[op] = pythonCode(op)
   }
   const handleDir = fs.mkdtempSync(`/tmp/${TAG}-handle-`)
   try {
     hostCode.open_by_handle_at = pythonCode('open_by_handle_at', handleDir)
-  }
-  finally {
+  } finally {
     fs.rmSync(handleDir, { recursive: true, force: true })
   }
   return {
@@ -407,8 +434,7 @@ export function projectFiles(dir: string): Record<string, string> {
       else if (st.isDirectory()) {
         out[relative] = `dir ${mode}`
         walk(full)
-      }
-      else out[relative] = `file ${mode} ${fs.readFileSync(full, 'utf8')}`
+      } else out[relative] = `file ${mode} ${fs.readFileSync(full, 'utf8')}`
     }
   }
   walk(dir)
@@ -457,7 +483,8 @@ function writeLinkVectors(dir: string, host: EscapeHost): void {
 
 /** Every file below dir (directories only count through their files). */
 export function filesBelow(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter(entry => !entry.isDirectory())
     .map(entry => path.relative(dir, path.join(entry.parentPath, entry.name)))
     .sort()

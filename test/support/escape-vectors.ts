@@ -28,10 +28,17 @@ export interface Vector {
   seccomp?: true
 }
 
-const needsPython = (host: HostFacts) => host.python ? undefined : '/usr/bin/python3 is missing'
+const needsPython = (host: HostFacts) => (host.python ? undefined : '/usr/bin/python3 is missing')
 const CAPS = {
-  net_bind_service: 10, net_raw: 13, sys_chroot: 18, sys_ptrace: 19, sys_admin: 21,
-  sys_nice: 23, sys_resource: 24, sys_time: 25, mknod: 27,
+  net_bind_service: 10,
+  net_raw: 13,
+  sys_chroot: 18,
+  sys_ptrace: 19,
+  sys_admin: 21,
+  sys_nice: 23,
+  sys_resource: 24,
+  sys_time: 25,
+  mknod: 27,
 } as const
 /**
  * Leaks under forks when Vitest holds this capability: root normally does, but a container's
@@ -40,7 +47,10 @@ const CAPS = {
 const cap = (name: keyof typeof CAPS) => (host: HostFacts) => ((host.capEff >> BigInt(CAPS[name])) & 1n) === 1n
 /** PTRACE_MODE_ATTACH on a host process of the same user: Yama (ptrace_scope ≥ 1) refuses it. */
 const attachLeaks = (host: HostFacts) => cap('sys_ptrace')(host) || host.yamaPtraceScope === 0
-const hostSays = (key: string, leak: (answer: string) => boolean = answer => answer === 'ok') => (host: HostFacts) => leak(host.hostCode[key] ?? '')
+const hostSays =
+  (key: string, leak: (answer: string) => boolean = answer => answer === 'ok') =>
+  (host: HostFacts) =>
+    leak(host.hostCode[key] ?? '')
 /** The fixture expects ENOENT (not there at all): any other answer on the host is a leak. */
 const visible = (answer: string) => answer !== 'ENOENT'
 /** A seccomp vector leaks under forks unless the host itself already says EPERM. */
@@ -70,7 +80,7 @@ export const VECTORS: Record<string, Vector> = {
   E19: { inside: 'EXDEV', forks: hostSays('link across /tmp') },
   // network.test.ts
   E20: { inside: 'ECONNREFUSED', forks: 'all' },
-  E21: { inside: 'ENETUNREACH', forks: 'all', skip: host => host.lanAddress ? undefined : 'the host has no non-loopback IPv4 address' },
+  E21: { inside: 'ENETUNREACH', forks: 'all', skip: host => (host.lanAddress ? undefined : 'the host has no non-loopback IPv4 address') },
   E22: { inside: 'ECONNREFUSED', forks: 'all' },
   E23: { inside: 'ENOENT', forks: 'all' },
   E24: { inside: 'ENOENT', forks: hostSays('docker', answer => answer === 'exists') },
@@ -93,7 +103,7 @@ export const VECTORS: Record<string, Vector> = {
   E39: { inside: 'EACCES', forks: 'all' },
   E40: { inside: 'EACCES', forks: attachLeaks },
   E41: { inside: 'EPERM', forks: attachLeaks, skip: needsPython },
-  E42: { inside: 'euid unchanged', forks: 'rootless', skip: host => host.passwd ? undefined : '/usr/bin/passwd is missing' },
+  E42: { inside: 'euid unchanged', forks: 'rootless', skip: host => (host.passwd ? undefined : '/usr/bin/passwd is missing') },
   // privileges.test.ts
   E43: { inside: 'EPERM', forks: cap('sys_admin'), skip: needsPython },
   E44: { inside: 'EPERM', forks: cap('sys_admin'), skip: needsPython },
@@ -120,11 +130,11 @@ export const VECTORS: Record<string, Vector> = {
   E61: { inside: 'ENOENT', forks: hostSays('sysfs knob', visible) },
   E62: { inside: 'only the minimal set', forks: 'all' },
   E63: { inside: 'ENOENT', forks: hostSays('kmsg', visible) },
-  E64: { inside: 'ENOENT', forks: hostSays('block device', visible), skip: host => host.blockDevice ? undefined : 'no block device in /proc/partitions' },
+  E64: { inside: 'ENOENT', forks: hostSays('block device', visible), skip: host => (host.blockDevice ? undefined : 'no block device in /proc/partitions') },
   E65: { inside: 'ENOENT', forks: hostSays('mem', visible) },
   E66: { inside: 'ENXIO', forks: 'none' },
   E67: { inside: 'no terminal', forks: 'none' },
-  E68: { inside: 'only 0-3 and node\'s own', forks: 'all' },
+  E68: { inside: "only 0-3 and node's own", forks: 'all' },
   E69: { inside: 'EACCES (ENOENT without kcore)', forks: hostSays('kcore') },
   // main.test.ts: through Vitest main, on the host
   E70: { inside: 'import and rpc.fetch rejected', forks: 'all' },
@@ -168,11 +178,16 @@ export function leaksUnderForks(vector: Vector, host: HostFacts): boolean | unde
   const { forks } = vector
   if (typeof forks === 'function') return forks(host)
   switch (forks) {
-    case 'all': return true
-    case 'root': return host.root
-    case 'rootless': return !host.root
-    case 'none': return false
-    case 'n/a': return undefined
+    case 'all':
+      return true
+    case 'root':
+      return host.root
+    case 'rootless':
+      return !host.root
+    case 'none':
+      return false
+    case 'n/a':
+      return undefined
   }
 }
 

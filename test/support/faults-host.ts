@@ -47,8 +47,7 @@ export function tmpLeftovers(before: HostBefore, runTmp: string, isRuns: (name: 
   const left: string[] = []
   try {
     for (const name of fs.readdirSync(runTmp)) left.push(path.join(runTmp, name))
-  }
-  catch (error) {
+  } catch (error) {
     left.push(`${runTmp} is unreadable: ${(error as Error).message}`)
   }
   for (const name of fs.readdirSync(HOST_TMP)) {
@@ -71,7 +70,7 @@ export function runCgroups(pid: number): string[] {
  * nothing came up in time.
  */
 export async function waitForSandbox(pid: number, watcher: RunWatcher, describeEnd: () => Promise<string>, ms = 90_000): Promise<void> {
-  const alive = (p: { pid: number, start: string }) => readProc(p.pid)?.start === p.start
+  const alive = (p: { pid: number; start: string }) => readProc(p.pid)?.start === p.start
   const up = () => {
     watcher.poll()
     return watcher.inits.some(init => alive(init) && watcher.descendants.some(p => p.ppid === init.pid && alive(p)))

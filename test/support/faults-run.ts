@@ -83,7 +83,10 @@ export interface LeftoverOptions {
  * named after its Vitest process (but v2's -main leaf), no new mount in this mount namespace,
  * and no temp entry of it (in its TMPDIR, or tagged with it in the host's /tmp).
  */
-export async function expectNoLeftovers(run: FaultsRun, { sandboxes = true, cgroups = 'none', tmpNames = [], compileCacheLeft = false }: LeftoverOptions = {}): Promise<void> {
+export async function expectNoLeftovers(
+  run: FaultsRun,
+  { sandboxes = true, cgroups = 'none', tmpNames = [], compileCacheLeft = false }: LeftoverOptions = {},
+): Promise<void> {
   const log = describeLimitsRun(run)
   // Processes first: a cgroup can be removed only once its processes are gone.
   expect(await run.watcher.leftoversAfter(5000), `processes of the run still alive 5 s after it ended\n${log}`).toEqual([])

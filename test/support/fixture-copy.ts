@@ -28,8 +28,7 @@ export function copyFixture(name: string): FixtureCopy {
       // The last copy out takes the parent with it; a leftover of a concurrent run keeps it.
       try {
         fs.rmdirSync(E2E_TMP_DIR)
-      }
-      catch {}
+      } catch {}
     },
   }
 }
@@ -65,6 +64,6 @@ export function copyFixtureAsInstalled(name: string, target: string): void {
   })
   const config = path.join(target, 'vitest.config.ts')
   const text = fs.readFileSync(config, 'utf8')
-  if (!text.includes('\'../../dist/index.js\'')) throw new Error(`${config} does not import the plugin from ../../dist/index.js`)
-  fs.writeFileSync(config, text.replace('\'../../dist/index.js\'', '\'vitest-pool-isolated\''))
+  if (!text.includes("'../../dist/index.js'")) throw new Error(`${config} does not import the plugin from ../../dist/index.js`)
+  fs.writeFileSync(config, text.replace("'../../dist/index.js'", "'vitest-pool-isolated'"))
 }

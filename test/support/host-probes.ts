@@ -25,7 +25,7 @@ export async function startHostProbes(): Promise<HostProbes> {
 
   // The forks probe connects and hangs up at once, so the reply may meet a reset peer: that is
   // the probe's answer, not an error of the test run.
-  const server = net.createServer((socket) => {
+  const server = net.createServer(socket => {
     socket.on('error', () => {})
     socket.end('host\n')
   })
@@ -68,8 +68,7 @@ export function findProcesses(argv: string[]): number[] {
     let cmdline: string[]
     try {
       cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean)
-    }
-    catch {
+    } catch {
       continue
     }
     if (cmdline.length === argv.length && path.basename(cmdline[0] ?? '') === argv[0] && cmdline.slice(1).every((arg, i) => arg === argv[i + 1])) {

@@ -35,7 +35,13 @@ export function httpGet(port: number, path: string, host = '127.0.0.1'): Promise
   })
 }
 
-export interface CdpMessage { id?: number, method?: string, params?: unknown, result?: unknown, error?: unknown }
+export interface CdpMessage {
+  id?: number
+  method?: string
+  params?: unknown
+  result?: unknown
+  error?: unknown
+}
 
 /** One CDP session on a `ws://host:port/<id>` URL. Emits 'message' (parsed) and 'close'. */
 export class CdpSocket extends EventEmitter {
@@ -51,10 +57,12 @@ export class CdpSocket extends EventEmitter {
       const socket = net.connect({ port: Number(port), host: hostname })
       const key = crypto.randomBytes(16).toString('base64')
       socket.once('error', reject)
-      socket.once('connect', () => socket.write(
-        `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-        + `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      ))
+      socket.once('connect', () =>
+        socket.write(
+          `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        ),
+      )
       let head = Buffer.alloc(0)
       const onHead = (chunk: Buffer) => {
         head = Buffer.concat([head, chunk])
@@ -81,17 +89,18 @@ export class CdpSocket extends EventEmitter {
     const payload = Buffer.from(JSON.stringify({ id, method, params }))
     const mask = crypto.randomBytes(4)
     const len = payload.length
-    const header = len < 126
-      ? Buffer.from([0x81, 0x80 | len])
-      : len < 65536
-        ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff])
-        : (() => {
-            const h = Buffer.alloc(10)
-            h[0] = 0x81
-            h[1] = 0x80 | 127
-            h.writeBigUInt64BE(BigInt(len), 2)
-            return h
-          })()
+    const header =
+      len < 126
+        ? Buffer.from([0x81, 0x80 | len])
+        : len < 65536
+          ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff])
+          : (() => {
+              const h = Buffer.alloc(10)
+              h[0] = 0x81
+              h[1] = 0x80 | 127
+              h.writeBigUInt64BE(BigInt(len), 2)
+              return h
+            })()
     const masked = Buffer.alloc(len)
     for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i % 4]!
     this.socket.write(Buffer.concat([header, mask, masked]))
@@ -113,8 +122,7 @@ export class CdpSocket extends EventEmitter {
         if (this.buffer.length < 4) return
         len = this.buffer.readUInt16BE(2)
         offset = 4
-      }
-      else if (len === 127) {
+      } else if (len === 127) {
         if (this.buffer.length < 10) return
         len = Number(this.buffer.readBigUInt64BE(2))
         offset = 10

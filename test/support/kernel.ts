@@ -8,7 +8,7 @@ import { DIST_DIR } from './repo.js'
 /** The shape `probe()` from dist/sandbox/kernel.js resolves to. */
 export interface KernelProbe {
   ok: boolean
-  features: Record<string, { ok: boolean, reason?: string }>
+  features: Record<string, { ok: boolean; reason?: string }>
 }
 
 export interface KernelGate {
@@ -32,10 +32,9 @@ async function probeKernel(): Promise<KernelGate> {
   }
   let result: KernelProbe
   try {
-    const mod = await import(pathToFileURL(kernelJs).href) as { probe: () => KernelProbe | Promise<KernelProbe> }
+    const mod = (await import(pathToFileURL(kernelJs).href)) as { probe: () => KernelProbe | Promise<KernelProbe> }
     result = await mod.probe()
-  }
-  catch (error) {
+  } catch (error) {
     return { ok: false, reason: `probe() from ${kernelJs} threw: ${error instanceof Error ? error.message : String(error)}` }
   }
   if (result.ok) return { ok: true }
@@ -60,10 +59,9 @@ export async function requireKernel(): Promise<KernelGate> {
     beforeEach(() => {
       throw new Error(`[e2e] sandboxes are required when CI is set, but ${reason}`)
     })
-  }
-  else {
+  } else {
     console.warn(`[e2e] skipping: ${reason}`)
-    beforeEach((context) => {
+    beforeEach(context => {
       context.skip(reason)
     })
   }
@@ -80,7 +78,6 @@ export function cpuQuotaCeiling(cpus: number): number {
   let sliceUs = 5000
   try {
     sliceUs = Number(fs.readFileSync('/proc/sys/kernel/sched_cfs_bandwidth_slice_us', 'utf8')) || sliceUs
-  }
-  catch {}
+  } catch {}
   return cpus + (sliceUs * os.availableParallelism()) / 100_000
 }

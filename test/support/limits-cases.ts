@@ -84,7 +84,7 @@ export function memoryTitle(s: LimitsSituation): string {
 export async function memoryCase(s: LimitsSituation, where: Where = {}): Promise<LimitsRun> {
   const root = rootOf(where)
   if (s.kind === 'refused') {
-    refusedNote('hog.test.ts', s, 'the memory limit cannot be enforced here, and 1 GiB allocated without it would test only this machine\'s memory')
+    refusedNote('hog.test.ts', s, "the memory limit cannot be enforced here, and 1 GiB allocated without it would test only this machine's memory")
     const run = await runLimits({ ...where, files: ['fine', 'fine2'], env: { VITEST_ISOLATED_MEMORY: '128M' } })
     const log = describeLimitsRun(run)
     expect(fileStatuses(run, root), log).toEqual({ 'fine.test.ts': 'passed', 'fine2.test.ts': 'passed' })
@@ -130,7 +130,7 @@ export async function memoryCase(s: LimitsSituation, where: Where = {}): Promise
 export function pidsTitle(s: LimitsSituation): string {
   return s.kind === 'refused'
     ? `pids (${s.label}): VITEST_ISOLATED_PIDS=64 warns once with the remedy; the bounded fork bomb runs unlimited and passes, no sleep left`
-    : 'pids: VITEST_ISOLATED_PIDS=64 ends a bounded fork bomb within 30 s, bomb.test.ts fails on the shell\'s EAGAIN, pidsPeak = 64, fine passes, no process left'
+    : "pids: VITEST_ISOLATED_PIDS=64 ends a bounded fork bomb within 30 s, bomb.test.ts fails on the shell's EAGAIN, pidsPeak = 64, fine passes, no process left"
 }
 
 export async function pidsCase(s: LimitsSituation, where: Where = {}): Promise<LimitsRun> {
@@ -219,8 +219,7 @@ export async function cpusCase(s: LimitsSituation, where: Where = {}): Promise<L
   if (s.kind === 'refused') {
     expectTryWarning(run, ['cpus'])
     expect(busy, log).toMatchObject({ cpuUserMs: null, cpuSystemMs: null })
-  }
-  else {
+  } else {
     expectNoTryWarning(run)
     expect(busy.wallMs, log).toBeGreaterThanOrEqual(2000)
     const ratio = (busy.cpuUserMs! + busy.cpuSystemMs!) / busy.wallMs
@@ -267,7 +266,10 @@ export async function tmpfillCase(where: Where = {}): Promise<LimitsRun> {
   // Nothing of it on the host's /tmp: not the file, nor any new big file.
   const after = bigTmpFiles(4 * MiB)
   expect(after.has(name), log).toBe(false)
-  expect([...after.keys()].filter(file => !before.has(file)), `new files of 4 MiB or more in the host's /tmp\n${log}`).toEqual([])
+  expect(
+    [...after.keys()].filter(file => !before.has(file)),
+    `new files of 4 MiB or more in the host's /tmp\n${log}`,
+  ).toEqual([])
   await expectNothingLeft(run)
   return run
 }

@@ -18,14 +18,16 @@ import { cgroupDriver } from '../../src/cgroup/index.js'
  *   delegation). A missing kernel feature: skipped locally with the reason, a failure in CI.
  */
 export type LimitsSituation =
-  | { kind: 'enforced', version: 1 | 2, label: string }
-  | { kind: 'refused', version: 1, label: string, reason: string }
-  | { kind: 'missing', label: string, reason: string }
+  | { kind: 'enforced'; version: 1 | 2; label: string }
+  | { kind: 'refused'; version: 1; label: string; reason: string }
+  | { kind: 'missing'; label: string; reason: string }
 
 export function limitsSituation(): LimitsSituation {
   const driver = cgroupDriver()
   if (!driver) return { kind: 'missing', label: 'no cgroup hierarchy', reason: 'no cgroup hierarchy is mounted' }
-  const problems = Object.entries(driver.support).filter(([, s]) => !s.ok).map(([name, s]) => `${name}: ${s.reason} (${s.remedy})`)
+  const problems = Object.entries(driver.support)
+    .filter(([, s]) => !s.ok)
+    .map(([name, s]) => `${name}: ${s.reason} (${s.remedy})`)
   const root = process.geteuid!() === 0
   const who = root ? 'root' : `uid ${process.geteuid!()}`
   if (problems.length === 0) return { kind: 'enforced', version: driver.version, label: `${who}, cgroup v${driver.version}` }
@@ -39,8 +41,7 @@ export function limitsSituation(): LimitsSituation {
 function unifiedHasMemory(): boolean {
   try {
     return fs.readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').split(/\s+/).includes('memory')
-  }
-  catch {
+  } catch {
     return false
   }
 }
@@ -85,8 +86,7 @@ export function cgroupsOf(pid: number): string[] {
     let entries: fs.Dirent[]
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true })
-    }
-    catch {
+    } catch {
       return
     }
     for (const entry of entries) {
@@ -113,8 +113,7 @@ export function readProc(pid: number): ProcInfo | undefined {
   let stat: string
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  }
-  catch {
+  } catch {
     return undefined
   }
   // pid (comm) state ppid … ; comm may hold spaces and parentheses.
@@ -138,8 +137,7 @@ export function listProcs(): ProcInfo[] {
 function environHas(pid: number, entry: string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry)
-  }
-  catch {
+  } catch {
     return false
   }
 }
@@ -148,8 +146,7 @@ function describeProc(p: ProcInfo): string {
   let cmdline = ''
   try {
     cmdline = fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ')
-  }
-  catch {}
+  } catch {}
   return `${p.pid} ${p.comm} (state ${p.state}, ppid ${p.ppid}): ${cmdline.slice(0, 160)}`
 }
 
@@ -166,7 +163,10 @@ export class RunWatcher {
   private readonly seen = new Map<string, ProcInfo>()
   private timer: NodeJS.Timeout | undefined
 
-  constructor(readonly rootPid: number, readonly mark: string) {}
+  constructor(
+    readonly rootPid: number,
+    readonly mark: string,
+  ) {}
 
   get markEntry(): string {
     return `LIMITS_MARK=${this.mark}`
@@ -249,8 +249,7 @@ export function bigTmpFiles(minBytes: number): Map<string, number> {
     try {
       const stat = fs.lstatSync(path.join('/tmp', name))
       if (stat.isFile() && stat.size >= minBytes) out.set(name, stat.size)
-    }
-    catch {}
+    } catch {}
   }
   return out
 }

@@ -69,14 +69,15 @@ export function startLimitsRun(options: LimitsRunOptions): StartedRun {
     NODE_BIN,
     options.cli ?? VITEST_CLI,
     'run',
-    '--root', root,
-    ...options.pool === false ? [] : ['--pool=isolated'],
+    '--root',
+    root,
+    ...(options.pool === false ? [] : ['--pool=isolated']),
     // The cache would be written into the fixture (node_modules/.vite) and reorders files.
     '--no-cache',
     '--reporter=default',
     '--reporter=json',
     `--outputFile.json=${jsonFile}`,
-    ...options.args ?? [],
+    ...(options.args ?? []),
   ]
   const env = childEnv({
     LIMITS_FILES: options.files.join(','),
@@ -101,10 +102,9 @@ export function startLimitsRun(options: LimitsRunOptions): StartedRun {
       timedOut = true
       try {
         process.kill(-child.pid!, 'SIGKILL')
-      }
-      catch {}
+      } catch {}
     }, options.timeoutMs ?? 170_000)
-    child.once('error', (error) => {
+    child.once('error', error => {
       clearTimeout(timer)
       watcher.stop()
       dir.removeCallback()
@@ -118,14 +118,24 @@ export function startLimitsRun(options: LimitsRunOptions): StartedRun {
         const usageRecords = readJson<UsageRecord[]>(usageFile)
         const usage = usageRecords && Object.fromEntries(usageRecords.map(r => [path.relative(root, r.file), r]))
         resolve({
-          command, exitCode, signal, timedOut, stdout, stderr, output: `${stdout}\n${stderr}`, report,
-          pid: child.pid!, mark, durationMs: Date.now() - started, usage, usageRecords, watcher,
+          command,
+          exitCode,
+          signal,
+          timedOut,
+          stdout,
+          stderr,
+          output: `${stdout}\n${stderr}`,
+          report,
+          pid: child.pid!,
+          mark,
+          durationMs: Date.now() - started,
+          usage,
+          usageRecords,
+          watcher,
         })
-      }
-      catch (error) {
+      } catch (error) {
         reject(error)
-      }
-      finally {
+      } finally {
         dir.removeCallback()
       }
     })
@@ -138,7 +148,7 @@ export function runLimits(options: LimitsRunOptions): Promise<LimitsRun> {
 }
 
 function readJson<T>(file: string): T | undefined {
-  return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) as T : undefined
+  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as T) : undefined
 }
 
 /**
@@ -154,13 +164,15 @@ function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
 
 /** A short run account for assertion messages: command, exit, usage report, output tail. */
 export function describeLimitsRun(run: LimitsRun): string {
-  const tail = (text: string) => text.length > 5000 ? `…${text.slice(-5000)}` : text
+  const tail = (text: string) => (text.length > 5000 ? `…${text.slice(-5000)}` : text)
   return [
     `$ ${run.command.join(' ')}`,
     `vitest pid ${run.pid}, mark ${run.mark}, exit code ${run.exitCode}, signal ${run.signal}${run.timedOut ? ' (timed out)' : ''}, ${run.durationMs} ms`,
     '--- usage report',
     JSON.stringify(run.usageRecords ?? null, null, 2),
-    '--- stdout', tail(run.stdout),
-    '--- stderr', tail(run.stderr),
+    '--- stdout',
+    tail(run.stdout),
+    '--- stderr',
+    tail(run.stderr),
   ].join('\n')
 }

@@ -39,8 +39,7 @@ export function installPacked(prefix: string, name = 'packed-project'): PackedPr
     // The install runs nothing: the prebuilt binaries in the tarball are what the pool loads.
     npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `vitest@${VITEST_VERSION}`], dir)
     return { dir, tarball, cli: path.join(dir, 'node_modules', 'vitest', 'vitest.mjs'), remove: () => project.removeCallback() }
-  }
-  catch (error) {
+  } catch (error) {
     project.removeCallback()
     throw error
   }

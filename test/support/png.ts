@@ -11,12 +11,12 @@ export interface Image {
 /** Decodes an 8-bit, non-interlaced RGB or RGBA PNG (what Chromium's --screenshot writes). */
 export function readPng(file: string): Image {
   const data = fs.readFileSync(file)
-  if (!data.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))) throw new Error(`${file}: not a PNG`)
+  if (!data.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error(`${file}: not a PNG`)
   let width = 0
   let height = 0
   let channels = 0
   const idat: Buffer[] = []
-  for (let at = 8; at < data.length;) {
+  for (let at = 8; at < data.length; ) {
     const length = data.readUInt32BE(at)
     const type = data.toString('latin1', at + 4, at + 8)
     const body = data.subarray(at + 8, at + 8 + length)
@@ -24,10 +24,10 @@ export function readPng(file: string): Image {
       width = body.readUInt32BE(0)
       height = body.readUInt32BE(4)
       const [depth, color, , , interlace] = [body[8], body[9], body[10], body[11], body[12]]
-      if (depth !== 8 || interlace !== 0 || (color !== 2 && color !== 6)) throw new Error(`${file}: unsupported PNG (depth ${depth}, color type ${color}, interlace ${interlace})`)
+      if (depth !== 8 || interlace !== 0 || (color !== 2 && color !== 6))
+        throw new Error(`${file}: unsupported PNG (depth ${depth}, color type ${color}, interlace ${interlace})`)
       channels = color === 6 ? 4 : 3
-    }
-    else if (type === 'IDAT') idat.push(body)
+    } else if (type === 'IDAT') idat.push(body)
     at += 12 + length
   }
   const raw = zlib.inflateSync(Buffer.concat(idat))
@@ -53,10 +53,10 @@ export function readPng(file: string): Image {
         const pc = Math.abs(p - c)
         value += pa <= pb && pa <= pc ? a : pb <= pc ? b : c
       }
-      out[x] = value & 0xFF
+      out[x] = value & 0xff
     }
   }
-  const pixels = Buffer.alloc(width * height * 4, 0xFF)
+  const pixels = Buffer.alloc(width * height * 4, 0xff)
   for (let i = 0; i < width * height; i++) rows.copy(pixels, i * 4, i * channels, i * channels + channels)
   return { width, height, pixels }
 }

@@ -36,7 +36,14 @@ export const isWorker = (pid: number) => readProc(`/proc/${pid}/cmdline`).includ
 export const isZygote = (pid: number) => readProc(`/proc/${pid}/cmdline`).includes('/dist/zygote/entry.js')
 
 /** The process's pid inside its own PID namespace (NSpid's last field). */
-export const innerPid = (pid: number) => Number(/^NSpid:\s*(.*)$/m.exec(readProc(`/proc/${pid}/status`))?.[1]?.trim().split(/\s+/).at(-1))
+export const innerPid = (pid: number) =>
+  Number(
+    /^NSpid:\s*(.*)$/m
+      .exec(readProc(`/proc/${pid}/status`))?.[1]
+      ?.trim()
+      .split(/\s+/)
+      .at(-1),
+  )
 
 /**
  * Which of `needles` occur anywhere in the readable memory of `pid` (/proc/PID/mem, as root or

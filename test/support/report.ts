@@ -30,7 +30,10 @@ export function counts(report: JsonReport) {
 
 /** Names (as in `outcomes`) of the tests that failed. */
 export function failedTests(report: JsonReport, root: string): string[] {
-  return Object.entries(outcomes(report, root)).filter(([, status]) => status === 'failed').map(([name]) => name).sort()
+  return Object.entries(outcomes(report, root))
+    .filter(([, status]) => status === 'failed')
+    .map(([name]) => name)
+    .sort()
 }
 
 /** Failure messages of a test, found by title. */

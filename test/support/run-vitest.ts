@@ -35,7 +35,7 @@ export interface JsonReport {
   numFailedTestSuites: number
   success: boolean
   testResults: JsonFileResult[]
-  snapshot: Record<string, unknown> & { uncheckedKeysByFile: { filePath: string, keys: string[] }[] }
+  snapshot: Record<string, unknown> & { uncheckedKeysByFile: { filePath: string; keys: string[] }[] }
 }
 
 export interface RunOptions {
@@ -83,22 +83,22 @@ export async function runVitest(options: RunOptions): Promise<VitestRun> {
     NODE_BIN,
     options.cli ?? VITEST_CLI,
     'run',
-    '--root', options.root,
+    '--root',
+    options.root,
     `--pool=${options.pool}`,
     // The cache would be written into the fixture (node_modules/.vite) and reorders files.
     '--no-cache',
     `--reporter=${options.reporter ?? 'default'}`,
     '--reporter=json',
     `--outputFile.json=${reportFile}`,
-    ...options.args ?? [],
+    ...(options.args ?? []),
   ]
   try {
     const result = await run(command, options.cwd ?? REPO_ROOT, childEnv(options.env), options.timeoutMs ?? 100_000, options)
     let report: JsonReport | undefined
     if (fs.existsSync(reportFile)) report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as JsonReport
     return { command, ...result, output: `${result.stdout}\n${result.stderr}`, report }
-  }
-  finally {
+  } finally {
     reportDir.removeCallback()
   }
 }
@@ -149,10 +149,9 @@ function run(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: 
       timedOut = true
       try {
         process.kill(-child.pid!, 'SIGKILL')
-      }
-      catch {}
+      } catch {}
     }, timeoutMs)
-    child.once('error', (error) => {
+    child.once('error', error => {
       clearTimeout(timer)
       reject(error)
     })
@@ -165,11 +164,13 @@ function run(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: 
 
 /** A compact account of a run for assertion messages. */
 export function describeRun(result: VitestRun): string {
-  const tail = (text: string) => text.length > 6000 ? `…${text.slice(-6000)}` : text
+  const tail = (text: string) => (text.length > 6000 ? `…${text.slice(-6000)}` : text)
   return [
     `$ ${result.command.join(' ')}`,
     `exit code ${result.exitCode}, signal ${result.signal}${result.timedOut ? ' (timed out)' : ''}`,
-    '--- stdout', tail(result.stdout),
-    '--- stderr', tail(result.stderr),
+    '--- stdout',
+    tail(result.stdout),
+    '--- stderr',
+    tail(result.stderr),
   ].join('\n')
 }

@@ -21,7 +21,7 @@ const setGreeting = (greeting: string) => (dir: string) => {
 }
 
 /** The steps, run in order on one fresh copy of fixtures/snapshots per pool. */
-const STEPS: { name: string, args: string[], edit?: (dir: string) => void }[] = [
+const STEPS: { name: string; args: string[]; edit?: (dir: string) => void }[] = [
   // create: the .snap file, the inline snapshot written into snap.test.ts, the file snapshot.
   // --update=new, since with CI set Vitest would write nothing by default.
   { name: 'create', args: ['--update=new'] },
@@ -36,10 +36,7 @@ const STEPS: { name: string, args: string[], edit?: (dir: string) => void }[] = 
  * Runs the snapshot steps under forks and under isolated, each on its own fresh copy (made by
  * `copyFor`), and returns what every step did.
  */
-export async function runSnapshotSteps(
-  copyFor: (pool: Pool) => string,
-  runOptions: Partial<RunOptions> = {},
-): Promise<Record<Pool, SnapshotStep[]>> {
+export async function runSnapshotSteps(copyFor: (pool: Pool) => string, runOptions: Partial<RunOptions> = {}): Promise<Record<Pool, SnapshotStep[]>> {
   const result: Record<Pool, SnapshotStep[]> = { forks: [], isolated: [] }
   for (const pool of ['forks', 'isolated'] as const) {
     const dir = copyFor(pool)
@@ -65,8 +62,12 @@ export function expectSameSnapshotBehaviour({ forks, isolated }: Record<Pool, Sn
   for (const [i, { name }] of STEPS.entries()) {
     const f = forks[i]!
     const s = isolated[i]!
-    expect({ step: name, exitCode: s.exitCode, counts: s.counts, snapshot: s.snapshot }, `isolated:\n${s.log}\n\nforks:\n${f.log}`)
-      .toEqual({ step: name, exitCode: f.exitCode, counts: f.counts, snapshot: f.snapshot })
+    expect({ step: name, exitCode: s.exitCode, counts: s.counts, snapshot: s.snapshot }, `isolated:\n${s.log}\n\nforks:\n${f.log}`).toEqual({
+      step: name,
+      exitCode: f.exitCode,
+      counts: f.counts,
+      snapshot: f.snapshot,
+    })
     expect(treeAsText(s.tree), `files after step ${name}`).toEqual(treeAsText(f.tree))
     // Byte for byte, not only as text.
     for (const [file, bytes] of Object.entries(f.tree)) {

@@ -12,7 +12,7 @@ import { auditAreas, buildPlan, OP } from '../../src/sandbox/plan.js'
 import type { FileReport } from '../../src/run/verdict.js'
 import { DIST_DIR } from '../support/repo.js'
 
-describe('what main keeps of the worker\'s audit messages', () => {
+describe("what main keeps of the worker's audit messages", () => {
   test('strings are kept in order, deduplicated over messages', () => {
     const log = new AuditLog()
     expect(log.merge({ __isolated__: 'audit', writes: ['writeFile /p/a (EROFS)'], network: ['192.0.2.1:9/tcp'] })).toBe(true)
@@ -76,12 +76,18 @@ describe('what main keeps of the worker\'s audit messages', () => {
   })
 })
 
-describe('the sandbox\'s own places, from the plan', () => {
+describe("the sandbox's own places, from the plan", () => {
   const layout = { symlinks: [{ path: '/bin', target: 'usr/bin' }], readOnly: ['/usr', '/etc', '/work/proj'], execPath: '/usr/bin/node', cwd: '/work/proj' }
   const options = resolveOptions({ audit: true, mounts: [{ tmpfs: '/scratch' }, { source: '/srv/out', writable: true }, { source: '/srv/in' }] }, {})
   const plan = buildPlan({
-    layout, options, identity: { uid: 1000, gid: 1000 }, argv: ['entry.js'], env: { HOME: '/home/u' },
-    hide: ['/work/proj/node_modules/.vite'], writable: [{ source: '/host/cov', target: '/work/proj/coverage/.tmp' }], isFile: () => false,
+    layout,
+    options,
+    identity: { uid: 1000, gid: 1000 },
+    argv: ['entry.js'],
+    env: { HOME: '/home/u' },
+    hide: ['/work/proj/node_modules/.vite'],
+    writable: [{ source: '/host/cov', target: '/work/proj/coverage/.tmp' }],
+    isFile: () => false,
   })
   const areas = new Map(auditAreas(plan.ops))
 
@@ -99,13 +105,20 @@ describe('the sandbox\'s own places, from the plan', () => {
     expect(areas.has('/bin')).toBe(false)
   })
 
-  test('a kind of mount it does not know (an overlay over the project) is not the sandbox\'s own', () => {
-    const overlay = auditAreas([{ kind: 99, flags: 0, dst: '/work/proj' }, { kind: OP.tmpfs, flags: 0, dst: '/tmp' }])
-    expect(overlay).toEqual([['/', false], ['/work/proj', false], ['/tmp', true]])
+  test("a kind of mount it does not know (an overlay over the project) is not the sandbox's own", () => {
+    const overlay = auditAreas([
+      { kind: 99, flags: 0, dst: '/work/proj' },
+      { kind: OP.tmpfs, flags: 0, dst: '/tmp' },
+    ])
+    expect(overlay).toEqual([
+      ['/', false],
+      ['/work/proj', false],
+      ['/tmp', true],
+    ])
   })
 })
 
-describe('the worker\'s hooks (in a child node, on the test\'s own temp directory)', () => {
+describe("the worker's hooks (in a child node, on the test's own temp directory)", () => {
   const dirs: string[] = []
   afterEach(() => {
     for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
@@ -159,7 +172,7 @@ describe('the worker\'s hooks (in a child node, on the test\'s own temp director
   })
 })
 
-describe('the summary\'s audit lines', () => {
+describe("the summary's audit lines", () => {
   const base = { verdict: 'ok', exitCode: 0, signal: null, wallMs: 1, cpuUserMs: 1, cpuSystemMs: 1, memoryPeakBytes: 1, pidsPeak: 1, oomKilled: false } as const
   const rec = (file: string, audit?: FileReport['audit']): FileReport => ({ ...base, file, ...(audit ? { audit } : {}) })
 
@@ -168,12 +181,19 @@ describe('the summary\'s audit lines', () => {
   })
 
   test('one line per file that tried something, most first, paths below the root relative, the rest counted', () => {
-    const lines = auditLines([
-      rec('/p/clean.test.ts', { writes: [], network: [], unrouted: 0 }),
-      rec('/p/one.test.ts', { writes: ['writeFile /p/x (EROFS)'], network: [], unrouted: 0 }),
-      rec('/p/many.test.ts', { writes: ['writeFile /p/a (EROFS)', 'mkdir /etc/x (EROFS)', 'rm /p/b (EROFS)', 'rm /p/c (EROFS)'], network: ['192.0.2.1:9/tcp'], unrouted: 1 }),
-      rec('/p/child.test.ts', { writes: [], network: [], unrouted: 2 }),
-    ], '/p')
+    const lines = auditLines(
+      [
+        rec('/p/clean.test.ts', { writes: [], network: [], unrouted: 0 }),
+        rec('/p/one.test.ts', { writes: ['writeFile /p/x (EROFS)'], network: [], unrouted: 0 }),
+        rec('/p/many.test.ts', {
+          writes: ['writeFile /p/a (EROFS)', 'mkdir /etc/x (EROFS)', 'rm /p/b (EROFS)', 'rm /p/c (EROFS)'],
+          network: ['192.0.2.1:9/tcp'],
+          unrouted: 1,
+        }),
+        rec('/p/child.test.ts', { writes: [], network: [], unrouted: 2 }),
+      ],
+      '/p',
+    )
     expect(lines).toEqual([
       '   audit       3 of 4 files tried to write outside the sandbox or to reach the network:',
       '               many.test.ts: 4 writes (writeFile a (EROFS), mkdir /etc/x (EROFS), rm b (EROFS), +1 more); 1 network attempt (192.0.2.1:9/tcp); kernel: 1 unrouted packet',
@@ -183,6 +203,8 @@ describe('the summary\'s audit lines', () => {
   })
 
   test('a clean run says so in one line', () => {
-    expect(auditLines([rec('/p/a.test.ts', { writes: [], network: [] })], '/p')).toEqual(['   audit       0 of 1 file tried to write outside the sandbox or to reach the network'])
+    expect(auditLines([rec('/p/a.test.ts', { writes: [], network: [] })], '/p')).toEqual([
+      '   audit       0 of 1 file tried to write outside the sandbox or to reach the network',
+    ])
   })
 })

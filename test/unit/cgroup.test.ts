@@ -41,16 +41,16 @@ describe('findHierarchies', () => {
     expect(h.unified).toBe('/sys/fs/cgroup/unified')
     expect(h.pureV2).toBe(false)
     expect(Object.fromEntries(h.roots!)).toEqual({
-      '': '/sys/fs/cgroup/unified', memory: '/sys/fs/cgroup/memory', cpu: '/sys/fs/cgroup/cpu,cpuacct',
-      cpuacct: '/sys/fs/cgroup/cpu,cpuacct', pids: '/sys/fs/cgroup/pids',
+      '': '/sys/fs/cgroup/unified',
+      memory: '/sys/fs/cgroup/memory',
+      cpu: '/sys/fs/cgroup/cpu,cpuacct',
+      cpuacct: '/sys/fs/cgroup/cpu,cpuacct',
+      pids: '/sys/fs/cgroup/pids',
     })
   })
 
   test('pure v2, inside a container whose cgroup root is a subtree', () => {
-    const h = findHierarchies(
-      '30 1 0:26 /ci/job /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate',
-      '0::/ci/job/step\n',
-    )
+    const h = findHierarchies('30 1 0:26 /ci/job /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate', '0::/ci/job/step\n')
     expect(h.unified).toBe('/sys/fs/cgroup/step')
     expect(h.pureV2).toBe(true)
   })
@@ -63,7 +63,16 @@ describe('v1 driver', () => {
     const cpu = path.join(root, 'cpu')
     const pids = path.join(root, 'pids')
     for (const d of [memory, cpu, pids]) fs.mkdirSync(d)
-    const driver = createV1Driver({ v1: new Map([['memory', memory], ['cpu', cpu], ['cpuacct', cpu], ['pids', pids]]), unified: undefined, pureV2: false })
+    const driver = createV1Driver({
+      v1: new Map([
+        ['memory', memory],
+        ['cpu', cpu],
+        ['cpuacct', cpu],
+        ['pids', pids],
+      ]),
+      unified: undefined,
+      pureV2: false,
+    })
     expect(driver.support).toEqual({ memory: { ok: true }, cpu: { ok: true }, pids: { ok: true } })
 
     // The kernel creates memsw only with swap accounting; pretend it does by pre-creating the dir.
@@ -115,7 +124,7 @@ describe('v1 driver', () => {
     expect(fs.readdirSync(memory).sort()).toEqual([live, 'someone-else', otherBusy].sort())
   })
 
-  test('removeStale finds a dead run\'s cgroups below any cgroup of each hierarchy, not only below ours', async () => {
+  test("removeStale finds a dead run's cgroups below any cgroup of each hierarchy, not only below ours", async () => {
     // Here each shell has a memory cgroup of its own: a run killed in another shell left its
     // memory cgroups below that shell's, a sibling of ours, and its pids ones at the top.
     const root = fakeRoot()
@@ -128,8 +137,16 @@ describe('v1 driver', () => {
     const live = `vitest-isolated-${process.pid}-7`
     for (const d of [path.join(theirs, dead), path.join(pidsTop, dead), path.join(theirs, live)]) fs.mkdirSync(d)
     const driver = createV1Driver({
-      v1: new Map([['memory', ours], ['pids', pidsTop]]), unified: undefined, pureV2: false,
-      roots: new Map([['memory', memoryTop], ['pids', pidsTop]]),
+      v1: new Map([
+        ['memory', ours],
+        ['pids', pidsTop],
+      ]),
+      unified: undefined,
+      pureV2: false,
+      roots: new Map([
+        ['memory', memoryTop],
+        ['pids', pidsTop],
+      ]),
     })
     expect((await driver.removeStale()).sort()).toEqual([path.join(theirs, dead), path.join(pidsTop, dead)].sort())
     expect(fs.readdirSync(theirs)).toEqual([live])
@@ -194,9 +211,10 @@ describe('v2 driver', () => {
   })
 
   // Root may write any cgroup: this test exists only in the rootless pass of .ci/run.
-  if (process.geteuid?.() !== 0) test('rootless: an undelegated cgroup is reported with the delegation remedy', () => {
-    const driver = createV2Driver('/sys/fs/cgroup')
-    expect(driver.support.memory.ok).toBe(false)
-    expect(driver.support.memory.remedy).toContain('systemd-run --user --scope -p Delegate=yes')
-  })
+  if (process.geteuid?.() !== 0)
+    test('rootless: an undelegated cgroup is reported with the delegation remedy', () => {
+      const driver = createV2Driver('/sys/fs/cgroup')
+      expect(driver.support.memory.ok).toBe(false)
+      expect(driver.support.memory.remedy).toContain('systemd-run --user --scope -p Delegate=yes')
+    })
 })

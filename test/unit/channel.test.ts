@@ -31,7 +31,7 @@ describe('framing', () => {
     expect(frame.subarray(4)).toEqual(body)
   })
 
-  test('values survive as with serialization: \'advanced\'', () => {
+  test("values survive as with serialization: 'advanced'", () => {
     const decoded = roundTrip(values.map(value => encodeFrame(value)))
     expect(decoded).toEqual(values)
     const error = roundTrip([encodeFrame(new TypeError('boom'))])[0] as Error
@@ -103,8 +103,7 @@ describe('framing', () => {
     let error: ProtocolError | undefined
     try {
       decoder.push(frame)
-    }
-    catch (e) {
+    } catch (e) {
       error = e as ProtocolError
     }
     expect(error).toBeInstanceOf(ProtocolError)
@@ -164,7 +163,14 @@ describe('Channel', () => {
     const [raw, end] = await pair()
     const channel = new Channel(end)
     let peerEnded = false
-    raw.on('end', () => { peerEnded = true }).on('close', () => { peerEnded = true }).on('error', () => {})
+    raw
+      .on('end', () => {
+        peerEnded = true
+      })
+      .on('close', () => {
+        peerEnded = true
+      })
+      .on('error', () => {})
     raw.resume()
     const error = next<Error>(channel, 'error')
     raw.write('hello from a test\n')

@@ -13,16 +13,18 @@ fs.writeFileSync(path.join(fake5, 'node.js'), 'export function generateFileHash(
 afterAll(() => fs.rmSync(fake5, { recursive: true, force: true }))
 
 describe('vitestApi', () => {
-  test('4.1: the running Vitest\'s own hash of path and project, as its worker computes it', async () => {
+  test("4.1: the running Vitest's own hash of path and project, as its worker computes it", async () => {
     const api = await vitestApi({ distPath: VITEST4_DIST, version: '4.1.12' })
-    const { generateFileHash } = await import(path.join(VITEST4_DIST, 'node.js')) as { generateFileHash: (f: string, p: string) => string }
+    const { generateFileHash } = (await import(path.join(VITEST4_DIST, 'node.js'))) as { generateFileHash: (f: string, p: string) => string }
     expect(api.fileTask('a.test.ts', 'p', { root: '/r', mergeReportsLabel: 'x' })).toEqual({ id: generateFileHash('a.test.ts', 'p'), meta: {} })
   })
 
-  test('5: the blob label is part of the hash and of the file\'s meta', async () => {
+  test("5: the blob label is part of the hash and of the file's meta", async () => {
     const api = await vitestApi({ distPath: fake5, version: '5.1.2' })
-    expect(api.fileTask('a.test.ts', 'p', { root: '/r', mergeReportsLabel: 'linux' }))
-      .toEqual({ id: JSON.stringify(['a.test.ts', 'p', { __vitest_label__: 'linux' }]), meta: { __vitest_label__: 'linux' } })
+    expect(api.fileTask('a.test.ts', 'p', { root: '/r', mergeReportsLabel: 'linux' })).toEqual({
+      id: JSON.stringify(['a.test.ts', 'p', { __vitest_label__: 'linux' }]),
+      meta: { __vitest_label__: 'linux' },
+    })
   })
 
   test('a Vitest outside the range is refused before anything is loaded', async () => {

@@ -16,15 +16,14 @@ function deadPid(): number {
   for (let pid = max - 1; pid > 1; pid--) {
     try {
       process.kill(pid, 0)
-    }
-    catch (error) {
+    } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ESRCH') return pid
     }
   }
   throw new Error('no free pid')
 }
 
-test('the code cache of a run whose Vitest is gone is removed; a live run\'s, another namespace\'s and other names stay', () => {
+test("the code cache of a run whose Vitest is gone is removed; a live run's, another namespace's and other names stay", () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'compile-cache-test-'))
   dirs.push(tmp)
   const ns = ourPidNamespace()

@@ -28,7 +28,7 @@ afterEach(() => {
 })
 
 describe('CoverageFiles', () => {
-  test('a per-sandbox host directory of the worker\'s, mode 0700, and the mount point', () => {
+  test("a per-sandbox host directory of the worker's, mode 0700, and the mount point", () => {
     expect(fs.statSync(target).isDirectory()).toBe(true)
     const st = fs.statSync(files.hostDir)
     expect(st.mode & 0o777).toBe(0o700)
@@ -36,7 +36,7 @@ describe('CoverageFiles', () => {
     expect(path.dirname(files.hostDir)).toBe(os.tmpdir())
   })
 
-  test('a regular file directly in it is read, and stored under a new name of main\'s in the real directory', () => {
+  test("a regular file directly in it is read, and stored under a new name of main's in the real directory", () => {
     fs.writeFileSync(path.join(files.hostDir, NAME), JSON.stringify({ result: [] }))
     const read = files.read(path.join(target, NAME))
     expect(read).toEqual({ data: { result: [] } })
@@ -76,9 +76,14 @@ describe('CoverageFiles', () => {
 })
 
 describe('RpcGuard onAfterSuiteRun with a coverage file (Vitest 5)', () => {
-  const request = (coverage: unknown) => ({ t: 'q' as const, m: 'onAfterSuiteRun', a: [{ coverage, testFiles: [], environment: 'node', projectName: '' }], i: '1' })
+  const request = (coverage: unknown) => ({
+    t: 'q' as const,
+    m: 'onAfterSuiteRun',
+    a: [{ coverage, testFiles: [], environment: 'node', projectName: '' }],
+    i: '1',
+  })
 
-  test('the name becomes main\'s cleaned copy; entries outside the view are dropped', () => {
+  test("the name becomes main's cleaned copy; entries outside the view are dropped", () => {
     const shown = path.join(base, 'project')
     const guard = new RpcGuard(new SandboxView({ roots: [shown] }))
     guard.coverageFiles = files
@@ -101,7 +106,7 @@ describe('RpcGuard onAfterSuiteRun with a coverage file (Vitest 5)', () => {
   })
 })
 
-describe('RpcGuard fetch answers from Vitest 5\'s module cache', () => {
+describe("RpcGuard fetch answers from Vitest 5's module cache", () => {
   test('the cached file is split into code and sourceMap, and an outside sourcesContent is dropped', () => {
     const shown = path.join(base, 'project')
     fs.mkdirSync(shown, { recursive: true })

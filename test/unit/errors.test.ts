@@ -1,12 +1,6 @@
 import { inspect } from 'node:util'
 import { describe, expect, test } from 'vitest'
-import {
-  IsolatedError,
-  IsolatedOptionsError,
-  ProtocolError,
-  SandboxSetupError,
-  SandboxUnsupportedError,
-} from '../../src/errors.js'
+import { IsolatedError, IsolatedOptionsError, ProtocolError, SandboxSetupError, SandboxUnsupportedError } from '../../src/errors.js'
 import { hintFor } from '../../src/hints.js'
 
 describe('SandboxSetupError', () => {
@@ -24,7 +18,15 @@ describe('SandboxSetupError', () => {
     expect(error).toBeInstanceOf(IsolatedError)
     expect(error).toBeInstanceOf(Error)
     expect(error.name).toBe('SandboxSetupError')
-    expect({ ...error, cause: error.cause }).toMatchObject({ step: 'mkdir', code: 'EROFS', errno: 30, syscall: 'mkdir', path: '/p/q', hint: hintFor('mkdir', 'EROFS'), cause })
+    expect({ ...error, cause: error.cause }).toMatchObject({
+      step: 'mkdir',
+      code: 'EROFS',
+      errno: 30,
+      syscall: 'mkdir',
+      path: '/p/q',
+      hint: hintFor('mkdir', 'EROFS'),
+      cause,
+    })
     expect(error.stack).toMatch(/^SandboxSetupError: \[vitest-pool-isolated\]/)
   })
 
@@ -43,13 +45,19 @@ describe('SandboxSetupError', () => {
 
   test('the description follows the code when the errno number is unknown', () => {
     const error = new SandboxSetupError({ step: 'exec', code: 'EACCES', errno: 0, syscall: 'execve', path: '/usr/bin/node' })
-    expect(error.message).toContain('EACCES: permission denied, execve \'/usr/bin/node\'')
+    expect(error.message).toContain("EACCES: permission denied, execve '/usr/bin/node'")
   })
 })
 
 test('SandboxUnsupportedError', () => {
-  const error = new SandboxUnsupportedError({ feature: 'userns', reason: 'kernel.unprivileged_userns_clone is 0', remedy: 'sysctl -w kernel.unprivileged_userns_clone=1' })
-  expect(error.message).toBe('[vitest-pool-isolated] sandbox feature "userns" is unavailable: kernel.unprivileged_userns_clone is 0\nhint: sysctl -w kernel.unprivileged_userns_clone=1')
+  const error = new SandboxUnsupportedError({
+    feature: 'userns',
+    reason: 'kernel.unprivileged_userns_clone is 0',
+    remedy: 'sysctl -w kernel.unprivileged_userns_clone=1',
+  })
+  expect(error.message).toBe(
+    '[vitest-pool-isolated] sandbox feature "userns" is unavailable: kernel.unprivileged_userns_clone is 0\nhint: sysctl -w kernel.unprivileged_userns_clone=1',
+  )
   expect(error).toBeInstanceOf(IsolatedError)
   expect(error.name).toBe('SandboxUnsupportedError')
   expect(error).toMatchObject({ feature: 'userns', reason: 'kernel.unprivileged_userns_clone is 0', remedy: 'sysctl -w kernel.unprivileged_userns_clone=1' })

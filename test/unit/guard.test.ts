@@ -63,8 +63,7 @@ describe('SandboxView', () => {
 })
 
 describe('fs gate', () => {
-
-  test('outside a worker\'s request, fs is untouched', () => {
+  test("outside a worker's request, fs is untouched", () => {
     expect(currentView()).toBeUndefined()
     expect(fs.readFileSync(secret(), 'utf8')).toBe('secret')
   })
@@ -85,8 +84,8 @@ describe('fs gate', () => {
       await expect(fs.promises.readFile(secret())).rejects.toMatchObject({ code: 'ENOENT' })
       await expect(promisesReadFile(secret())).rejects.toMatchObject({ code: 'ENOENT' })
       await expect(fs.promises.readdir(outside)).rejects.toMatchObject({ code: 'ENOENT' })
-      await new Promise<void>((resolve) => {
-        fs.readFile(secret(), (error) => {
+      await new Promise<void>(resolve => {
+        fs.readFile(secret(), error => {
           expect(error?.code).toBe('ENOENT')
           resolve()
         })
@@ -132,7 +131,7 @@ describe('RpcGuard', () => {
     expect(guard.onRequest(request('onUserConsoleLog', [{ content: 'hi' }]))).toBeUndefined()
   })
 
-  test('Vitest 5\'s warm modules: only for files in the view; each entry vetted like a fetch answer, cached code read in, the rest left out', () => {
+  test("Vitest 5's warm modules: only for files in the view; each entry vetted like a fetch answer, cached code read in, the rest left out", () => {
     const guard = new RpcGuard(view)
     const inside = path.join(shown, 'a.txt')
     expect(guard.onRequest(request('fetchWarmModules', ['ssr', [inside, secret()]], 'W0'))).toMatchObject({ e: { code: 'EACCES' } })
@@ -142,16 +141,20 @@ describe('RpcGuard', () => {
     expect(guard.onRequest(request('fetchWarmModules', ['ssr', [inside]], 'W4'))).toBeUndefined()
     // Vitest's module cache lies in the hidden directory: main reads it, the worker gets the code.
     const cached = { cached: true, file: inside, id: inside, url: '/a.txt', tmp: path.join(shown, 'cache', 'x.js'), invalidate: false }
-    const answer = guard.onResponse({ t: 's', i: 'W4', r: {
-      '/a.txt': cached,
-      [inside]: cached,
-      '/secret.txt': { code: 'secret', file: secret(), id: secret(), url: '/secret.txt' },
-      '/ext.js': { externalize: secret(), type: 'module' },
-      '/dep.js': { externalize: path.join(shown, 'dep.js'), type: 'module' },
-      '/gone.js': { cached: true, file: inside, id: inside, tmp: path.join(shown, 'cache', 'missing.js') },
-      ['__proto__']: { externalize: path.join(shown, 'dep.js'), type: 'module' }, // an own key, as v8 deserializes it
-      'odd': 'not an entry',
-    } }) as { r: Record<string, unknown> }
+    const answer = guard.onResponse({
+      t: 's',
+      i: 'W4',
+      r: {
+        '/a.txt': cached,
+        [inside]: cached,
+        '/secret.txt': { code: 'secret', file: secret(), id: secret(), url: '/secret.txt' },
+        '/ext.js': { externalize: secret(), type: 'module' },
+        '/dep.js': { externalize: path.join(shown, 'dep.js'), type: 'module' },
+        '/gone.js': { cached: true, file: inside, id: inside, tmp: path.join(shown, 'cache', 'missing.js') },
+        ['__proto__']: { externalize: path.join(shown, 'dep.js'), type: 'module' }, // an own key, as v8 deserializes it
+        odd: 'not an entry',
+      },
+    }) as { r: Record<string, unknown> }
     expect(Object.keys(answer.r).sort()).toEqual(['/a.txt', '/dep.js', inside, '__proto__'].sort())
     expect(answer.r['/a.txt']).toEqual({ file: inside, id: inside, url: '/a.txt', invalidate: false, code: 'cached' })
     expect(answer.r[inside]).toBe(answer.r['/a.txt'])
@@ -161,7 +164,7 @@ describe('RpcGuard', () => {
     expect(guard.onResponse({ t: 's', i: 'W5', r: ['x'] })).toEqual({ t: 's', i: 'W5', r: null })
   })
 
-  test('a request reusing the id of one in flight is dropped: main\'s first answer cannot pass for the checked one', () => {
+  test("a request reusing the id of one in flight is dropped: main's first answer cannot pass for the checked one", () => {
     const guard = new RpcGuard(view)
     expect(guard.onRequest(request('fetch', [secret()], 'A'))).toBeUndefined()
     expect(guard.onRequest(request('onQueued', [{}], 'A'))).toBe('drop')
@@ -195,7 +198,12 @@ describe('RpcGuard', () => {
   test('stack frames outside the view are replaced, in strings and parsed frames, deep in the arguments', () => {
     const guard = new RpcGuard(view)
     const inside = path.join(shown, 'a.txt')
-    const error = { message: 'x', stack: `Error: x\n    at f (${secret()}:1:2)\n    at file://${secret()}:3:4\n    at ${inside}:5:6`, stacks: [{ file: secret() }, { file: inside }], cause: { stack: `at ${secret()}:1:1` } }
+    const error = {
+      message: 'x',
+      stack: `Error: x\n    at f (${secret()}:1:2)\n    at file://${secret()}:3:4\n    at ${inside}:5:6`,
+      stacks: [{ file: secret() }, { file: inside }],
+      cause: { stack: `at ${secret()}:1:1` },
+    }
     const packs = [['id', { state: 'fail', errors: [error] }, {}]]
     expect(guard.onRequest(request('onTaskUpdate', [packs, []]))).toBeUndefined()
     expect(error.stack).toBe(`Error: x\n    at f (${HIDDEN_FILE}:1:2)\n    at ${HIDDEN_FILE}:3:4\n    at ${inside}:5:6`)

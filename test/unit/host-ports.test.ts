@@ -24,7 +24,7 @@ test('the plan carries the ports and the control flag only for a private loopbac
   expect(plan('loopback', {}).flags & PLAN.netCtl).toBe(0)
 })
 
-test('exposeHostPort adds to the options\' ports, wins for the same port, and bumps the version only on a change', () => {
+test("exposeHostPort adds to the options' ports, wins for the same port, and bumps the version only on a change", () => {
   const options = resolveOptions({ hostPorts: [5432, { port: 6379, host: '10.0.0.5' }] }, {})
   const v0 = exposedVersion()
   exposeHostPort(9000)
@@ -45,5 +45,7 @@ test('exposeHostPort refuses what cannot be a port or a host, naming the value',
     expect(() => exposeHostPort(bad), String(bad)).toThrow(IsolatedOptionsError)
   }
   expect(() => exposeHostPort(70000)).toThrow('[vitest-pool-isolated] exposeHostPort(port) needs a TCP port from 1 to 65535; received 70000')
-  expect(() => exposeHostPort(5432, 'a b')).toThrow('exposeHostPort(port, host) needs a host address or name, like \'127.0.0.1\' or \'db.internal\'; received "a b"')
+  expect(() => exposeHostPort(5432, 'a b')).toThrow(
+    "exposeHostPort(port, host) needs a host address or name, like '127.0.0.1' or 'db.internal'; received \"a b\"",
+  )
 })

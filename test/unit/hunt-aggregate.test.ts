@@ -23,7 +23,11 @@ describe('hunt aggregation', () => {
     ]
     const [r] = aggregate(conditions, runs)
     expect(r).toMatchObject({
-      file: 'a.test.ts', name: 't', runs: 4, failed: 2, status: 'limit',
+      file: 'a.test.ts',
+      name: 't',
+      runs: 4,
+      failed: 2,
+      status: 'limit',
       failure: { condition: 0, run: 0, seed: 7, error: 'boom 1' },
       byCondition: [
         { cpus: 0.25, memory: '128M', runs: 2, failed: 2, firstError: 'boom 1', verdicts: { failed: 2 } },
@@ -47,15 +51,18 @@ describe('hunt aggregation', () => {
   })
 
   test('a file that never collected a test stands as one entry', () => {
-    const runs: RunOutcome[] = [
-      { condition: 0, run: 0, seed: undefined, files: [file('bad.test.ts', { verdict: 'failed', errors: ['SyntaxError: nope'] })] },
-    ]
+    const runs: RunOutcome[] = [{ condition: 0, run: 0, seed: undefined, files: [file('bad.test.ts', { verdict: 'failed', errors: ['SyntaxError: nope'] })] }]
     expect(aggregate(conditions, runs)).toMatchObject([{ name: FILE_ITSELF, runs: 1, failed: 1, status: 'failing', failure: { error: 'SyntaxError: nope' } }])
   })
 
   test('skipped and unselected tests are not counted', () => {
     const runs: RunOutcome[] = [
-      { condition: 0, run: 0, seed: undefined, files: [file('s.test.ts', { tests: [passed('a'), { name: 'b', pattern: '^b$', state: 'skipped', error: undefined }] })] },
+      {
+        condition: 0,
+        run: 0,
+        seed: undefined,
+        files: [file('s.test.ts', { tests: [passed('a'), { name: 'b', pattern: '^b$', state: 'skipped', error: undefined }] })],
+      },
       { condition: 0, run: 1, seed: undefined, files: [file('s.test.ts', { tests: [passed('a')] })] },
     ]
     expect(aggregate(conditions, runs).map(r => [r.name, r.runs])).toEqual([['a', 2]])
@@ -68,9 +75,14 @@ describe('hunt aggregation', () => {
     expect(classify({ runs: 4, failed: 2, byCondition: [c(2, 2), c(2, 0)] })).toBe('limit')
     expect(classify({ runs: 4, failed: 1, byCondition: [c(2, 1), c(2, 0)] })).toBe('flaky')
     const runs: RunOutcome[] = [0, 1].map(run => ({
-      condition: 0, run, seed: undefined,
+      condition: 0,
+      run,
+      seed: undefined,
       files: [file('ok.test.ts', { tests: [passed('ok')] }), file('f.test.ts', { tests: [run === 0 ? failed('f', 'e') : passed('f')] })],
     }))
-    expect(aggregate(conditions, runs).map(r => [r.name, r.status])).toEqual([['f', 'flaky'], ['ok', 'stable']])
+    expect(aggregate(conditions, runs).map(r => [r.name, r.status])).toEqual([
+      ['f', 'flaky'],
+      ['ok', 'stable'],
+    ])
   })
 })

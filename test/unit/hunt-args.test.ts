@@ -4,8 +4,7 @@ import { DEFAULT_RUNS, parseHuntArgs, UsageError } from '../../src/cli/hunt-args
 function usage(argv: string[]): string {
   try {
     parseHuntArgs(argv)
-  }
-  catch (error) {
+  } catch (error) {
     expect(error).toBeInstanceOf(UsageError)
     return (error as Error).message
   }
@@ -15,8 +14,13 @@ function usage(argv: string[]): string {
 describe('hunt arguments', () => {
   test('defaults: 10 runs, one condition without limits, no shuffle', () => {
     expect(parseHuntArgs([])).toEqual({
-      runs: DEFAULT_RUNS, conditions: [{ cpus: null, memory: null, memoryBytes: null }],
-      shuffle: false, seed: undefined, json: undefined, html: undefined, vitestArgs: [],
+      runs: DEFAULT_RUNS,
+      conditions: [{ cpus: null, memory: null, memoryBytes: null }],
+      shuffle: false,
+      seed: undefined,
+      json: undefined,
+      html: undefined,
+      vitestArgs: [],
     })
   })
 
@@ -35,7 +39,10 @@ describe('hunt arguments', () => {
   })
 
   test('everything after -- goes to Vitest untouched', () => {
-    expect(parseHuntArgs(['--runs=2', '--', 'test/x.test.ts', '-t', 'name', '--runs'])).toMatchObject({ runs: 2, vitestArgs: ['test/x.test.ts', '-t', 'name', '--runs'] })
+    expect(parseHuntArgs(['--runs=2', '--', 'test/x.test.ts', '-t', 'name', '--runs'])).toMatchObject({
+      runs: 2,
+      vitestArgs: ['test/x.test.ts', '-t', 'name', '--runs'],
+    })
   })
 
   test('--seed implies --shuffle', () => {
@@ -51,7 +58,9 @@ describe('hunt arguments', () => {
   test('bad values name the flag and the accepted forms', () => {
     expect(usage(['--runs', '0'])).toBe('--runs must be a whole number of at least 1, like --runs 10; received "0"')
     expect(usage(['--runs', '2.5'])).toMatch(/^--runs must be a whole number/)
-    expect(usage(['--cpus', '0.25,fast'])).toBe('--cpus must be numbers of CPUs greater than 0 or none, comma-separated, like 0.25,1 or 0.5,none; received "0.25,fast" (the item "fast" is not one)')
+    expect(usage(['--cpus', '0.25,fast'])).toBe(
+      '--cpus must be numbers of CPUs greater than 0 or none, comma-separated, like 0.25,1 or 0.5,none; received "0.25,fast" (the item "fast" is not one)',
+    )
     expect(usage(['--cpus', '0'])).toMatch(/^--cpus must be numbers of CPUs greater than 0/)
     expect(usage(['--cpus', '1,,2'])).toMatch(/the item "" is not one/)
     expect(usage(['--memory', '512'])).toMatch(/^--memory must be sizes or none, comma-separated, like 128M,512M/)
@@ -64,7 +73,9 @@ describe('hunt arguments', () => {
 
   test('unknown flags and stray arguments point to --', () => {
     expect(usage(['--project', 'unit'])).toMatch(/Unknown option '--project'.*Vitest's flags go after --/)
-    expect(usage(['test/x.test.ts'])).toBe('unexpected argument "test/x.test.ts": test files and Vitest flags go after --, like: hunt --runs 4 -- test/x.test.ts')
+    expect(usage(['test/x.test.ts'])).toBe(
+      'unexpected argument "test/x.test.ts": test files and Vitest flags go after --, like: hunt --runs 4 -- test/x.test.ts',
+    )
     expect(usage(['--runs'])).toMatch(/--runs.*argument missing/)
   })
 })

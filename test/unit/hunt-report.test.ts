@@ -10,8 +10,15 @@ const conditions: Condition[] = [
 
 function result(over: Partial<TestResult>): TestResult {
   return {
-    file: 'test/x.test.ts', name: 'suite > it\'s slow', moduleId: '/p/test/x.test.ts', project: '', pattern: '^suite it\'s slow$',
-    runs: 4, failed: 1, status: 'flaky', failure: { condition: 0, run: 1, seed: undefined, error: 'expected 1 to be 2\n  at x' },
+    file: 'test/x.test.ts',
+    name: "suite > it's slow",
+    moduleId: '/p/test/x.test.ts',
+    project: '',
+    pattern: "^suite it's slow$",
+    runs: 4,
+    failed: 1,
+    status: 'flaky',
+    failure: { condition: 0, run: 1, seed: undefined, error: 'expected 1 to be 2\n  at x' },
     byCondition: [
       { cpus: 0.25, memory: '128M', runs: 2, failed: 1, firstError: 'expected 1 to be 2', verdicts: { ok: 1, failed: 1 } },
       { cpus: null, memory: null, runs: 2, failed: 0, firstError: null, verdicts: { ok: 2 } },
@@ -23,30 +30,41 @@ function result(over: Partial<TestResult>): TestResult {
 describe('hunt report', () => {
   test('repro: the limits of the failing run as variables, the file from cwd, -t quoted for the shell, the seed', () => {
     expect(reproCommand(result({}), conditions, '/p')).toBe(
-      'VITEST_ISOLATED_CPUS=0.25 VITEST_ISOLATED_MEMORY=128M npx vitest run --pool=isolated test/x.test.ts -t \'^suite it\'\\\'\'s slow$\'')
+      "VITEST_ISOLATED_CPUS=0.25 VITEST_ISOLATED_MEMORY=128M npx vitest run --pool=isolated test/x.test.ts -t '^suite it'\\''s slow$'",
+    )
     const shuffled = result({ project: 'unit', failure: { condition: 1, run: 0, seed: 12, error: 'e' } })
     expect(reproCommand(shuffled, conditions, '/p/test')).toBe(
-      'npx vitest run --pool=isolated --project=unit x.test.ts -t \'^suite it\'\\\'\'s slow$\' --sequence.shuffle --sequence.seed=12')
+      "npx vitest run --pool=isolated --project=unit x.test.ts -t '^suite it'\\''s slow$' --sequence.shuffle --sequence.seed=12",
+    )
     expect(reproCommand(result({ failure: undefined }), conditions, '/p')).toBeUndefined()
-    expect(shellQuote('a b')).toBe('\'a b\'')
+    expect(shellQuote('a b')).toBe("'a b'")
   })
 
   test('json: the documented shape', () => {
     expect(huntJson(conditions, [result({})])).toEqual({
-      conditions: [{ cpus: 0.25, memory: '128M' }, { cpus: null, memory: null }],
-      tests: [{
-        file: 'test/x.test.ts', name: 'suite > it\'s slow', runs: 4, failed: 1,
-        byCondition: [
-          { cpus: 0.25, memory: '128M', runs: 2, failed: 1, firstError: 'expected 1 to be 2', verdicts: { ok: 1, failed: 1 } },
-          { cpus: null, memory: null, runs: 2, failed: 0, firstError: null, verdicts: { ok: 2 } },
-        ],
-      }],
+      conditions: [
+        { cpus: 0.25, memory: '128M' },
+        { cpus: null, memory: null },
+      ],
+      tests: [
+        {
+          file: 'test/x.test.ts',
+          name: "suite > it's slow",
+          runs: 4,
+          failed: 1,
+          byCondition: [
+            { cpus: 0.25, memory: '128M', runs: 2, failed: 1, firstError: 'expected 1 to be 2', verdicts: { ok: 1, failed: 1 } },
+            { cpus: null, memory: null, runs: 2, failed: 0, firstError: null, verdicts: { ok: 2 } },
+          ],
+        },
+      ],
     })
   })
 
   test('progress: runs done of total, elapsed, ETA, failures', () => {
-    expect(progressLine({ done: 4, total: 16, elapsedMs: 8000, failures: 3, condition: conditions[0] }, 8))
-      .toBe('[##------] 4/16 runs  8.0 s  ETA 24.0 s  3 failures  (cpus 0.25, memory 128M)')
+    expect(progressLine({ done: 4, total: 16, elapsedMs: 8000, failures: 3, condition: conditions[0] }, 8)).toBe(
+      '[##------] 4/16 runs  8.0 s  ETA 24.0 s  3 failures  (cpus 0.25, memory 128M)',
+    )
     expect(progressLine({ done: 0, total: 2, elapsedMs: 0, failures: 0 }, 4)).toBe('[----] 0/2 runs  0.0 s  ETA ?  0 failures')
   })
 

@@ -11,7 +11,7 @@ function supervisorOf(vitest: Vitest): Supervisor {
   return supervisor
 }
 
-test('a run\'s limits replace the configured ones for that run only; undefined inside means no limit', () => {
+test("a run's limits replace the configured ones for that run only; undefined inside means no limit", () => {
   const vitest = {} as Vitest
   const supervisor = supervisorOf(vitest)
   // What prepare found enforceable from the config.
@@ -38,20 +38,29 @@ test('run limits belong to one Vitest instance', () => {
   expect(Object.keys(a)).toEqual([])
 })
 
-test('the last file of a run boots the first sandbox of the next run, with the next run\'s limits', async () => {
+test("the last file of a run boots the first sandbox of the next run, with the next run's limits", async () => {
   const vitest = {} as Vitest
   const supervisor = supervisorOf(vitest)
   const seen: unknown[] = []
   const launch = async () => {
     seen.push({ ...supervisor.limits })
-    return { sandbox: { kill() {}, ipc: { destroy() {} }, stdout: { destroy() {} }, stderr: { destroy() {} }, exited: Promise.resolve() }, cgroup: undefined, exited: false, portsVersion: 0 } as never
+    return {
+      sandbox: { kill() {}, ipc: { destroy() {} }, stdout: { destroy() {} }, stderr: { destroy() {} }, exited: Promise.resolve() },
+      cgroup: undefined,
+      exited: false,
+      portsVersion: 0,
+    } as never
   }
   const key = {}
   setRunLimits(vitest, { cpus: 0.25, memoryBytes: undefined, next: { cpus: 1, memoryBytes: 128 << 20 } })
   supervisor.expectFiles(new Map([[key, 2]]))
   await supervisor.acquire(key, 1, launch) // first file: booted now, and a spare for the second
   await supervisor.acquire(key, 1, launch) // last file: the spare, and one sandbox ahead for the next run
-  expect(seen).toEqual([{ cpus: 0.25, memoryBytes: undefined }, { cpus: 0.25, memoryBytes: undefined }, { cpus: 1, memoryBytes: 128 << 20 }])
+  expect(seen).toEqual([
+    { cpus: 0.25, memoryBytes: undefined },
+    { cpus: 0.25, memoryBytes: undefined },
+    { cpus: 1, memoryBytes: 128 << 20 },
+  ])
   // The next run takes it; its own last file boots nothing ahead when no run follows.
   setRunLimits(vitest, { cpus: 1, memoryBytes: 128 << 20 })
   supervisor.expectFiles(new Map([[key, 1]]))

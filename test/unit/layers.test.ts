@@ -40,15 +40,17 @@ function importsOf(): Map<string, string[]> {
     if (!entry.endsWith('.ts')) continue
     const file = path.join(SRC, entry)
     const text = fs.readFileSync(file, 'utf8')
-    const targets = [...text.matchAll(/(?:\bfrom|\bimport\(|^import)\s*'(\.\.?\/[^']+)\.js'/gm)]
-      .map(m => path.join(path.dirname(file), m[1]!) + '.ts')
+    const targets = [...text.matchAll(/(?:\bfrom|\bimport\(|^import)\s*'(\.\.?\/[^']+)\.js'/gm)].map(m => path.join(path.dirname(file), m[1]!) + '.ts')
     graph.set(file, targets)
   }
   return graph
 }
 
 test('src/ has at most six files at its top level', () => {
-  const top = fs.readdirSync(SRC, { withFileTypes: true }).filter(e => e.isFile()).map(e => e.name)
+  const top = fs
+    .readdirSync(SRC, { withFileTypes: true })
+    .filter(e => e.isFile())
+    .map(e => e.name)
   expect(top.length, top.join(', ')).toBeLessThanOrEqual(6)
 })
 
@@ -57,7 +59,8 @@ test('no module imports against the layer order', () => {
   for (const [file, targets] of importsOf()) {
     for (const target of targets) {
       expect(fs.existsSync(target), `${file} imports ${target}, which does not exist`).toBe(true)
-      const from = unitOf(file), to = unitOf(target)
+      const from = unitOf(file),
+        to = unitOf(target)
       if (from !== to && rankOf(to) < rankOf(from)) against.push(`${path.relative(SRC, file)} -> ${path.relative(SRC, target)}`)
     }
   }
@@ -95,7 +98,8 @@ test('ARCHITECTURE.md names every folder and top-level file of src/, and the sam
     expect(map, `ARCHITECTURE.md does not name src/${name}`).toContain(`\`${name}\``)
   }
   const units = new Set(fs.readdirSync(SRC))
-  const rows = [...map.matchAll(/^\| (\d+) \| (.+) \|$/gm)]
-    .map(m => [...m[2]!.matchAll(/`([^`]+)`/g)].map(n => n[1]!.replace(/\/$/, '')).filter(n => units.has(n)))
+  const rows = [...map.matchAll(/^\| (\d+) \| (.+) \|$/gm)].map(m =>
+    [...m[2]!.matchAll(/`([^`]+)`/g)].map(n => n[1]!.replace(/\/$/, '')).filter(n => units.has(n)),
+  )
   expect(rows).toEqual(LAYERS.map(layer => layer.filter(unit => units.has(unit))))
 })

@@ -61,8 +61,9 @@ describe('host checks (before any sandbox or cgroup)', () => {
     fs.mkdirSync(path.join(d.name, 'real'))
     fs.symlinkSync(path.join(d.name, 'real'), path.join(d.name, 'link'))
     const target = path.join(d.name, 'link', 'x')
-    expect(() => checkMountsOnHost([{ kind: 'bind', source: d.name, target, writable: false }]))
-      .toThrow(expect.objectContaining({ step: 'plan', code: 'ELOOP', path: target }))
+    expect(() => checkMountsOnHost([{ kind: 'bind', source: d.name, target, writable: false }])).toThrow(
+      expect.objectContaining({ step: 'plan', code: 'ELOOP', path: target }),
+    )
     expect(() => checkMountsOnHost([{ kind: 'bind', source: d.name, target: path.join(d.name, 'real', 'x'), writable: false }])).not.toThrow()
   })
 })

@@ -29,7 +29,7 @@ const ours = { kinds: OP, flags: OPF, planFlags: PLAN }
 
 describe('the tables shared with the native side', () => {
   test('steps.def and ops.def are the TypeScript tables', () => {
-    expect([...source('steps.def').matchAll(/^STEP\((\w+)\)/gm)].map((m) => m[1])).toEqual([...STEPS])
+    expect([...source('steps.def').matchAll(/^STEP\((\w+)\)/gm)].map(m => m[1])).toEqual([...STEPS])
     expect({ kinds: opsDef('OP_KIND'), flags: opsDef('OP_FLAG'), planFlags: opsDef('PLAN_FLAG') }).toEqual(ours)
   })
 
@@ -51,7 +51,7 @@ describe('the tables shared with the native side', () => {
     })
     test('a step more, or one renamed', () => {
       refused({ ...current, steps: [...STEPS, 'new_step'] }, 'setup steps differ')
-      refused({ ...current, steps: STEPS.map((s) => (s === 'bind' ? 'bind_mount' : s)) }, 'setup steps differ')
+      refused({ ...current, steps: STEPS.map(s => (s === 'bind' ? 'bind_mount' : s)) }, 'setup steps differ')
     })
     test('an op kind, op flag or plan flag with another number, or missing', () => {
       refused({ ...current, ops: { ...ours, kinds: { ...OP, overlay: 11 } } }, 'plan op kinds differ')

@@ -9,8 +9,7 @@ const GiB = 2 ** 30
 function problemsOf(user: unknown, env: NodeJS.ProcessEnv = {}): IsolatedOptionsError {
   try {
     resolveOptions(user as IsolatedOptions, env)
-  }
-  catch (error) {
+  } catch (error) {
     expect(error).toBeInstanceOf(IsolatedOptionsError)
     return error as IsolatedOptionsError
   }
@@ -42,7 +41,22 @@ describe('defaults', () => {
   })
 
   test('unset limits stay absent, not undefined-valued keys', () => {
-    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual(['audit', 'enforce', 'env', 'hostPorts', 'hostname', 'mounts', 'network', 'projectWrites', 'seccomp', 'secretsPass', 'summary', 'tmpSizeBytes', 'warnings', 'zygote'])
+    expect(Object.keys(resolveOptions({}, {})).sort()).toEqual([
+      'audit',
+      'enforce',
+      'env',
+      'hostPorts',
+      'hostname',
+      'mounts',
+      'network',
+      'projectWrites',
+      'seccomp',
+      'secretsPass',
+      'summary',
+      'tmpSizeBytes',
+      'warnings',
+      'zygote',
+    ])
   })
 
   test('reads process.env when no environment is passed', () => {
@@ -50,8 +64,7 @@ describe('defaults', () => {
     process.env.VITEST_ISOLATED_PIDS = '77'
     try {
       expect(resolveOptions({}).pids).toBe(77)
-    }
-    finally {
+    } finally {
       if (saved === undefined) delete process.env.VITEST_ISOLATED_PIDS
       else process.env.VITEST_ISOLATED_PIDS = saved
     }
@@ -82,7 +95,11 @@ describe('sizes (memory, tmpSize)', () => {
   })
 
   test.each([
-    [{ memory: '1M' }, {}, 'option "memory" must be at least 32 MiB: a worker needs about 24 MiB to start node and Vitest\'s runtime before any test runs; received "1M"'],
+    [
+      { memory: '1M' },
+      {},
+      'option "memory" must be at least 32 MiB: a worker needs about 24 MiB to start node and Vitest\'s runtime before any test runs; received "1M"',
+    ],
     [{ memory: 512 * 1024 }, {}, 'received 524288'],
     [{}, { VITEST_ISOLATED_MEMORY: '16M' }, 'environment variable VITEST_ISOLATED_MEMORY (option "memory") must be at least 32 MiB'],
   ])('a memory limit node cannot start under is refused with the minimum: %o %o', (options, env, message) => {
@@ -94,13 +111,31 @@ describe('sizes (memory, tmpSize)', () => {
   })
 
   test.each([
-    'lots', '', '512MB', '1KB', '-1G', '0', 0, -5, 1.5, Number.NaN, Infinity, '1e9', '1 G B', 'G', true, null, {}, [],
-    '0.0001', Number.MAX_SAFE_INTEGER + 2,
-  ])('%j is refused', (input) => {
+    'lots',
+    '',
+    '512MB',
+    '1KB',
+    '-1G',
+    '0',
+    0,
+    -5,
+    1.5,
+    Number.NaN,
+    Infinity,
+    '1e9',
+    '1 G B',
+    'G',
+    true,
+    null,
+    {},
+    [],
+    '0.0001',
+    Number.MAX_SAFE_INTEGER + 2,
+  ])('%j is refused', input => {
     const error = problemsOf({ memory: input })
     expect(error.problems).toHaveLength(1)
     expect(error.problems[0]!.option).toBe('memory')
-    expect(error.message).toContain('option "memory" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received ')
+    expect(error.message).toContain("option \"memory\" must be a byte count greater than 0 or a size like '512M' or '1G'; received ")
   })
 
   test('the message quotes the value received', () => {
@@ -108,25 +143,25 @@ describe('sizes (memory, tmpSize)', () => {
       '[vitest-pool-isolated] option "memory" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received "lots"',
     )
     expect(problemsOf({ tmpSize: -1 }).message).toBe(
-      '[vitest-pool-isolated] option "tmpSize" must be a byte count greater than 0 or a size like \'512M\' or \'1G\'; received -1',
+      "[vitest-pool-isolated] option \"tmpSize\" must be a byte count greater than 0 or a size like '512M' or '1G'; received -1",
     )
   })
 })
 
 describe('cpus', () => {
-  test.each([1, 0.5, 2, 16, 0.01])('%d is accepted', (cpus) => {
+  test.each([1, 0.5, 2, 16, 0.01])('%d is accepted', cpus => {
     expect(resolveOptions({ cpus }, {}).cpus).toBe(cpus)
   })
-  test.each([0, -1, Number.NaN, Infinity, '1', null])('%j is refused', (cpus) => {
+  test.each([0, -1, Number.NaN, Infinity, '1', null])('%j is refused', cpus => {
     expect(problemsOf({ cpus }).message).toContain('option "cpus" must be a number of CPUs greater than 0, like 1 or 0.5; received ')
   })
 })
 
 describe('pids', () => {
-  test.each([16, 32, 256, 4096])('%d is accepted', (pids) => {
+  test.each([16, 32, 256, 4096])('%d is accepted', pids => {
     expect(resolveOptions({ pids }, {}).pids).toBe(pids)
   })
-  test.each([0, -1, 1.5, '256', Number.NaN])('%j is refused', (pids) => {
+  test.each([0, -1, 1.5, '256', Number.NaN])('%j is refused', pids => {
     expect(problemsOf({ pids }).message).toContain('option "pids" must be a whole number, at least 16; received ')
   })
 
@@ -137,16 +172,20 @@ describe('pids', () => {
     expect(MIN_PIDS).toBe(16)
   })
 
-  test.each([1, 5, 12, 15])('%d is refused at config load, naming the option, the value and the minimum', (pids) => {
+  test.each([1, 5, 12, 15])('%d is refused at config load, naming the option, the value and the minimum', pids => {
     const error = problemsOf({ pids })
     expect(error.problems).toEqual([{ option: 'pids', message: expect.any(String) }])
-    expect(error.message).toBe(`[vitest-pool-isolated] option "pids" must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node's threads and the sandbox's init) before any test runs; received ${pids}`)
+    expect(error.message).toBe(
+      `[vitest-pool-isolated] option "pids" must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node's threads and the sandbox's init) before any test runs; received ${pids}`,
+    )
   })
 
   test('VITEST_ISOLATED_PIDS=5 is refused naming the variable, the option, the value and the minimum', () => {
     const error = problemsOf({}, { VITEST_ISOLATED_PIDS: '5' })
     expect(error.problems).toEqual([{ option: 'pids', message: expect.any(String) }])
-    expect(error.message).toBe('[vitest-pool-isolated] environment variable VITEST_ISOLATED_PIDS (option "pids") must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node\'s threads and the sandbox\'s init) before any test runs; received "5"')
+    expect(error.message).toBe(
+      '[vitest-pool-isolated] environment variable VITEST_ISOLATED_PIDS (option "pids") must be at least 16: pids counts threads, and the sandbox uses 12 tasks (node\'s threads and the sandbox\'s init) before any test runs; received "5"',
+    )
   })
 
   test('a config value below the floor is refused even when the environment overrides it', () => {
@@ -156,7 +195,9 @@ describe('pids', () => {
 
   test('a larger libuv thread pool raises the floor, from the shell or from the env option', () => {
     expect(tasksNodeNeeds({ UV_THREADPOOL_SIZE: '16' })).toBe(24)
-    expect(problemsOf({ pids: 20 }, { UV_THREADPOOL_SIZE: '16' }).message).toContain('option "pids" must be at least 28: pids counts threads, and the sandbox uses 24 tasks (node\'s threads and the sandbox\'s init) with UV_THREADPOOL_SIZE=16 before any test runs; received 20')
+    expect(problemsOf({ pids: 20 }, { UV_THREADPOOL_SIZE: '16' }).message).toContain(
+      'option "pids" must be at least 28: pids counts threads, and the sandbox uses 24 tasks (node\'s threads and the sandbox\'s init) with UV_THREADPOOL_SIZE=16 before any test runs; received 20',
+    )
     expect(problemsOf({ pids: 20, env: { UV_THREADPOOL_SIZE: '16' } }).message).toContain('must be at least 28')
     expect(resolveOptions({ pids: 28, env: { UV_THREADPOOL_SIZE: '16' } }, {}).pids).toBe(28)
     // libuv clamps the pool to 1..1024.
@@ -170,14 +211,17 @@ describe('pids', () => {
     let error: unknown
     try {
       checkProjectPids(options, { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
-    }
-    catch (e) {
+    } catch (e) {
       error = e
     }
     expect(error).toBeInstanceOf(IsolatedOptionsError)
-    expect((error as Error).message).toBe('[vitest-pool-isolated] option "pids" (16) must be at least 76 for project "api": its test.env sets UV_THREADPOOL_SIZE=64, '
-      + 'and pids counts threads: the sandbox uses 72 tasks (node\'s threads and the sandbox\'s init) before any test runs. Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.')
-    expect(() => checkProjectPids(options, { name: '', execArgv: ['--v8-pool-size=16'] }, {})).toThrow('must be at least 28 for the project: its execArgv is --v8-pool-size=16')
+    expect((error as Error).message).toBe(
+      '[vitest-pool-isolated] option "pids" (16) must be at least 76 for project "api": its test.env sets UV_THREADPOOL_SIZE=64, ' +
+        'and pids counts threads: the sandbox uses 72 tasks (node\'s threads and the sandbox\'s init) before any test runs. Raise "pids" (or VITEST_ISOLATED_PIDS), or lower the thread count.',
+    )
+    expect(() => checkProjectPids(options, { name: '', execArgv: ['--v8-pool-size=16'] }, {})).toThrow(
+      'must be at least 28 for the project: its execArgv is --v8-pool-size=16',
+    )
     // Enough, or no limit: nothing to say.
     checkProjectPids(resolveOptions({ pids: 76 }, {}), { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
     checkProjectPids(resolveOptions({}, {}), { name: 'api', env: { UV_THREADPOOL_SIZE: '64' } }, {})
@@ -191,41 +235,45 @@ describe('pids', () => {
 })
 
 describe('timeout', () => {
-  test.each([1, 30_000])('%d is accepted', (timeout) => {
+  test.each([1, 30_000])('%d is accepted', timeout => {
     expect(resolveOptions({ timeout }, {}).timeoutMs).toBe(timeout)
   })
-  test.each([0, -1, 1.5, '30s', Infinity])('%j is refused', (timeout) => {
+  test.each([0, -1, 1.5, '30s', Infinity])('%j is refused', timeout => {
     expect(problemsOf({ timeout }).message).toContain('option "timeout" must be a whole number of milliseconds of at least 1; received ')
   })
 })
 
 describe('network', () => {
-  test.each(['loopback', 'none', 'host'] as const)('%s is accepted', (network) => {
+  test.each(['loopback', 'none', 'host'] as const)('%s is accepted', network => {
     expect(resolveOptions({ network }, {}).network).toBe(network)
   })
-  test.each(['bridge', 'LOOPBACK', '', 1])('%j is refused', (network) => {
-    expect(problemsOf({ network }).message).toContain('option "network" must be one of \'loopback\', \'none\', \'host\'; received ')
+  test.each(['bridge', 'LOOPBACK', '', 1])('%j is refused', network => {
+    expect(problemsOf({ network }).message).toContain("option \"network\" must be one of 'loopback', 'none', 'host'; received ")
   })
 })
 
 describe('hostname', () => {
-  test.each(['isolated', 'a', 'test-box', 'test-box.local', 'A1', 'x'.repeat(63), `${'a'.repeat(31)}.${'b'.repeat(32)}`])('%s is accepted', (hostname) => {
+  test.each(['isolated', 'a', 'test-box', 'test-box.local', 'A1', 'x'.repeat(63), `${'a'.repeat(31)}.${'b'.repeat(32)}`])('%s is accepted', hostname => {
     expect(resolveOptions({ hostname }, {}).hostname).toBe(hostname)
   })
-  test.each(['', '-box', 'box-', 'a..b', '.a', 'a.', 'under_score', 'sp ace', 'x'.repeat(64) + 'y', `${'a'.repeat(32)}.${'b'.repeat(32)}`, 'x'.repeat(64), 42])('%j is refused', (hostname) => {
-    expect(problemsOf({ hostname }).message).toContain('option "hostname" must be a hostname of at most 64 characters')
-  })
+  test.each(['', '-box', 'box-', 'a..b', '.a', 'a.', 'under_score', 'sp ace', 'x'.repeat(64) + 'y', `${'a'.repeat(32)}.${'b'.repeat(32)}`, 'x'.repeat(64), 42])(
+    '%j is refused',
+    hostname => {
+      expect(problemsOf({ hostname }).message).toContain('option "hostname" must be a hostname of at most 64 characters')
+    },
+  )
 })
 
 describe('mounts', () => {
   test('bind mounts: target defaults to source, read-only by default, sources normalised (targets may not climb)', () => {
-    expect(resolveOptions({
-      mounts: [
-        { source: '/opt/data' },
-        { source: '/srv/cache/', target: '/cache', writable: true },
-        { source: '/a/b/../c', target: '/c' },
-      ],
-    }, {}).mounts).toEqual([
+    expect(
+      resolveOptions(
+        {
+          mounts: [{ source: '/opt/data' }, { source: '/srv/cache/', target: '/cache', writable: true }, { source: '/a/b/../c', target: '/c' }],
+        },
+        {},
+      ).mounts,
+    ).toEqual([
       { kind: 'bind', source: '/opt/data', target: '/opt/data', writable: false },
       { kind: 'bind', source: '/srv/cache', target: '/cache', writable: true },
       { kind: 'bind', source: '/a/c', target: '/c', writable: false },
@@ -274,7 +322,9 @@ describe('mounts', () => {
   })
 
   test('not an array', () => {
-    expect(problemsOf({ mounts: { source: '/a' } }).message).toContain('option "mounts" must be an array of { source, target?, writable? } or { tmpfs, size? }; received {"source":"/a"}')
+    expect(problemsOf({ mounts: { source: '/a' } }).message).toContain(
+      'option "mounts" must be an array of { source, target?, writable? } or { tmpfs, size? }; received {"source":"/a"}',
+    )
   })
 })
 
@@ -298,7 +348,9 @@ describe('enforce', () => {
   })
 
   test('anything else names the option and the accepted forms', () => {
-    expect(problemsOf({ enforce: 'always' }).message).toBe('[vitest-pool-isolated] option "enforce" must be one of \'require\', \'try\', \'off\'; received "always"')
+    expect(problemsOf({ enforce: 'always' }).message).toBe(
+      "[vitest-pool-isolated] option \"enforce\" must be one of 'require', 'try', 'off'; received \"always\"",
+    )
   })
 })
 
@@ -334,12 +386,22 @@ describe('report', () => {
 describe('unknown keys', () => {
   test('are named, with the closest known key', () => {
     const error = problemsOf({ memroy: '1G' })
-    expect(error.problems).toEqual([{
-      option: 'memroy',
-      message: expect.stringContaining('option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, secrets, report, enforce, seccomp, hostPorts, audit, zygote, projectWrites); did you mean "memory"?'),
-    }])
+    expect(error.problems).toEqual([
+      {
+        option: 'memroy',
+        message: expect.stringContaining(
+          'option "memroy" is not a known option (known: memory, cpus, pids, timeout, network, hostname, tmpSize, mounts, env, secrets, report, enforce, seccomp, hostPorts, audit, zygote, projectWrites); did you mean "memory"?',
+        ),
+      },
+    ])
   })
-  test.each([['cpu', 'cpus'], ['tmpsize', 'tmpSize'], ['mount', 'mounts'], ['hostName', 'hostname'], ['timout', 'timeout']])('%s suggests %s', (key, suggestion) => {
+  test.each([
+    ['cpu', 'cpus'],
+    ['tmpsize', 'tmpSize'],
+    ['mount', 'mounts'],
+    ['hostName', 'hostname'],
+    ['timout', 'timeout'],
+  ])('%s suggests %s', (key, suggestion) => {
     expect(problemsOf({ [key]: 1 }).message).toContain(`did you mean "${suggestion}"?`)
   })
   test('without a plausible match, no suggestion', () => {
@@ -357,14 +419,19 @@ test('options that are not an object are refused', () => {
 
 describe('environment overrides', () => {
   test('each variable sets its option', () => {
-    expect(resolveOptions({}, {
-      VITEST_ISOLATED_MEMORY: '1G',
-      VITEST_ISOLATED_CPUS: '0.5',
-      VITEST_ISOLATED_PIDS: '128',
-      VITEST_ISOLATED_TIMEOUT: '30000',
-      VITEST_ISOLATED_NETWORK: 'none',
-      VITEST_ISOLATED_REPORT: '/tmp/report.json',
-    })).toMatchObject({
+    expect(
+      resolveOptions(
+        {},
+        {
+          VITEST_ISOLATED_MEMORY: '1G',
+          VITEST_ISOLATED_CPUS: '0.5',
+          VITEST_ISOLATED_PIDS: '128',
+          VITEST_ISOLATED_TIMEOUT: '30000',
+          VITEST_ISOLATED_NETWORK: 'none',
+          VITEST_ISOLATED_REPORT: '/tmp/report.json',
+        },
+      ),
+    ).toMatchObject({
       memoryBytes: GiB,
       cpus: 0.5,
       pids: 128,
@@ -376,14 +443,16 @@ describe('environment overrides', () => {
 
   test('the environment beats the config', () => {
     const config: IsolatedOptions = { memory: '512M', cpus: 2, pids: 64, timeout: 1000, network: 'host', report: { file: '/a.json' } }
-    expect(resolveOptions(config, {
-      VITEST_ISOLATED_MEMORY: '2G',
-      VITEST_ISOLATED_CPUS: '1',
-      VITEST_ISOLATED_PIDS: '256',
-      VITEST_ISOLATED_TIMEOUT: '5000',
-      VITEST_ISOLATED_NETWORK: 'loopback',
-      VITEST_ISOLATED_REPORT: '/b.json',
-    })).toMatchObject({ memoryBytes: 2 * GiB, cpus: 1, pids: 256, timeoutMs: 5000, network: 'loopback', reportFile: '/b.json' })
+    expect(
+      resolveOptions(config, {
+        VITEST_ISOLATED_MEMORY: '2G',
+        VITEST_ISOLATED_CPUS: '1',
+        VITEST_ISOLATED_PIDS: '256',
+        VITEST_ISOLATED_TIMEOUT: '5000',
+        VITEST_ISOLATED_NETWORK: 'loopback',
+        VITEST_ISOLATED_REPORT: '/b.json',
+      }),
+    ).toMatchObject({ memoryBytes: 2 * GiB, cpus: 1, pids: 256, timeoutMs: 5000, network: 'loopback', reportFile: '/b.json' })
   })
 
   test('the config applies when the variable is unset or empty', () => {
@@ -421,14 +490,17 @@ describe('environment overrides', () => {
 })
 
 test('every problem is collected into one error, listed', () => {
-  const error = problemsOf({
-    memory: 'lots',
-    cpus: 0,
-    pids: 0.5,
-    hostname: '-',
-    mounts: [{ source: 'rel' }],
-    colour: 'red',
-  }, { VITEST_ISOLATED_NETWORK: 'bridge' })
+  const error = problemsOf(
+    {
+      memory: 'lots',
+      cpus: 0,
+      pids: 0.5,
+      hostname: '-',
+      mounts: [{ source: 'rel' }],
+      colour: 'red',
+    },
+    { VITEST_ISOLATED_NETWORK: 'bridge' },
+  )
   expect(error.problems.map(p => p.option).sort()).toEqual(['colour', 'cpus', 'hostname', 'memory', 'mounts[0].source', 'network', 'pids'])
   const lines = error.message.split('\n')
   expect(lines[0]).toBe('[vitest-pool-isolated] 7 problems with the options:')
@@ -438,10 +510,14 @@ test('every problem is collected into one error, listed', () => {
 
 describe('hostPorts', () => {
   test('ports and { port, host } entries; the environment adds to the config, sorted, one entry a port', () => {
-    expect(resolveOptions({ hostPorts: [6379, { port: 5432, host: 'db.internal' }] }, {}).hostPorts)
-      .toEqual([{ port: 5432, host: 'db.internal' }, { port: 6379, host: '127.0.0.1' }])
-    expect(resolveOptions({ hostPorts: [6379] }, { VITEST_ISOLATED_HOST_PORTS: '5432, 6379@10.0.0.5' }).hostPorts)
-      .toEqual([{ port: 5432, host: '127.0.0.1' }, { port: 6379, host: '10.0.0.5' }])
+    expect(resolveOptions({ hostPorts: [6379, { port: 5432, host: 'db.internal' }] }, {}).hostPorts).toEqual([
+      { port: 5432, host: 'db.internal' },
+      { port: 6379, host: '127.0.0.1' },
+    ])
+    expect(resolveOptions({ hostPorts: [6379] }, { VITEST_ISOLATED_HOST_PORTS: '5432, 6379@10.0.0.5' }).hostPorts).toEqual([
+      { port: 5432, host: '127.0.0.1' },
+      { port: 6379, host: '10.0.0.5' },
+    ])
     expect(resolveOptions({ hostPorts: [80, 80] }, {}).hostPorts).toEqual([{ port: 80, host: '127.0.0.1' }])
   })
 
@@ -451,7 +527,14 @@ describe('hostPorts', () => {
     [[{ port: 1.5 }], 'hostPorts[0]', 'received {"port":1.5}'],
     [[{ port: 80, host: '' }], 'hostPorts[0].host', 'must name a host address or name'],
     [[{ port: 80, hots: 'x' }], 'hostPorts[0].hots', 'did you mean "hostPorts[0].host"?'],
-    [[{ port: 80, host: 'a' }, { port: 80, host: 'b' }], 'hostPorts[1]', 'forwards port 80 twice (to a and to b)'],
+    [
+      [
+        { port: 80, host: 'a' },
+        { port: 80, host: 'b' },
+      ],
+      'hostPorts[1]',
+      'forwards port 80 twice (to a and to b)',
+    ],
     ['5432', 'hostPorts', 'must be an array of ports (1-65535) or { port, host? } entries'],
   ])('%j is refused', (value, option, text) => {
     const error = problemsOf({ hostPorts: value })
@@ -460,12 +543,18 @@ describe('hostPorts', () => {
 
   test('VITEST_ISOLATED_HOST_PORTS=db is refused naming the variable and the forms', () => {
     const error = problemsOf({}, { VITEST_ISOLATED_HOST_PORTS: '5432,db' })
-    expect(error.problems).toEqual([{ option: 'hostPorts', message: 'environment variable VITEST_ISOLATED_HOST_PORTS (option "hostPorts") must be comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\'; received "5432,db"' }])
+    expect(error.problems).toEqual([
+      {
+        option: 'hostPorts',
+        message:
+          'environment variable VITEST_ISOLATED_HOST_PORTS (option "hostPorts") must be comma-separated ports or port@host entries, like \'5432,6379@10.0.0.5\'; received "5432,db"',
+      },
+    ])
   })
 
   test('needs the loopback network', () => {
-    expect(problemsOf({ hostPorts: [80], network: 'none' }).problems[0].message).toContain('needs network \'loopback\'')
-    expect(problemsOf({ hostPorts: [80] }, { VITEST_ISOLATED_NETWORK: 'host' }).problems[0].message).toContain('network is \'host\'')
+    expect(problemsOf({ hostPorts: [80], network: 'none' }).problems[0].message).toContain("needs network 'loopback'")
+    expect(problemsOf({ hostPorts: [80] }, { VITEST_ISOLATED_NETWORK: 'host' }).problems[0].message).toContain("network is 'host'")
   })
 })
 
@@ -473,26 +562,46 @@ describe('audit and projectWrites', () => {
   test('defaults off and readonly; config and environment', () => {
     expect(resolveOptions({ audit: true, projectWrites: 'discard' }, {})).toMatchObject({ audit: true, projectWrites: 'discard' })
     expect(resolveOptions({ audit: true }, { VITEST_ISOLATED_AUDIT: '0' }).audit).toBe(false)
-    expect(resolveOptions({}, { VITEST_ISOLATED_AUDIT: '1', VITEST_ISOLATED_PROJECT_WRITES: 'discard' })).toMatchObject({ audit: true, projectWrites: 'discard' })
+    expect(resolveOptions({}, { VITEST_ISOLATED_AUDIT: '1', VITEST_ISOLATED_PROJECT_WRITES: 'discard' })).toMatchObject({
+      audit: true,
+      projectWrites: 'discard',
+    })
   })
 
   test('bad values are refused with the accepted forms', () => {
     expect(problemsOf({ audit: 'yes' }).problems).toEqual([{ option: 'audit', message: 'option "audit" must be true or false; received "yes"' }])
-    expect(problemsOf({}, { VITEST_ISOLATED_AUDIT: 'maybe' }).problems).toEqual([{ option: 'audit', message: 'environment variable VITEST_ISOLATED_AUDIT (option "audit") must be 1 or 0 (also true/false, yes/no, on/off); received "maybe"' }])
-    expect(problemsOf({ projectWrites: 'overlay' }).problems).toEqual([{ option: 'projectWrites', message: 'option "projectWrites" must be one of \'readonly\', \'discard\'; received "overlay"' }])
+    expect(problemsOf({}, { VITEST_ISOLATED_AUDIT: 'maybe' }).problems).toEqual([
+      {
+        option: 'audit',
+        message: 'environment variable VITEST_ISOLATED_AUDIT (option "audit") must be 1 or 0 (also true/false, yes/no, on/off); received "maybe"',
+      },
+    ])
+    expect(problemsOf({ projectWrites: 'overlay' }).problems).toEqual([
+      { option: 'projectWrites', message: 'option "projectWrites" must be one of \'readonly\', \'discard\'; received "overlay"' },
+    ])
     expect(problemsOf({ projectWrite: 'discard' }).problems[0].message).toContain('did you mean "projectWrites"?')
   })
 })
 
 test('env names the schema library treats specially (__proto__, constructor, prototype) are kept, and checked', () => {
   const env = JSON.parse('{"constructor":"a","__proto__":"b","prototype":"c","X":"d"}') as Record<string, string>
-  expect(Object.entries(resolveOptions({ env }, {}).env).sort()).toEqual([['X', 'd'], ['__proto__', 'b'], ['constructor', 'a'], ['prototype', 'c']])
-  expect(problemsOf({ env: JSON.parse('{"constructor":5}') }).problems).toEqual([{ option: 'env.constructor', message: 'option "env.constructor" must be a string without NUL characters; received 5' }])
+  expect(Object.entries(resolveOptions({ env }, {}).env).sort()).toEqual([
+    ['X', 'd'],
+    ['__proto__', 'b'],
+    ['constructor', 'a'],
+    ['prototype', 'c'],
+  ])
+  expect(problemsOf({ env: JSON.parse('{"constructor":5}') }).problems).toEqual([
+    { option: 'env.constructor', message: 'option "env.constructor" must be a string without NUL characters; received 5' },
+  ])
 })
 
 describe('secrets', () => {
   test('pass: names from the config and from VITEST_ISOLATED_SECRETS_PASS, once each', () => {
-    expect(resolveOptions({ secrets: { pass: ['NPM_TOKEN'] } }, { VITEST_ISOLATED_SECRETS_PASS: 'GITHUB_TOKEN, NPM_TOKEN' }).secretsPass).toEqual(['NPM_TOKEN', 'GITHUB_TOKEN'])
+    expect(resolveOptions({ secrets: { pass: ['NPM_TOKEN'] } }, { VITEST_ISOLATED_SECRETS_PASS: 'GITHUB_TOKEN, NPM_TOKEN' }).secretsPass).toEqual([
+      'NPM_TOKEN',
+      'GITHUB_TOKEN',
+    ])
   })
 
   test.each([
@@ -511,11 +620,13 @@ describe('warnings (valid, but likely a mistake)', () => {
     ])
   })
 
-  test('the pool\'s own variables for its processes, and other prefixes, are not warned about', () => {
+  test("the pool's own variables for its processes, and other prefixes, are not warned about", () => {
     expect(resolveOptions({}, { VITEST_ISOLATED_WORKER_MODULE: '/x', VITEST_POOL_ID: '1', VITEST_ISOLATED_ZYGOTE: '1' }).warnings).toEqual([])
   })
 
-  test('cpus above the machine\'s CPUs', () => {
-    expect(resolveOptions({ cpus: 1000 }, {}).warnings).toEqual([expect.stringMatching(/^option "cpus" is 1000, more than the \d+ CPUs of this machine: the limit changes nothing here$/)])
+  test("cpus above the machine's CPUs", () => {
+    expect(resolveOptions({ cpus: 1000 }, {}).warnings).toEqual([
+      expect.stringMatching(/^option "cpus" is 1000, more than the \d+ CPUs of this machine: the limit changes nothing here$/),
+    ])
   })
 })

@@ -21,15 +21,15 @@ function plan(options: IsolatedOptions, uid: number, extra: { hide?: string[] } 
     argv: ['entry.js'],
     env: {},
     isFile: () => false,
-    ownerOf: (source) => (source === '/data/shared' ? { uid: 1234, gid: 5678 } : { uid: 0, gid: 0 }),
+    ownerOf: source => (source === '/data/shared' ? { uid: 1234, gid: 5678 } : { uid: 0, gid: 0 }),
     ...extra,
   })
 }
 
-const at = (p: ReturnType<typeof plan>, dst: string) => p.ops.filter((op) => op.dst === dst)
+const at = (p: ReturnType<typeof plan>, dst: string) => p.ops.filter(op => op.dst === dst)
 
 describe('writable mounts', () => {
-  test('as root: an idmapped bind carrying the source\'s owner; read-only ones stay plain', () => {
+  test("as root: an idmapped bind carrying the source's owner; read-only ones stay plain", () => {
     const p = plan({ mounts: [{ source: '/data/shared', writable: true }, { source: '/data/ro' }] }, 0)
     expect(at(p, '/data/shared')).toEqual([{ kind: OP.bind, flags: OPF.idmap, src: '/data/shared', dst: '/data/shared', uid: 1234, gid: 5678 }])
     expect(at(p, '/data/ro')).toEqual([{ kind: OP.bind, flags: OPF.ro, src: '/data/ro', dst: '/data/ro' }])
@@ -39,7 +39,7 @@ describe('writable mounts', () => {
   test('rootless: the plain writable bind of today, no idmap anywhere', () => {
     const p = plan({ mounts: [{ source: '/data/shared', writable: true }], projectWrites: 'discard' }, 1001)
     expect(at(p, '/data/shared')).toEqual([{ kind: OP.bind, flags: 0, src: '/data/shared', dst: '/data/shared' }])
-    expect(p.ops.some((op) => op.flags & OPF.idmap)).toBe(false)
+    expect(p.ops.some(op => op.flags & OPF.idmap)).toBe(false)
   })
 })
 
@@ -47,7 +47,7 @@ describe('projectWrites', () => {
   test('readonly: the project is a read-only bind and there is no overlay', () => {
     const p = plan({}, 0)
     expect(at(p, '/srv/mono')).toEqual([{ kind: OP.bind, flags: OPF.ro, src: '/srv/mono', dst: '/srv/mono' }])
-    expect(p.ops.some((op) => op.kind === OP.overlay)).toBe(false)
+    expect(p.ops.some(op => op.kind === OP.overlay)).toBe(false)
   })
 
   test('discard: the project becomes an overlay capped at tmpSize (idmapped lower as root), other binds untouched', () => {
@@ -62,9 +62,10 @@ describe('projectWrites', () => {
   })
 
   test('discard: hidden caches and mounts below the project come after the overlay, in order', () => {
-    const p = plan({ projectWrites: 'discard', mounts: [{ source: '/data/shared', target: '/srv/mono/shared', writable: true }] }, 0,
-      { hide: ['/srv/mono/node_modules/.vite'] })
-    const order = p.ops.map((op) => op.dst)
+    const p = plan({ projectWrites: 'discard', mounts: [{ source: '/data/shared', target: '/srv/mono/shared', writable: true }] }, 0, {
+      hide: ['/srv/mono/node_modules/.vite'],
+    })
+    const order = p.ops.map(op => op.dst)
     const overlay = order.indexOf('/srv/mono')
     expect(overlay).toBeGreaterThanOrEqual(0)
     expect(order.indexOf('/srv/mono/shared')).toBeGreaterThan(overlay)
@@ -77,15 +78,17 @@ describe('projectWrites', () => {
       layout: { ...layout, readOnly: ['/usr'], project: ['/usr/src/app'], cwd: '/usr/src/app' },
       options: resolveOptions({ projectWrites: 'discard' }, {}),
       identity: { uid: 1001, gid: 1001 },
-      argv: [], env: {}, isFile: () => false,
+      argv: [],
+      env: {},
+      isFile: () => false,
     })
-    const order = p.ops.map((op) => `${op.kind}:${op.dst}`)
+    const order = p.ops.map(op => `${op.kind}:${op.dst}`)
     expect(order.indexOf(`${OP.overlay}:/usr/src/app`)).toBeGreaterThan(order.indexOf(`${OP.bind}:/usr`))
   })
 })
 
 describe('the project directories of a host layout', () => {
-  test('Vitest\'s root, or the workspace root above it that holds it', async () => {
+  test("Vitest's root, or the workspace root above it that holds it", async () => {
     const fs = await import('node:fs')
     const os = await import('node:os')
     const path = await import('node:path')

@@ -41,7 +41,9 @@ describe('isolatedPool() without the plugin', () => {
   })
 
   test('a report asked for fails at once rather than go unwritten', () => {
-    expect(() => isolatedPool({ report: { file: '/tmp/r.json' } }).createPoolWorker(poolOptions().options)).toThrow('report.file (/tmp/r.json) needs the isolated() plugin')
+    expect(() => isolatedPool({ report: { file: '/tmp/r.json' } }).createPoolWorker(poolOptions().options)).toThrow(
+      'report.file (/tmp/r.json) needs the isolated() plugin',
+    )
   })
 
   test('report: { summary: false } says it knows: no warning', () => {
@@ -93,11 +95,13 @@ describe('isolated()', () => {
     expect(config).toEqual({ root: '/p', isolate: false, pool: 'forks' })
   })
 
-  test('keeps a snapshot environment of the user\'s, with a warning', async () => {
+  test("keeps a snapshot environment of the user's, with a warning", async () => {
     const { ctx, config, warn } = context({ pool: 'isolated', snapshotEnvironment: '/p/snap-env.ts' })
     await configure(isolated({ enforce: 'off' }), ctx)
     expect(config.snapshotEnvironment).toBe('/p/snap-env.ts')
-    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^\[vitest-pool-isolated\] project "p" sets its own snapshotEnvironment \(\/p\/snap-env\.ts\).*EROFS/))
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringMatching(/^\[vitest-pool-isolated\] project "p" sets its own snapshotEnvironment \(\/p\/snap-env\.ts\).*EROFS/),
+    )
   })
 })
 

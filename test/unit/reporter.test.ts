@@ -46,13 +46,26 @@ describe('the usage summary', () => {
       [{ reporters: [['junit', {}]] }, 'error'],
       [{ reporters: [['json', {}]], outputFile: { json: 'out.json' } }, 'log'],
       [{ reporters: [['json', { outputFile: 'out.json' }]] }, 'log'],
-      [{ reporters: [['default', {}], ['json', {}]], outputFile: 'out.json' }, 'log'],
+      [
+        {
+          reporters: [
+            ['default', {}],
+            ['json', {}],
+          ],
+          outputFile: 'out.json',
+        },
+        'log',
+      ],
       [{ reporters: [['default', {}]] }, 'log'],
     ] as const) {
       const { vitest, log, error, reporters } = fakeVitest(config)
       reporterFor(vitest, supervisorWith([record('/p/a.test.ts')]))
       await end(reporters, vitest)
-      expect({ config, log: log.mock.calls.length, error: error.mock.calls.length }).toEqual({ config, log: stream === 'log' ? 1 : 0, error: stream === 'error' ? 1 : 0 })
+      expect({ config, log: log.mock.calls.length, error: error.mock.calls.length }).toEqual({
+        config,
+        log: stream === 'log' ? 1 : 0,
+        error: stream === 'error' ? 1 : 0,
+      })
     }
   })
 
@@ -67,7 +80,11 @@ describe('the usage summary', () => {
       ;(vitest as { version: string }).version = '5.1.2'
       reporterFor(vitest, supervisorWith([record('/p/a.test.ts')]))
       await end(reporters, vitest)
-      expect({ config, log: log.mock.calls.length, error: error.mock.calls.length }).toEqual({ config, log: stream === 'log' ? 1 : 0, error: stream === 'error' ? 1 : 0 })
+      expect({ config, log: log.mock.calls.length, error: error.mock.calls.length }).toEqual({
+        config,
+        log: stream === 'log' ? 1 : 0,
+        error: stream === 'error' ? 1 : 0,
+      })
     }
   })
 
@@ -84,7 +101,8 @@ describe('the usage summary', () => {
     reporterFor(vitest, supervisorWith([]))
     const reporter = reporters.at(-1) as IsolatedReporter
     const project = (name: string, poolRunner?: object) => ({ name, config: { root: `/p/${name}`, pool: 'isolated', poolRunner } })
-    expect(() => reporter.onTestRunStart([{ project: project('a', {}) }, { project: project('b') }] as never))
-      .toThrow('project "b" runs with pool "isolated" but without the isolated() plugin')
+    expect(() => reporter.onTestRunStart([{ project: project('a', {}) }, { project: project('b') }] as never)).toThrow(
+      'project "b" runs with pool "isolated" but without the isolated() plugin',
+    )
   })
 })

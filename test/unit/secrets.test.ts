@@ -14,7 +14,15 @@ test('a name in pass stays, and an unset one is not named', () => {
 })
 
 test('the documented list covers what the issue names', () => {
-  for (const name of ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'NPM_TOKEN', 'NODE_AUTH_TOKEN', 'CI_JOB_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'SSH_AUTH_SOCK']) {
+  for (const name of [
+    'ACTIONS_RUNTIME_TOKEN',
+    'ACTIONS_ID_TOKEN_REQUEST_TOKEN',
+    'NPM_TOKEN',
+    'NODE_AUTH_TOKEN',
+    'CI_JOB_TOKEN',
+    'AWS_SECRET_ACCESS_KEY',
+    'SSH_AUTH_SOCK',
+  ]) {
     expect(WITHHELD_ENV).toContain(name)
   }
 })

@@ -23,7 +23,7 @@ function answer(message: IsolatedMessage): void {
   for (const listener of listeners) listener(message)
 }
 
-test('the header is Vitest\'s', () => {
+test("the header is Vitest's", () => {
   expect(env.getHeader()).toBe('// Vitest Snapshot v1, https://vitest.dev/guide/snapshot.html')
   expect(env.getVersion()).toBe('1')
 })
@@ -47,7 +47,11 @@ test('writes, removals and mkdir travel as requests and resolve on the answer', 
 test('a refusal rejects with a SystemError look-alike', async () => {
   posted.length = 0
   const write = env.saveSnapshotFile('/etc/passwd', 'x')
-  answer({ __isolated__: 'fs-result', id: posted[0]!.id, error: { message: 'EACCES: permission denied', code: 'EACCES', syscall: 'open', path: '/etc/passwd' } })
+  answer({
+    __isolated__: 'fs-result',
+    id: posted[0]!.id,
+    error: { message: 'EACCES: permission denied', code: 'EACCES', syscall: 'open', path: '/etc/passwd' },
+  })
   await expect(write).rejects.toMatchObject({ message: 'EACCES: permission denied', code: 'EACCES', syscall: 'open', path: '/etc/passwd' })
 })
 
@@ -70,7 +74,10 @@ async function readAnswering(file: string, error?: { message: string; code: stri
   const read = env.readSnapshotFile(file)
   // The read goes to the thread pool first: wait until it either settles or asks the host.
   let settled = false
-  void read.then(() => (settled = true), () => (settled = true))
+  void read.then(
+    () => (settled = true),
+    () => (settled = true),
+  )
   while (!settled && posted.length === 0) await new Promise(resolve => setTimeout(resolve, 1))
   for (const message of posted) {
     expect(message).toMatchObject({ __isolated__: 'fs', op: 'check', path: file })
@@ -89,25 +96,32 @@ test('reads are local; a missing file is null once the host says a snapshot may 
     expect(posted).toHaveLength(1)
     expect(await readAnswering(path.join(dir, 'a.snap', 'below'))).toBeNull()
     await expect(env.readSnapshotFile(dir)).rejects.toThrow(/^\[vitest-pool-isolated\] cannot read .* inside the sandbox: EISDIR/)
-  }
-  finally {
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
 })
 
-test('a missing file at a path the host refuses fails the read, with the host\'s reason and the assertion\'s stack', async () => {
+test("a missing file at a path the host refuses fails the read, with the host's reason and the assertion's stack", async () => {
   const file = path.join(os.tmpdir(), 'vitest-pool-isolated-senv-outside.txt')
   const resolved = await env.resolveRawPath(path.join(os.tmpdir(), 'x', 'a.test.ts'), '../vitest-pool-isolated-senv-outside.txt')
   expect(resolved).toBe(file)
-  const error = await readAnswering(file, { message: '[vitest-pool-isolated] EACCES: permission denied, open', code: 'EACCES' }).then(() => undefined, (e: unknown) => e as Error & { code: string })
+  const error = await readAnswering(file, { message: '[vitest-pool-isolated] EACCES: permission denied, open', code: 'EACCES' }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { code: string },
+  )
   expect(error?.message).toBe('[vitest-pool-isolated] EACCES: permission denied, open')
   expect(error?.code).toBe('EACCES')
   // The frames are those of the resolveRawPath call above (this test), not of the module.
   expect(error?.stack).toContain('snapshot-env.test.ts')
-  expect(error?.stack?.split('\n').slice(1).some(l => /src\/worker\/snapshot-env/.test(l))).toBe(false)
+  expect(
+    error?.stack
+      ?.split('\n')
+      .slice(1)
+      .some(l => /src\/worker\/snapshot-env/.test(l)),
+  ).toBe(false)
 })
 
-test('raw paths resolve against the test file\'s directory', async () => {
+test("raw paths resolve against the test file's directory", async () => {
   expect(await env.resolveRawPath('/p/test/a.test.ts', './__file_snapshots__/out.txt')).toBe('/p/test/__file_snapshots__/out.txt')
   expect(await env.resolveRawPath('/p/test/a.test.ts', '/abs/out.txt')).toBe('/abs/out.txt')
 })

@@ -79,17 +79,15 @@ describe('policy', () => {
     expect(await checkSnapshotRequest({ op: 'write', path: at('snaps', 'other.snap') }, custom)).toBeTypeOf('string')
   })
 
-  test('another test file\'s snapshot is out of scope', async () => {
+  test("another test file's snapshot is out of scope", async () => {
     expect(await checkSnapshotRequest({ op: 'remove', path: at('test', '__snapshots__', 'b.test.ts.snap') }, scope)).toBeTypeOf('string')
   })
 
-
-  test('the scope is a set of test files: each one\'s directory counts', async () => {
+  test("the scope is a set of test files: each one's directory counts", async () => {
     const two: SnapshotScope = { ...scope, testFiles: [testFile, at('src', 'b.test.ts')] }
     expect(await checkSnapshotRequest({ op: 'write', path: at('src', '__snapshots__', 'b.test.ts.snap') }, two)).toBeUndefined()
   })
 })
-
 
 describe('the update mode and files the host runs', () => {
   const scopeFor = (dir: string, updateSnapshot: 'all' | 'new' | 'none') => ({
@@ -118,23 +116,32 @@ describe('the update mode and files the host runs', () => {
       expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'out', 'new.txt') }, scope)).toBeUndefined()
       expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'existing.txt') }, scope)).toMatch(/only overwritten when snapshots are updated/)
       expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, 'existing.txt') }, scopeFor(dir, 'all'))).toBeUndefined()
-      expect(await checkSnapshotRequest({ op: 'remove', path: path.join(dir, '__snapshots__', 'a.test.ts.snap') }, scope)).toMatch(/only removed when snapshots are updated/)
+      expect(await checkSnapshotRequest({ op: 'remove', path: path.join(dir, '__snapshots__', 'a.test.ts.snap') }, scope)).toMatch(
+        /only removed when snapshots are updated/,
+      )
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 
-  test.each(['vitest.config.ts', 'vite.config.mjs', 'postcss.config.js', 'package.json', '.npmrc', '.babelrc', 'tsconfig.json', '.github/workflows/x.yml', '.env'])(
-    'never %s, even with -u (the host loads or obeys it)',
-    async (name) => {
-      const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
-      try {
-        expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, name) }, scopeFor(dir, 'all'))).toMatch(/the host loads/)
-      } finally {
-        fs.rmSync(dir, { recursive: true, force: true })
-      }
-    },
-  )
+  test.each([
+    'vitest.config.ts',
+    'vite.config.mjs',
+    'postcss.config.js',
+    'package.json',
+    '.npmrc',
+    '.babelrc',
+    'tsconfig.json',
+    '.github/workflows/x.yml',
+    '.env',
+  ])('never %s, even with -u (the host loads or obeys it)', async name => {
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'snapfs-')))
+    try {
+      expect(await checkSnapshotRequest({ op: 'write', path: path.join(dir, name) }, scopeFor(dir, 'all'))).toMatch(/the host loads/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 // What Vitest main loaded (issue 8, part 3): never written, whatever the name and mode.
@@ -143,10 +150,17 @@ describe('files Vitest main loaded', () => {
   const vitest = () => ({
     vite: { config: { configFile: at('vitest.config.ts'), configFileDependencies: [at('vitest.config.ts'), at('test', 'config-helper.ts')] } },
     runner: { evaluatedModules: { fileToModulesMap: new Map([[at('test', 'reporter.ts'), new Set()]]), idToModuleMap: new Map() } },
-    projects: [{
-      config: { globalSetup: [at('test', 'setup.ts')] },
-      runner: { evaluatedModules: { fileToModulesMap: new Map(), idToModuleMap: new Map([[`${at('test', 'setup-dep.ts')}?v=1`, { file: at('test', 'setup-dep.ts') }]]) } },
-    }],
+    projects: [
+      {
+        config: { globalSetup: [at('test', 'setup.ts')] },
+        runner: {
+          evaluatedModules: {
+            fileToModulesMap: new Map(),
+            idToModuleMap: new Map([[`${at('test', 'setup-dep.ts')}?v=1`, { file: at('test', 'setup-dep.ts') }]]),
+          },
+        },
+      },
+    ],
   })
 
   beforeEach(() => {
@@ -161,8 +175,12 @@ describe('files Vitest main loaded', () => {
   })
 
   test.each([
-    ['none', 'setup.ts'], ['new', 'setup.ts'], ['all', 'setup.ts'],
-    ['all', 'setup-dep.ts'], ['all', 'config-helper.ts'], ['all', 'reporter.ts'],
+    ['none', 'setup.ts'],
+    ['new', 'setup.ts'],
+    ['all', 'setup.ts'],
+    ['all', 'setup-dep.ts'],
+    ['all', 'config-helper.ts'],
+    ['all', 'reporter.ts'],
   ] as const)('update mode %s: %s is refused', async (updateSnapshot, name) => {
     const s: SnapshotScope = { ...scope, updateSnapshot, vitest: vitest() }
     const file = at('test', name)
@@ -185,10 +203,13 @@ describe('files Vitest main loaded', () => {
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts') }, s)).toMatch(/loaded as code or configuration/)
   })
 
-  test.each(['setup.js', 'setup.mjs', 'config-helper.json', 'reporter.tsx'])('a new %s would shadow a loaded module (an import without extension): refused', async (name) => {
-    const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: vitest() }
-    expect(await checkSnapshotRequest({ op: 'write', path: at('test', name) }, s)).toMatch(/would shadow .*, a module Vitest main loaded/)
-  })
+  test.each(['setup.js', 'setup.mjs', 'config-helper.json', 'reporter.tsx'])(
+    'a new %s would shadow a loaded module (an import without extension): refused',
+    async name => {
+      const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: vitest() }
+      expect(await checkSnapshotRequest({ op: 'write', path: at('test', name) }, s)).toMatch(/would shadow .*, a module Vitest main loaded/)
+    },
+  )
 
   test('so would x.js beside a loaded x/index.ts', async () => {
     const loaded = { projects: [{ config: { globalSetup: [at('test', 'lib', 'index.ts')] } }] }

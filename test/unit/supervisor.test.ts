@@ -42,11 +42,16 @@ test('without a file count, a spare is booted after every file, so the last one 
   expect(killed()).toBe(1)
 })
 
-test('with the run\'s file count, no spare is booted beyond the last file of its project', async () => {
+test("with the run's file count, no spare is booted beyond the last file of its project", async () => {
   const supervisor = new Supervisor(resolveOptions({}, {}))
   const key = {}
   const other = {}
-  supervisor.expectFiles(new Map([[key, 3], [other, 1]]))
+  supervisor.expectFiles(
+    new Map([
+      [key, 3],
+      [other, 1],
+    ]),
+  )
   const { launch, launched, killed } = fakeLaunch()
   const got = []
   for (let i = 0; i < 3; i++) got.push(await supervisor.acquire(key, 2, launch))

@@ -38,7 +38,7 @@ async function fakeSandbox(): Promise<Fake> {
     inside: new Channel(inside),
     insideSocket: inside,
     kills: [],
-    exit: (e) => {
+    exit: e => {
       stdout.end()
       stderr.end()
       inside.destroy()
@@ -104,7 +104,7 @@ function next<T = unknown>(channel: Channel): Promise<T> {
 }
 
 function eventOf<T = unknown>(w: IsolatedPoolWorker, event: string): Promise<T> {
-  return new Promise((resolve) => {
+  return new Promise(resolve => {
     const listener = (value: unknown) => {
       w.off(event, listener)
       resolve(value as T)
@@ -113,21 +113,23 @@ function eventOf<T = unknown>(w: IsolatedPoolWorker, event: string): Promise<T> 
   })
 }
 
-const startMessage = (config: Record<string, unknown> = {}) => ({
-  __vitest_worker_request__: true,
-  type: 'start',
-  poolId: 1,
-  workerId: 1,
-  options: { reportMemory: false },
-  context: { environment: { name: 'node', options: null }, config: { root, ...config }, pool: 'isolated' },
-  traces: { enabled: false },
-}) as unknown as WorkerRequest
+const startMessage = (config: Record<string, unknown> = {}) =>
+  ({
+    __vitest_worker_request__: true,
+    type: 'start',
+    poolId: 1,
+    workerId: 1,
+    options: { reportMemory: false },
+    context: { environment: { name: 'node', options: null }, config: { root, ...config }, pool: 'isolated' },
+    traces: { enabled: false },
+  }) as unknown as WorkerRequest
 
-const runMessage = (files: string[]) => ({
-  __vitest_worker_request__: true,
-  type: 'run',
-  context: { files: files.map(filepath => ({ filepath })), providedContext: {}, environment: { name: 'node', options: null }, workerId: 1 },
-}) as unknown as WorkerRequest
+const runMessage = (files: string[]) =>
+  ({
+    __vitest_worker_request__: true,
+    type: 'run',
+    context: { files: files.map(filepath => ({ filepath })), providedContext: {}, environment: { name: 'node', options: null }, workerId: 1 },
+  }) as unknown as WorkerRequest
 
 /** start(), then the start handshake as Vitest's PoolRunner does it: the worker is up. */
 async function startAndAnswer(w: IsolatedPoolWorker = worker, f: Fake = fake): Promise<void> {
@@ -167,7 +169,7 @@ test('the cleanup hook on process exit is there while sandboxes may live, and go
   expect(process.listenerCount('exit')).toBe(before)
 })
 
-test('start() spawns the worker entry with Vitest\'s worker module, env and execArgv', async () => {
+test("start() spawns the worker entry with Vitest's worker module, env and execArgv", async () => {
   await worker.start()
   const request = vi.mocked(spawnSandbox).mock.calls[0]![0] as SpawnRequest
   expect(request.entry).toBe(WORKER_ENTRY)
@@ -189,7 +191,7 @@ test('start() spawns the worker entry with Vitest\'s worker module, env and exec
   expect(spawnSandbox).toHaveBeenCalledTimes(1)
 })
 
-test('start() rejects with the sandbox\'s setup error', async () => {
+test("start() rejects with the sandbox's setup error", async () => {
   const error = new SandboxSetupError({ step: 'bind', code: 'ENOENT', errno: 2, syscall: 'mount', path: '/x' })
   vi.mocked(spawnSandbox).mockRejectedValue(error)
   await expect(worker.start()).rejects.toBe(error)
@@ -224,11 +226,11 @@ describe('snapshot file requests', () => {
     worker.send(runMessage([testFile]))
     await run
 
-    const outside = next<{ error: { code: string, message: string } }>(fake.inside)
+    const outside = next<{ error: { code: string; message: string } }>(fake.inside)
     fake.inside.send({ __isolated__: 'fs', id: 1, op: 'write', path: path.join(root, '..', 'escape.txt'), content: 'x' })
     expect(await outside).toMatchObject({ __isolated__: 'fs-result', id: 1, error: { code: 'EACCES' } })
 
-    const refused = next<{ error: { code: string, message: string } }>(fake.inside)
+    const refused = next<{ error: { code: string; message: string } }>(fake.inside)
     fake.inside.send({ __isolated__: 'fs', id: 2, op: 'write', path: path.join(root, 'package.json'), content: '{}' })
     expect(await refused).toMatchObject({ __isolated__: 'fs-result', id: 2, error: { code: 'EACCES' } })
     expect(fs.existsSync(path.join(root, 'package.json'))).toBe(false)
@@ -246,8 +248,8 @@ describe('snapshot file requests', () => {
 /** The messages a worker emits until it answers the run request (testfileFinished). */
 function untilFinished(w: IsolatedPoolWorker): Promise<any[]> {
   const messages: any[] = []
-  return new Promise((resolve) => {
-    w.on('message', (m) => {
+  return new Promise(resolve => {
+    w.on('message', m => {
       messages.push(m)
       if (m?.__vitest_worker_response__ && m.type === 'testfileFinished') resolve(messages)
     })
@@ -268,7 +270,9 @@ describe('a broken channel', () => {
     const done = untilFinished(worker)
     fake.insideSocket.write('console.log went to fd 3\n')
     const messages = await done
-    expect(fileError(messages)).toMatch(/^\[vitest-pool-isolated\] a\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: IPC protocol error: received a frame header announcing/)
+    expect(fileError(messages)).toMatch(
+      /^\[vitest-pool-isolated\] a\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: IPC protocol error: received a frame header announcing/,
+    )
     // The file was never queued by the worker: it is queued for it, then failed early.
     expect(messages[0]).toMatchObject({ t: 'q', m: 'onQueued', a: [{ filepath: file, name: 'a.test.ts' }] })
     expect(messages[1].a[1]).toEqual([[messages[0].a[0].id, 'suite-failed-early']])
@@ -377,24 +381,28 @@ describe('stop()', () => {
 // Vitest's 60 s "Timeout waiting for worker to respond".
 describe('a sandbox that ends before its worker answered start', () => {
   /** The `started` answer Vitest gets to its `start` request. */
-  async function startAnswer(): Promise<{ type: string, error?: Error }> {
-    const answer = eventOf<{ type: string, error?: Error }>(worker, 'message')
+  async function startAnswer(): Promise<{ type: string; error?: Error }> {
+    const answer = eventOf<{ type: string; error?: Error }>(worker, 'message')
     worker.send(startMessage())
     return answer
   }
 
-  test('an exit while Vitest waits for started answers it with the exit and node\'s complaint, and no exit event', async () => {
+  test("an exit while Vitest waits for started answers it with the exit and node's complaint, and no exit event", async () => {
     await worker.start()
     const exits: unknown[] = []
     worker.on('exit', (...args: unknown[]) => exits.push(args))
     const answer = startAnswer()
-    ;(fake.sandbox.stderr as PassThrough).write('node:internal/modules/cjs/loader:1228\n  throw err;\n\nError: Cannot find module \'/x.cjs\'\n    at Module._resolveFilename\n\nNode.js v20.20.2\n')
+    ;(fake.sandbox.stderr as PassThrough).write(
+      "node:internal/modules/cjs/loader:1228\n  throw err;\n\nError: Cannot find module '/x.cjs'\n    at Module._resolveFilename\n\nNode.js v20.20.2\n",
+    )
     fake.exit({ code: 1, signal: null })
     const { type, error } = await answer
     expect(type).toBe('started')
     expect(error).toBeInstanceOf(Error)
     expect(error!.name).toBe('IsolatedSandboxError')
-    expect(error!.message).toBe('[vitest-pool-isolated] the sandboxed worker ended before it started: it exited with code 1; node said: Error: Cannot find module \'/x.cjs\'')
+    expect(error!.message).toBe(
+      "[vitest-pool-isolated] the sandboxed worker ended before it started: it exited with code 1; node said: Error: Cannot find module '/x.cjs'",
+    )
     // PoolRunner would turn an exit event into "Worker exited unexpectedly" and still wait 60 s.
     await new Promise(resolve => setTimeout(resolve, 20))
     expect(exits).toEqual([])
@@ -424,19 +432,23 @@ describe('a sandbox that ends before its worker answered start', () => {
       const cgroup = {
         hits: 0 as number | null,
         removed: false,
-        name: 'fake', intoFd: undefined, attach() {},
+        name: 'fake',
+        intoFd: undefined,
+        attach() {},
         usage: () => ({ memoryPeakBytes: 1 << 20, cpuUserMs: 1, cpuSystemMs: 1, pidsPeak: pids, oomKilled: false }),
         cpu: () => ({ cpuUserMs: 1, cpuSystemMs: 1 }),
         pidsLimitHits: () => cgroup.hits,
         async kill() {},
-        async remove() { cgroup.removed = true },
+        async remove() {
+          cgroup.removed = true
+        },
         removeSync() {},
       }
       // Vitest's env (test.env) reaches the worker after the options were checked.
       const options = poolOptions()
       options.env = { ...options.env, ...env }
       const w = new IsolatedPoolWorker(options, resolveOptions({ pids, enforce: 'off' }, {}))
-      const supervisor = (w as unknown as { supervisor: { limits: { pids?: number }, launch: unknown } }).supervisor
+      const supervisor = (w as unknown as { supervisor: { limits: { pids?: number }; launch: unknown } }).supervisor
       supervisor.limits.pids = pids
       supervisor.launch = async () => ({ sandbox: fake.sandbox, cgroup, exited: false })
       return { w, cgroup }
@@ -451,7 +463,9 @@ describe('a sandbox that ends before its worker answered start', () => {
       const { error } = await startAnswer()
       expect(Date.now() - began).toBeLessThan(1000)
       expect(fake.kills).toEqual(['SIGKILL'])
-      expect(error!.message).toBe('[vitest-pool-isolated] the sandbox hit the pids limit (16) before the worker started; node needs at least 24 (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it hung, so the sandbox was killed')
+      expect(error!.message).toBe(
+        '[vitest-pool-isolated] the sandbox hit the pids limit (16) before the worker started; node needs at least 24 (pids counts threads; raise "pids" or VITEST_ISOLATED_PIDS). The worker could not create a thread: it hung, so the sandbox was killed',
+      )
       expect(cgroup.removed).toBe(true)
     })
 
@@ -464,7 +478,9 @@ describe('a sandbox that ends before its worker answered start', () => {
       fake.exit({ code: null, signal: 'SIGABRT' })
       const { error } = await answer
       expect(fake.kills).toEqual([])
-      expect(error!.message).toMatch(/the sandbox hit the pids limit \(16\) before the worker started; node needs at least 24 .*it was killed by signal SIGABRT$/)
+      expect(error!.message).toMatch(
+        /the sandbox hit the pids limit \(16\) before the worker started; node needs at least 24 .*it was killed by signal SIGABRT$/,
+      )
     })
 
     test('no hit: a slow start is left alone, and once started the counter is not read any more', async () => {

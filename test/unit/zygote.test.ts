@@ -16,11 +16,15 @@ describe('zygoteExecArgv', () => {
   })
 
   test('flags that load no code pass, values joined to their flag', () => {
-    expect(zygoteExecArgv(['--enable-source-maps', '--conditions', 'node', '--max-old-space-size=4096', '-C', 'dev'], workerModule))
-      .toEqual(['--enable-source-maps', '--conditions=node', '--max-old-space-size=4096', '-C=dev'])
+    expect(zygoteExecArgv(['--enable-source-maps', '--conditions', 'node', '--max-old-space-size=4096', '-C', 'dev'], workerModule)).toEqual([
+      '--enable-source-maps',
+      '--conditions=node',
+      '--max-old-space-size=4096',
+      '-C=dev',
+    ])
   })
 
-  test('Vitest\'s own --require and --import pass with absolute paths', () => {
+  test("Vitest's own --require and --import pass with absolute paths", () => {
     const own = '/app/node_modules/vitest/suppress-warnings.cjs'
     expect(zygoteExecArgv(['--require', own, `--import=${own}`], workerModule)).toEqual(['--require', own, '--import', own])
   })
@@ -28,8 +32,8 @@ describe('zygoteExecArgv', () => {
   test.each([
     ['a project file', ['--import', './setup.js']],
     ['a project file by absolute path', ['--require', '/app/setup.cjs']],
-    ['a path that climbs out of Vitest\'s package', ['--import', '/app/node_modules/vitest/../evil/x.js']],
-    ['another package whose name starts like Vitest\'s', ['--import', '/app/node_modules/vitest-evil/x.js']],
+    ["a path that climbs out of Vitest's package", ['--import', '/app/node_modules/vitest/../evil/x.js']],
+    ["another package whose name starts like Vitest's", ['--import', '/app/node_modules/vitest-evil/x.js']],
     ['an unknown flag', ['--inspect']],
     ['--eval', ['--eval', 'process.exit()']],
     ['a value flag without its value', ['--conditions']],
@@ -48,17 +52,26 @@ describe('zygoteSupport', () => {
   })
 })
 
-describe('the zygote\'s sandbox plan (role zygote)', () => {
+describe("the zygote's sandbox plan (role zygote)", () => {
   const layout: HostLayout = { symlinks: [], readOnly: ['/usr', '/app'], project: ['/app'], execPath: '/usr/bin/node', cwd: '/app' }
   const build = (role: 'worker' | 'zygote', options = resolveOptions({ projectWrites: 'discard', network: 'loopback' }, {})) =>
-    buildPlan({ layout, options, identity: { uid: 1000, gid: 1000 }, argv: ['x.js'], env: { HOME: '/home/u' }, role, isFile: () => false, ownerOf: () => ({ uid: 1000, gid: 1000 }) })
+    buildPlan({
+      layout,
+      options,
+      identity: { uid: 1000, gid: 1000 },
+      argv: ['x.js'],
+      env: { HOME: '/home/u' },
+      role,
+      isFile: () => false,
+      ownerOf: () => ({ uid: 1000, gid: 1000 }),
+    })
 
   test('no network at all, whatever the option says', () => {
     expect(build('zygote').flags & (PLAN.newNet | PLAN.loopback)).toBe(PLAN.newNet)
     expect(build('worker').flags & (PLAN.newNet | PLAN.loopback)).toBe(PLAN.newNet | PLAN.loopback)
   })
 
-  test('/proc with nothing over it and nested user namespaces allowed: a file\'s sandbox is nested in it', () => {
+  test("/proc with nothing over it and nested user namespaces allowed: a file's sandbox is nested in it", () => {
     const zygote = build('zygote').ops
     const worker = build('worker').ops
     expect(worker.filter(op => op.kind === OP.seal && op.dst.startsWith('/proc/')).length).toBeGreaterThan(0)
@@ -67,13 +80,13 @@ describe('the zygote\'s sandbox plan (role zygote)', () => {
     expect(zygote.some(op => op.dst === '/proc/sys/user/max_user_namespaces')).toBe(false)
   })
 
-  test('the project read-only: a file\'s discard overlay is cut from it', () => {
+  test("the project read-only: a file's discard overlay is cut from it", () => {
     expect(build('worker').ops.some(op => op.kind === OP.overlay)).toBe(true)
     expect(build('zygote').ops.some(op => op.kind === OP.overlay)).toBe(false)
     expect(build('zygote').ops).toContainEqual(expect.objectContaining({ kind: OP.bind, dst: '/app', flags: expect.any(Number) }))
   })
 
-  test('its filter: the workers\' defaults, and no new user namespace (ENOSPC, as a worker\'s namespace says; clone3 ENOSYS)', () => {
+  test("its filter: the workers' defaults, and no new user namespace (ENOSPC, as a worker's namespace says; clone3 ENOSYS)", () => {
     const filter = build('zygote').seccomp!
     expect(filter).toEqual(zygoteSeccompFilter(process.arch))
     const base = seccompFilter([], process.arch)

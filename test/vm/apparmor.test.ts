@@ -29,7 +29,10 @@ function describe(r: SpawnSyncReturns<string>): string {
 /** A command as the test user, in the restricted profile from its exec on. */
 function restricted(argv: string[], cwd = REPO_ROOT): SpawnSyncReturns<string> {
   return spawnSync('runuser', ['-u', USER, '--', 'sh', '-c', `printf 'exec ${RESTRICTED}' > /proc/self/attr/apparmor/exec && exec "$@"`, 'sh', ...argv], {
-    cwd, encoding: 'utf8', timeout: 300_000, env: { ...process.env, HOME: `/home/${USER}` },
+    cwd,
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, HOME: `/home/${USER}` },
   })
 }
 
@@ -45,7 +48,9 @@ beforeAll(() => {
   }
   // The kernel must mediate user namespaces, and the parser must know the rule: else this file
   // would prove nothing (in CI that is a failure, never a skip).
-  const mask = fs.existsSync(path.join(SECURITYFS, 'apparmor/features/namespaces/mask')) ? fs.readFileSync(path.join(SECURITYFS, 'apparmor/features/namespaces/mask'), 'utf8') : ''
+  const mask = fs.existsSync(path.join(SECURITYFS, 'apparmor/features/namespaces/mask'))
+    ? fs.readFileSync(path.join(SECURITYFS, 'apparmor/features/namespaces/mask'), 'utf8')
+    : ''
   expect(mask.split(/\s+/), 'AppArmor mediates userns_create (features/namespaces/mask)').toContain('userns_create')
   expect(PARSER, 'VM_APPARMOR_PARSER (test/vm/setup.sh --apparmor)').not.toBe('')
   const profile = [
@@ -74,15 +79,22 @@ test('the restriction holds for other programs: unshare -Ur is refused with EACC
 test('without the profile: doctor fails naming the profile to install, and a run fails at step clone with the fix', () => {
   const doctor = restricted([process.execPath, CLI, 'doctor'], fixtureDir('basic'))
   expect(doctor.status, describe(doctor)).toBe(1)
-  expect(doctor.stdout).toMatch(new RegExp(`^fail {2}apparmor +confines this process \\(profile ${RESTRICTED} \\(enforce\\)\\), and no profile lets the pool's isolated-init \\(${initPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\) create them`, 'm'))
-  expect(doctor.stdout).toMatch(/fix: allow the pool's isolated-init alone: npx vitest-pool-isolated doctor --apparmor-profile \| sudo tee \/etc\/apparmor\.d\/vitest-pool-isolated-[0-9a-f]{12} >\/dev\/null && sudo apparmor_parser -r \/etc\/apparmor\.d\/vitest-pool-isolated-[0-9a-f]{12}/)
+  expect(doctor.stdout).toMatch(
+    new RegExp(
+      `^fail {2}apparmor +confines this process \\(profile ${RESTRICTED} \\(enforce\\)\\), and no profile lets the pool's isolated-init \\(${initPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\) create them`,
+      'm',
+    ),
+  )
+  expect(doctor.stdout).toMatch(
+    /fix: allow the pool's isolated-init alone: npx vitest-pool-isolated doctor --apparmor-profile \| sudo tee \/etc\/apparmor\.d\/vitest-pool-isolated-[0-9a-f]{12} >\/dev\/null && sudo apparmor_parser -r \/etc\/apparmor\.d\/vitest-pool-isolated-[0-9a-f]{12}/,
+  )
   const run = restricted([process.execPath, path.join(REPO_ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--pool=isolated'], fixtureDir('basic'))
   expect(run.status, describe(run)).not.toBe(0)
   expect(`${run.stdout}${run.stderr}`).toMatch(/sandbox setup failed at step "clone": EACCES/)
   expect(`${run.stdout}${run.stderr}`).toContain('npx vitest-pool-isolated doctor')
 })
 
-test('with the profile doctor prints: doctor is ok, the run passes (fresh workers and the zygote\'s), a copy elsewhere is still refused', () => {
+test("with the profile doctor prints: doctor is ok, the run passes (fresh workers and the zygote's), a copy elsewhere is still refused", () => {
   const text = spawnSync(process.execPath, [CLI, 'doctor', '--apparmor-profile'], { encoding: 'utf8' }).stdout
   const name = /^profile (\S+) /m.exec(text)![1]!
   const file = path.join(os.tmpdir(), `${name}.apparmor`)
@@ -94,7 +106,10 @@ test('with the profile doctor prints: doctor is ok, the run passes (fresh worker
     expect(doctor.status, describe(doctor)).toBe(0)
     expect(doctor.stdout).toMatch(/^ok {4}apparmor +confines this process .*; the pool's isolated-init \(.*\) may create them$/m)
     for (const zygote of ['1', '0']) {
-      const run = restricted(['env', `VITEST_ISOLATED_ZYGOTE=${zygote}`, process.execPath, path.join(REPO_ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--pool=isolated'], fixtureDir('basic'))
+      const run = restricted(
+        ['env', `VITEST_ISOLATED_ZYGOTE=${zygote}`, process.execPath, path.join(REPO_ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--pool=isolated'],
+        fixtureDir('basic'),
+      )
       expect(run.status, `zygote ${zygote}: ${describe(run)}`).toBe(0)
       expect(run.stdout).toMatch(/isolated +\d+ files?: \d+ ok/)
     }
@@ -105,8 +120,7 @@ test('with the profile doctor prints: doctor is ok, the run passes (fresh worker
     // Through sh, as the restricted profile's program: its exec of the file is the transition.
     expect(restricted(['sh', '-c', `exec ${initPath} probe ${ALL_NAMESPACES}`]).status).toBe(0)
     expect(restricted(['sh', '-c', `exec ${copy} probe ${ALL_NAMESPACES}`]).status).toBe(os.constants.errno.EACCES)
-  }
-  finally {
+  } finally {
     parser(['-R', file])
   }
 })

@@ -21,20 +21,41 @@ test('the pool sees cgroup v2 with every limit enforceable', () => {
   expect(situation).toMatchObject({ kind: 'enforced', version: 2 })
 })
 
-test(memoryTitle(situation), async () => {
-  await memoryCase(situation)
-}, RUN)
+test(
+  memoryTitle(situation),
+  async () => {
+    await memoryCase(situation)
+  },
+  RUN,
+)
 
-test(cpusTitle(situation), async () => {
-  await cpusCase(situation)
-}, RUN)
+test(
+  cpusTitle(situation),
+  async () => {
+    await cpusCase(situation)
+  },
+  RUN,
+)
 
-test('the zygote on cgroup v2: each file\'s worker is a copy (PID 3) in its own cgroup, which it joined through fds main opened', async () => {
-  const root = fixtureDir('zygote')
-  const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: '1', VITEST_ISOLATED_PIDS: '256' }, timeoutMs: RUN })
-  expect(run.exitCode, describeRun(run)).toBe(0)
-  const probes = run.stdout.split('\n').filter(l => l.startsWith('ZYGOTE-PROBE ')).map(l => JSON.parse(l.slice('ZYGOTE-PROBE '.length)) as { cgroups: string[] })
-  expect(probes).toHaveLength(6)
-  expect(probes.every(p => p.cgroups.length === 1)).toBe(true)
-  expect(new Set(probes.flatMap(p => p.cgroups)).size).toBe(6)
-}, RUN)
+test(
+  "the zygote on cgroup v2: each file's worker is a copy (PID 3) in its own cgroup, which it joined through fds main opened",
+  async () => {
+    const root = fixtureDir('zygote')
+    const run = await runVitest({
+      root,
+      pool: 'isolated',
+      args: ['--maxWorkers=2'],
+      env: { VITEST_ISOLATED_ZYGOTE: '1', VITEST_ISOLATED_PIDS: '256' },
+      timeoutMs: RUN,
+    })
+    expect(run.exitCode, describeRun(run)).toBe(0)
+    const probes = run.stdout
+      .split('\n')
+      .filter(l => l.startsWith('ZYGOTE-PROBE '))
+      .map(l => JSON.parse(l.slice('ZYGOTE-PROBE '.length)) as { cgroups: string[] })
+    expect(probes).toHaveLength(6)
+    expect(probes.every(p => p.cgroups.length === 1)).toBe(true)
+    expect(new Set(probes.flatMap(p => p.cgroups)).size).toBe(6)
+  },
+  RUN,
+)

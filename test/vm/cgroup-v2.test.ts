@@ -38,10 +38,14 @@ function read(dir: string, file: string): string {
 }
 
 function keyed(dir: string, file: string): Record<string, number> {
-  return Object.fromEntries(read(dir, file).split('\n').map((line) => {
-    const [k, v] = line.split(/\s+/)
-    return [k, Number(v)]
-  }))
+  return Object.fromEntries(
+    read(dir, file)
+      .split('\n')
+      .map(line => {
+        const [k, v] = line.split(/\s+/)
+        return [k, Number(v)]
+      }),
+  )
 }
 
 function dirOf(cgroup: FileCgroup): string {
@@ -73,7 +77,16 @@ async function limitRun<T>(limit: string, limits: Limits, inspect: (dir: string)
     sandbox.ipc.destroy()
     const [stdout, stderr, exit] = await Promise.all([collect(sandbox.stdout), collect(sandbox.stderr), sandbox.exited])
     const wallMs = Date.now() - started
-    return { stdout, stderr, exit, wallMs, usage: cgroup.usage(), hits: cgroup.pidsLimitHits(), seen: inspect(dir), result: stdout ? JSON.parse(stdout) : undefined }
+    return {
+      stdout,
+      stderr,
+      exit,
+      wallMs,
+      usage: cgroup.usage(),
+      hits: cgroup.pidsLimitHits(),
+      seen: inspect(dir),
+      result: stdout ? JSON.parse(stdout) : undefined,
+    }
   } finally {
     await cgroup.remove()
     expect(fs.existsSync(dir), `${dir} after remove()`).toBe(false)
@@ -95,7 +108,11 @@ describe('cgroup v2', () => {
   })
 
   test('the kernel mounts cgroup2 only, and the driver is v2 with memory, cpu and pids enforceable', () => {
-    const types = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[2])
+    const types = fs
+      .readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(l => l.split(' ')[2])
     expect(types).toContain('cgroup2')
     expect(types).not.toContain('cgroup')
     // One hierarchy: a single "0::" line (v1 controllers would add "N:name:" lines).
@@ -104,43 +121,46 @@ describe('cgroup v2', () => {
     expect(driver!.support).toEqual({ memory: { ok: true }, cpu: { ok: true }, pids: { ok: true } })
   })
 
-  test(expectUser
-    ? `rootless as ${expectUser}: Vitest's cgroup is inside the subtree delegated to it, whose own limits it cannot lift`
-    : 'as root: Vitest\'s cgroups are made under its own cgroup', () => {
-    const own = driver!.parents[0]
-    if (!expectUser) {
-      expect(process.geteuid!()).toBe(0)
-      expect(own.startsWith(CGROOT)).toBe(true)
-      return
-    }
-    expect(process.geteuid!()).not.toBe(0)
-    expect(os.userInfo().username).toBe(expectUser)
-    const delegated = path.join(CGROOT, 'user.slice', expectUser)
-    const rel = path.relative(delegated, own)
-    expect(rel === '' || rel.startsWith('..'), `${own} below ${delegated}`).toBe(false)
-    // The delegation (cgroup-v2.rst): the directory and its cgroup.procs/subtree_control are the
-    // user's, its interface files are root's, so the limit on the whole subtree holds.
-    expect(fs.statSync(delegated).uid).toBe(process.geteuid!())
-    expect(fs.statSync(path.join(delegated, 'cgroup.subtree_control')).uid).toBe(process.geteuid!())
-    let code: string | undefined
-    try {
-      fs.writeFileSync(path.join(delegated, 'memory.max'), 'max')
-    } catch (error) {
-      code = (error as NodeJS.ErrnoException).code
-    }
-    expect(code).toBe('EACCES')
-    // And the per-file cgroups really are made by this user, in the delegated subtree.
-    const cgroup = driver!.create({ memoryBytes: 64 * MiB, pids: 128, cpus: 1 })
-    try {
-      expect(fs.statSync(dirOf(cgroup)).uid).toBe(process.geteuid!())
-      expect(read(dirOf(cgroup), 'memory.max')).toBe(String(64 * MiB))
-      expect(read(dirOf(cgroup), 'pids.max')).toBe('128')
-    } finally {
-      cgroup.removeSync()
-    }
-  })
+  test(
+    expectUser
+      ? `rootless as ${expectUser}: Vitest's cgroup is inside the subtree delegated to it, whose own limits it cannot lift`
+      : "as root: Vitest's cgroups are made under its own cgroup",
+    () => {
+      const own = driver!.parents[0]
+      if (!expectUser) {
+        expect(process.geteuid!()).toBe(0)
+        expect(own.startsWith(CGROOT)).toBe(true)
+        return
+      }
+      expect(process.geteuid!()).not.toBe(0)
+      expect(os.userInfo().username).toBe(expectUser)
+      const delegated = path.join(CGROOT, 'user.slice', expectUser)
+      const rel = path.relative(delegated, own)
+      expect(rel === '' || rel.startsWith('..'), `${own} below ${delegated}`).toBe(false)
+      // The delegation (cgroup-v2.rst): the directory and its cgroup.procs/subtree_control are the
+      // user's, its interface files are root's, so the limit on the whole subtree holds.
+      expect(fs.statSync(delegated).uid).toBe(process.geteuid!())
+      expect(fs.statSync(path.join(delegated, 'cgroup.subtree_control')).uid).toBe(process.geteuid!())
+      let code: string | undefined
+      try {
+        fs.writeFileSync(path.join(delegated, 'memory.max'), 'max')
+      } catch (error) {
+        code = (error as NodeJS.ErrnoException).code
+      }
+      expect(code).toBe('EACCES')
+      // And the per-file cgroups really are made by this user, in the delegated subtree.
+      const cgroup = driver!.create({ memoryBytes: 64 * MiB, pids: 128, cpus: 1 })
+      try {
+        expect(fs.statSync(dirOf(cgroup)).uid).toBe(process.geteuid!())
+        expect(read(dirOf(cgroup), 'memory.max')).toBe(String(64 * MiB))
+        expect(read(dirOf(cgroup), 'pids.max')).toBe('128')
+      } finally {
+        cgroup.removeSync()
+      }
+    },
+  )
 
-  test('CLONE_INTO_CGROUP: the sandbox is born in its file\'s cgroup, nobody writes its pid to cgroup.procs', async () => {
+  test("CLONE_INTO_CGROUP: the sandbox is born in its file's cgroup, nobody writes its pid to cgroup.procs", async () => {
     const cgroup = driver!.create({ pids: 256 })
     const dir = dirOf(cgroup)
     expect(cgroup.intoFd).toEqual(expect.any(Number))
@@ -170,7 +190,7 @@ describe('cgroup v2', () => {
         parentProcs: expect.not.arrayContaining([pid]),
       })
       // The worker, its children and threads stay in it too.
-      const ready = await new Promise<string>((resolve) => sandbox!.stdout.once('data', (d) => resolve(String(d))))
+      const ready = await new Promise<string>(resolve => sandbox!.stdout.once('data', d => resolve(String(d))))
       expect(ready).toBe('ready\n')
       expect(Number(read(dir, 'pids.current'))).toBeGreaterThanOrEqual(2)
       expect(read(dir, 'cgroup.procs').split('\n')).toContain(pid)
@@ -183,7 +203,7 @@ describe('cgroup v2', () => {
   })
 
   test('memory.max 128 MiB: 1 GiB is OOM-killed, memory.events counts oom_kill, the peak stays under the limit, no swap; verdict oom', async () => {
-    const { exit, usage, seen, result } = await limitRun('memory', { memoryBytes: 128 * MiB }, (dir) => ({
+    const { exit, usage, seen, result } = await limitRun('memory', { memoryBytes: 128 * MiB }, dir => ({
       max: read(dir, 'memory.max'),
       swapMax: read(dir, 'memory.swap.max'),
       events: keyed(dir, 'memory.events'),
@@ -205,7 +225,7 @@ describe('cgroup v2', () => {
   })
 
   test('pids.max 64: a fork bomb gets EAGAIN, pids.peak sits at 64 and pids.events counts the refusals', async () => {
-    const { exit, usage, hits, seen, result } = await limitRun('pids', { pids: 64 }, (dir) => ({
+    const { exit, usage, hits, seen, result } = await limitRun('pids', { pids: 64 }, dir => ({
       max: read(dir, 'pids.max'),
       peak: Number(read(dir, 'pids.peak')),
       events: keyed(dir, 'pids.events'),
@@ -257,7 +277,7 @@ describe('cgroup v2', () => {
   })
 
   test('cpu.max 0.5: a 2 s busy loop is throttled (cpu.stat nr_throttled, throttled_usec) to about half a CPU (the quota plus the CFS slices handed out ahead of it)', async () => {
-    const { exit, usage, seen, wallMs, result } = await limitRun('cpu', { cpus: 0.5 }, (dir) => ({
+    const { exit, usage, seen, wallMs, result } = await limitRun('cpu', { cpus: 0.5 }, dir => ({
       max: read(dir, 'cpu.max'),
       stat: keyed(dir, 'cpu.stat'),
     }))

@@ -10,7 +10,7 @@ function ask(target) {
   const host = target.slice(0, at).replace(/^\[|\]$/g, '')
   const port = Number(target.slice(at + 1))
   const started = Date.now()
-  return new Promise((resolve) => {
+  return new Promise(resolve => {
     const socket = net.connect({ port, host })
     let text = ''
     const done = answer => resolve({ answer, ms: Date.now() - started })
@@ -32,20 +32,27 @@ if (process.env.PROBE_TWICE) answers.twice = (await Promise.all([ask(process.env
 // An orphan: sh exits at once, its background sleep is reparented to init and must be reaped.
 spawnSync('/bin/sh', ['-c', '/bin/sleep 0.1 &'])
 await new Promise(resolve => setTimeout(resolve, 400))
-const zombies = fs.readdirSync('/proc').filter(d => /^\d+$/.test(d)).filter((pid) => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').startsWith('Z')
-  }
-  catch {
-    return false
-  }
-})
-const sockets = fs.readdirSync('/proc/self/fd').filter((fd) => {
-  try {
-    return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')
-  }
-  catch {
-    return false
-  }
-}).map(Number)
+const zombies = fs
+  .readdirSync('/proc')
+  .filter(d => /^\d+$/.test(d))
+  .filter(pid => {
+    try {
+      return fs
+        .readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .startsWith('Z')
+    } catch {
+      return false
+    }
+  })
+const sockets = fs
+  .readdirSync('/proc/self/fd')
+  .filter(fd => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')
+    } catch {
+      return false
+    }
+  })
+  .map(Number)
 process.stdout.write(JSON.stringify({ answers, zombies, sockets }))
