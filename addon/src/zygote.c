@@ -1,4 +1,6 @@
-/* The zygote's fork and a copy's entry (src/zygote/ is the rest; the contract is
+/* (Over 400 lines: the fork and a copy's reduction to its allowlist, which are read together.)
+ *
+ * The zygote's fork and a copy's entry (src/zygote/ is the rest; the contract is
  * src/zygote/contract.ts). The zygote is a node that imported Vitest's worker runtime once and
  * runs as the worker of a sandbox of its own (the zygote's sandbox: no capability, the
  * worker's ids, the worker's read-only view, no network, its own PID namespace, a seccomp

@@ -7,6 +7,9 @@
  * building one throw-away sandbox with the project's plan, and the limits by creating a cgroup
  * with them. A limit the config asks for under `enforce: 'require'` that cannot be enforced is a
  * fail; under 'try' a warn (the run goes on without it, as it would).
+ *
+ * (Over 400 lines: one check per line of doctor's output, each with its reason and remedy, in the
+ * order they print.)
  */
 import fs from 'node:fs'
 import os from 'node:os'

@@ -1,4 +1,7 @@
 /**
+ * (Over 400 lines: one handler per RPC method Vitest's worker calls, in one table, so that a
+ * method nobody vetted has no way in.)
+ *
  * Every RPC call a sandboxed worker makes to Vitest main, vetted on the host. Main runs with
  * Vitest's privileges outside the sandbox, so the rule is the one of src/guard/view.ts: main
  * reads, lists and writes for a worker only what that worker could itself.

@@ -4,6 +4,8 @@
  * and the verdict when the sandbox ends early (a limit, a crash, a worker that could not start),
  * told in Vitest's own terms: the file fails with the sentence that names the cause, and the
  * request is answered on the dead worker's behalf.
+ *
+ * (Over 400 lines: one phase machine and every verdict path, which are read together.)
  */
 import { relative } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -28,6 +30,26 @@ const debug = debuglog('vitest-pool-isolated')
 export const STDIO_DRAIN_TIMEOUT = 500
 
 export type Pending = 'start' | 'run' | 'collect' | 'stop'
+
+/**
+ * Where the sandbox of a file run is. Every change happens in {@link FileRun.to}, called only
+ * from FileRun's own methods (the transport reports events; it never sets a phase):
+ *
+ *   idle ─launching()─► launching ─launched()─► booting ─worker answered start, or a run─► running
+ *            ▲              │ launchFailed()      │                                        │
+ *            └──────────────┘                     ├─ stopRequested() ─► stopping ◄──────────┤
+ *   stopped(): exited ─► idle                      └──── the sandbox ended: onExit() ─► exited ◄┘
+ */
+export type Phase = 'idle' | 'launching' | 'booting' | 'running' | 'stopping' | 'exited'
+
+const TRANSITIONS: Record<Phase, readonly Phase[]> = {
+  idle: ['launching'],
+  launching: ['idle', 'booting'],
+  booting: ['running', 'stopping', 'exited'],
+  running: ['stopping', 'exited'],
+  stopping: ['exited'],
+  exited: ['idle'],
+}
 type Usage = ReturnType<FileCgroup['usage']>
 
 /** What the file run needs of its transport. */
@@ -42,17 +64,16 @@ export interface FileRunHost {
 }
 
 export class FileRun {
+  private _phase: Phase = 'idle'
   /** Test files of the current run request, for the snapshot write policy and the verdicts. */
-  testFiles: string[] = []
+  private _testFiles: string[] = []
   /** The request Vitest is waiting on an answer to; errors are only reported while one is. */
-  pending: Pending | undefined
-  /** The worker answered Vitest's `start` (or Vitest moved on to a run request). */
-  started = false
-  /** Our stop(): the sandbox's end is no verdict then. */
-  stopping = false
-  exit: SandboxExit | undefined
-  /** Why we killed the worker ourselves, when it broke the channel. */
-  brokeChannel: string | undefined
+  private _pending: Pending | undefined
+  /** Why the worker was ended by us, when it broke or closed its channel: the file's verdict. */
+  private brokeChannel: string | undefined
+  /** The phase reached `running` once: the worker answered `start` (or Vitest sent a run). */
+  private workerStarted = false
+  private exitStatus: SandboxExit | undefined
 
   private sandbox: Sandbox | undefined
   private cgroup: FileCgroup | undefined
@@ -75,14 +96,50 @@ export class FileRun {
 
   constructor(private readonly host: FileRunHost) {}
 
+  get phase(): Phase {
+    return this._phase
+  }
+
+  get testFiles(): readonly string[] {
+    return this._testFiles
+  }
+
+  get pending(): Pending | undefined {
+    return this._pending
+  }
+
+  /** The sandbox's exit when it ended after its worker started: Vitest's PoolRunner is told of it. */
+  get exitAfterStart(): SandboxExit | undefined {
+    return this.workerStarted ? this.exitStatus : undefined
+  }
+
+  /** The sandbox has ended (its exit is being or has been judged). */
+  get exited(): boolean {
+    return this._phase === 'exited'
+  }
+
+  /** The one place a phase changes; a change the diagram does not have is a bug, and is ignored. */
+  private to(next: Phase): void {
+    if (next === this._phase) return
+    if (!TRANSITIONS[this._phase].includes(next)) {
+      debug('file run: no transition %s -> %s. This is a bug in vitest-pool-isolated.', this._phase, next)
+      return
+    }
+    debug('file run: %s -> %s', this._phase, next)
+    if (next === 'running') this.workerStarted = true
+    this._phase = next
+  }
+
   /** Before the spawn: times count from here until the run request. */
   launching(): void {
+    this.to('launching')
     this.startedAt = Date.now()
     this.cpuAtStart = { cpuUserMs: 0, cpuSystemMs: 0 }
   }
 
   /** The spawn failed: a record for the report, under the project root (no file is known yet). */
   launchFailed(error: Error): void {
+    this.to('idle')
     this.host.supervisor.record({
       file: this.host.options.project.config.root,
       verdict: 'setup-error',
@@ -104,6 +161,31 @@ export class FileRun {
     this.sandbox = sandbox
     this.cgroup = cgroup
     this.watch = new StartWatch(sandbox, cgroup, this.host.supervisor.limits.pids)
+    this.to('booting')
+  }
+
+  /** Our stop(): the sandbox's end is no verdict then. */
+  stopRequested(): void {
+    if (this._phase === 'booting' || this._phase === 'running') this.to('stopping')
+  }
+
+  /** The worker broke the protocol (the transport kills its sandbox): why, for the verdict. */
+  protocolBroken(detail: string): void {
+    this.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${detail}`
+  }
+
+  /**
+   * Whether a channel that closed needs the transport to act: not when we stop the sandbox, it
+   * is gone already, or the protocol broke (it is being killed).
+   */
+  get channelCloseMatters(): boolean {
+    return (this._phase === 'booting' || this._phase === 'running') && this.brokeChannel === undefined
+  }
+
+  /** The worker lives on without its channel (user code closed fd 3); the transport ends it. */
+  channelLost(): void {
+    const waiting = this._pending ? ` while Vitest waited for its answer to "${this._pending}"` : ''
+    this.brokeChannel = `closed its IPC channel (fd 3)${waiting}; test code must not close or reuse fd 3`
   }
 
   /**
@@ -124,14 +206,14 @@ export class FileRun {
     }
     switch (message.type) {
       case 'start':
-        this.pending = 'start'
-        this.watch?.watchPids(() => this.started || this.exit !== undefined)
+        this._pending = 'start'
+        this.watch?.watchPids(() => this._phase !== 'booting')
         break
       case 'run':
       case 'collect':
-        this.started = true
-        this.testFiles = message.context.files.map(file => file.filepath)
-        this.pending = message.type
+        if (this._phase === 'booting') this.to('running')
+        this._testFiles = message.context.files.map(file => file.filepath)
+        this._pending = message.type
         // A file's wall and CPU time, like its timeout, count from here: node's start-up (done
         // ahead of time in a spare) is not the file's, and both must cover the same interval.
         if (!this.timer) {
@@ -141,7 +223,7 @@ export class FileRun {
         this.startTimeout()
         break
       case 'stop':
-        this.pending = 'stop'
+        this._pending = 'stop'
         break
     }
     return false
@@ -173,18 +255,19 @@ export class FileRun {
 
   /** The transport was stopped: the next run starts clean. */
   stopped(): void {
-    this.testFiles = []
-    this.pending = undefined
+    this._testFiles = []
+    this._pending = undefined
+    this.to('idle')
   }
 
   private answered(message: unknown): void {
     if (!isWorkerResponse(message)) return
     if (message.type === 'started') {
-      this.started = true
+      if (this._phase === 'booting') this.to('running')
       this.watch?.started()
     }
     const answered = message.type === 'started' ? 'start' : message.type === 'stopped' ? 'stop' : 'run'
-    if (this.pending === answered || (answered === 'run' && this.pending === 'collect')) this.pending = undefined
+    if (this._pending === answered || (answered === 'run' && this._pending === 'collect')) this._pending = undefined
   }
 
   /**
@@ -209,7 +292,7 @@ export class FileRun {
     const { state } = project.vitest
     // Read from the host while the sandbox (and so its network namespace) is still there.
     if (this.host.resolved.audit && this.host.resolved.network !== 'host' && this.sandbox) this.unrouted = unroutedPackets(this.sandbox.pid)
-    for (const file of this.testFiles) {
+    for (const file of this._testFiles) {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
       const { verdict } = judge({ file, timedOut: false, usage, testsFailed: task?.result?.state === 'fail' })
@@ -263,11 +346,13 @@ export class FileRun {
   async onExit(sandbox: Sandbox, exit: SandboxExit): Promise<void> {
     clearTimeout(this.timer)
     this.watch?.stopPids()
-    this.exit = exit
+    const before = this._phase
+    this.exitStatus = exit
+    this.to('exited')
     debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
     const { supervisor, options, resolved } = this.host
     const usage = this.cgroup?.usage()
-    const pidsLimitHits = this.started ? null : (this.cgroup?.pidsLimitHits() ?? null)
+    const pidsLimitHits = before === 'booting' ? (this.cgroup?.pidsLimitHits() ?? null) : null
     try {
       await this.cgroup?.remove()
     } catch (error) {
@@ -279,12 +364,13 @@ export class FileRun {
       report.signal = exit.signal
       supervisor.record(report)
     }
-    if (!this.started && !this.stopping && this.pending !== 'stop') {
+    // Ended before its worker answered `start`, and not by us: node could not start.
+    if (before === 'booting' && this._pending !== 'stop') {
       await this.failStart(sandbox, exit, usage, pidsLimitHits)
       return
     }
-    const pending = this.pending
-    if (this.stopping || pending === undefined || pending === 'stop') {
+    const pending = this._pending
+    if (before === 'stopping' || pending === undefined || pending === 'stop') {
       this.host.emitExit(exit.code, exit.signal)
       return
     }
@@ -293,7 +379,7 @@ export class FileRun {
     }
     const { project } = options
     const root = project.config.root
-    const files = this.testFiles.filter(f => !this.reports.has(f))
+    const files = this._testFiles.filter(f => !this.reports.has(f))
     const { verdict, message } = judge({
       file: files.map(f => relative(root, f)).join(', ') || 'the test file',
       exit,
@@ -316,7 +402,7 @@ export class FileRun {
       }
     }
     this.answeredForWorker = true
-    this.pending = undefined
+    this._pending = undefined
     this.host.emit({ __vitest_worker_response__: true, type: 'testfileFinished' })
   }
 
@@ -355,14 +441,14 @@ export class FileRun {
       message,
     })
     const error = Object.assign(new Error(`[vitest-pool-isolated] ${message}`), { name: 'IsolatedSandboxError' })
-    if (this.pending === 'start') this.answerStart(error)
+    if (this._pending === 'start') this.answerStart(error)
     else this.startFailure = error
   }
 
   /** Vitest reports this as "Failed to start isolated worker" with our error as the cause. */
   private answerStart(error: Error): void {
     this.answeredForWorker = true
-    this.pending = undefined
+    this._pending = undefined
     setImmediate(() => this.host.emit({ __vitest_worker_response__: true, type: 'started', error }))
   }
 

@@ -55,7 +55,6 @@ export class IsolatedPoolWorker implements PoolWorker {
   private readonly run: FileRun
   private _sandbox: Sandbox | undefined
   private channel: Channel | undefined
-  private brokenChannel = false
   /** Settles when the exit was handled (verdict, usage, cgroup removed). */
   private exitHandled: Promise<void> | undefined
   /** Keeps main from reading, for the worker, files the sandbox does not show it. */
@@ -86,8 +85,8 @@ export class IsolatedPoolWorker implements PoolWorker {
     this.events.on(event, callback)
     // An exit that happened before PoolRunner listened would otherwise leave it waiting for
     // "started" until its timeout. One before the worker started is answered to `start` instead.
-    const { exit, started } = this.run
-    if (event === 'exit' && exit && started) {
+    const exit = this.run.exitAfterStart
+    if (event === 'exit' && exit) {
       setImmediate(() => {
         if (this.events.listeners('exit').includes(callback)) (callback as (...args: unknown[]) => void)(exit.code, exit.signal)
       })
@@ -182,12 +181,12 @@ export class IsolatedPoolWorker implements PoolWorker {
     // Vitest stops a runner whose start() failed (a setup error): nothing to stop then.
     if (!this._sandbox) return
     const sandbox = this.sandbox
-    this.run.stopping = true
+    this.run.stopRequested()
     // First end the channel: a worker that finished its teardown exits on that by itself, with
     // code 0, so an exit status (and the usage report) can tell a clean end from a kill.
     this.channel?.close()
-    if (!this.run.exit) await Promise.race([sandbox.exited, delay(GRACEFUL_EXIT_TIMEOUT)])
-    if (!this.run.exit) {
+    if (!this.run.exited) await Promise.race([sandbox.exited, delay(GRACEFUL_EXIT_TIMEOUT)])
+    if (!this.run.exited) {
       // Then like the forks pool: SIGTERM for the worker (init forwards it), SIGKILL for init
       // if user code ignores it, and the kernel kills everything left in the sandbox.
       const sigkill = setTimeout(() => sandbox.kill('SIGKILL'), SIGKILL_TIMEOUT)
@@ -272,8 +271,7 @@ export class IsolatedPoolWorker implements PoolWorker {
   }
 
   private onProtocolError(error: Error): void {
-    this.brokenChannel = true
-    this.run.brokeChannel = `broke the IPC protocol, so its sandbox was killed: ${error.message.replace(/^\[vitest-pool-isolated\] /, '')}`
+    this.run.protocolBroken(error.message.replace(/^\[vitest-pool-isolated\] /, ''))
     debug('protocol error: %s', error.message)
     // Killed before the worker can read end-of-file on its channel (the channel stays open until
     // then), so such a file always ends by this SIGKILL, never by the worker's own exit.
@@ -284,16 +282,15 @@ export class IsolatedPoolWorker implements PoolWorker {
   }
 
   private onChannelClose(): void {
-    if (this.run.stopping || this.brokenChannel || this.run.exit) return
+    if (!this.run.channelCloseMatters) return
     const sandbox = this._sandbox
     if (!sandbox) return
     // A dying worker's channel closes a moment before init reports its exit: that exit carries
     // the verdict (memory limit, signal). Only a worker that lives on without its channel (user
     // code closed fd 3) is killed here, since waiting for its answer would hang.
     const grace = setTimeout(() => {
-      if (this.run.exit) return
-      const waiting = this.run.pending ? ` while Vitest waited for its answer to "${this.run.pending}"` : ''
-      this.run.brokeChannel = `closed its IPC channel (fd 3)${waiting}; test code must not close or reuse fd 3`
+      if (this.run.exited) return
+      this.run.channelLost()
       const sigkill = setTimeout(() => sandbox.kill('SIGKILL'), SIGKILL_TIMEOUT)
       void sandbox.exited.then(() => clearTimeout(sigkill))
       sandbox.kill('SIGTERM')

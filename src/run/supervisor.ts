@@ -3,6 +3,10 @@
  * driver, decide which limits can be enforced (and say so once), remove
  * cgroups left by killed runs, and keep the per-file usage records that the
  * reporter prints and writes.
+ *
+ * (Over 400 lines, and more jobs than one: it also launches sandboxes, runs the zygotes, the
+ * compile-cache warm-up, the spares and the inspector forward. Splitting it by job is open work,
+ * issue 20 point 2.)
  */
 import { debuglog } from 'node:util'
 import type { Vitest } from 'vitest/node'

@@ -103,3 +103,17 @@ test('ARCHITECTURE.md names every folder and top-level file of src/, and the sam
   )
   expect(rows).toEqual(LAYERS.map(layer => layer.filter(unit => units.has(unit))))
 })
+
+test('a file of src/ or addon/src over 400 lines says why at its top', () => {
+  const silent: string[] = []
+  for (const dir of [SRC, path.join(REPO_ROOT, 'addon/src')]) {
+    for (const entry of fs.readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+      const file = path.join(dir, entry)
+      if (!/\.(ts|c|cc|h)$/.test(entry) || !fs.statSync(file).isFile()) continue
+      const lines = fs.readFileSync(file, 'utf8').split('\n')
+      if (lines.length > 400 && !lines.slice(0, 20).some(line => line.includes('Over 400 lines')))
+        silent.push(`${path.relative(REPO_ROOT, file)} (${lines.length})`)
+    }
+  }
+  expect(silent).toEqual([])
+})
