@@ -140,7 +140,7 @@ export class FileRun {
   /** The spawn failed: a record for the report, under the project root (no file is known yet). */
   launchFailed(error: Error): void {
     this.to('idle')
-    this.host.supervisor.record({
+    this.host.supervisor.records.add({
       file: this.host.options.project.config.root,
       verdict: 'setup-error',
       exitCode: null,
@@ -362,7 +362,7 @@ export class FileRun {
     for (const report of this.reports.values()) {
       report.exitCode = exit.code
       report.signal = exit.signal
-      supervisor.record(report)
+      supervisor.records.add(report)
     }
     // Ended before its worker answered `start`, and not by us: node could not start.
     if (before === 'booting' && this._pending !== 'stop') {
@@ -395,7 +395,7 @@ export class FileRun {
     const api = await vitestApi(project.vitest)
     for (const file of files) {
       const report = this.makeReport(file, verdict, usage, exit.code, exit.signal, message)
-      supervisor.record(report)
+      supervisor.records.add(report)
       const running = this.runningTests(file)
       for (const rpc of this.tracker.failureMessages(file, { root, name: project.name, config: project.config }, error, running, { [META_KEY]: report }, api)) {
         this.host.emit(rpc)
@@ -427,7 +427,7 @@ export class FileRun {
     })
     this.watch?.stop()
     debug('sandbox %d ended before it started: %s', sandbox.pid, message)
-    supervisor.record({
+    supervisor.records.add({
       file: options.project.config.root,
       verdict,
       exitCode: exit.code,

@@ -79,7 +79,7 @@ export class IsolatedReporter implements Reporter {
 
   async onTestRunEnd(testModules: ReadonlyArray<TestModule>): Promise<void> {
     // Final exit statuses arrive when the sandboxes are down; they are already stopping.
-    await Promise.all([...this.supervisors].map(s => s.settled()))
+    await Promise.all([...this.supervisors].map(s => s.records.settled()))
     const byFile = new Map<string, FileReport>()
     for (const m of testModules) {
       const record = (m.meta() as Record<string, unknown>)[META_KEY] as FileReport | undefined
@@ -87,7 +87,7 @@ export class IsolatedReporter implements Reporter {
     }
     // Files that never got a task (their sandbox failed to start) are only known here.
     for (const supervisor of this.supervisors) {
-      for (const r of supervisor.takeRecords()) if (!byFile.has(r.file)) byFile.set(r.file, r)
+      for (const r of supervisor.records.take()) if (!byFile.has(r.file)) byFile.set(r.file, r)
     }
     const records = [...byFile.values()].sort((a, b) => a.file.localeCompare(b.file))
     if (records.length === 0) return
@@ -104,7 +104,7 @@ export class IsolatedReporter implements Reporter {
     }
     const vitest = this.vitest
     if (!vitest || !options.some(o => o.summary)) return
-    const withheld = [...new Set([...this.supervisors].flatMap(s => [...s.withheldNames]))].sort()
+    const withheld = [...new Set([...this.supervisors].flatMap(s => [...s.records.withheldNames]))].sort()
     const text = summarize(records, vitest.config.root, files.join(', ') || undefined, withheld)
     // Never into a reporter's machine-readable stream.
     if (stdoutIsMachineReadable(vitest)) vitest.logger.error(text)

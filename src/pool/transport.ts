@@ -116,7 +116,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     // CI credentials stay out (src/sandbox/secrets.ts) unless the config passes or sets them.
     const pass = new Set([...this.resolved.secretsPass, ...Object.keys(this.resolved.env), ...Object.keys(project.config.env ?? {})])
     const { env: shared, withheld } = withholdSecrets(this.options.env, pass)
-    this.supervisor.withheld(withheld)
+    this.supervisor.records.withheld(withheld)
     const env = {
       ...shared,
       ...this.resolved.env,
@@ -174,7 +174,7 @@ export class IsolatedPoolWorker implements PoolWorker {
     sandbox.stderr.pipe(this.stderr, { end: false })
 
     this.exitHandled = sandbox.exited.then(exit => this.run.onExit(sandbox, exit))
-    this.supervisor.track(this.exitHandled)
+    this.supervisor.records.track(this.exitHandled)
   }
 
   async stop(): Promise<void> {

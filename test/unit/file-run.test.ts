@@ -42,7 +42,7 @@ function harness(options: Parameters<typeof resolveOptions>[0] = {}, limits: Sup
       },
     } as unknown as PoolOptions,
     resolved: resolveOptions(options, {}),
-    supervisor: { limits, record: (report: FileReport) => records.push(report) } as unknown as Supervisor,
+    supervisor: { limits, records: { add: (report: FileReport) => records.push(report) } } as unknown as Supervisor,
     emit: message => emitted.push(message),
     emitExit: (code, signal) => exits.push([code, signal]),
   }

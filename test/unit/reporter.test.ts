@@ -18,8 +18,7 @@ function record(file: string): FileReport {
 
 function supervisorWith(records: FileReport[], options = {}) {
   const supervisor = new Supervisor(resolveOptions(options, {}))
-  vi.spyOn(supervisor, 'takeRecords').mockReturnValue(records)
-  vi.spyOn(supervisor, 'settled').mockResolvedValue()
+  for (const r of records) supervisor.records.add(r)
   return supervisor
 }
 
