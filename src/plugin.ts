@@ -36,7 +36,7 @@ function createPool(supervisor: Supervisor): PoolRunnerInitializer {
       const { vitest } = poolOptions.project
       checkVitestVersion(vitest.version)
       if (!hasReporter(vitest, supervisor)) withoutPlugin(vitest, resolved)
-      return new IsolatedPoolWorker(poolOptions, resolved, supervisor)
+      return new IsolatedPoolWorker(poolOptions, supervisor)
     },
   }
 }

@@ -17,7 +17,7 @@ import type { FileCgroup } from '../cgroup/index.js'
 import { vitestApi } from '../vitest/compat.js'
 import { FileTracker } from './file-tracker.js'
 import { CHANNEL_LOST_EXIT } from '../ipc/protocol.js'
-import { tasksNodeNeeds, type ResolvedIsolatedOptions } from '../options/index.js'
+import { tasksNodeNeeds } from '../options/index.js'
 import { META_KEY } from './reporter.js'
 import type { Sandbox, SandboxExit } from '../sandbox/spawn.js'
 import { StartWatch } from './start-watch.js'
@@ -55,7 +55,6 @@ type Usage = ReturnType<FileCgroup['usage']>
 /** What the file run needs of its transport. */
 export interface FileRunHost {
   readonly options: PoolOptions
-  readonly resolved: ResolvedIsolatedOptions
   readonly supervisor: Supervisor
   /** A message to Vitest, as if the worker had sent it. */
   emit(message: unknown): void
@@ -250,7 +249,7 @@ export class FileRun {
 
   /** An audit message of the worker's; ignored unless the audit is on (src/guard/audit.ts validates it). */
   onAudit(message: unknown): void {
-    if (this.host.resolved.audit) this.audit.merge(message)
+    if (this.host.supervisor.options.audit) this.audit.merge(message)
   }
 
   /** The transport was stopped: the next run starts clean. */
@@ -275,7 +274,7 @@ export class FileRun {
    * (which a slow machine or an emulated VM may stretch past a short limit).
    */
   private startTimeout(): void {
-    const ms = this.host.resolved.timeoutMs
+    const ms = this.host.supervisor.options.timeoutMs
     const sandbox = this.sandbox
     if (ms === undefined || !sandbox || this.timer) return
     this.timer = setTimeout(() => {
@@ -291,7 +290,7 @@ export class FileRun {
     const { project } = this.host.options
     const { state } = project.vitest
     // Read from the host while the sandbox (and so its network namespace) is still there.
-    if (this.host.resolved.audit && this.host.resolved.network !== 'host' && this.sandbox) this.unrouted = unroutedPackets(this.sandbox.pid)
+    if (this.host.supervisor.options.audit && this.host.supervisor.options.network !== 'host' && this.sandbox) this.unrouted = unroutedPackets(this.sandbox.pid)
     for (const file of this._testFiles) {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
@@ -335,7 +334,7 @@ export class FileRun {
       oomKilled: usage?.oomKilled ?? false,
     }
     if (message) report.message = message
-    if (this.host.resolved.audit) report.audit = this.audit.record(this.unrouted)
+    if (this.host.supervisor.options.audit) report.audit = this.audit.record(this.unrouted)
     return report
   }
 
@@ -350,7 +349,8 @@ export class FileRun {
     this.exitStatus = exit
     this.to('exited')
     debug('sandbox %d exited: code %s, signal %s', sandbox.pid, exit.code, exit.signal)
-    const { supervisor, options, resolved } = this.host
+    const { supervisor, options } = this.host
+    const resolved = supervisor.options
     const usage = this.cgroup?.usage()
     const pidsLimitHits = before === 'booting' ? (this.cgroup?.pidsLimitHits() ?? null) : null
     try {
@@ -412,7 +412,8 @@ export class FileRun {
    * start isolated worker" and this cause, instead of waiting 60 s for an answer.
    */
   private async failStart(sandbox: Sandbox, exit: SandboxExit, usage: Usage | undefined, pidsLimitHits: number | null): Promise<void> {
-    const { supervisor, options, resolved } = this.host
+    const { supervisor, options } = this.host
+    const resolved = supervisor.options
     // node's last words may still sit in the pipe when its exit is reported.
     await drain([sandbox.stderr], STDIO_DRAIN_TIMEOUT)
     const { verdict, message } = judgeStart({

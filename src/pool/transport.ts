@@ -15,7 +15,7 @@ import { checkProjectPids, type ResolvedIsolatedOptions } from '../options/index
 import type { Sandbox } from '../sandbox/spawn.js'
 import { applySnapshotRequest } from '../guard/snapshot-fs.js'
 import { withholdSecrets } from '../sandbox/secrets.js'
-import { Supervisor } from '../run/supervisor.js'
+import type { Supervisor } from '../run/supervisor.js'
 import { DEFAULT_INSPECTOR_PORT } from '../sandbox/inspector-forward.js'
 
 const debug = debuglog('vitest-pool-isolated')
@@ -62,17 +62,16 @@ export class IsolatedPoolWorker implements PoolWorker {
 
   /**
    * @param options what Vitest's pool passes to every worker
-   * @param resolved the validated pool options
+   * @param supervisor the run's, which holds the validated pool options (`supervisor.options`)
    */
-  constructor(options: PoolOptions, resolved: ResolvedIsolatedOptions, supervisor = new Supervisor(resolved)) {
+  constructor(options: PoolOptions, supervisor: Supervisor) {
     this.options = options
-    this.resolved = resolved
+    this.resolved = supervisor.options
     this.supervisor = supervisor
     this.stdout = options.project.vitest.logger.outputStream
     this.stderr = options.project.vitest.logger.errorStream
     this.run = new FileRun({
       options,
-      resolved,
       supervisor,
       emit: message => this.events.emit('message', message),
       emitExit: (code, signal) => this.events.emit('exit', code, signal),

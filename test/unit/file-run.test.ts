@@ -41,8 +41,7 @@ function harness(options: Parameters<typeof resolveOptions>[0] = {}, limits: Sup
         vitest: { version: '4.1.12', distPath: path.join(REPO_ROOT, 'node_modules/vitest/dist'), state: { idMap: new Map() } },
       },
     } as unknown as PoolOptions,
-    resolved: resolveOptions(options, {}),
-    supervisor: { limits, records: { add: (report: FileReport) => records.push(report) } } as unknown as Supervisor,
+    supervisor: { options: resolveOptions(options, {}), limits, records: { add: (report: FileReport) => records.push(report) } } as unknown as Supervisor,
     emit: message => emitted.push(message),
     emitExit: (code, signal) => exits.push([code, signal]),
   }

@@ -9,6 +9,7 @@ import { SandboxSetupError } from '../../src/errors.js'
 import { Channel } from '../../src/ipc/channel.js'
 import { resolveOptions } from '../../src/options/index.js'
 import { IsolatedPoolWorker, SNAPSHOT_ENVIRONMENT, WORKER_ENTRY } from '../../src/pool/transport.js'
+import { Supervisor } from '../../src/run/supervisor.js'
 import { spawnSandbox, type Sandbox, type SandboxExit, type SpawnRequest } from '../../src/sandbox/spawn.js'
 import { REPO_ROOT } from '../support/repo.js'
 import { socketPair } from '../support/socket-pair.js'
@@ -151,7 +152,7 @@ beforeEach(async () => {
   fake = await fakeSandbox()
   vi.mocked(spawnSandbox).mockReset().mockResolvedValue(fake.sandbox)
   // enforce: 'off': no cgroups, this is about the transport (test/integration covers the limits).
-  worker = new IsolatedPoolWorker(poolOptions(), resolveOptions({ env: { SHARED: 'ours', EXTRA: 'x' }, enforce: 'off' }, {}))
+  worker = new IsolatedPoolWorker(poolOptions(), new Supervisor(resolveOptions({ env: { SHARED: 'ours', EXTRA: 'x' }, enforce: 'off' }, {})))
 })
 
 afterEach(async () => {
@@ -447,7 +448,7 @@ describe('a sandbox that ends before its worker answered start', () => {
       // Vitest's env (test.env) reaches the worker after the options were checked.
       const options = poolOptions()
       options.env = { ...options.env, ...env }
-      const w = new IsolatedPoolWorker(options, resolveOptions({ pids, enforce: 'off' }, {}))
+      const w = new IsolatedPoolWorker(options, new Supervisor(resolveOptions({ pids, enforce: 'off' }, {})))
       const supervisor = (w as unknown as { supervisor: { limits: { pids?: number }; launch: unknown } }).supervisor
       supervisor.limits.pids = pids
       supervisor.launch = async () => ({ sandbox: fake.sandbox, cgroup, exited: false })
