@@ -2,11 +2,8 @@
  * What the pool does once per run rather than once per file: pick the cgroup driver, decide
  * which limits can be enforced (and say so once), remove cgroups left by killed runs, launch
  * sandboxes (a copy of the run's zygote where it can stand in, src/run/zygotes.ts), fill the
- * compile cache once, keep spare sandboxes booted ahead, and hold the inspector's forward. The
- * records of the run are src/run/records.ts.
- *
- * (Over 400 lines: the spares and the warm-up still live here with the launch they wrap; they
- * are the next to move out.)
+ * compile cache once, and hold the inspector's forward. Spare sandboxes are src/run/spares.ts,
+ * the records of the run src/run/records.ts.
  */
 import { debuglog } from 'node:util'
 import type { Vitest } from 'vitest/node'
@@ -14,6 +11,7 @@ import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type 
 import { SandboxUnsupportedError, ZygoteGone, ZygoteNestFailed } from '../errors.js'
 import type { ResolvedIsolatedOptions } from '../options/index.js'
 import { RunRecords } from './records.js'
+import { Spares, type Launched } from './spares.js'
 import { Zygotes } from './zygotes.js'
 import { loadSpawner, spawnSandbox, type Sandbox, type SpawnRequest } from '../sandbox/spawn.js'
 import { checkMountsOnHost } from '../sandbox/mount-check.js'
@@ -32,28 +30,10 @@ const WARM_UP_TIMEOUT = 30_000
 
 const OPTION_OF: Record<LimitName, string> = { memory: 'memory', cpu: 'cpus', pids: 'pids' }
 
-/** A sandbox with its worker booted, in its own cgroup. */
-export interface Launched {
-  sandbox: Sandbox
-  cgroup: FileCgroup | undefined
-  /** Set once the sandbox has exited (a spare may die before it is used). */
-  exited: boolean
-  /** Its own coverage files directory (Vitest 5 with coverage on), removed when it exits. */
-  coverage?: CoverageFiles
-  /** The exposeHostPort() version it was spawned under (src/run/host-ports.ts). */
-  portsVersion: number
-}
-
 /** What a sandbox is launched with: the spawn request, and where its worker writes coverage files. */
 export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable' | 'hostPorts'> & {
   /** Vitest 5's coverage files directory as the worker's config names it (src/vitest/compat.ts). */
   coverageDir?: string
-}
-
-/** A spare being launched; `settled` never rejects, so an unused failure is never unhandled. */
-interface Spare {
-  launched: Promise<Launched>
-  settled: Promise<Launched | undefined>
 }
 
 export class Supervisor {
@@ -68,11 +48,7 @@ export class Supervisor {
   /** Sandboxes not yet exited and cgroups not yet removed, for the cleanup at process exit. */
   private readonly live = new Set<Launched>()
   private readonly liveCgroups = new Set<FileCgroup>()
-  /** Warm sandboxes per key (the Vitest project: same env, execArgv and root for all its files). */
-  private readonly spares = new Map<object, Spare[]>()
-  /** Files still to come per key in this run, when known: no spare is booted for a file that never comes. */
-  private readonly pending = new Map<object, number>()
-  private closed = false
+  private readonly spares = new Spares(launch => this.launchAhead(launch))
   /** One zygote per worker environment (src/run/zygotes.ts). */
   private readonly zygotes: Zygotes
   /** The run's V8 code cache (src/run/compile-cache.ts), once the first sandbox was asked for. */
@@ -170,7 +146,7 @@ export class Supervisor {
     return { ...this.enforced, ...current }
   }
 
-  /** Set only while the first sandbox of the next run is launched (see {@link bootAhead}). */
+  /** Set only while the first sandbox of the next run is launched (see {@link launchAhead}). */
   private ahead: Limits | undefined
 
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
@@ -198,7 +174,7 @@ export class Supervisor {
   async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
     // Read now: bootAhead's limits hold only for the synchronous part of this call.
     const limits = this.limits
-    const zygote = warmUp || this.closed ? undefined : await this.zygotes.for(request)
+    const zygote = warmUp || this.spares.closed ? undefined : await this.zygotes.for(request)
     // Copies of the zygote compile nothing of Vitest's runtime: no code cache to fill for them.
     if (!warmUp && !zygote) this.startWarmUp(request)
     const { coverageDir, ...spawn } = request
@@ -254,7 +230,7 @@ export class Supervisor {
    * execArgv and NODE_OPTIONS) fills the code cache through the only writable bind of it.
    */
   private startWarmUp(request: LaunchRequest): void {
-    if (this.compileCache || this.closed || !compileCacheSupported()) return
+    if (this.compileCache || this.spares.closed || !compileCacheSupported()) return
     let cache: CompileCache
     try {
       cache = CompileCache.create(workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))
@@ -283,56 +259,19 @@ export class Supervisor {
     })
   }
 
-  /**
-   * A booted sandbox for the next file of `key`: a spare started while earlier files ran, or a
-   * new one. Either way one spare per worker slot is started for the files after it, so node's
-   * start-up (the bulk of a worker's cost) overlaps with running tests.
-   */
-  async acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
-    const queue = this.spares.get(key) ?? []
-    this.spares.set(key, queue)
-    const left = this.pending.get(key)
-    if (left !== undefined) this.pending.set(key, Math.max(0, left - 1))
-    let got: Launched | undefined
-    while (!got && queue.length > 0) {
-      const spare = queue.shift()!
-      const launched = await spare.settled
-      if (!launched) {
-        this.refill(key, queue, slots, launch)
-        return spare.launched // rejects with the spawn's error, as a fresh spawn would
-      }
-      if (launched.exited) await launched.cgroup?.remove()
-      // Booted before a globalSetup exposed a port: it cannot reach it, so it is not used.
-      else if (launched.portsVersion !== exposedVersion()) await this.dispose(launched)
-      else got = launched
-    }
-    if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
-    got ??= await launch()
-    this.refill(key, queue, slots, launch)
-    return got
+  /** Spare sandboxes (src/run/spares.ts), one per worker slot, booted while earlier files run. */
+  acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
+    return this.spares.acquire(key, slots, launch)
   }
 
-  /**
-   * The number of files each key (project) runs in the run that starts now, from the reporter's
-   * onTestRunStart. Without it (the pool used without the plugin) spares fill every slot.
-   */
+  /** See {@link Spares.expectFiles}. */
   expectFiles(counts: ReadonlyMap<object, number>): void {
-    this.pending.clear()
-    for (const [key, count] of counts) this.pending.set(key, count)
+    this.spares.expectFiles(counts)
   }
 
-  private refill(key: object, queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
-    const wanted = Math.min(slots, this.pending.get(key) ?? slots)
-    if (wanted === 0 && queue.length === 0 && !this.closed) this.bootAhead(queue, launch)
-    if (this.closed || queue.length >= wanted) return
-    const launched = launch()
-    queue.push({
-      launched,
-      settled: launched.then(
-        l => l,
-        () => undefined,
-      ),
-    })
+  /** Kills every spare and removes its cgroup; no new spares, zygotes or warm-up after this. */
+  discardSpares(): Promise<void> {
+    return this.spares.discard()
   }
 
   /**
@@ -340,46 +279,15 @@ export class Supervisor {
    * of that run boots with them while this run's last file runs. The cgroup is created in the
    * synchronous part of `launch()`, which is when `limits` answers with the next run's.
    */
-  private bootAhead(queue: Spare[], launch: () => Promise<Launched>): void {
+  private launchAhead(launch: () => Promise<Launched>): Promise<Launched> | undefined {
     const next = this.vitest && runLimitsOf(this.vitest)?.next
-    if (!next) return
+    if (!next) return undefined
     this.ahead = { ...this.enforced, ...next }
     try {
-      const launched = launch()
-      queue.push({
-        launched,
-        settled: launched.then(
-          l => l,
-          () => undefined,
-        ),
-      })
+      return launch()
     } finally {
       this.ahead = undefined
     }
-  }
-
-  /** Kills every spare and removes its cgroup; no new spares after this. */
-  async discardSpares(): Promise<void> {
-    this.closed = true
-    const all = [...this.spares.values()].flat()
-    this.spares.clear()
-    await Promise.all(
-      all.map(async spare => {
-        const launched = await spare.settled
-        if (launched) await this.dispose(launched)
-      }),
-    )
-  }
-
-  /** Kills an unused sandbox and removes its cgroup. */
-  private async dispose(launched: Launched): Promise<void> {
-    debug('sandbox %d: discarded unused', launched.sandbox.pid)
-    launched.sandbox.kill('SIGKILL')
-    launched.sandbox.ipc.destroy()
-    launched.sandbox.stdout.destroy()
-    launched.sandbox.stderr.destroy()
-    await launched.sandbox.exited
-    await launched.cgroup?.remove()
   }
 
   private inspectorForward: InspectorForward | undefined

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { exposeHostPort } from '../../src/run/host-ports.js'
 import { resolveOptions, type ResolvedIsolatedOptions } from '../../src/options/index.js'
 import { spawnSandbox, type Sandbox } from '../../src/sandbox/spawn.js'
-import { Supervisor, type Launched } from '../../src/run/supervisor.js'
+import type { Launched } from '../../src/run/spares.js'
+import { Supervisor } from '../../src/run/supervisor.js'
 import { requireKernel } from '../support/kernel.js'
 
 await requireKernel()

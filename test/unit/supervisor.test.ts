@@ -2,7 +2,8 @@ import { PassThrough } from 'node:stream'
 import { expect, test } from 'vitest'
 import { resolveOptions } from '../../src/options/index.js'
 import type { Sandbox } from '../../src/sandbox/spawn.js'
-import { Supervisor, type Launched } from '../../src/run/supervisor.js'
+import type { Launched } from '../../src/run/spares.js'
+import { Supervisor } from '../../src/run/supervisor.js'
 
 /** A stand-in for a booted sandbox: the spare policy is under test, not the spawn. */
 function fakeLaunch(): { launch: () => Promise<Launched>; launched: Launched[]; killed: () => number } {
