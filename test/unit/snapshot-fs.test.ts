@@ -1,33 +1,13 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { afterEach, beforeEach, describe, expect, test } from 'vitest'
+import { beforeEach, describe, expect, test } from 'vitest'
 import { hostLoadedFiles } from '../../src/guard/host-loaded.js'
 import { applySnapshotRequest, checkSnapshotRequest, type SnapshotScope } from '../../src/guard/snapshot-fs.js'
+import { useSnapshotProject } from '../support/snapshot-project.js'
 
-let root: string
-let scope: SnapshotScope
-let testFile: string
-
-beforeEach(() => {
-  root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vitest-pool-isolated-snapfs-')))
-  fs.mkdirSync(path.join(root, 'test'))
-  fs.mkdirSync(path.join(root, 'src'))
-  testFile = path.join(root, 'test', 'a.test.ts')
-  fs.writeFileSync(testFile, 'test source')
-  fs.writeFileSync(path.join(root, 'src', 'index.ts'), 'source')
-  scope = {
-    root,
-    testFiles: [testFile],
-    resolveSnapshotPath: file => path.join(path.dirname(file), '__snapshots__', `${path.basename(file)}.snap`),
-  }
-})
-
-afterEach(() => {
-  fs.rmSync(root, { recursive: true, force: true })
-})
-
-const at = (...parts: string[]) => path.join(root, ...parts)
+const project = useSnapshotProject()
+const at = project.at
 
 describe('policy', () => {
   test.each([
@@ -39,7 +19,7 @@ describe('policy', () => {
     ['mkdir', 'test/__snapshots__', 'the .snap directory'],
     ['mkdir', 'test/__file_snapshots__', 'a directory below the test directory'],
   ] as const)('%s %s is allowed (%s)', async (op, file, _why) => {
-    expect(await checkSnapshotRequest({ op, path: at(file) }, scope)).toBeUndefined()
+    expect(await checkSnapshotRequest({ op, path: at(file) }, project.scope)).toBeUndefined()
   })
 
   test.each([
@@ -54,37 +34,37 @@ describe('policy', () => {
     ['mkdir', 'src/x', 'a directory elsewhere'],
     ['write', 'test', 'the test directory itself'],
   ] as const)('%s %s is refused (%s)', async (op, file, _why) => {
-    expect(await checkSnapshotRequest({ op, path: path.resolve(root, file) }, scope)).toBeTypeOf('string')
+    expect(await checkSnapshotRequest({ op, path: path.resolve(project.root, file) }, project.scope)).toBeTypeOf('string')
   })
 
   test('paths must be absolute and normalised', async () => {
-    expect(await checkSnapshotRequest({ op: 'write', path: 'test/a.test.ts' }, scope)).toMatch(/absolute/)
-    expect(await checkSnapshotRequest({ op: 'write', path: `${root}/test/../src/index.ts` }, scope)).toMatch(/normalised/)
-    expect(await checkSnapshotRequest({ op: 'write', path: `${root}/test/x\0` }, scope)).toMatch(/absolute/)
+    expect(await checkSnapshotRequest({ op: 'write', path: 'test/a.test.ts' }, project.scope)).toMatch(/absolute/)
+    expect(await checkSnapshotRequest({ op: 'write', path: `${project.root}/test/../src/index.ts` }, project.scope)).toMatch(/normalised/)
+    expect(await checkSnapshotRequest({ op: 'write', path: `${project.root}/test/x\0` }, project.scope)).toMatch(/absolute/)
   })
 
   test('nothing is allowed without a running test file', async () => {
-    expect(await checkSnapshotRequest({ op: 'write', path: testFile }, { ...scope, testFiles: [] })).toMatch(/no test file/)
+    expect(await checkSnapshotRequest({ op: 'write', path: project.testFile }, { ...project.scope, testFiles: [] })).toMatch(/no test file/)
   })
 
   test('unknown operations are refused', async () => {
-    expect(await checkSnapshotRequest({ op: 'chmod' as 'write', path: testFile }, scope)).toMatch(/unknown operation/)
+    expect(await checkSnapshotRequest({ op: 'chmod' as 'write', path: project.testFile }, project.scope)).toMatch(/unknown operation/)
   })
 
   test('a custom resolveSnapshotPath outside the test directory is honoured, exactly', async () => {
-    const custom: SnapshotScope = { ...scope, resolveSnapshotPath: file => at('snaps', `${path.basename(file)}.snap`) }
+    const custom: SnapshotScope = { ...project.scope, resolveSnapshotPath: file => at('snaps', `${path.basename(file)}.snap`) }
     expect(await checkSnapshotRequest({ op: 'write', path: at('snaps', 'a.test.ts.snap') }, custom)).toBeUndefined()
     expect(await checkSnapshotRequest({ op: 'remove', path: at('snaps', 'a.test.ts.snap') }, custom)).toBeUndefined()
     expect(await checkSnapshotRequest({ op: 'mkdir', path: at('snaps') }, custom)).toBeUndefined()
     expect(await checkSnapshotRequest({ op: 'write', path: at('snaps', 'other.snap') }, custom)).toBeTypeOf('string')
   })
 
-  test("another test file's snapshot is out of scope", async () => {
-    expect(await checkSnapshotRequest({ op: 'remove', path: at('test', '__snapshots__', 'b.test.ts.snap') }, scope)).toBeTypeOf('string')
+  test("another test file's snapshot is out of project.scope", async () => {
+    expect(await checkSnapshotRequest({ op: 'remove', path: at('test', '__snapshots__', 'b.test.ts.snap') }, project.scope)).toBeTypeOf('string')
   })
 
-  test("the scope is a set of test files: each one's directory counts", async () => {
-    const two: SnapshotScope = { ...scope, testFiles: [testFile, at('src', 'b.test.ts')] }
+  test("the project.scope is a set of test files: each one's directory counts", async () => {
+    const two: SnapshotScope = { ...project.scope, testFiles: [project.testFile, at('src', 'b.test.ts')] }
     expect(await checkSnapshotRequest({ op: 'write', path: at('src', '__snapshots__', 'b.test.ts.snap') }, two)).toBeUndefined()
   })
 })
@@ -182,7 +162,7 @@ describe('files Vitest main loaded', () => {
     ['all', 'config-helper.ts'],
     ['all', 'reporter.ts'],
   ] as const)('update mode %s: %s is refused', async (updateSnapshot, name) => {
-    const s: SnapshotScope = { ...scope, updateSnapshot, vitest: vitest() }
+    const s: SnapshotScope = { ...project.scope, updateSnapshot, vitest: vitest() }
     const file = at('test', name)
     const error = await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'write', path: file, content: 'pwned' }, s)
     expect(error).toMatchObject({ code: 'EACCES', path: file })
@@ -191,7 +171,7 @@ describe('files Vitest main loaded', () => {
   })
 
   test('removal too, even where resolveSnapshotPath names the file', async () => {
-    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: vitest(), resolveSnapshotPath: () => at('test', 'setup.ts') }
+    const s: SnapshotScope = { ...project.scope, updateSnapshot: 'all', vitest: vitest(), resolveSnapshotPath: () => at('test', 'setup.ts') }
     expect(await applySnapshotRequest({ __isolated__: 'fs', id: 1, op: 'remove', path: at('test', 'setup.ts') }, s)).toMatchObject({ code: 'EACCES' })
     expect(fs.existsSync(at('test', 'setup.ts'))).toBe(true)
   })
@@ -199,27 +179,27 @@ describe('files Vitest main loaded', () => {
   test('a loaded file recorded under another name (through a link) is matched by its real path', async () => {
     fs.symlinkSync(at('test'), at('alias'))
     const aliased = { ...vitest(), projects: [{ config: { globalSetup: [at('alias', 'setup.ts')] } }] }
-    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: aliased }
+    const s: SnapshotScope = { ...project.scope, updateSnapshot: 'all', vitest: aliased }
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts') }, s)).toMatch(/loaded as code or configuration/)
   })
 
   test.each(['setup.js', 'setup.mjs', 'config-helper.json', 'reporter.tsx'])(
     'a new %s would shadow a loaded module (an import without extension): refused',
     async name => {
-      const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: vitest() }
+      const s: SnapshotScope = { ...project.scope, updateSnapshot: 'new', vitest: vitest() }
       expect(await checkSnapshotRequest({ op: 'write', path: at('test', name) }, s)).toMatch(/would shadow .*, a module Vitest main loaded/)
     },
   )
 
   test('so would x.js beside a loaded x/index.ts', async () => {
     const loaded = { projects: [{ config: { globalSetup: [at('test', 'lib', 'index.ts')] } }] }
-    const s: SnapshotScope = { ...scope, updateSnapshot: 'new', vitest: loaded }
+    const s: SnapshotScope = { ...project.scope, updateSnapshot: 'new', vitest: loaded }
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'lib.js') }, s)).toMatch(/would shadow/)
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'lib.txt') }, s)).toBeUndefined()
   })
 
   test('a neighbour main did not load stays a legitimate file snapshot', async () => {
-    const s: SnapshotScope = { ...scope, updateSnapshot: 'all', vitest: vitest() }
+    const s: SnapshotScope = { ...project.scope, updateSnapshot: 'all', vitest: vitest() }
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'output.txt') }, s)).toBeUndefined()
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.ts.snap') }, s)).toBeUndefined()
     expect(await checkSnapshotRequest({ op: 'write', path: at('test', 'setup.txt') }, s)).toBeUndefined()
