@@ -27,6 +27,16 @@ extern "C" {
   })
 #endif
 
+/* Not address-instrumented (the sanitizer build, addon/CMakeLists.txt): a function that reads
+ * memory not its own on purpose (the zygote's scan, binding.cc), or that runs on a CLONE_VM
+ * child's stack up to its execve, whose frame's redzones would be poisoned in the shadow memory
+ * it shares with the parent and stay so after the execve, where the parent may reuse it. */
+#ifdef __SANITIZE_ADDRESS__
+#define NO_ASAN __attribute__((no_sanitize_address))
+#else
+#define NO_ASAN
+#endif
+
 /* All len bytes, across short writes and EINTR. 0, or -1 with errno (EIO when the kernel
  * took nothing). */
 int write_all(int fd, const void *buf, size_t len);
