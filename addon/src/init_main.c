@@ -42,6 +42,21 @@
 #include "sandbox.h"
 #include "util.h"
 
+#ifdef ISOLATED_SANITIZE
+/* The sanitizer build (addon/CMakeLists.txt). The addon execs us with an empty environment, so
+ * the runtimes' options are compiled in. No leak check: at exit LeakSanitizer stops the world
+ * with a tracer thread, which after the launcher's setns into the zygote's PID namespace sees
+ * no parent there (getppid() is 0) and leaves, while the launcher waits for it forever. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=0"; }
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) { return "print_stacktrace=1:halt_on_error=1"; }
+void __sanitizer_set_report_fd(void *fd);
+/* GCC's UBSan runtime, linked beside ASan's rather than into it, would set itself up at its
+ * first report and send it to stderr (closed here): it is set up first instead. */
+void ubsan_init(void) __asm__("_ZN7__ubsan16InitAsStandaloneEv") __attribute__((weak));
+#endif
+
 static unsigned idmap_mounts(const struct plan *plan) {
   unsigned mounts = 0;
   for (uint32_t i = 0; i < plan->op_count; i++) mounts += (plan->ops[i].flags & OPF_IDMAP) != 0;
@@ -254,6 +269,11 @@ int main(int argc, char **argv) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+#ifdef ISOLATED_SANITIZE
+  /* Our stderr is closed (spawn.c): a report goes where the worker's would, to Vitest. */
+  if (ubsan_init) ubsan_init();
+  __sanitizer_set_report_fd((void *)(intptr_t)INIT_FD_ERROUT);
+#endif
   if (argc == 3 && strcmp(argv[1], INIT_MODE_PROBE) == 0) return probe(argv[2]);
   if (argc == 2 && strcmp(argv[1], INIT_MODE_LAUNCH) == 0) return launch();
 

@@ -58,7 +58,7 @@ struct exec_child {
  * the cloning thread is suspended (CLONE_VFORK), with every signal blocked.
  * Only system calls: put the fds at INIT_FD_* and past the idmapped mounts at
  * LAUNCH_FD_*, close the rest, exec the launcher. */
-static int exec_child(void *arg) {
+NO_ASAN static int exec_child(void *arg) {
   struct exec_child *c = arg;
   const int n = INIT_FD_END - INIT_FD_PLAN;
   const int m = c->mount_count;
@@ -340,7 +340,7 @@ struct probe_child {
   int err;
 };
 
-static int probe_exec(void *arg) {
+NO_ASAN static int probe_exec(void *arg) {
   struct probe_child *c = arg;
   /* Nothing of Vitest's but the executable, which is fd 3. */
   if (syscall(SYS_dup3, c->init_fd, 3, 0) < 0) goto fail;

@@ -204,7 +204,10 @@ describe('sandbox', () => {
     expect(typeof result.sleeper).toBe('number')
     const alive = () => {
       try {
-        return execFileSync('pgrep', ['-f', `sleep ${arg}`], { encoding: 'utf8' }).trim()
+        // Not under the ASan runtime the sanitizer run preloads (scripts/sanitize.sh): pgrep
+        // deadlocks in its first textdomain() there.
+        const env = { ...process.env, LD_PRELOAD: undefined }
+        return execFileSync('pgrep', ['-f', `sleep ${arg}`], { encoding: 'utf8', env }).trim()
       } catch {
         return ''
       }

@@ -22,7 +22,9 @@ await requireKernel()
 const repo = path.resolve(fileURLToPath(import.meta.url), '../../..')
 const identity = { uid: process.geteuid!(), gid: process.getegid!() }
 const options = resolveOptions({ tmpSize: 1 << 24 }, {})
-const env = { PATH: process.env.PATH, VITEST_ISOLATED_WORKER_MODULE: path.join(repo, 'node_modules/vitest/dist/worker.js') }
+// LD_PRELOAD: the zygote loads the addon, which in the sanitizer run needs the ASan runtime
+// preloaded (scripts/sanitize.sh).
+const env = { PATH: process.env.PATH, LD_PRELOAD: process.env.LD_PRELOAD, VITEST_ISOLATED_WORKER_MODULE: path.join(repo, 'node_modules/vitest/dist/worker.js') }
 const started: Zygote[] = []
 afterAll(() => {
   for (const z of started) z.close()
