@@ -142,15 +142,17 @@ for (const pool of values.pools.split(',')) {
   for (const f of fs.readdirSync(out)) if (f.startsWith('w-')) fs.rmSync(path.join(out, f), { force: true })
   const mainProf = path.join(out, `main-${pool}.prof`)
   const args = ['--import', pathToFileURL(MAIN_CPU).href]
+  // NAME-noiso: --pool=NAME --no-isolate (one worker per slot, reused)
+  const noIsolate = pool.endsWith('-noiso')
   const run = await runVitest({
     suite,
-    pool,
+    pool: noIsolate ? pool.slice(0, -'-noiso'.length) : pool,
     workers: Number(values.workers),
     major,
     env: { ...extraEnv, ...(values['main-prof'] ? { BENCH_MAIN_PROF: mainProf } : {}) },
     outFile: path.join(out, `report-${pool}.json`),
     args,
-    vitestArgs: ['--config', config],
+    vitestArgs: ['--config', config, ...(noIsolate ? ['--no-isolate'] : [])],
     timeoutMs: 600_000,
   })
   const problems = checkRun(run, FILES, FILES * TESTS)

@@ -14,6 +14,12 @@
 //                                    # Vitest 4.1 / Node 20 and Vitest 5 / Node 22 (test/v5), alternated
 //   node bench/suite.mjs --pools isolated,nocache,forks --variant nocache:VITEST_ISOLATED_CODE_CACHE=off
 //                                    # a variant: --pool=isolated with these variables, as one more column
+//   node bench/suite.mjs --major 4,5 --files 3,40 --workers 1,2 --pools isolated,fresh,forks,threads,forks-noiso,isolated-noiso
+//                                    # the issue 21 table
+//
+// Built-in columns besides Vitest's pools: fresh (--pool=isolated with VITEST_ISOLATED_ZYGOTE=0:
+// a fresh node per file), forks-noiso (--pool=forks --no-isolate), isolated-noiso
+// (--pool=isolated --no-isolate: one sandbox per worker slot, reused for its files).
 //
 // A run that takes longer than --timeout (default 120 s + 3 s per file) is killed with its whole
 // process group and reported as failed, with its process tree (wait channels) at that moment.
@@ -74,12 +80,15 @@ const WARMUP = Number(values.warmup)
 
 const MAJORS = list(values.major).map(majorOf)
 // --variant NAME:A=1,B=2 : a column that runs --pool=isolated with these variables
-const VARIANTS = new Map(
-  values.variant.map(v => {
+const VARIANTS = new Map([
+  ['fresh', { pool: 'isolated', env: { VITEST_ISOLATED_ZYGOTE: '0' } }],
+  ['forks-noiso', { pool: 'forks', args: ['--no-isolate'] }],
+  ['isolated-noiso', { pool: 'isolated', args: ['--no-isolate'] }],
+  ...values.variant.map(v => {
     const [name, vars = ''] = [v.slice(0, v.indexOf(':')), v.slice(v.indexOf(':') + 1)]
-    return [name, Object.fromEntries(list(vars).map(kv => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))]
+    return [name, { pool: 'isolated', env: Object.fromEntries(list(vars).map(kv => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) }]
   }),
-)
+])
 const suites = new Map(MAJORS.flatMap(m => FILES.map(n => [`${m.major}/${n}`, ensureSuite(n, TESTS, values.regen, m)])))
 const frozen = values.freeze ? freezeBuild() : undefined
 const stampNow = () => (frozen ? `frozen copy ${path.relative(process.cwd(), frozen.root)} of ${frozen.stamp}` : buildStamp())
@@ -103,12 +112,8 @@ console.log(`build under test: ${stampNow()}`)
 console.log(
   `${MAJORS.map(m => `Vitest ${m.vitestVersion} on node ${m.nodeVersion}`).join(', ')}; ` +
     `${[...VARIANTS]
-      .map(
-        ([n, env]) =>
-          `${n} = isolated with ${Object.entries(env)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(' ')}`,
-      )
+      .filter(([n]) => POOLS.includes(n))
+      .map(([n, v]) => `${n} = --pool=${v.pool} ${[...(v.args ?? []), ...Object.entries(v.env ?? {}).map(([k, x]) => `${k}=${x}`)].join(' ')}`)
       .join('; ')}`,
 )
 console.log(
@@ -128,13 +133,14 @@ async function runCell(cell, { record }) {
   const variant = VARIANTS.get(cell.pool)
   const run = await runVitest({
     suite: suites.get(`${cell.major.major}/${cell.files}`),
-    pool: variant ? 'isolated' : cell.pool,
+    pool: variant?.pool ?? cell.pool,
+    vitestArgs: variant?.args ?? [],
     workers: cell.workers,
     outFile,
     timeoutMs,
     plugin: frozen?.plugin,
     major: cell.major,
-    env: variant ?? {},
+    env: variant?.env ?? {},
   })
   const problems = checkRun(run, cell.files, cell.files * TESTS)
   const title = `v${cell.major.major} --pool=${cell.pool} --maxWorkers=${cell.workers} on ${cell.files} files`

@@ -18,8 +18,8 @@ export interface IsolatedPluginApi {
 
 /**
  * The isolated pool as a Vitest `PoolRunnerInitializer`, for `test.pool: isolatedPool(options)`.
- * Prefer the {@link isolated} plugin, which also makes `--pool=isolated` work and forces
- * `isolate: true`.
+ * Prefer the {@link isolated} plugin, which also makes `--pool=isolated` work and sets the
+ * snapshot environment the sandbox needs.
  *
  * @throws {IsolatedOptionsError} at once, when the options or `VITEST_ISOLATED_*` variables are invalid
  */
@@ -108,8 +108,9 @@ export function isolated(options?: IsolatedOptions): Plugin {
       await supervisor.prepare(vitest)
       // Loads the running Vitest's own functions once, before any sandbox (src/vitest/compat.ts).
       await vitestApi(vitest)
-      // With isolate: false Vitest reuses one worker, and so one sandbox, for several files.
-      config.isolate = true
+      // isolate: false (or --no-isolate) is honoured: Vitest then reuses a worker, and so its
+      // sandbox, for the project's next files, one per worker slot (src/pool/file-run.ts counts
+      // each file on its own). `hunt` sets isolate back to true: a hunt is per file.
       markIsolateChosen(config)
       if (!config.snapshotEnvironment) {
         config.snapshotEnvironment = SNAPSHOT_ENVIRONMENT

@@ -145,6 +145,9 @@ class Hunt {
             "add `plugins: [isolated()]` (from 'vitest-pool-isolated') to its config, or `extends: true` to a project under test.projects",
         )
       }
+      // A hunt judges each file on its own: a sandbox per file, even in a project that sets
+      // isolate: false (which a normal run honours with a sandbox per worker slot).
+      for (const project of vitest.projects) if (project.config.pool === 'isolated') project.config.isolate = true
       const specs = await vitest.globTestSpecifications(filter)
       if (specs.length === 0) {
         io.stderr.write(`${PREFIX} no test files found${filter.length ? ` for ${filter.join(' ')}` : ''}\n`)

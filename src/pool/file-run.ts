@@ -5,6 +5,9 @@
  * told in Vitest's own terms: the file fails with the sentence that names the cause, and the
  * request is answered on the dead worker's behalf.
  *
+ * With `isolate: false` Vitest sends one sandbox several run requests, one after another: each
+ * gets its own timeout, wall and CPU time and audit; peaks (memory, pids) are the sandbox's.
+ *
  * (Over 400 lines: one phase machine and every verdict path, which are read together.)
  */
 import { relative } from 'node:path'
@@ -92,6 +95,8 @@ export class FileRun {
   /** What the worker's audit hooks reported (only with `audit`), and the kernel's count at the file's end. */
   private readonly audit = new AuditLog()
   private unrouted: number | undefined
+  /** The kernel's count when the previous file of a shared sandbox finished. */
+  private unroutedBefore = 0
 
   constructor(private readonly host: FileRunHost) {}
 
@@ -157,6 +162,7 @@ export class FileRun {
   launched(sandbox: Sandbox, cgroup: FileCgroup | undefined): void {
     this.audit.reset()
     this.unrouted = undefined
+    this.unroutedBefore = 0
     this.sandbox = sandbox
     this.cgroup = cgroup
     this.watch = new StartWatch(sandbox, cgroup, this.host.supervisor.limits.pids)
@@ -215,6 +221,7 @@ export class FileRun {
         this._pending = message.type
         // A file's wall and CPU time, like its timeout, count from here: node's start-up (done
         // ahead of time in a spare) is not the file's, and both must cover the same interval.
+        // In a shared sandbox (isolate: false) the next run request starts them again.
         if (!this.timer) {
           this.startedAt = Date.now()
           this.cpuAtStart = this.cgroup?.cpu() ?? { cpuUserMs: null, cpuSystemMs: null }
@@ -235,6 +242,9 @@ export class FileRun {
   onMessage(message: unknown, forward: (message: unknown) => void): void {
     this.tracker.observe(message)
     if (isWorkerResponse(message) && message.type === 'testfileFinished') {
+      // The file's own time ends here; a shared sandbox (isolate: false) may get another file.
+      clearTimeout(this.timer)
+      this.timer = undefined
       // After the RPC calls already queued (the file's last results) have reached Vitest's state.
       setImmediate(() => {
         this.recordFinishedFiles()
@@ -290,7 +300,11 @@ export class FileRun {
     const { project } = this.host.options
     const { state } = project.vitest
     // Read from the host while the sandbox (and so its network namespace) is still there.
-    if (this.host.supervisor.options.audit && this.host.supervisor.options.network !== 'host' && this.sandbox) this.unrouted = unroutedPackets(this.sandbox.pid)
+    if (this.host.supervisor.options.audit && this.host.supervisor.options.network !== 'host' && this.sandbox) {
+      const count = unroutedPackets(this.sandbox.pid)
+      this.unrouted = count === undefined ? undefined : count - this.unroutedBefore
+      this.unroutedBefore = count ?? this.unroutedBefore
+    }
     for (const file of this._testFiles) {
       const id = this.tracker.idOf(file)
       const task = id ? state.idMap.get(id) : undefined
@@ -311,6 +325,8 @@ export class FileRun {
       this.reports.set(file, report)
       if (task) (task.meta as Record<string, unknown>)[META_KEY] = report
     }
+    // The next file of a shared sandbox has its own audit.
+    this.audit.reset()
   }
 
   private makeReport(
@@ -333,6 +349,7 @@ export class FileRun {
       pidsPeak: usage?.pidsPeak ?? null,
       oomKilled: usage?.oomKilled ?? false,
     }
+    if (this.host.options.project.config.isolate === false) report.shared = true
     if (message) report.message = message
     if (this.host.supervisor.options.audit) report.audit = this.audit.record(this.unrouted)
     return report

@@ -130,6 +130,7 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
   const counts = new Map<string, number>()
   for (const r of records) counts.set(r.verdict, (counts.get(r.verdict) ?? 0) + 1)
   const lines = [` isolated  ${records.length} file${records.length === 1 ? '' : 's'}: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}`]
+  lines.push(`   sandboxes   ${sandboxMode(records)}`)
   for (const r of records) {
     // Every verdict a limit or a crash gave, and any file that hit a limit it survived.
     if ((r.verdict !== 'ok' && r.verdict !== 'failed') || r.message) lines.push(`   ${r.verdict.padEnd(11)} ${r.message ?? rel(r.file)}`)
@@ -148,6 +149,14 @@ export function summarize(records: FileReport[], root: string, reportFile?: stri
   if (withheld.length > 0) lines.push(`   withheld    ${withheld.join(', ')} (CI credentials no worker got; secrets: { pass: [...] } lets one through)`)
   if (reportFile) lines.push(`   report      ${reportFile}`)
   return `${lines.join('\n')}\n`
+}
+
+/** Which mode ran: a sandbox per file (the default), or per worker slot where a project set isolate: false. */
+function sandboxMode(records: FileReport[]): string {
+  const shared = records.filter(r => r.shared).length
+  if (shared === 0) return 'one per file'
+  const sharedText = `one per worker slot, shared by ${shared === records.length ? 'the' : `${shared}`} files of its project (isolate: false)`
+  return shared === records.length ? sharedText : `${sharedText}; one per file for the other ${records.length - shared}`
 }
 
 /** Entries of a list the summary shows per file; the report has them all. */

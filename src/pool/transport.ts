@@ -137,7 +137,9 @@ export class IsolatedPoolWorker implements PoolWorker {
       await inspectorForward?.listen()
       const { view, hide } = projectView(project, this.resolved)
       this.guard = new RpcGuard(view, project.config.root)
-      launched = await this.supervisor.acquire(project, spareSlots(project.vitest.config.maxWorkers), () =>
+      // isolate: false keeps this sandbox for the project's next files: no spares for them.
+      const slots = project.config.isolate === false ? 0 : spareSlots(project.vitest.config.maxWorkers)
+      launched = await this.supervisor.acquire(project, slots, () =>
         this.supervisor.launch({
           entry: WORKER_ENTRY,
           execArgv: this.options.execArgv,

@@ -20,6 +20,11 @@ export interface FileReport {
   memoryPeakBytes: number | null
   pidsPeak: number | null
   oomKilled: boolean
+  /**
+   * The file ran in a sandbox shared with the project's other files of its worker slot
+   * (`isolate: false`); its memory and pids peaks are then the sandbox's up to its end.
+   */
+  shared?: true
   /** The sentence shown in Vitest's output for a verdict other than ok/failed. */
   message?: string
   /** With `audit`: what the file tried that the sandbox refused or hid (src/guard/audit.ts). */

@@ -154,12 +154,14 @@ export function moduleCache(config: ProjectConfigLike, major: number | undefined
 
 /**
  * Vitest 5 prints "~Ns faster with isolate: false" (and suggests it next to its import and
- * environment hints) for projects that isolate without the user asking for it. The pool forces
- * `isolate: true`, so for its projects isolation is chosen, not a default: say so in the
- * config's `providedOptions`, which is all those hints look at. 4.1 has no such hints.
+ * environment hints) for projects that isolate without the user asking for it. Under the pool a
+ * sandbox per file is the point, not a default to tune away: a project that left `isolate`
+ * unset is marked as having chosen it in the config's `providedOptions`, which is all those
+ * hints look at. One that set `isolate: false` keeps its choice. 4.1 has no such hints.
  */
 export function markIsolateChosen(config: ProjectConfigLike): void {
-  if (config.providedOptions && typeof config.providedOptions === 'object') config.providedOptions.isolate = true
+  const provided = config.providedOptions
+  if (provided && typeof provided === 'object' && provided.isolate === undefined) provided.isolate = true
 }
 
 /**

@@ -18,6 +18,9 @@ const SECCOMP = process.env.ESCAPE_SECCOMP !== '0'
 // project writes (E11-E15) then succeed inside, and the copy's files before and after prove
 // that none of them reached the host.
 const DISCARD = process.env.ESCAPE_PROJECT_WRITES === 'discard'
+// ESCAPE_NO_ISOLATE=1 runs the isolated side with --no-isolate: a sandbox per worker slot,
+// shared by the files it runs, must hold every vector as a sandbox per file does.
+const NO_ISOLATE = process.env.ESCAPE_NO_ISOLATE === '1'
 
 let host: EscapeHost
 const runs: Partial<Record<Pool, VitestRun>> = {}
@@ -42,9 +45,12 @@ async function runEscape(pool: Pool) {
     const env = DISCARD
       ? { ...host.env, ESCAPE_PROJECT_WRITES: 'discard', ...(pool === 'isolated' ? { VITEST_ISOLATED_PROJECT_WRITES: 'discard' } : {}) }
       : host.env
-    const run = await runVitest({ root: copy.dir, pool, env, cli: host.cli, timeoutMs: 110_000 })
+    const args = NO_ISOLATE && pool === 'isolated' ? ['--no-isolate'] : []
+    const run = await runVitest({ root: copy.dir, pool, env, cli: host.cli, args, timeoutMs: 110_000 })
     runs[pool] = run
     expect(run.report, describeRun(run)).toBeDefined()
+    if (args.length > 0)
+      expect(run.output, describeRun(run)).toContain('   sandboxes   one per worker slot, shared by the files of its project (isolate: false)')
     if (process.env.ESCAPE_VERBOSE) console.log(`[escape] ${pool}:\n${outcomeLines(run.report!)}`)
     return { run, status: statusById(run.report!), before, after: projectFiles(copy.dir), throughLinks: filesBelow(linkTargetsOf(host, copy.dir)) }
   } finally {

@@ -47,6 +47,12 @@ describe('markIsolateChosen', () => {
     expect(config.providedOptions.isolate).toBe(true)
   })
 
+  test('5: a project that chose isolate: false keeps its choice', () => {
+    const config = { root: '/r', providedOptions: { isolate: false } as Record<string, unknown> }
+    markIsolateChosen(config)
+    expect(config.providedOptions.isolate).toBe(false)
+  })
+
   test('4.1 has no providedOptions: nothing to do', () => {
     const config = { root: '/r' }
     markIsolateChosen(config)

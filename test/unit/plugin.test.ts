@@ -63,10 +63,11 @@ describe('isolated()', () => {
     expect(() => isolatedPool({ cpus: -1 })).toThrow(IsolatedOptionsError)
   })
 
-  test('installs the runner, forces isolate and sets the snapshot environment for pool "isolated"', async () => {
+  test('installs the runner, keeps isolate as the project set it and sets the snapshot environment for pool "isolated"', async () => {
     const { ctx, config, warn } = context({ pool: 'isolated' })
     await configure(isolated({ pids: 64, enforce: 'off' }), ctx)
-    expect(config.isolate).toBe(true)
+    // isolate: false is honoured (a sandbox per worker slot, src/pool/file-run.ts).
+    expect(config.isolate).toBe(false)
     expect(config.snapshotEnvironment).toBe(SNAPSHOT_ENVIRONMENT)
     expect(SNAPSHOT_ENVIRONMENT).toMatch(/\/worker\/snapshot-env\.js$/)
     const runner = config.poolRunner as ReturnType<typeof isolatedPool>
