@@ -143,6 +143,49 @@ describe('Channel', () => {
     expect(await reply).toEqual({ reply: true })
   })
 
+  test("the frames of one turn leave in one write, and the peer's first read has them all", async () => {
+    const [a, b] = await pair()
+    const left = new Channel(a)
+    const writes = vi.spyOn(a, '_writev' as never)
+    const chunks: Buffer[] = []
+    b.on('data', (chunk: Buffer) => chunks.push(chunk))
+    const small = Array.from({ length: 50 }, (_, i) => ({ t: 'q', m: 'onTaskUpdate', i }))
+    for (const value of small) left.send(value)
+    expect(chunks).toHaveLength(0)
+    await vi.waitFor(() => expect(roundTrip(chunks)).toHaveLength(50))
+    expect(writes).toHaveBeenCalledTimes(1)
+    expect(chunks).toHaveLength(1)
+    expect(roundTrip(chunks)).toEqual(small)
+  })
+
+  test('sends still leave while a test fakes the timers (setImmediate was saved at load)', async () => {
+    const [a, b] = await pair()
+    const left = new Channel(a)
+    const right = new Channel(b)
+    const got = next(right, 'message')
+    vi.useFakeTimers({ toFake: ['setImmediate', 'setTimeout', 'queueMicrotask'] })
+    try {
+      left.send({ under: 'fake timers' })
+      expect(await got).toEqual({ under: 'fake timers' })
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  test('close sends what was queued first', async () => {
+    const [a, b] = await pair()
+    const left = new Channel(a)
+    const right = new Channel(b)
+    const got: unknown[] = []
+    right.on('message', value => got.push(value))
+    const closed = next(right, 'close')
+    left.send(1)
+    left.send(2)
+    left.close()
+    await closed
+    expect(got).toEqual([1, 2])
+  })
+
   test('garbage makes a protocol error, then close, and no message', async () => {
     const [raw, end] = await pair()
     const channel = new Channel(end)
