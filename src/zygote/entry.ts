@@ -16,6 +16,7 @@
  * copy, which is then the file's worker.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { webcrypto } from 'node:crypto'
@@ -45,10 +46,18 @@ if (!workerModulePath) fail(`${WORKER_MODULE_ENV} is not set. This is a bug in v
 const addon = native()
 
 let vitest: VitestWorkerModule
+// Every function of Vitest's runtime compiled here, once, instead of on its first call in each
+// copy: V8 compiles lazily, and a copy runs much of the runtime (the runner, expect, chai) for
+// the first time, which was about 30 ms of a copy's 75-80 ms of CPU (bench/README.md, issue 21).
+// Vitest's public entry too, which every test file imports. Lazy again for everything later.
+v8.setFlagsFromString('--no-lazy')
 try {
   vitest = (await import(pathToFileURL(workerModulePath!).href)) as VitestWorkerModule
+  await import(pathToFileURL(path.join(path.dirname(workerModulePath!), 'index.js')).href)
 } catch (error) {
   fail(`cannot import Vitest's worker runtime ${workerModulePath}`, error)
+} finally {
+  v8.setFlagsFromString('--lazy')
 }
 
 // V8's random generator, found once here and reseeded in every copy (new contexts and worker
