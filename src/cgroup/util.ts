@@ -124,6 +124,22 @@ function tryRmdir(dir: string): boolean {
   }
 }
 
+/**
+ * One rmdir in the thread pool, off the event loop (rmdir of a cgroup waits for the kernel's
+ * cgroup lock): true when the cgroup is gone, false while it has members (EBUSY).
+ */
+export async function rmdirIfEmpty(dir: string): Promise<boolean> {
+  try {
+    await fs.promises.rmdir(dir)
+    return true
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return true
+    if (code !== 'EBUSY') throw error
+    return false
+  }
+}
+
 /** rmdir of a cgroup can see EBUSY for a moment after its last process died. */
 export async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; !tryRmdir(dir); i++) {

@@ -19,7 +19,7 @@ import {
   type Limits,
   type Usage,
 } from './types.js'
-import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirIfEmpty, rmdirRetry, writeFile, type Hierarchies } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 
@@ -139,8 +139,14 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
     kill,
     async remove() {
       if (removed) return
-      await kill()
-      for (const d of dirs) await rmdirRetry(d)
+      // Usually the sandbox has ended, and with it every member: each hierarchy's directory goes
+      // at once, all in parallel and off the event loop. Only where one still has members are
+      // they killed first.
+      const busy = (await Promise.all(dirs.map(async d => ((await rmdirIfEmpty(d)) ? undefined : d)))).filter(d => d !== undefined)
+      if (busy.length > 0) {
+        await kill()
+        for (const d of busy) await rmdirRetry(d)
+      }
       removed = true
     },
     removeSync() {

@@ -22,7 +22,7 @@ import {
   type Limits,
   type Usage,
 } from './types.js'
-import { emptied, findPoolCgroups, readKeyed, readNumber, readPids, removeCgroupSync, rmdirRetry, writeFile } from './util.js'
+import { emptied, findPoolCgroups, readKeyed, readNumber, readPids, removeCgroupSync, rmdirIfEmpty, rmdirRetry, writeFile } from './util.js'
 
 const CPU_PERIOD_US = 100_000
 const WANTED: Record<LimitName, string> = { memory: 'memory', cpu: 'cpu', pids: 'pids' }
@@ -132,8 +132,10 @@ function fileCgroup(name: string, dir: string, fd: number): FileCgroup {
     async remove() {
       if (removed) return
       removed = true
-      await kill(dir)
       fs.closeSync(fd)
+      // Usually the sandbox has ended, and with it every member: one rmdir, off the event loop.
+      if (await rmdirIfEmpty(dir)) return
+      await kill(dir)
       await rmdirRetry(dir)
     },
     removeSync() {
