@@ -70,7 +70,11 @@ export interface CgroupDriver {
   /** Where our cgroups are created (per controller on v1). */
   readonly parents: readonly string[]
   readonly support: Record<LimitName, LimitSupport>
-  create(limits: Limits): FileCgroup
+  /**
+   * A new cgroup with these limits. Its directories and limit files are written in the thread
+   * pool, off the event loop: a cgroup's mkdir and writes wait for the kernel's cgroup lock.
+   */
+  create(limits: Limits): Promise<FileCgroup>
   /** Removes cgroups of earlier runs whose Vitest process is gone. Returns their paths. */
   removeStale(): Promise<string[]>
 }

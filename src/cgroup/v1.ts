@@ -36,30 +36,43 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
     version: 1,
     parents,
     support,
-    create(limits: Limits): FileCgroup {
+    async create(limits: Limits): Promise<FileCgroup> {
       const name = nextCgroupName()
       const dirs = parents.map(p => path.join(p, name))
       const made: string[] = []
       try {
-        for (const d of dirs) {
-          fs.mkdirSync(d)
-          made.push(d)
-        }
+        // Every hierarchy at once; a failed mkdir leaves the others to be removed below.
+        const mkdirs = await Promise.allSettled(dirs.map(d => fs.promises.mkdir(d)))
+        mkdirs.forEach((m, i) => {
+          if (m.status === 'fulfilled') made.push(dirs[i]!)
+        })
+        const failed = mkdirs.find(m => m.status === 'rejected')
+        if (failed) throw failed.reason
         const at = (controller: string) => path.join(dir(controller)!, name)
+        const file = (controller: string, f: string) => path.join(at(controller), f)
+        // cfs_period_us before cfs_quota_us: each write is checked against the other's value.
+        const steps: [string, string][][] = []
         if (limits.memoryBytes !== undefined && dir('memory')) {
-          writeFile(at('memory'), 'memory.limit_in_bytes', String(limits.memoryBytes))
+          const memory: [string, string][] = [[file('memory', 'memory.limit_in_bytes'), String(limits.memoryBytes)]]
           // Swap off: memsw limits memory+swap; it exists only with swap accounting.
-          if (fs.existsSync(path.join(at('memory'), 'memory.memsw.limit_in_bytes'))) {
-            writeFile(at('memory'), 'memory.memsw.limit_in_bytes', String(limits.memoryBytes))
-          }
+          if (memswSupported(at('memory'))) memory.push([file('memory', 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)])
+          steps.push(memory)
         }
         if (limits.cpus !== undefined && dir('cpu')) {
-          writeFile(at('cpu'), 'cpu.cfs_period_us', String(CPU_PERIOD_US))
-          writeFile(at('cpu'), 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))))
+          steps.push([
+            [file('cpu', 'cpu.cfs_period_us'), String(CPU_PERIOD_US)],
+            [file('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US)))],
+          ])
         }
-        if (limits.pids !== undefined && dir('pids')) writeFile(at('pids'), 'pids.max', String(limits.pids))
+        if (limits.pids !== undefined && dir('pids')) steps.push([[file('pids', 'pids.max'), String(limits.pids)]])
+        // Controllers in parallel, each one's files in order.
+        await Promise.all(
+          steps.map(async writes => {
+            for (const [f, v] of writes) await fs.promises.writeFile(f, v)
+          }),
+        )
       } catch (error) {
-        for (const d of made.reverse()) fs.rmSync(d, { recursive: false, force: true })
+        await Promise.all(made.map(d => fs.promises.rmdir(d).catch(() => {})))
         throw error
       }
       return fileCgroup(name, dirs, dir, h.unified ? path.join(h.unified, name) : undefined)
@@ -176,6 +189,13 @@ async function killV1(dir: string, unified: string | undefined): Promise<void> {
     }
     await new Promise(r => setTimeout(r, 5))
   }
+}
+
+/** Whether memory.memsw.* exists (swap accounting on): the same for every cgroup of the hierarchy, so asked once. */
+let memsw: boolean | undefined
+function memswSupported(dir: string): boolean {
+  memsw ??= fs.existsSync(path.join(dir, 'memory.memsw.limit_in_bytes'))
+  return memsw
 }
 
 function removeIfEmpty(dir: string): boolean {

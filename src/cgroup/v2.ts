@@ -45,23 +45,24 @@ export function createV2Driver(start: string, top?: string): CgroupDriver {
     version: 2,
     parents: [own],
     support,
-    create(limits: Limits): FileCgroup {
+    async create(limits: Limits): Promise<FileCgroup> {
       const name = nextCgroupName()
       const dir = path.join(own, name)
-      fs.mkdirSync(dir)
+      await fs.promises.mkdir(dir)
       let fd: number | undefined
       try {
+        const writes: Promise<void>[] = []
+        const write = (file: string, value: string) => writes.push(fs.promises.writeFile(path.join(dir, file), value))
         if (limits.memoryBytes !== undefined && support.memory.ok) {
-          writeFile(dir, 'memory.max', String(limits.memoryBytes))
-          if (fs.existsSync(path.join(dir, 'memory.swap.max'))) writeFile(dir, 'memory.swap.max', '0')
+          write('memory.max', String(limits.memoryBytes))
+          if (fs.existsSync(path.join(dir, 'memory.swap.max'))) write('memory.swap.max', '0')
         }
-        if (limits.cpus !== undefined && support.cpu.ok) {
-          writeFile(dir, 'cpu.max', `${Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))} ${CPU_PERIOD_US}`)
-        }
-        if (limits.pids !== undefined && support.pids.ok) writeFile(dir, 'pids.max', String(limits.pids))
+        if (limits.cpus !== undefined && support.cpu.ok) write('cpu.max', `${Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))} ${CPU_PERIOD_US}`)
+        if (limits.pids !== undefined && support.pids.ok) write('pids.max', String(limits.pids))
+        await Promise.all(writes)
         fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
       } catch (error) {
-        fs.rmdirSync(dir)
+        await fs.promises.rmdir(dir)
         throw error
       }
       return fileCgroup(name, dir, fd)

@@ -411,7 +411,7 @@ async function sandboxCheck(
   })
   let cgroup
   try {
-    if (driver && Object.values(driver.support).some(s => s.ok)) cgroup = driver.create(limits)
+    if (driver && Object.values(driver.support).some(s => s.ok)) cgroup = await driver.create(limits)
     const sandbox = await spawnPlan(plan, cgroup)
     sandbox.ipc.destroy()
     let out = ''

@@ -62,7 +62,7 @@ export async function shell({ root, config, file, command }: { root: string; con
   try {
     // As a run would: the native build, the mounts and enforce ('require' throws here).
     await supervisor.prepare(vitest)
-    cgroup = supervisor.createCgroup()
+    cgroup = await supervisor.createCgroup()
     const identity = { uid: process.geteuid!(), gid: process.getegid!() }
     // The worker's environment as Vitest 4.1 builds it for a pool (process.env, its markers,
     // the root's and the project's test.env), then the plugin's env option.

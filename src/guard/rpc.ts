@@ -121,6 +121,23 @@ const METHODS: Record<string, Check> = {
 /** The methods whose answers name or carry host files. */
 const ANSWER_CHECKED = new Set(['fetch', 'resolve', 'transform', 'fetchWarmModules'])
 
+type Vetted = { r: ModuleAnswer } | { outside: string }
+
+/**
+ * Module answers vetted in this run, per view (a project's: src/guard/project-view.ts), so that a
+ * module the next file's worker fetches again is not read, decoded and checked again: by the
+ * module cache file it came from (Vitest names those by a hash of the content), else by its
+ * file and id, for exactly the same code and source map.
+ */
+interface VetEntry {
+  code: unknown
+  sourceMap: unknown
+  vetted: Vetted
+}
+const vetCaches = new WeakMap<SandboxView, Map<string, VetEntry>>()
+/** Enough for the modules of a large suite; the oldest go first beyond it. */
+const VET_CACHE_ENTRIES = 10_000
+
 export class RpcGuard {
   /** The sandbox's own coverage files directory (Vitest 5 with coverage on). */
   coverageFiles: CoverageFiles | undefined
@@ -219,7 +236,25 @@ export class RpcGuard {
    * Vitest's hidden module cache read into it, its source maps cleaned; or the first file it
    * names outside the view.
    */
-  private vetModule(answer: ModuleAnswer): { r: ModuleAnswer } | { outside: string } {
+  private vetModule(answer: ModuleAnswer): Vetted {
+    let cache = vetCaches.get(this.view)
+    if (!cache) {
+      cache = new Map()
+      vetCaches.set(this.view, cache)
+    }
+    const key =
+      typeof answer.tmp === 'string'
+        ? `tmp\0${answer.tmp}\0${String(answer.file)}\0${String(answer.id)}`
+        : `${String(answer.file)}\0${String(answer.id)}\0${String(answer.externalize)}`
+    const hit = cache.get(key)
+    if (hit && hit.code === answer.code && hit.sourceMap === answer.sourceMap) return hit.vetted
+    const vetted = this.vetModuleOnce(answer)
+    if (cache.size >= VET_CACHE_ENTRIES) cache.delete(cache.keys().next().value!)
+    cache.set(key, { code: answer.code, sourceMap: answer.sourceMap, vetted })
+    return vetted
+  }
+
+  private vetModuleOnce(answer: ModuleAnswer): Vetted {
     let r = answer
     if (typeof r.tmp === 'string') {
       // A transform from Vitest's module cache, which the worker would read from disk (it does

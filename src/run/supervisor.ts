@@ -150,10 +150,10 @@ export class Supervisor {
   private ahead: Limits | undefined
 
   /** A cgroup for one test file with the enforceable limits, or undefined when there is no usable cgroup. */
-  createCgroup(limits = this.limits): FileCgroup | undefined {
+  async createCgroup(limits = this.limits): Promise<FileCgroup | undefined> {
     const driver = this.driver
     if (!driver || !Object.values(driver.support).some(s => s.ok)) return undefined
-    const cgroup = driver.create(limits)
+    const cgroup = await driver.create(limits)
     this.liveCgroups.add(cgroup)
     const remove = cgroup.remove.bind(cgroup)
     cgroup.remove = async () => {
@@ -180,7 +180,7 @@ export class Supervisor {
     const { coverageDir, ...spawn } = request
     const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
     if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
-    const cgroup = this.createCgroup(limits)
+    const cgroup = await this.createCgroup(limits)
     let coverage: CoverageFiles | undefined
     try {
       coverage = coverageDir === undefined ? undefined : CoverageFiles.create(coverageDir, workerIdsOf({ uid: process.geteuid!(), gid: process.getegid!() }))

@@ -26,7 +26,7 @@ export class Zygotes {
   constructor(
     private readonly options: ResolvedIsolatedOptions,
     /** The run's cgroups, so that the zygote's is removed with the run's (no limits: accounted only). */
-    private readonly createCgroup: (limits: Limits) => FileCgroup | undefined,
+    private readonly createCgroup: (limits: Limits) => Promise<FileCgroup | undefined>,
   ) {}
 
   /**
@@ -74,7 +74,7 @@ export class Zygotes {
 
   /** The zygote's own sandbox, in a cgroup of its own (without limits: accounted, killed whole with the run). */
   private async start(request: ZygoteRequest, execArgv: string[]): Promise<Zygote> {
-    const cgroup = this.createCgroup({})
+    const cgroup = await this.createCgroup({})
     const zygote = await Zygote.start({
       options: this.options,
       execArgv,

@@ -28,7 +28,7 @@ async function collect(stream: NodeJS.ReadableStream): Promise<string> {
 }
 
 async function run(limit: string, limits: Limits, options: Partial<ResolvedIsolatedOptions> = {}) {
-  const cgroup = driver!.create(limits)
+  const cgroup = await driver!.create(limits)
   try {
     const started = Date.now()
     const sandbox = await spawnSandbox({

@@ -76,7 +76,7 @@ describe('v1 driver', () => {
     expect(driver.support).toEqual({ memory: { ok: true }, cpu: { ok: true }, pids: { ok: true } })
 
     // The kernel creates memsw only with swap accounting; pretend it does by pre-creating the dir.
-    const cg = driver.create({ memoryBytes: 128 << 20, cpus: 0.5, pids: 64 })
+    const cg = await driver.create({ memoryBytes: 128 << 20, cpus: 0.5, pids: 64 })
     const at = (c: string, f: string) => fs.readFileSync(path.join(c, cg.name, f), 'utf8')
     expect(cg.name).toMatch(new RegExp(`^vitest-isolated-${process.pid}-\\d+-\\d+$`))
     expect(at(memory, 'memory.limit_in_bytes')).toBe(String(128 << 20))
@@ -173,7 +173,7 @@ describe('v2 driver', () => {
     expect(again.support).toEqual({ memory: { ok: true }, cpu: { ok: true }, pids: { ok: true } })
     void driver
 
-    const cg = again.create({ memoryBytes: 256 << 20, cpus: 1.5, pids: 100 })
+    const cg = await again.create({ memoryBytes: 256 << 20, cpus: 1.5, pids: 100 })
     const dir = path.join(own, cg.name)
     expect(fs.readFileSync(path.join(dir, 'memory.max'), 'utf8')).toBe(String(256 << 20))
     expect(fs.readFileSync(path.join(dir, 'cpu.max'), 'utf8')).toBe('150000 100000')

@@ -258,4 +258,34 @@ describe('RpcGuard', () => {
     const b64 = /base64,([A-Za-z0-9+/=]+)/.exec(answer.r.code)![1]!
     expect(JSON.parse(Buffer.from(b64, 'base64').toString()).sourcesContent).toEqual([null, 'inside'])
   })
+
+  test('a module vetted once is not vetted again for the next worker of the view; other code is', () => {
+    const inside = path.join(shown, 'a.txt')
+    const map = { version: 3, sources: [secret()], sourcesContent: ['secret'], mappings: '' }
+    const code = `export {}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`
+    const fetchWith = (guard: RpcGuard, id: string, answerCode: string) => {
+      guard.onRequest(request('fetch', [inside], id))
+      return (guard.onResponse({ t: 's', i: id, r: { file: inside, code: answerCode } }) as { r: { code: string } }).r
+    }
+    const first = fetchWith(new RpcGuard(view), '1', code)
+    // The next file's worker, a new guard on the same view: the very same vetted answer.
+    const second = fetchWith(new RpcGuard(view), '1', code)
+    expect(second).toBe(first)
+    expect(first.code).not.toBe(code)
+    // Other code for the same file is vetted anew, and cleaned too.
+    const changed = code.replace('export {}', 'export const x = 1')
+    const third = fetchWith(new RpcGuard(view), '1', changed)
+    expect(third).not.toBe(first)
+    expect(third.code).toContain('export const x = 1')
+    const b64 = /base64,([A-Za-z0-9+/=]+)/.exec(third.code)![1]!
+    expect(JSON.parse(Buffer.from(b64, 'base64').toString()).sourcesContent).toEqual([null])
+    // Another view (another project) has its own verdicts.
+    const wide = new SandboxView({ roots: [base] })
+    {
+      const guard = new RpcGuard(wide)
+      guard.onRequest(request('fetch', [inside], '9'))
+      const r = (guard.onResponse({ t: 's', i: '9', r: { file: inside, code } }) as { r: { code: string } }).r
+      expect(r.code).toBe(code)
+    }
+  })
 })

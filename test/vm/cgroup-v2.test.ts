@@ -69,7 +69,7 @@ function spawn(cgroup: FileCgroup, entry: string, env: Record<string, string> = 
  * cgroup's directory after the sandbox ended and before it is removed.
  */
 async function limitRun<T>(limit: string, limits: Limits, inspect: (dir: string) => T) {
-  const cgroup = driver!.create(limits)
+  const cgroup = await driver!.create(limits)
   const dir = dirOf(cgroup)
   try {
     const started = Date.now()
@@ -125,7 +125,7 @@ describe('cgroup v2', () => {
     expectUser
       ? `rootless as ${expectUser}: Vitest's cgroup is inside the subtree delegated to it, whose own limits it cannot lift`
       : "as root: Vitest's cgroups are made under its own cgroup",
-    () => {
+    async () => {
       const own = driver!.parents[0]
       if (!expectUser) {
         expect(process.geteuid!()).toBe(0)
@@ -149,7 +149,7 @@ describe('cgroup v2', () => {
       }
       expect(code).toBe('EACCES')
       // And the per-file cgroups really are made by this user, in the delegated subtree.
-      const cgroup = driver!.create({ memoryBytes: 64 * MiB, pids: 128, cpus: 1 })
+      const cgroup = await driver!.create({ memoryBytes: 64 * MiB, pids: 128, cpus: 1 })
       try {
         expect(fs.statSync(dirOf(cgroup)).uid).toBe(process.geteuid!())
         expect(read(dirOf(cgroup), 'memory.max')).toBe(String(64 * MiB))
@@ -161,7 +161,7 @@ describe('cgroup v2', () => {
   )
 
   test("CLONE_INTO_CGROUP: the sandbox is born in its file's cgroup, nobody writes its pid to cgroup.procs", async () => {
-    const cgroup = driver!.create({ pids: 256 })
+    const cgroup = await driver!.create({ pids: 256 })
     const dir = dirOf(cgroup)
     expect(cgroup.intoFd).toEqual(expect.any(Number))
     // attach() runs while the sandbox's init still waits on its sync pipe, before anything of it
@@ -240,7 +240,7 @@ describe('cgroup v2', () => {
 
   test('pids.max below what node needs: the worker cannot start, and the start verdict names the pids limit from pids.events', async () => {
     const pids = 3
-    const cgroup = driver!.create({ pids })
+    const cgroup = await driver!.create({ pids })
     const dir = dirOf(cgroup)
     let killedForPids = false
     try {
