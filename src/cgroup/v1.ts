@@ -1,10 +1,13 @@
 /**
- * cgroup v1: one directory per controller hierarchy (memory, cpu, cpuacct,
- * pids, freezer), each under the hierarchy's cgroup of the Vitest process.
- * The sandbox's init is moved in by writing its pid to every cgroup.procs
- * while it waits on the sync pipe, before anything of it runs. On a hybrid
- * host the unified (v2) hierarchy, which has no limit controllers, is used
- * only for cgroup.kill.
+ * cgroup v1: one directory per controller hierarchy a file needs, each under
+ * the hierarchy's cgroup of the Vitest process: memory (peak, OOM kills, the
+ * limit) and cpuacct (CPU time) always, cpu and pids only with their limit.
+ * Every v1 directory costs Vitest main a mkdir, a write to cgroup.procs and
+ * an rmdir per file, so no more than that. The sandbox's init is moved in by
+ * writing its pid to every cgroup.procs while it waits on the sync pipe,
+ * before anything of it runs. The unified hierarchy of a hybrid host has no
+ * limit controllers and is not used: init's PID namespace ends everything in
+ * the sandbox with it.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -38,7 +41,14 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
     support,
     async create(limits: Limits): Promise<FileCgroup> {
       const name = nextCgroupName()
-      const dirs = parents.map(p => path.join(p, name))
+      const used = [
+        ...new Set(
+          [dir('memory'), dir('cpuacct'), limits.cpus !== undefined ? dir('cpu') : undefined, limits.pids !== undefined ? dir('pids') : undefined].filter(
+            (d): d is string => d !== undefined,
+          ),
+        ),
+      ]
+      const dirs = used.map(p => path.join(p, name))
       const made: string[] = []
       try {
         // Every hierarchy at once; a failed mkdir leaves the others to be removed below.
@@ -75,7 +85,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
         await Promise.all(made.map(d => fs.promises.rmdir(d).catch(() => {})))
         throw error
       }
-      return fileCgroup(name, dirs, dir, h.unified ? path.join(h.unified, name) : undefined)
+      return fileCgroup(name, dirs, dir, undefined)
     },
     async removeStale() {
       // A run's cgroups sit below its Vitest process's cgroup in each hierarchy, which need not
@@ -110,9 +120,11 @@ function usedRoots(h: Hierarchies): string[] {
 }
 
 function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | undefined, unified: string | undefined): FileCgroup {
+  // Only the hierarchies this cgroup was made in (a controller without its limit has none).
   const at = (controller: string) => {
     const d = dir(controller)
-    return d ? path.join(d, name) : undefined
+    const at = d ? path.join(d, name) : undefined
+    return at !== undefined && dirs.includes(at) ? at : undefined
   }
   let removed = false
   const kill = async () => {

@@ -103,6 +103,37 @@ describe('v1 driver', () => {
     for (const c of [memory, cpu, pids]) expect(fs.readdirSync(c)).toEqual([])
   })
 
+  test('without limits only memory and cpuacct get a directory (each costs main a mkdir, an attach and an rmdir)', async () => {
+    const root = fakeRoot()
+    const [memory, cpu, cpuacct, pids, unified] = ['memory', 'cpu', 'cpuacct', 'pids', 'unified'].map(c => path.join(root, c))
+    for (const d of [memory, cpu, cpuacct, pids, unified]) fs.mkdirSync(d!)
+    const driver = createV1Driver({
+      v1: new Map([
+        ['memory', memory!],
+        ['cpu', cpu!],
+        ['cpuacct', cpuacct!],
+        ['pids', pids!],
+      ]),
+      unified,
+      pureV2: false,
+    })
+    const made = (cg: { name: string }) => [memory, cpu, cpuacct, pids, unified].filter(d => fs.existsSync(path.join(d!, cg.name))).map(d => path.basename(d!))
+    const plain = await driver.create({})
+    expect(made(plain)).toEqual(['memory', 'cpuacct'])
+    expect(plain.procs).toEqual([path.join(memory!, plain.name, 'cgroup.procs'), path.join(cpuacct!, plain.name, 'cgroup.procs')])
+    expect(plain.usage().pidsPeak).toBeNull()
+    const limited = await driver.create({ cpus: 1, pids: 32 })
+    expect(made(limited)).toEqual(['memory', 'cpu', 'cpuacct', 'pids'])
+    for (const cg of [plain, limited]) {
+      for (const d of [memory, cpu, cpuacct, pids]) {
+        const at = path.join(d!, cg.name)
+        if (fs.existsSync(at)) for (const f of fs.readdirSync(at)) fs.rmSync(path.join(at, f))
+      }
+      await cg.remove()
+    }
+    for (const d of [memory, cpu, cpuacct, pids, unified]) expect(fs.readdirSync(d!)).toEqual([])
+  })
+
   test('removeStale takes cgroups of dead Vitest processes and leaves live ones', async () => {
     const root = fakeRoot()
     const memory = path.join(root, 'memory')
