@@ -149,6 +149,7 @@ export class IsolatedPoolWorker implements PoolWorker {
           hide,
           coverageDir: coverageFilesDirectory(project.serializedConfig),
           netControl: inspectorForward !== undefined,
+          shared: project.config.isolate === false,
         }),
       )
     } catch (error) {

@@ -35,7 +35,7 @@ async function runShared(args: string[]) {
       root,
       pool: 'isolated',
       args: ['--sequence.shuffle=false', ...args],
-      env: { SHARED_MARK_PREFIX: prefix, VITEST_ISOLATED_REPORT: reportFile },
+      env: { SHARED_MARK_PREFIX: prefix, VITEST_ISOLATED_REPORT: reportFile, NODE_DEBUG: 'vitest-pool-isolated' },
     })
     expect(run.exitCode, describeRun(run)).toBe(0)
     const seen = new Map<string, Seen>()
@@ -57,6 +57,7 @@ test("by default every file gets its own sandbox: four namespaces, no file sees 
   const { run, seen, records, sandboxes } = await runShared(['--maxWorkers=2'])
   expect(sandboxes.size).toBe(4)
   for (const s of seen.values()) expect(s.marks).toEqual([])
+  expect(run.output).toMatch(/sandbox \d+: worker entered/)
   expect(records.map(r => r.shared)).toEqual([undefined, undefined, undefined, undefined])
   expect(run.output).toContain('   sandboxes   one per file')
 })
@@ -79,6 +80,9 @@ test("--no-isolate with two workers: at most two sandboxes, reused for the next 
     ['d.test.ts', 'ok', true],
   ])
   expect(run.output).toContain('   sandboxes   one per worker slot, shared by the files of its project (isolate: false)')
+  // A fresh node in each: a zygote's start would cost more than the two sandboxes save.
+  expect(run.output).toMatch(/sandbox \d+: worker exec'd/)
+  expect(run.output).not.toMatch(/worker entered|zygote in sandbox \d+ ready/)
 })
 
 test('--no-isolate with one worker: one sandbox runs every file, in one request', async () => {
