@@ -182,7 +182,8 @@ export class Supervisor {
     const limits = this.limits
     const zygote = warmUp || this.spares.closed || request.shared ? undefined : await this.zygotes.for(request)
     // Copies of the zygote compile nothing of Vitest's runtime: no code cache to fill for them.
-    if (!warmUp && !zygote) this.startWarmUp(request)
+    // Nor for a shared project's few sandboxes: the cache would be ready after they started.
+    if (!warmUp && !zygote && !request.shared) this.startWarmUp(request)
     const { coverageDir, shared: _, ...spawn } = request
     const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
     if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
