@@ -53,10 +53,7 @@ if (before) variants.push({ name: 'before', pool: 'isolated', args: [], plugin: 
 
 fs.mkdirSync(RESULTS, { recursive: true })
 const preload = path.join(RESULTS, `main-cpu-${process.pid}.mjs`)
-fs.writeFileSync(
-  preload,
-  "process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`@@main-cpu ${u.user} ${u.system}\\n`) })\n",
-)
+fs.writeFileSync(preload, "process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`@@main-cpu ${u.user} ${u.system}\\n`) })\n")
 
 console.log(machineFacts())
 console.log(`${files} files x ${TESTS} tests; ${majors.map(m => `Vitest ${m.vitestVersion} on node ${m.nodeVersion}`).join(', ')}; ${rounds} rounds`)
