@@ -155,13 +155,13 @@ export function moduleCache(config: ProjectConfigLike, major: number | undefined
 /**
  * Vitest 5 prints "~Ns faster with isolate: false" (and suggests it next to its import and
  * environment hints) for projects that isolate without the user asking for it. Under the pool a
- * sandbox per file is the point, not a default to tune away: a project that left `isolate`
- * unset is marked as having chosen it in the config's `providedOptions`, which is all those
- * hints look at. One that set `isolate: false` keeps its choice. 4.1 has no such hints.
+ * sandbox per file is the point, not a default to tune away: `providedOptions.isolate` (whether
+ * the user set `isolate` at all, which is all those hints look at) is set for every project of
+ * the pool. A project that set `isolate: false` is unaffected: it is provided already, and its
+ * value is not touched. 4.1 has no such hints.
  */
 export function markIsolateChosen(config: ProjectConfigLike): void {
-  const provided = config.providedOptions
-  if (provided && typeof provided === 'object' && provided.isolate === undefined) provided.isolate = true
+  if (config.providedOptions && typeof config.providedOptions === 'object') config.providedOptions.isolate = true
 }
 
 /**

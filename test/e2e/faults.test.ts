@@ -206,12 +206,16 @@ test(
   'garbage on fd 3: "hello from a test" written to fd 3 fails garbage-fd3.test.ts with a protocol error showing those bytes; fine, fine2 pass; nothing left',
   async () => {
     const run = await runFaults({ files: ['garbage-fd3', 'fine', 'fine2'] })
-    // "hell" read as a frame length is 1751477356 bytes, over the limit: refused at once.
+    // "hell" read as a frame length is 1751477356 bytes, over the limit: refused at once. The
+    // message shows the stream's first 20 bytes: the text and its newline, then the start of the
+    // worker's next frame when that arrived in the same read (the worker's frames of a turn
+    // leave together at its end, after the test's synchronous write).
     expectFaultyFile(run, {
       file: 'garbage-fd3.test.ts',
       verdict: 'crashed',
       signal: 'SIGKILL',
-      sentence: /garbage-fd3\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: [^\n]*"hello from a test\."[^\n]*/,
+      sentence:
+        /garbage-fd3\.test\.ts: the sandboxed worker broke the IPC protocol, so its sandbox was killed: [^\n]*68 65 6c 6c 6f 20 66 72 6f 6d 20 61 20 74 65 73 74 0a[^\n]*"hello from a test\.[^"\n]{0,2}"[^\n]*/,
     })
     await expectNoLeftovers(run)
   },

@@ -42,15 +42,16 @@ describe('moduleCache', () => {
 
 describe('markIsolateChosen', () => {
   test('5: isolate counts as provided, which silences the "faster with isolate: false" hints', () => {
-    const config = { root: '/r', providedOptions: {} as Record<string, unknown> }
+    // Not set by the user: Vitest 5's captureProvidedOptions records false.
+    const config = { root: '/r', providedOptions: { isolate: false } as Record<string, unknown> }
     markIsolateChosen(config)
     expect(config.providedOptions.isolate).toBe(true)
   })
 
-  test('5: a project that chose isolate: false keeps its choice', () => {
-    const config = { root: '/r', providedOptions: { isolate: false } as Record<string, unknown> }
+  test('5: providedOptions.isolate says whether isolate was set, not its value: a project with isolate: false keeps isolate false', () => {
+    const config = { root: '/r', isolate: false, providedOptions: { isolate: true } as Record<string, unknown> }
     markIsolateChosen(config)
-    expect(config.providedOptions.isolate).toBe(false)
+    expect(config).toEqual({ root: '/r', isolate: false, providedOptions: { isolate: true } })
   })
 
   test('4.1 has no providedOptions: nothing to do', () => {
