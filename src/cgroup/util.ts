@@ -117,10 +117,7 @@ function tryRmdir(dir: string): boolean {
     fs.rmdirSync(dir)
     return true
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return true
-    if (code !== 'EBUSY') throw error
-    return false
+    return gone(error)
   }
 }
 
@@ -129,15 +126,15 @@ function tryRmdir(dir: string): boolean {
  * cgroup lock): true when the cgroup is gone, false while it has members (EBUSY).
  */
 export async function rmdirIfEmpty(dir: string): Promise<boolean> {
-  try {
-    await fs.promises.rmdir(dir)
-    return true
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return true
-    if (code !== 'EBUSY') throw error
-    return false
-  }
+  return fs.promises.rmdir(dir).then(() => true, gone)
+}
+
+/** A failed rmdir of a cgroup: gone already (ENOENT) is true, busy (EBUSY) false; anything else throws. */
+function gone(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return true
+  if (code !== 'EBUSY') throw error
+  return false
 }
 
 /** rmdir of a cgroup can see EBUSY for a moment after its last process died. */
