@@ -50,6 +50,11 @@ let vitest: VitestWorkerModule
 // copy: V8 compiles lazily, and a copy runs much of the runtime (the runner, expect, chai) for
 // the first time, which was about 30 ms of a copy's 75-80 ms of CPU (bench/README.md, issue 21).
 // Vitest's public entry too, which every test file imports. Lazy again for everything later.
+// And feedback (inline caches) from a function's first call, in the zygote and in every copy,
+// not after some calls: a copy lives for one file, and most of the runtime's functions run only
+// a few times in it (copy's CPU per file on Vitest 5 / Node 22: 43 -> 38-40 ms; no change
+// measured on Vitest 4 / Node 20; bench/README.md, issue 21).
+v8.setFlagsFromString('--no-lazy-feedback-allocation')
 v8.setFlagsFromString('--no-lazy')
 try {
   vitest = (await import(pathToFileURL(workerModulePath!).href)) as VitestWorkerModule
