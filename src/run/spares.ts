@@ -58,7 +58,7 @@ export class Spares {
    * new one. Either way one spare per worker slot is started for the files after it, so node's
    * start-up (the bulk of a worker's cost) overlaps with running tests.
    */
-  async acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
+  async acquire(key: object, slots: number, launch: (urgent: boolean) => Promise<Launched>): Promise<Launched> {
     const queue = this.queues.get(key) ?? []
     this.queues.set(key, queue)
     const left = this.pending.get(key)
@@ -77,7 +77,7 @@ export class Spares {
       else got = launched
     }
     if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
-    got ??= await launch()
+    got ??= await launch(true)
     this.refill(key, queue, slots, launch)
     return got
   }
@@ -91,16 +91,16 @@ export class Spares {
     for (const [key, count] of counts) this.pending.set(key, count)
   }
 
-  private refill(key: object, queue: Spare[], slots: number, launch: () => Promise<Launched>): void {
+  private refill(key: object, queue: Spare[], slots: number, launch: (urgent: boolean) => Promise<Launched>): void {
     const wanted = Math.min(slots, this.pending.get(key) ?? slots)
     if (wanted === 0 && queue.length === 0 && !this._closed) this.bootAhead(queue, launch)
     if (this._closed || queue.length >= wanted) return
-    queue.push(spare(launch()))
+    queue.push(spare(launch(false)))
   }
 
   /** The first sandbox of the next run, when `hunt` runs the files again (the supervisor knows its limits). */
-  private bootAhead(queue: Spare[], launch: () => Promise<Launched>): void {
-    const launched = this.launchAhead(launch)
+  private bootAhead(queue: Spare[], launch: (urgent: boolean) => Promise<Launched>): void {
+    const launched = this.launchAhead(() => launch(false))
     if (launched) queue.push(spare(launched))
   }
 

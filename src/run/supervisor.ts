@@ -5,6 +5,7 @@
  * compile cache once, and hold the inspector's forward. Spare sandboxes are src/run/spares.ts,
  * the records of the run src/run/records.ts.
  */
+import { availableParallelism } from 'node:os'
 import { debuglog } from 'node:util'
 import type { Vitest } from 'vitest/node'
 import { cgroupDriver, type CgroupDriver, type FileCgroup, type LimitName, type Limits } from '../cgroup/index.js'
@@ -40,6 +41,8 @@ export type LaunchRequest = Omit<SpawnRequest, 'cgroup' | 'options' | 'writable'
    * of such a project save (40 files, two workers: 1.61 s against 1.90 s; forks 1.46 s).
    */
   shared?: boolean
+  /** A file waits for this sandbox (not a spare): see {@link Zygotes.for}. */
+  urgent?: boolean
 }
 
 export class Supervisor {
@@ -180,11 +183,15 @@ export class Supervisor {
   async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
     // Read now: bootAhead's limits hold only for the synchronous part of this call.
     const limits = this.limits
-    const zygote = warmUp || this.spares.closed || request.shared ? undefined : await this.zygotes.for(request)
+    const maxWorkers = this.vitest?.config.maxWorkers
+    const idleCpu = typeof maxWorkers === 'number' && maxWorkers < availableParallelism()
+    const choice = warmUp || this.spares.closed || request.shared ? undefined : await this.zygotes.for(request, { urgent: request.urgent, idleCpu })
+    const zygote = choice === 'starting' ? undefined : choice
     // Copies of the zygote compile nothing of Vitest's runtime: no code cache to fill for them.
-    // Nor for a shared project's few sandboxes: the cache would be ready after they started.
-    if (!warmUp && !zygote && !request.shared) this.startWarmUp(request)
-    const { coverageDir, shared: _, ...spawn } = request
+    // Nor for a shared project's few sandboxes, nor for the fresh workers of a zygote's start:
+    // the cache would be ready after they started.
+    if (!warmUp && !choice && !request.shared) this.startWarmUp(request)
+    const { coverageDir, shared: _, urgent: __, ...spawn } = request
     const cache = !warmUp && this.compileCache?.ready ? this.compileCache : undefined
     if (cache) spawn.env = { ...spawn.env, [CACHE_DIR_ENV]: CACHE_TARGET }
     const cgroup = await this.createCgroup(limits)
@@ -267,7 +274,7 @@ export class Supervisor {
   }
 
   /** Spare sandboxes (src/run/spares.ts), one per worker slot, booted while earlier files run. */
-  acquire(key: object, slots: number, launch: () => Promise<Launched>): Promise<Launched> {
+  acquire(key: object, slots: number, launch: (urgent: boolean) => Promise<Launched>): Promise<Launched> {
     return this.spares.acquire(key, slots, launch)
   }
 

@@ -7,18 +7,23 @@ import { debuglog } from 'node:util'
 import type { FileCgroup, Limits } from '../cgroup/index.js'
 import type { ResolvedIsolatedOptions } from '../options/index.js'
 import type { Sandbox, SpawnRequest } from '../sandbox/spawn.js'
-import { WORKER_MODULE_ENV } from '../zygote/contract.js'
+import { WORKER_MODULE_ENV, ZYGOTE_WAIT_ENV } from '../zygote/contract.js'
 import { zygoteExecArgv } from '../zygote/exec-argv.js'
 import { Zygote } from '../zygote/main.js'
 import { zygoteSupport } from '../zygote/support.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
+/** Read once, with the module (before a config file's code runs). */
+const WAIT = process.env[ZYGOTE_WAIT_ENV] === '1'
+
 /** What decides whether a file's worker may be a copy, and of which zygote. */
 export type ZygoteRequest = Pick<SpawnRequest, 'env' | 'execArgv' | 'cwd' | 'projectRoot' | 'hide' | 'netControl'> & { coverageDir?: string }
 
 export class Zygotes {
   private readonly byKey = new Map<string, Promise<Zygote | undefined>>()
+  /** Keys whose zygote has started (ready, or failed to be). */
+  private readonly settled = new Set<string>()
   private noted = false
   /** The zygotes' sandboxes, each with the promise of its end (cgroup removed). */
   private readonly sandboxes = new Map<Sandbox, Promise<void>>()
@@ -33,16 +38,25 @@ export class Zygotes {
    * The zygote of this file's worker environment, for a file whose worker it can stand for: no
    * execArgv or NODE_OPTIONS of the project (the zygote must not run project code), no
    * inspector, no coverage files (Vitest 5), the seccomp filter on. The first eligible launch of
-   * an environment starts it, and every launch of it waits until it is ready (it takes what one
-   * fresh worker's start takes), so that all files of a project get the same kind of worker; if
-   * it cannot start, they get fresh ones. Option `zygote`.
+   * an environment starts it and waits until it is ready (it takes what one fresh worker's start
+   * takes), as do spares; if it cannot start, they all get fresh workers. Option `zygote`.
+   *
+   * `'starting'` answers an `urgent` launch (a file waits for it) that finds the zygote still
+   * starting: it gets a fresh worker now, on a CPU the zygote's start leaves idle, rather than
+   * wait for the zygote (the first files of a run; a 3-file suite on Vitest 5 at two workers:
+   * bench/README.md, issue 21). The launch that starts the zygote waits for it, unless a CPU is
+   * left over by the worker slots (`idleCpu`): then the zygote starts there.
    */
-  async for(request: ZygoteRequest): Promise<Zygote | undefined> {
+  async for(request: ZygoteRequest, { urgent = false, idleCpu = false } = {}): Promise<Zygote | 'starting' | undefined> {
     if (!this.options.zygote) return undefined
     const note = (why: string, ...args: unknown[]) => {
       if (!this.noted) debug(`no zygote: ${why}`, ...args)
       this.noted = true
       return undefined
+    }
+    const starting = () => {
+      debug('a fresh worker: the zygote is still starting')
+      return 'starting' as const
     }
     const support = zygoteSupport()
     if (!support.ok) return note(support.reason!)
@@ -65,8 +79,10 @@ export class Zygotes {
         debug('no zygote: %s', (error as Error).message)
         return undefined
       })
+      void started.then(zygote => zygote?.ready).finally(() => this.settled.add(key))
       this.byKey.set(key, started)
-    }
+      if (urgent && idleCpu && !WAIT) return starting()
+    } else if (urgent && !WAIT && !this.settled.has(key)) return starting()
     const zygote = await started
     if (!zygote || !(await zygote.ready)) return undefined
     return zygote.usable ? zygote : undefined

@@ -45,3 +45,10 @@ export const PROBE_ENV = 'VITEST_ISOLATED_ZYGOTE_PROBE'
 
 /** With the probe only: Vitest main's pid, which the probe tries to signal and read. */
 export const PROBE_MAIN_ENV = 'VITEST_ISOLATED_ZYGOTE_PROBE_MAIN'
+
+/**
+ * The harness's: every file's worker waits for its zygote (Zygotes.for), so that a test can
+ * expect copies for all files, where by default the files launched while the zygote starts get
+ * fresh workers. Never set outside the harness.
+ */
+export const ZYGOTE_WAIT_ENV = 'VITEST_ISOLATED_ZYGOTE_WAIT'

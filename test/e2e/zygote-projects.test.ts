@@ -21,7 +21,8 @@ test("zygote: a file of one project finds nothing of another project's environme
   const run = runVitest({
     root,
     pool: 'isolated',
-    env: { VITEST_ISOLATED_ZYGOTE: '1' },
+    // Every file waits for its zygote: all workers are copies (by default the first ones are not).
+    env: { VITEST_ISOLATED_ZYGOTE: '1', VITEST_ISOLATED_ZYGOTE_WAIT: '1' },
     onSpawn: pid => {
       main = pid
     },

@@ -43,7 +43,8 @@ test.each([
     const run = runVitest({
       root,
       pool: 'isolated',
-      env: { VITEST_ISOLATED_ZYGOTE: zygote },
+      // Every file waits for the zygote: all workers are copies (by default the first ones are not).
+      env: { VITEST_ISOLATED_ZYGOTE: zygote, VITEST_ISOLATED_ZYGOTE_WAIT: '1' },
       onSpawn: pid => {
         main = pid
       },

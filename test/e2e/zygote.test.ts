@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { expect, test } from 'vitest'
 import { cgroupDriver } from '../../src/cgroup/index.js'
 import { requireKernel } from '../support/kernel.js'
@@ -81,9 +82,12 @@ function cgroupsOf(main: number): string[] {
 /** What an exec'd worker reports, from the same fixture with the zygote off (the failures there are the next test's). */
 let fresh: Promise<Probe[]> | undefined
 function freshProbes(): Promise<Probe[]> {
-  fresh ??= runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off', ZYGOTE_RUN_TAG: 'fresh' } }).then(run =>
-    probesOf(run.stdout),
-  )
+  fresh ??= runVitest({
+    root,
+    pool: 'isolated',
+    args: ['--maxWorkers=2'],
+    env: { VITEST_ISOLATED_ZYGOTE: 'off', VITEST_ISOLATED_ZYGOTE_WAIT: '1', ZYGOTE_RUN_TAG: 'fresh' },
+  }).then(run => probesOf(run.stdout))
   return fresh
 }
 
@@ -94,7 +98,8 @@ test("zygote: every file's worker is a copy that entered its own sandbox, and th
     root,
     pool: 'isolated',
     args: ['--maxWorkers=2'],
-    env: { VITEST_ISOLATED_ZYGOTE: 'on', ZYGOTE_RUN_TAG: tag },
+    // Every file waits for the zygote, so that all are copies (by default the first ones are not: the last test).
+    env: { VITEST_ISOLATED_ZYGOTE: 'on', VITEST_ISOLATED_ZYGOTE_WAIT: '1', ZYGOTE_RUN_TAG: tag },
     onSpawn: pid => {
       main = pid
     },
@@ -171,4 +176,17 @@ test("zygote: off, the probes that tell a copy from an exec'd worker fail, and o
   const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'off' } })
   expect(run.exitCode, describeRun(run)).toBe(1)
   expect(failedTests(run.report!, root).sort()).toEqual(FILES.map(f => `${f}.test.ts > it is PID 3 of its own PID namespace, a child of init, alone with it`))
+})
+
+test('zygote: by default, a file launched while the zygote starts gets a fresh worker, and every later file a copy', async () => {
+  const run = await runVitest({ root, pool: 'isolated', args: ['--maxWorkers=2'], env: { VITEST_ISOLATED_ZYGOTE: 'on' } })
+  // The first launch starts the zygote and waits for it, unless a CPU is left over by the two
+  // worker slots (then it gets a fresh worker too); the second slot's first file does not wait.
+  // Spares wait, so every later file gets a copy.
+  const fresh = availableParallelism() > 2 ? 2 : 1
+  const pidProbe = 'it is PID 3 of its own PID namespace, a child of init, alone with it'
+  const failed = failedTests(run.report!, root)
+  expect(failed, describeRun(run)).toHaveLength(fresh)
+  for (const name of failed) expect(name).toMatch(new RegExp(`^(${FILES.join('|')})\\.test\\.ts > ${pidProbe}$`))
+  expect(counts(run.report!)).toMatchObject({ passed: FILES.length * PROBES_PER_FILE - fresh })
 })

@@ -45,7 +45,7 @@ test(
       root,
       pool: 'isolated',
       args: ['--maxWorkers=2'],
-      env: { VITEST_ISOLATED_ZYGOTE: '1', VITEST_ISOLATED_PIDS: '256' },
+      env: { VITEST_ISOLATED_ZYGOTE: '1', VITEST_ISOLATED_ZYGOTE_WAIT: '1', VITEST_ISOLATED_PIDS: '256' },
       timeoutMs: RUN,
     })
     expect(run.exitCode, describeRun(run)).toBe(0)
