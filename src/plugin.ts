@@ -9,6 +9,8 @@ import { IsolatedError } from './errors.js'
 import { Supervisor } from './run/supervisor.js'
 
 const POOL_NAME = 'isolated'
+/** The snapshot environment's module id, as Vitest's externalization matches it. */
+const SNAPSHOT_ENVIRONMENT_ID = new RegExp(`^${SNAPSHOT_ENVIRONMENT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)
 export const PLUGIN_NAME = 'vitest-pool-isolated'
 
 /** The plugin's `api`: how the CLI (`doctor`, `shell`) reads the options a config gave it. */
@@ -91,6 +93,10 @@ export function isolated(options?: IsolatedOptions): Plugin {
   return {
     name: PLUGIN_NAME,
     api: { options: supervisor.options } satisfies IsolatedPluginApi,
+    // Our snapshot environment is built JavaScript that workers load: natively, as the modules
+    // in node_modules are, not transformed by Vite and sent with its source map for every file
+    // (which it was wherever this package is not below a node_modules, e.g. linked).
+    config: () => ({ test: { server: { deps: { external: [SNAPSHOT_ENVIRONMENT_ID] } } } }),
     async configureVitest({ project, vitest }: VitestPluginContext) {
       checkVitestVersion(vitest.version)
       warnOnce(vitest, supervisor.options.warnings)

@@ -49,7 +49,8 @@ let vitest: VitestWorkerModule
 // Every function of Vitest's runtime compiled here, once, instead of on its first call in each
 // copy: V8 compiles lazily, and a copy runs much of the runtime (the runner, expect, chai) for
 // the first time, which was about 30 ms of a copy's 75-80 ms of CPU (bench/README.md, issue 21).
-// Vitest's public entry too, which every test file imports. Lazy again for everything later.
+// Vitest's public entry too, which every test file imports, and our snapshot environment. Lazy
+// again for everything later.
 // And feedback (inline caches) from a function's first call, in the zygote and in every copy,
 // not after some calls: a copy lives for one file, and most of the runtime's functions run only
 // a few times in it (copy's CPU per file on Vitest 5 / Node 22: 43 -> 38-40 ms; no change
@@ -59,6 +60,9 @@ v8.setFlagsFromString('--no-lazy')
 try {
   vitest = (await import(pathToFileURL(workerModulePath!).href)) as VitestWorkerModule
   await import(pathToFileURL(path.join(path.dirname(workerModulePath!), 'index.js')).href)
+  // Our snapshot environment, which Vitest then imports natively in every copy (the plugin has
+  // it externalized): already loaded there.
+  await import(new URL('../worker/snapshot-env.js', import.meta.url).href)
 } catch (error) {
   fail(`cannot import Vitest's worker runtime ${workerModulePath}`, error)
 } finally {
