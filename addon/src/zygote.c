@@ -394,8 +394,12 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
   close(pidfd);
   /* Twice: setns into a PID namespace applies to children only, and an orphan goes to the
    * reaper of its dead parent's PID namespace: PID 2 makes the worker and leaves, so the
-   * worker becomes init's child. */
-  pid_t second = fork();
+   * worker becomes init's child. PID 2 is a vfork: it runs in our memory (we only wait for it
+   * and leave), so the worker's fork is the only copy of the zygote's page tables besides ours,
+   * and PID 2's exit tears down none (a fork here cost a copy and a teardown of the whole
+   * address space per file: bench/README.md, issue 21). Its fds are its own copy of ours, which
+   * the worker's kcmp needs. It only makes a pipe, forks, reads and leaves with _exit. */
+  pid_t second = vfork();
   if (second < 0) fail_to(report, STEP_enter_fork);
   if (second > 0) {
     (void)TEMP_FAILURE_RETRY(waitpid(second, NULL, 0));
