@@ -183,8 +183,9 @@ export class Supervisor {
   async launch(request: LaunchRequest, warmUp?: { source: string; target: string }): Promise<Launched> {
     // Read now: bootAhead's limits hold only for the synchronous part of this call.
     const limits = this.limits
+    // Vitest's default (unset on Vitest 4 until its pool resolves it) leaves a CPU to main.
     const maxWorkers = this.vitest?.config.maxWorkers
-    const idleCpu = typeof maxWorkers === 'number' && maxWorkers < availableParallelism()
+    const idleCpu = typeof maxWorkers !== 'number' || maxWorkers < availableParallelism()
     const choice = warmUp || this.spares.closed || request.shared ? undefined : await this.zygotes.for(request, { urgent: request.urgent, idleCpu })
     const zygote = choice === 'starting' ? undefined : choice
     // Copies of the zygote compile nothing of Vitest's runtime: no code cache to fill for them.

@@ -85,6 +85,8 @@ test('every action of a compromised zygote fails, and succeeds on the host', asy
     pool: 'isolated',
     env: {
       VITEST_ISOLATED_ZYGOTE: '1',
+      // The file waits for the zygote (by default its first files may get fresh workers).
+      VITEST_ISOLATED_ZYGOTE_WAIT: '1',
       VITEST_ISOLATED_ZYGOTE_PROBE: path.join(copy.dir, 'compromised.mjs'),
       ZYGOTE_PROBE_TARGETS: JSON.stringify(targets),
     },
