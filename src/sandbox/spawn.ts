@@ -176,9 +176,22 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   const closePlanFds = () => {
     for (const fd of [raw.planFd, initPidfd]) if (fd >= 0) fs.closeSync(fd)
   }
-  const exited = new Promise<NativeExit>(resolve => addon.watch(raw.pidfd, raw.statusFd, resolve))
+  // Signals go through a pidfd of our own: the watch closes raw.pidfd on its thread as soon as
+  // init has gone, and the number may then be another sandbox's (two sandboxes that failed
+  // their setup at once: one's abandon killed the other). Ours closes on this thread, with the
+  // exit handled, after which nothing signals.
+  const signalFd = addon.dupFd(raw.pidfd)
+  let signalOpen = true
+  const signalInit = (signal: number): number => (signalOpen ? addon.signal(signalFd, signal) : os.constants.errno.ESRCH)
+  const exited = new Promise<NativeExit>(resolve =>
+    addon.watch(raw.pidfd, raw.statusFd, exit => {
+      signalOpen = false
+      fs.closeSync(signalFd)
+      resolve(exit)
+    }),
+  )
   async function abandon(error: unknown, fds: number[]): Promise<never> {
-    addon.signal(raw.pidfd, os.constants.signals.SIGKILL)
+    signalInit(os.constants.signals.SIGKILL)
     for (const fd of fds) if (fd >= 0) fs.closeSync(fd)
     if (nestPidfd !== undefined) fs.closeSync(nestPidfd)
     closePlanFds()
@@ -252,7 +265,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
     net: sandboxNet,
     kill(signal = 'SIGTERM') {
       if (done) return
-      const errno = addon.signal(raw.pidfd, os.constants.signals[signal])
+      const errno = signalInit(os.constants.signals[signal])
       if (errno !== 0 && errno !== os.constants.errno.ESRCH) debug('kill %s failed: errno %d', signal, errno)
     },
   }
