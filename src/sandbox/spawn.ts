@@ -242,9 +242,7 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
   const output = (fd: number): Readable => (fd >= 0 ? new net.Socket({ fd, readable: true, writable: false }) : Readable.from([]))
   const stdout = output(raw.stdoutFd)
   const stderr = output(raw.stderrFd)
-  let done = false
   const exit = exited.then((e): SandboxExit => {
-    done = true
     sandboxNet.close()
     if (hold) fs.closeSync(raw.syncFd)
     if (nestPidfd !== undefined) fs.closeSync(nestPidfd)
@@ -264,7 +262,6 @@ export async function spawnPlan(plan: NativePlan, cgroup?: FileCgroup, zygote?: 
     exited: exit,
     net: sandboxNet,
     kill(signal = 'SIGTERM') {
-      if (done) return
       const errno = signalInit(os.constants.signals[signal])
       if (errno !== 0 && errno !== os.constants.errno.ESRCH) debug('kill %s failed: errno %d', signal, errno)
     },
