@@ -74,6 +74,35 @@ export function writeFile(dir: string, file: string, value: string): void {
   fs.writeFileSync(path.join(dir, file), value)
 }
 
+/**
+ * Moves a process into cgroups: its pid written to each cgroup.procs file given, in the thread
+ * pool. The write waits for the kernel's cgroup lock and threadgroup lock, on v1 often for an
+ * RCU grace period (about 9 ms a file here), which must not block main's event loop; the opens
+ * and closes wait for nothing and stay synchronous (a trip each through the pool costs main
+ * more JS than the syscall).
+ */
+export async function writeProcs(procs: readonly string[], pid: number): Promise<void> {
+  const fds: number[] = []
+  try {
+    for (const file of procs) fds.push(fs.openSync(file, 'w'))
+  } catch (error) {
+    for (const fd of fds) fs.closeSync(fd)
+    throw error
+  }
+  const value = String(pid)
+  const writes = fds.map(
+    fd =>
+      new Promise<void>((resolve, reject) =>
+        fs.write(fd, value, error => {
+          fs.closeSync(fd)
+          if (error) reject(error)
+          else resolve()
+        }),
+      ),
+  )
+  await Promise.all(writes)
+}
+
 export function readNumber(file: string): number | null {
   try {
     const n = Number(fs.readFileSync(file, 'utf8').trim())
@@ -123,7 +152,8 @@ function tryRmdir(dir: string): boolean {
 
 /**
  * One rmdir in the thread pool, off the event loop (rmdir of a cgroup waits for the kernel's
- * cgroup lock): true when the cgroup is gone, false while it has members (EBUSY).
+ * cgroup lock, held meanwhile by another sandbox's move into its cgroup): true when the cgroup is
+ * gone, false while it has members (EBUSY).
  */
 export async function rmdirIfEmpty(dir: string): Promise<boolean> {
   return fs.promises.rmdir(dir).then(() => true, gone)

@@ -22,7 +22,19 @@ import {
   type Limits,
   type Usage,
 } from './types.js'
-import { emptied, findPoolCgroups, readNumber, readKeyed, readPids, removeCgroupSync, rmdirIfEmpty, rmdirRetry, writeFile, type Hierarchies } from './util.js'
+import {
+  emptied,
+  writeProcs,
+  findPoolCgroups,
+  readNumber,
+  readKeyed,
+  readPids,
+  removeCgroupSync,
+  rmdirIfEmpty,
+  rmdirRetry,
+  writeFile,
+  type Hierarchies,
+} from './util.js'
 
 const CPU_PERIOD_US = 100_000
 
@@ -51,7 +63,9 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
       const dirs = used.map(p => path.join(p, name))
       const made: string[] = []
       try {
-        // Every hierarchy at once; a failed mkdir leaves the others to be removed below.
+        // Every hierarchy at once, in the thread pool: a mkdir waits for the kernel's cgroup lock,
+        // which another sandbox's move into its cgroup may hold for milliseconds (writeProcs). A
+        // failed mkdir leaves the others to be removed below.
         const mkdirs = await Promise.allSettled(dirs.map(d => fs.promises.mkdir(d)))
         mkdirs.forEach((m, i) => {
           if (m.status === 'fulfilled') made.push(dirs[i]!)
@@ -75,12 +89,10 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
           ])
         }
         if (limits.pids !== undefined && dir('pids')) steps.push([[file('pids', 'pids.max'), String(limits.pids)]])
-        // Controllers in parallel, each one's files in order.
-        await Promise.all(
-          steps.map(async writes => {
-            for (const [f, v] of writes) await fs.promises.writeFile(f, v)
-          }),
-        )
+        // The limits' writes take no cgroup lock and a few microseconds: synchronous, where
+        // fs.promises.writeFile (open, write, close through the pool) cost main about 1 ms of JS
+        // per file (issue 21).
+        for (const writes of steps) for (const [f, v] of writes) fs.writeFileSync(f, v)
       } catch (error) {
         await Promise.all(made.map(d => fs.promises.rmdir(d).catch(() => {})))
         throw error
@@ -142,9 +154,11 @@ function fileCgroup(name: string, dirs: string[], dir: (c: string) => string | u
     name,
     intoFd: undefined,
     procs: dirs.map(d => path.join(d, 'cgroup.procs')),
-    async attach(pid: number) {
-      await Promise.all(dirs.map(d => fs.promises.writeFile(path.join(d, 'cgroup.procs'), String(pid))))
-    },
+    attach: (pid: number) =>
+      writeProcs(
+        dirs.map(d => path.join(d, 'cgroup.procs')),
+        pid,
+      ),
     usage(): Usage {
       const mem = at('memory')
       const pids = at('pids')
