@@ -139,9 +139,10 @@ export class IsolatedPoolWorker implements PoolWorker {
       this.guard = new RpcGuard(view, project.config.root)
       // isolate: false keeps this sandbox for the project's next files: no spares for them.
       const slots = project.config.isolate === false ? 0 : spareSlots(project.vitest.config.maxWorkers)
-      launched = await this.supervisor.acquire(project, slots, urgent =>
+      launched = await this.supervisor.acquire(project, slots, (urgent, few) =>
         this.supervisor.launch({
           urgent,
+          few,
           entry: WORKER_ENTRY,
           execArgv: this.options.execArgv,
           env,

@@ -23,6 +23,13 @@ export interface Launched {
   portsVersion: number
 }
 
+/**
+ * Launches a sandbox. `urgent`: a file waits for it (not a spare). `few`: the files of the run
+ * still to come for this key, the one it is for included, are no more than the worker slots, so
+ * each gets a slot now and no later start (a zygote's, the code cache's) could serve one sooner.
+ */
+export type Launch = (urgent: boolean, few: boolean) => Promise<Launched>
+
 /** A spare being launched; `settled` never rejects, so an unused failure is never unhandled. */
 interface Spare {
   launched: Promise<Launched>
@@ -58,7 +65,7 @@ export class Spares {
    * new one. Either way one spare per worker slot is started for the files after it, so node's
    * start-up (the bulk of a worker's cost) overlaps with running tests.
    */
-  async acquire(key: object, slots: number, launch: (urgent: boolean) => Promise<Launched>): Promise<Launched> {
+  async acquire(key: object, slots: number, launch: Launch): Promise<Launched> {
     const queue = this.queues.get(key) ?? []
     this.queues.set(key, queue)
     const left = this.pending.get(key)
@@ -77,7 +84,7 @@ export class Spares {
       else got = launched
     }
     if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
-    got ??= await launch(true)
+    got ??= await launch(true, left !== undefined && left <= slots)
     this.refill(key, queue, slots, launch)
     return got
   }
@@ -91,16 +98,17 @@ export class Spares {
     for (const [key, count] of counts) this.pending.set(key, count)
   }
 
-  private refill(key: object, queue: Spare[], slots: number, launch: (urgent: boolean) => Promise<Launched>): void {
-    const wanted = Math.min(slots, this.pending.get(key) ?? slots)
+  private refill(key: object, queue: Spare[], slots: number, launch: Launch): void {
+    const left = this.pending.get(key)
+    const wanted = Math.min(slots, left ?? slots)
     if (wanted === 0 && queue.length === 0 && !this._closed) this.bootAhead(queue, launch)
     if (this._closed || queue.length >= wanted) return
-    queue.push(spare(launch(false)))
+    queue.push(spare(launch(false, left !== undefined && left <= slots)))
   }
 
   /** The first sandbox of the next run, when `hunt` runs the files again (the supervisor knows its limits). */
-  private bootAhead(queue: Spare[], launch: (urgent: boolean) => Promise<Launched>): void {
-    const launched = this.launchAhead(() => launch(false))
+  private bootAhead(queue: Spare[], launch: Launch): void {
+    const launched = this.launchAhead(() => launch(false, false))
     if (launched) queue.push(spare(launched))
   }
 

@@ -45,9 +45,11 @@ export class Zygotes {
    * starting: it gets a fresh worker now, on a CPU the zygote's start leaves idle, rather than
    * wait for the zygote (the first files of a run; a 3-file suite on Vitest 5 at two workers:
    * bench/README.md, issue 21). The launch that starts the zygote waits for it, unless a CPU is
-   * left over by the worker slots (`idleCpu`): then the zygote starts there.
+   * left over by the worker slots (`idleCpu`): then the zygote starts there. A launch with `few`
+   * (no more files to come than worker slots: LaunchRequest) starts none, but uses one already
+   * started (watch mode's re-runs).
    */
-  async for(request: ZygoteRequest, { urgent = false, idleCpu = false } = {}): Promise<Zygote | 'starting' | undefined> {
+  async for(request: ZygoteRequest, { urgent = false, idleCpu = false, few = false } = {}): Promise<Zygote | 'starting' | undefined> {
     if (!this.options.zygote) return undefined
     const note = (why: string, ...args: unknown[]) => {
       if (!this.noted) debug(`no zygote: ${why}`, ...args)
@@ -74,6 +76,10 @@ export class Zygotes {
     }
     const key = JSON.stringify([request.env, execArgv, request.cwd, request.projectRoot, request.hide ?? []])
     let started = this.byKey.get(key)
+    if (!started && few && !WAIT) {
+      debug('a fresh worker: no more files to come than worker slots, so no zygote is started for them')
+      return undefined
+    }
     if (!started) {
       started = this.start(request, execArgv).catch((error: unknown) => {
         debug('no zygote: %s', (error as Error).message)

@@ -49,6 +49,7 @@ export const PROBE_MAIN_ENV = 'VITEST_ISOLATED_ZYGOTE_PROBE_MAIN'
 /**
  * The harness's: every file's worker waits for its zygote (Zygotes.for), so that a test can
  * expect copies for all files, where by default the files launched while the zygote starts get
- * fresh workers. Never set outside the harness.
+ * fresh workers, and a run with no more files than worker slots starts no zygote. Never set
+ * outside the harness.
  */
 export const ZYGOTE_WAIT_ENV = 'VITEST_ISOLATED_ZYGOTE_WAIT'

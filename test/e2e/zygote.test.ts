@@ -190,3 +190,20 @@ test('zygote: by default, a file launched while the zygote starts gets a fresh w
   for (const name of failed) expect(name).toMatch(new RegExp(`^(${FILES.join('|')})\\.test\\.ts > ${pidProbe}$`))
   expect(counts(run.report!)).toMatchObject({ passed: FILES.length * PROBES_PER_FILE - fresh })
 })
+
+test('zygote: a run of no more files than worker slots starts none, and each file gets a fresh worker', async () => {
+  const pidProbe = 'it is PID 3 of its own PID namespace, a child of init, alone with it'
+  const two = FILES.slice(0, 2)
+  const run = await runVitest({
+    root,
+    pool: 'isolated',
+    args: ['--maxWorkers=2', ...two.map(f => `${f}.test.ts`)],
+    env: { VITEST_ISOLATED_ZYGOTE: 'on', NODE_DEBUG: 'vitest-pool-isolated' },
+  })
+  // Both files are exec'd workers (PID 2): they fail the copy's PID probe, and only that.
+  expect(failedTests(run.report!, root).sort(), describeRun(run)).toEqual(two.map(f => `${f}.test.ts > ${pidProbe}`))
+  expect(counts(run.report!)).toMatchObject({ passed: two.length * (PROBES_PER_FILE - 1), files: two.length })
+  // Main's trace: no zygote was started (none became ready, no copy entered a sandbox).
+  expect(run.stderr).toMatch(/no more files to come than worker slots, so no zygote is started/)
+  expect(run.stderr).not.toMatch(/zygote in sandbox \d+ ready|worker entered/)
+})

@@ -6,13 +6,16 @@ import type { Launched } from '../../src/run/spares.js'
 import { Supervisor } from '../../src/run/supervisor.js'
 
 /** A stand-in for a booted sandbox: the spare policy is under test, not the spawn. */
-function fakeLaunch(): { launch: () => Promise<Launched>; launched: Launched[]; killed: () => number } {
+function fakeLaunch(): { launch: (urgent: boolean, few: boolean) => Promise<Launched>; launched: Launched[]; few: boolean[]; killed: () => number } {
   const launched: Launched[] = []
+  const fewFlags: boolean[] = []
   let killed = 0
   return {
     launched,
+    few: fewFlags,
     killed: () => killed,
-    launch: async () => {
+    launch: async (_urgent: boolean, few: boolean) => {
+      fewFlags.push(few)
       let exit!: () => void
       const exited = new Promise<void>(resolve => (exit = resolve))
       const sandbox = {
@@ -77,5 +80,30 @@ test('a new run resets the count', async () => {
   await supervisor.acquire(key, 1, launch)
   await supervisor.acquire(key, 1, launch)
   expect(launched).toHaveLength(3)
+  await supervisor.discardSpares()
+})
+
+test('a launch is `few` when no more files are to come than worker slots, never without a count', async () => {
+  const supervisor = new Supervisor(resolveOptions({}, {}))
+  const small = {}
+  const large = {}
+  const unknown = {}
+  supervisor.expectFiles(
+    new Map([
+      [small, 2],
+      [large, 4],
+    ]),
+  )
+  const s = fakeLaunch()
+  for (let i = 0; i < 2; i++) await supervisor.acquire(small, 2, s.launch)
+  // The first file and the spare for the second: two files, two slots.
+  expect(s.few).toEqual([true, true])
+  const l = fakeLaunch()
+  for (let i = 0; i < 4; i++) await supervisor.acquire(large, 2, l.launch)
+  // 4 files to come (first launch), then spares for 3, 2 and 1 left: the tail is few, the start not.
+  expect(l.few).toEqual([false, false, true, true])
+  const u = fakeLaunch()
+  await supervisor.acquire(unknown, 2, u.launch)
+  expect(u.few[0]).toBe(false)
   await supervisor.discardSpares()
 })

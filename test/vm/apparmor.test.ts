@@ -107,7 +107,17 @@ test("with the profile doctor prints: doctor is ok, the run passes (fresh worker
     expect(doctor.stdout).toMatch(/^ok {4}apparmor +confines this process .*; the pool's isolated-init \(.*\) may create them$/m)
     for (const zygote of ['1', '0']) {
       const run = restricted(
-        ['env', `VITEST_ISOLATED_ZYGOTE=${zygote}`, process.execPath, path.join(REPO_ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--pool=isolated'],
+        // WAIT: copies for every file, whatever the VM's CPUs (a run of no more files than
+        // worker slots would start no zygote).
+        [
+          'env',
+          `VITEST_ISOLATED_ZYGOTE=${zygote}`,
+          'VITEST_ISOLATED_ZYGOTE_WAIT=1',
+          process.execPath,
+          path.join(REPO_ROOT, 'node_modules/vitest/vitest.mjs'),
+          'run',
+          '--pool=isolated',
+        ],
         fixtureDir('basic'),
       )
       expect(run.status, `zygote ${zygote}: ${describe(run)}`).toBe(0)
