@@ -85,15 +85,10 @@ test('a new run resets the count', async () => {
 
 test('a launch is `few` when no more files are to come than worker slots, never without a count', async () => {
   const supervisor = new Supervisor(resolveOptions({}, {}))
-  const small = {}
-  const large = {}
-  const unknown = {}
-  supervisor.expectFiles(
-    new Map([
-      [small, 2],
-      [large, 4],
-    ]),
-  )
+  const [small, large, unknown] = [{}, {}, {}]
+  const counts = new Map<object, number>()
+  counts.set(small, 2).set(large, 4)
+  supervisor.expectFiles(counts)
   const s = fakeLaunch()
   for (let i = 0; i < 2; i++) await supervisor.acquire(small, 2, s.launch)
   // The first file and the spare for the second: two files, two slots.
