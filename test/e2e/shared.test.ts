@@ -23,6 +23,8 @@ afterEach(() => {
 
 interface Seen {
   mnt: string
+  /** The sandbox: its mount namespace and its init's start time (inode numbers are reused). */
+  sandbox: string
   pid: string
   marks: string[]
 }
@@ -39,15 +41,15 @@ async function runShared(args: string[]) {
     })
     expect(run.exitCode, describeRun(run)).toBe(0)
     const seen = new Map<string, Seen>()
-    for (const m of run.output.matchAll(/^SANDBOX (\w) (mnt:\[\d+\]) pid=(\d+) marks=(\S+)$/gm)) {
-      seen.set(m[1]!, { mnt: m[2]!, pid: m[3]!, marks: m[4] === '-' ? [] : m[4]!.split(',') })
+    for (const m of run.output.matchAll(/^SANDBOX (\w) (mnt:\[\d+\]) pid=(\d+) init=(\d+) marks=(\S+)$/gm)) {
+      seen.set(m[1]!, { mnt: m[2]!, sandbox: `${m[2]} ${m[4]}`, pid: m[3]!, marks: m[5] === '-' ? [] : m[5]!.split(',') })
     }
     expect([...seen.keys()].sort(), describeRun(run)).toEqual(['a', 'b', 'c', 'd'])
     const records = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { file: string; verdict: string; shared?: boolean; wallMs: number }[]
     // Nothing a file wrote into its sandbox's /tmp reached the host's.
     expect(fs.readdirSync('/tmp').filter(f => f.startsWith(prefix))).toEqual([])
     for (const s of seen.values()) expect(s.mnt, 'a file ran in the host mount namespace').not.toBe(hostMnt)
-    return { run, seen, records, sandboxes: new Set([...seen.values()].map(s => s.mnt)) }
+    return { run, seen, records, sandboxes: new Set([...seen.values()].map(s => s.sandbox)) }
   } finally {
     dir.removeCallback()
   }
@@ -67,8 +69,8 @@ test("--no-isolate with two workers: at most two sandboxes, reused for the next 
   expect(sandboxes.size, describeRun(run)).toBeGreaterThanOrEqual(1)
   expect(sandboxes.size, describeRun(run)).toBeLessThanOrEqual(2)
   // Files of one sandbox share its worker (the same pid) and its /tmp, as forks --no-isolate shares a process.
-  for (const mnt of sandboxes) {
-    const files = [...seen].filter(([, s]) => s.mnt === mnt)
+  for (const sandbox of sandboxes) {
+    const files = [...seen].filter(([, s]) => s.sandbox === sandbox)
     expect(new Set(files.map(([, s]) => s.pid)).size).toBe(1)
     const marks = files.map(([, s]) => s.marks.length).sort()
     expect(marks).toEqual(files.map((_, i) => i))
