@@ -90,8 +90,7 @@ export function createV1Driver(h: Hierarchies): CgroupDriver {
         }
         if (limits.pids !== undefined && dir('pids')) steps.push([[file('pids', 'pids.max'), String(limits.pids)]])
         // The limits' writes take no cgroup lock and a few microseconds: synchronous, where
-        // fs.promises.writeFile (open, write, close through the pool) cost main about 1 ms of JS
-        // per file (issue 21).
+        // fs.promises.writeFile (open, write, close through the pool) costs main more JS (issue 21).
         for (const writes of steps) for (const [f, v] of writes) fs.writeFileSync(f, v)
       } catch (error) {
         await Promise.all(made.map(d => fs.promises.rmdir(d).catch(() => {})))

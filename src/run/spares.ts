@@ -30,6 +30,11 @@ export interface Launched {
  */
 export type Launch = (urgent: boolean, few: boolean) => Promise<Launched>
 
+/** `few` for a launch: the files still to come (when known) fit the worker slots. */
+function fits(left: number | undefined, slots: number): boolean {
+  return left !== undefined && left <= slots
+}
+
 /** A spare being launched; `settled` never rejects, so an unused failure is never unhandled. */
 interface Spare {
   launched: Promise<Launched>
@@ -84,7 +89,7 @@ export class Spares {
       else got = launched
     }
     if (got) debug('sandbox %d: a spare, booted while earlier files ran', got.sandbox.pid)
-    got ??= await launch(true, left !== undefined && left <= slots)
+    got ??= await launch(true, fits(left, slots))
     this.refill(key, queue, slots, launch)
     return got
   }
@@ -103,7 +108,7 @@ export class Spares {
     const wanted = Math.min(slots, left ?? slots)
     if (wanted === 0 && queue.length === 0 && !this._closed) this.bootAhead(queue, launch)
     if (this._closed || queue.length >= wanted) return
-    queue.push(spare(launch(false, left !== undefined && left <= slots)))
+    queue.push(spare(launch(false, fits(left, slots))))
   }
 
   /** The first sandbox of the next run, when `hunt` runs the files again (the supervisor knows its limits). */
