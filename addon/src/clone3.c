@@ -1,4 +1,5 @@
-/* clone3 with a stack of its own, for the addon (spawn.c) and isolated-init (init_main.c). */
+/* clone3 with a stack of its own, for the addon (spawn.c) and isolated-init (init_main.c); a
+ * vfork whose parent never runs again, for the zygote's copies (zygote.c). */
 #include <linux/sched.h>
 #include <stddef.h>
 
@@ -34,7 +35,21 @@ __asm__(
     "  syscall\n"
     "  hlt\n"
     "1: ret\n"
-    ".size isolated_clone3, .-isolated_clone3\n");
+    ".size isolated_clone3, .-isolated_clone3\n"
+    ".globl isolated_vfork_leave\n"
+    ".hidden isolated_vfork_leave\n"
+    ".type isolated_vfork_leave,@function\n"
+    "isolated_vfork_leave:\n"
+    "  mov $58, %eax\n"   /* __NR_vfork */
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jle 1f\n"          /* the child (0) or no child (-errno) */
+    "  xor %edi, %edi\n"  /* the parent, its child gone: out, touching no memory */
+    "  mov $231, %eax\n"  /* __NR_exit_group */
+    "  syscall\n"
+    "  hlt\n"
+    "1: ret\n"
+    ".size isolated_vfork_leave, .-isolated_vfork_leave\n");
 #else
 __asm__(
     ".text\n"
@@ -53,7 +68,26 @@ __asm__(
     "  svc #0\n"
     "  brk #0\n"
     "1: ret\n"
-    ".size isolated_clone3, .-isolated_clone3\n");
+    ".size isolated_clone3, .-isolated_clone3\n"
+    ".globl isolated_vfork_leave\n"
+    ".hidden isolated_vfork_leave\n"
+    ".type isolated_vfork_leave,%function\n"
+    "isolated_vfork_leave:\n"
+    "  mov x0, #0x4111\n" /* CLONE_VM | CLONE_VFORK | SIGCHLD */
+    "  mov x1, xzr\n"
+    "  mov x2, xzr\n"
+    "  mov x3, xzr\n"
+    "  mov x4, xzr\n"
+    "  mov x8, #220\n"    /* __NR_clone; the return address stays in x30 */
+    "  svc #0\n"
+    "  cmp x0, #0\n"
+    "  b.le 1f\n"         /* the child (0) or no child (-errno) */
+    "  mov x0, xzr\n"     /* the parent, its child gone: out, touching no memory */
+    "  mov x8, #94\n"     /* __NR_exit_group */
+    "  svc #0\n"
+    "  brk #0\n"
+    "1: ret\n"
+    ".size isolated_vfork_leave, .-isolated_vfork_leave\n");
 #endif
 /* clang-format on */
 #endif

@@ -1,4 +1,5 @@
-/* clone3.c: a clone3 with a stack of its own (the addon's spawn, the launcher's nesting). */
+/* clone3.c: a clone3 with a stack of its own (the addon's spawn, the launcher's nesting), and a
+ * vfork whose parent never runs again (the zygote's copies). */
 #ifndef ISOLATED_CLONE3_H
 #define ISOLATED_CLONE3_H
 
@@ -14,6 +15,11 @@ extern "C" {
 #define HAVE_CLONE3_VM 1
 struct clone_args;
 long isolated_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+
+/* clone3.c: vfork, returning 0 in the child or -errno; the parent never returns. Once the
+ * child has exited or exec'd, the parent exits with 0 without touching memory, in which the
+ * child may have left anything: the child's frames over the parent's, or a test's bytes. */
+long isolated_vfork_leave(void);
 
 #endif
 

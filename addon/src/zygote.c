@@ -15,12 +15,15 @@
  * all. What it inherited is told from what it made by kcmp against its parent (PID 2), which
  * holds exactly what the zygote had; anything the copy cannot account for fails its entry.
  *
- * The copy is three processes: the first moves itself into the file's cgroup and joins all
- * namespaces of the file's init (setns into a PID namespace only applies to children), the
- * second (PID 2) forks the worker (PID 3) and waits until the worker has swept what it
- * inherited, then leaves, so init reaps the worker like an exec'd one. glibc's fork() on
- * purpose: OpenSSL reseeds and libuv makes its signal lock pipe anew in their atfork handlers. */
+ * The copy is three processes in one address space, the fork's: the first moves itself into
+ * the file's cgroup, sweeps what it inherited (against the zygote itself, its parent) and
+ * joins all namespaces of the file's init; setns into a PID namespace only applies to
+ * children, so it vforks PID 2, which vforks the worker (PID 3). Neither parent runs again,
+ * and init reaps the worker like an exec'd one. glibc's fork() on purpose: OpenSSL reseeds
+ * and libuv makes its signal lock pipe anew in their atfork handlers, in the first process's
+ * memory and fd table, which the worker inherits. */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -42,6 +45,7 @@
 #include <linux/kcmp.h>
 #include <linux/prctl.h>
 
+#include "clone3.h"
 #include "drop.h"
 #include "plan_io.h"
 #include "ports.h"
@@ -159,8 +163,8 @@ static int list_fds(int *fds, int max) {
 
 #define MAX_FDS 4096
 
-/* Whether fd of ours is an open file that `other` (our parent, PID 2: what the zygote had)
- * holds too, at any of its fds. 1 yes, 0 no, -1 with errno when the kernel cannot tell. */
+/* Whether fd of ours is an open file that `other` (our parent, the zygote) holds too, at any
+ * of its fds. 1 yes, 0 no, -1 with errno when the kernel cannot tell. */
 static int inherited(int fd, pid_t other, const int *theirs, int count) {
   for (int i = 0; i < count; i++) {
     long r = syscall(SYS_kcmp, getpid(), other, KCMP_FILE, fd, theirs[i]);
@@ -170,9 +174,10 @@ static int inherited(int fd, pid_t other, const int *theirs, int count) {
   return 0;
 }
 
-/* The allowlist for fds: everything the worker holds that it did not make or get itself goes.
- * `other` is PID 2, alive until we are done; its fds are the zygote's at the fork. Then the
- * check again: one fd still shared with the zygote fails the entry. */
+/* The allowlist for fds: everything the copy holds that it did not make or get itself goes.
+ * `other` is the zygote, live: after the fork it only closes the request's fds, which are
+ * on the allowlist or closed already, and its new ones are not ours. Then the check again:
+ * one fd still shared with the zygote fails the entry. */
 static int sweep_fds(pid_t other, const int *keep, int keep_count) {
   static int ours[MAX_FDS], theirs[MAX_FDS];
   char dir[64];
@@ -339,30 +344,72 @@ static void take_fds_from_init(int report) {
   for (int i = 0; i < 4; i++) close(fds[i]);
 }
 
-/* PID 3 of the file's sandbox: the exec'd worker's last steps, its fds from init last. Its
- * parent is PID 2 until it says done on sync_w. */
-static void become_worker(const struct plan *plan, void *loop, int report, int sync_w) {
-  if (setsid() < 0) fail_to(report, STEP_setsid);
-  if (chdir(plan->cwd) != 0) fail_to(report, STEP_chdir);
-  reset_condvars();
-  if (set_image(plan->argv, plan->envp) != 0) fail_to(report, STEP_enter_image);
-  /* The event loop's new epoll, eventfd and pipes, before the sweep: libuv closes its old ones
-   * by number and makes new ones, which must not land on numbers the sweep freed. io_uring is
-   * denied by the zygote's filter, so libuv sets up none, as in an exec'd worker. */
-  if (uv_loop_fork(loop) != 0) {
-    errno = EIO;
-    fail_to(report, STEP_enter_loop);
+/* What the kernel holds for glibc about its thread, which glibc's fork sets up in its child and
+ * a vfork child lacks (the kernel gives a task that shares its parent's memory none of it):
+ * where glibc keeps the thread's id (its struct pthread, read by its mutexes and rwlocks), its
+ * robust mutex list, and its rseq area. Read in the copy's first process, where glibc's fork
+ * set them, and handed to the worker. */
+struct thread_state {
+  int *tid;
+  void *robust;
+  size_t robust_len;
+  void *rseq;
+  uint32_t rseq_len;
+};
+static struct thread_state thread_state;
+
+#if defined(SYS_rseq) && defined(__x86_64__)
+#define RSEQ_SIG 0x53053053u
+#elif defined(SYS_rseq) && defined(__aarch64__)
+#define RSEQ_SIG 0xd428bc00u
+#endif
+
+/* In the first process: its registrations, and none left to it, so that its exit writes nothing
+ * into memory the worker will use (the kernel clears a leaving task's thread id). 0, or -1
+ * where the kernel does not tell (no CONFIG_CHECKPOINT_RESTORE): then the worker is a fork. */
+static int take_thread_state(void) {
+  struct thread_state *t = &thread_state;
+  memset(t, 0, sizeof *t);
+  if (prctl(PR_GET_TID_ADDRESS, &t->tid, 0, 0, 0) != 0 || !t->tid) return -1;
+  if (syscall(SYS_get_robust_list, 0, &t->robust, &t->robust_len) != 0) return -1;
+#ifdef RSEQ_SIG
+  const ptrdiff_t *offset = dlsym(RTLD_DEFAULT, "__rseq_offset");
+  const unsigned int *size = dlsym(RTLD_DEFAULT, "__rseq_size");
+  if (offset && size && *size > 0) {
+    t->rseq = (char *)__builtin_thread_pointer() + *offset;
+    t->rseq_len = *size < 32 ? 32 : *size;
   }
-  /* The sweep runs with this namespace's capabilities still held: kcmp needs to read PID 2,
-   * which holds them too. It keeps two fds by number, both made for this entry and held by
-   * PID 2 as well: the report pipe (main's, for this file) and the pipe to PID 2. Everything
-   * else the zygote had goes, its stdio and its channel (0-3) too. */
-  const int keep[2] = {report, sync_w};
-  if (sweep_fds(getppid(), keep, 2) != 0 || sweep_shared_maps() != 0) fail_to(report, STEP_enter_sweep);
+#endif
+  (void)syscall(SYS_set_tid_address, NULL);
+  (void)syscall(SYS_set_robust_list, NULL, t->robust_len);
+  return 0;
+}
+
+/* In the worker, first: what glibc's fork would have left it. */
+static void give_thread_state(void) {
+  struct thread_state *t = &thread_state;
+  *t->tid = (int)syscall(SYS_set_tid_address, t->tid);
+  (void)syscall(SYS_set_robust_list, t->robust, t->robust_len);
+#ifdef RSEQ_SIG
+  /* Not registered, glibc reads the cpu number from the kernel instead (-2: registration
+   * failed, rseq(2)). */
+  if (t->rseq && syscall(SYS_rseq, t->rseq, t->rseq_len, 0, RSEQ_SIG) != 0) ((volatile int32_t *)t->rseq)[1] = -2;
+#endif
+}
+
+/* PID 3 of the file's sandbox: the exec'd worker's last steps, its fds from init last. With
+ * `in_vfork` it runs in the memory of PID 2, which waits in its vfork (copy_enter). */
+static void become_worker(const struct plan *plan, int report, int in_vfork) {
+  if (in_vfork) {
+    give_thread_state();
+    /* PID 2 must never go on in memory we use: killed in its vfork, it never leaves it. While
+     * we still hold the capabilities to signal it; it cannot have left before (vfork). */
+    if (getppid() != 2 || kill(2, SIGKILL) != 0) fail_to(report, STEP_enter_fork);
+  }
+  if (setsid() < 0) fail_to(report, STEP_setsid);
   enum step failed;
   if (drop_privileges(plan, &failed) != 0) fail_to(report, failed);
-  /* PID 2 leaves; init (PID 1) is our parent from then on and reaps us like an exec'd worker. */
-  close(sync_w);
+  /* init (PID 1) is our parent once PID 2 is gone, and reaps us like an exec'd worker. */
   for (int i = 0; getppid() != 1; i++) {
     if (i > 200000) {
       errno = ETIMEDOUT;
@@ -373,10 +420,12 @@ static void become_worker(const struct plan *plan, void *loop, int report, int s
   take_fds_from_init(report);
 }
 
-/* The copy's first process, in the zygote's namespaces: the file's plan, its cgroup, its
- * namespaces; then PID 2 and PID 3 of the file's sandbox. Returns only in PID 3, the worker. */
+/* The copy's first process, in the zygote's namespaces: the file's plan, its cgroup, all the
+ * worker needs of its memory and fds, the sweep; then the file's namespaces, and PID 2 and
+ * PID 3 of the file's sandbox. Returns only in PID 3, the worker. */
 static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct zygote_entry *entry) {
   const int pidfd = fds[0], report = fds[1], plan_fd = fds[2];
+  const pid_t zygote = getppid();
   if (lseek(plan_fd, 0, SEEK_SET) != 0 || plan_read(plan_fd, &entry->plan) != 0) fail_to(report, STEP_enter_plan);
   close(plan_fd);
   /* Into the file's cgroup before anything of the worker exists. The fds were opened by main:
@@ -386,39 +435,60 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
     if (write_all(fds[3 + i], "0", 1) != 0) fail_to(report, STEP_enter_cgroup);
     close(fds[3 + i]);
   }
+  reset_condvars();
+  if (set_image(entry->plan.argv, entry->plan.envp) != 0) fail_to(report, STEP_enter_image);
+  /* The event loop's new epoll, eventfd and pipes, before the sweep: libuv closes its old ones
+   * by number and makes new ones, which must not land on numbers the sweep freed. io_uring is
+   * denied by the zygote's filter, so libuv sets up none, as in an exec'd worker. */
+  if (uv_loop_fork(loop) != 0) {
+    errno = EIO;
+    fail_to(report, STEP_enter_loop);
+  }
+  /* The sweep, here: the zygote is still in our PID namespace. It keeps two fds by number,
+   * sent for this entry: the report pipe (main's, for this file) and the file's init (for
+   * setns, closed right after). Everything else the zygote has goes, its stdio and its
+   * channel (0-3) too. What our fork made (libuv's new lock pipe, in its atfork handler) is
+   * not the zygote's, and stays. */
+  const int keep[2] = {report, pidfd};
+  if (sweep_fds(zygote, keep, 2) != 0 || sweep_shared_maps() != 0) fail_to(report, STEP_enter_sweep);
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   if (entry->plan.flags & PLAN_NEW_NET) flags |= CLONE_NEWNET;
   /* Only a user namespace the zygote owns (a file's, made by spawn.c's nesting) lets it in:
    * the kernel refuses every other one for want of capabilities. */
   if (setns(pidfd, flags) != 0) fail_to(report, STEP_enter_setns);
   close(pidfd);
-  /* Twice: setns into a PID namespace applies to children only, and an orphan goes to the
-   * reaper of its dead parent's PID namespace: PID 2 makes the worker and leaves, so the
-   * worker becomes init's child. PID 2 is a vfork: it runs in our memory (we only wait for it
-   * and leave), so the worker's fork is the only copy of the zygote's page tables besides ours,
-   * and PID 2's exit tears down none (a fork here cost a copy and a teardown of the whole
-   * address space per file: bench/README.md, issue 21). Its fds are its own copy of ours, which
-   * the worker's kcmp needs. It only makes a pipe, forks, reads and leaves with _exit. */
+  if (chdir(entry->plan.cwd) != 0) fail_to(report, STEP_chdir);
+    /* setns into a PID namespace applies to children only. Two, so that the worker is PID 3,
+     * the pid init hands the fds to, and init's child once PID 2 is gone. Both in this
+     * process's memory (vforks): the fork from the zygote is then the only copy of its page
+     * tables, and the worker's exit the only teardown (a fork per process cost a copy and a
+     * teardown of the whole address space per file: bench/README.md, issue 21). A vfork parent
+     * waits in the kernel until its child leaves, then goes on in memory the child has used:
+     * this process leaves from the vfork itself (isolated_vfork_leave), and the worker kills
+     * PID 2 before it runs anything but this entry. An entry that fails before that lets PID 2
+     * go on, into _exit. Where the kernel does not tell glibc's registrations
+     * (take_thread_state), the worker is a fork of PID 2, which then leaves at once. */
+#ifdef HAVE_CLONE3_VM
+  const int in_vfork = take_thread_state() == 0;
+  const long second = isolated_vfork_leave();
+  if (second < 0) {
+    errno = (int)-second;
+    fail_to(report, STEP_enter_fork);
+  }
+#else
+  const int in_vfork = 0;
   pid_t second = vfork();
-  if (second < 0) fail_to(report, STEP_enter_fork);
-  if (second > 0) {
-    (void)TEMP_FAILURE_RETRY(waitpid(second, NULL, 0));
+  if (second != 0) {
+    if (second < 0) fail_to(report, STEP_enter_fork);
     _exit(0);
   }
-  int sync[2];
-  if (pipe2(sync, O_CLOEXEC) != 0) fail_to(report, STEP_enter_fork);
-  pid_t worker = fork();
-  if (worker < 0) fail_to(report, STEP_enter_fork);
-  if (worker > 0) {
-    /* PID 2 keeps what the zygote had, untouched, until the worker has compared its fds with
-     * ours (kcmp) and closed every one it inherited. */
-    close(sync[1]);
-    char c;
-    (void)TEMP_FAILURE_RETRY(read(sync[0], &c, 1));
+#endif
+  pid_t worker = in_vfork ? vfork() : fork();
+  if (worker != 0) {
+    if (worker < 0) fail_to(report, STEP_enter_fork);
     _exit(0);
   }
-  close(sync[0]);
-  become_worker(&entry->plan, loop, report, sync[1]);
+  become_worker(&entry->plan, report, in_vfork);
   entry->report_fd = report;
 }
 
