@@ -24,6 +24,7 @@ interface Shared {
   files: { subject: number; fd: number; link: string; other: number; otherFd: number }[]
   pages: { subject: number; mapping: string; other: number }[]
   sharedMappings: Record<string, string[]>
+  addressSpaces: { subject: number; other: number }[]
   pagemap: boolean
   checked: { fds: number; pairs: number }
 }
@@ -89,6 +90,13 @@ test.each([
         expect(shared.pages, `worker ${worker} shares pages`).toEqual([])
         // No writable shared mapping at all: none was inherited, none made before tests ran.
         expect(shared.sharedMappings[String(worker)]).toEqual([])
+        // And its address space its own, inside its sandbox too: the copy's first process and
+        // PID 2, vfork parents in the same memory, are gone (addon/src/zygote.c).
+        const space = check(
+          [worker],
+          all.filter(p => p !== worker),
+        ).addressSpaces
+        expect(space, `worker ${worker} shares its address space`).toEqual([])
         expect(shared.checked.fds).toBeGreaterThanOrEqual(4)
         expect(shared.checked.pairs).toBeGreaterThan(100)
       }
@@ -105,7 +113,7 @@ test.each([
   150_000,
 )
 
-test('the check is real: it sees an open file a child inherited and a page two processes share', async () => {
+test('the check is real: it sees an open file a child inherited, a page two processes share, one address space', async () => {
   // The child gets this process's own open file as its fd 3: the same open file description,
   // which kcmp must report. (Nothing else is shared by accident: node opens its fds close-on-exec.)
   const mine = fs.openSync(CHECKER, 'r')
@@ -133,6 +141,13 @@ test('the check is real: it sees an open file a child inherited and a page two p
     const shared = check([forked], [parent])
     expect(shared.sharedMappings[String(forked)]!.length).toBeGreaterThan(0)
     expect(shared.pages.length).toBeGreaterThan(0)
+    // One address space: this process and one of its own threads, by the thread's id.
+    const thread = fs
+      .readdirSync(`/proc/${process.pid}/task`)
+      .map(Number)
+      .find(t => t !== process.pid)!
+    expect(check([process.pid], [thread]).addressSpaces).toEqual([{ subject: process.pid, other: thread }])
+    expect(check([forked], [parent]).addressSpaces).toEqual([])
   } finally {
     child.kill('SIGKILL')
     fs.closeSync(mine)

@@ -6,14 +6,16 @@ on stdin; prints one JSON object:
   {"files": [{"subject", "fd", "link", "other", "otherFd"}...],  # the same open file (kcmp)
    "pages": [{"subject", "mapping", "other"}...],                 # the same physical page
    "sharedMappings": {"<pid>": ["<maps line>"...]},               # each subject's writable shared mappings
+   "addressSpaces": [{"subject", "other"}...],                    # one address space (kcmp KCMP_VM)
    "pagemap": true|false,                                         # PFNs readable (root) or not
    "checked": {"fds": n, "pairs": n}}
 
 A file is shared when kcmp(KCMP_FILE) says a subject's fd and another process's fd are one open
 file. A page is shared when a present page of a subject's writable shared mapping (rw-s) has a
 PFN that some present page of the other process has too (/proc/PID/pagemap, root only), or
-when the other process maps the same backing object (device and inode) shared. Harmless: it
-only reads.
+when the other process maps the same backing object (device and inode) shared. An address
+space is shared when kcmp(KCMP_VM) says the two are one (a vfork parent, a CLONE_VM child, a
+thread's id). Harmless: it only reads.
 """
 import ctypes
 import json
@@ -23,12 +25,13 @@ import sys
 
 SYS_KCMP = {"x86_64": 312, "aarch64": 272}[os.uname().machine]
 KCMP_FILE = 0
+KCMP_VM = 1
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
 
-def kcmp(pid1, pid2, fd1, fd2):
-    r = libc.syscall(ctypes.c_long(SYS_KCMP), ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(KCMP_FILE),
+def kcmp(pid1, pid2, fd1, fd2, kind=KCMP_FILE):
+    r = libc.syscall(ctypes.c_long(SYS_KCMP), ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(kind),
                      ctypes.c_ulong(fd1), ctypes.c_ulong(fd2))
     if r < 0:
         return None
@@ -91,10 +94,11 @@ def pfns(pid, ranges):
 def main():
     req = json.load(sys.stdin)
     subjects, others = req["subjects"], req["others"]
-    files, pages, shared = [], [], {}
+    files, pages, shared, spaces = [], [], {}, []
     pairs = checked = 0
     other_fds = {o: fds(o) for o in others}
     for s in subjects:
+        spaces += [{"subject": s, "other": o} for o in others if o != s and kcmp(s, o, 0, 0, KCMP_VM) == 0]
         for fd in fds(s):
             checked += 1
             for o in others:
@@ -131,7 +135,7 @@ def main():
             theirs = pfns(o, [(m[0], m[1]) for m in maps(o) if "[vsyscall]" not in m[5]])
             if theirs and mine & theirs:
                 pages.append({"subject": s, "mapping": "; ".join(m[5] for m in ws), "other": o})
-    json.dump({"files": files, "pages": pages, "sharedMappings": shared, "pagemap": pagemap,
+    json.dump({"files": files, "pages": pages, "sharedMappings": shared, "addressSpaces": spaces, "pagemap": pagemap,
                "checked": {"fds": checked, "pairs": pairs}}, sys.stdout)
 
 
