@@ -12,8 +12,9 @@
  * epolls of node's other event loops among them) and every shared mapping stays the same open
  * file, the same physical page. So a copy keeps only what is on an allowlist: the fds init
  * hands it, the ones it creates itself after entering, its report pipe; no shared mapping at
- * all. What it inherited is told from what it made by kcmp against its parent (PID 2), which
- * holds exactly what the zygote had; anything the copy cannot account for fails its entry.
+ * all. What it inherited is told from what it made by kcmp against its parent, the zygote,
+ * before the copy leaves the zygote's PID namespace; anything the copy cannot account for
+ * fails its entry.
  *
  * The copy is three processes in one address space, the fork's: the first moves itself into
  * the file's cgroup, sweeps what it inherited (against the zygote itself, its parent) and
@@ -458,17 +459,17 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
   if (setns(pidfd, flags) != 0) fail_to(report, STEP_enter_setns);
   close(pidfd);
   if (chdir(entry->plan.cwd) != 0) fail_to(report, STEP_chdir);
-    /* setns into a PID namespace applies to children only. Two, so that the worker is PID 3,
-     * the pid init hands the fds to, and init's child once PID 2 is gone. Both in this
-     * process's memory (vforks): the fork from the zygote is then the only copy of its page
-     * tables, and the worker's exit the only teardown (a fork per process cost a copy and a
-     * teardown of the whole address space per file: bench/README.md, issue 21). A vfork parent
-     * waits in the kernel until its child leaves, then goes on in memory the child has used:
-     * this process leaves from the vfork itself (isolated_vfork_leave), and the worker kills
-     * PID 2 before it runs anything but this entry. An entry that fails before that lets PID 2
-     * go on, into _exit. Where the kernel does not tell glibc's registrations
-     * (take_thread_state), the worker is a fork of PID 2, which then leaves at once. */
 #ifdef HAVE_CLONE3_VM
+  /* setns into a PID namespace applies to children only. Two, so that the worker is PID 3,
+   * the pid init hands the fds to, and init's child once PID 2 is gone. Both in this
+   * process's memory (vforks): the fork from the zygote is then the only copy of its page
+   * tables, and the worker's exit the only teardown (a fork per process cost a copy and a
+   * teardown of the whole address space per file: bench/README.md, issue 21). A vfork parent
+   * waits in the kernel until its child leaves, then goes on in memory the child has used:
+   * this process leaves from the vfork itself (isolated_vfork_leave), and the worker kills
+   * PID 2 before it runs anything but this entry. An entry that fails before that lets PID 2
+   * go on, into _exit. Where the kernel does not tell glibc's registrations
+   * (take_thread_state), the worker is a fork of PID 2, which then leaves at once. */
   const int in_vfork = take_thread_state() == 0;
   const long second = isolated_vfork_leave();
   if (second < 0) {
