@@ -892,6 +892,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   int init_errno = init.empty() ? ENOENT : (sandbox_set_init(init.c_str()) == 0 ? 0 : errno);
   exports.Set("initPath", init);
   exports.Set("initErrno", init_errno);
+  // glibc's version at run time, as glibc says it; musl has no such call, and no property.
+  auto glibc_version = reinterpret_cast<const char *(*)()>(dlsym(RTLD_DEFAULT, "gnu_get_libc_version"));
+  if (glibc_version) exports.Set("glibc", glibc_version());
   Napi::Array steps = Napi::Array::New(env, STEP_COUNT);
   for (uint32_t i = 0; i < STEP_COUNT; i++) steps.Set(i, step_names[i]);
   exports.Set("steps", steps);
