@@ -761,13 +761,14 @@ Napi::Value RandomProbe(const Napi::CallbackInfo &info) {
 Napi::Value ZygoteServe(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
-    return Throw(TypeErr(env, "zygoteServe(controlFd)"));
+    return Throw(TypeErr(env, "zygoteServe(controlFd, forkWorker?)"));
   }
   struct uv_loop_s *loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ThrowErrno(env, "no event loop", EINVAL);
   static zygote_entry entry;
   memset(&entry, 0, sizeof entry);
-  int r = zygote_serve(info[0].As<Napi::Number>().Int32Value(), loop, &entry);
+  bool fork_worker = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  int r = zygote_serve(info[0].As<Napi::Number>().Int32Value(), loop, &entry, fork_worker);
   if (r < 0) return ThrowErrno(env, "the zygote's channel", errno);
   if (r > 0) return env.Null();
   bool reset = zygote_random::Reseed();

@@ -332,7 +332,7 @@ static void take_fds_from_init(int report) {
     fail_to(report, STEP_enter_fds);
   }
   close(s);
-  /* 0-3 are free (the sweep closed the zygote's), so the fds may have landed there: above 9
+  /* 0-3 hold the report pipe (copy_enter), and the fds may have landed anywhere above: above 9
    * first, then down, so that no move overwrites another. */
   for (int i = 0; i < 4; i++) {
     int parked = fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
@@ -424,7 +424,7 @@ static void become_worker(const struct plan *plan, int report, int in_vfork) {
 /* The copy's first process, in the zygote's namespaces: the file's plan, its cgroup, all the
  * worker needs of its memory and fds, the sweep; then the file's namespaces, and PID 2 and
  * PID 3 of the file's sandbox. Returns only in PID 3, the worker. */
-static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct zygote_entry *entry) {
+static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct zygote_entry *entry, int fork_worker) {
   const int pidfd = fds[0], report = fds[1], plan_fd = fds[2];
   const pid_t zygote = getppid();
   if (lseek(plan_fd, 0, SEEK_SET) != 0 || plan_read(plan_fd, &entry->plan) != 0) fail_to(report, STEP_enter_plan);
@@ -452,6 +452,12 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
    * not the zygote's, and stays. */
   const int keep[2] = {report, pidfd};
   if (sweep_fds(zygote, keep, 2) != 0 || sweep_shared_maps() != 0) fail_to(report, STEP_enter_sweep);
+  /* 0-3 held by the report pipe until init's fds take them (take_fds_from_init): a fork below
+   * (the fork way to the worker) runs libuv's atfork handler, which makes its lock pipe at the
+   * lowest free fds, and init's fds would land over it (a test's child process then aborted in
+   * libuv's uv__close). */
+  for (int fd = 0; fd < 4; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && dup3(report, fd, O_CLOEXEC) < 0) fail_to(report, STEP_dup_fds);
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   if (entry->plan.flags & PLAN_NEW_NET) flags |= CLONE_NEWNET;
   /* Only a user namespace the zygote owns (a file's, made by spawn.c's nesting) lets it in:
@@ -470,7 +476,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
    * PID 2 before it runs anything but this entry. An entry that fails before that lets PID 2
    * go on, into _exit. Where the kernel does not tell glibc's registrations
    * (take_thread_state), the worker is a fork of PID 2, which then leaves at once. */
-  const int in_vfork = take_thread_state() == 0;
+  const int in_vfork = !fork_worker && take_thread_state() == 0;
   const long second = isolated_vfork_leave();
   if (second < 0) {
     errno = (int)-second;
@@ -478,6 +484,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
   }
 #else
   const int in_vfork = 0;
+  (void)fork_worker;
   pid_t second = vfork();
   if (second != 0) {
     if (second < 0) fail_to(report, STEP_enter_fork);
@@ -493,7 +500,7 @@ static void copy_enter(const int *fds, uint32_t proc_count, void *loop, struct z
   entry->report_fd = report;
 }
 
-int zygote_serve(int control, void *loop, struct zygote_entry *entry) {
+int zygote_serve(int control, void *loop, struct zygote_entry *entry, int fork_worker) {
   for (;;) {
     /* The copies' first processes leave as soon as their worker is made. */
     while (waitpid(-1, NULL, WNOHANG) > 0) {
@@ -521,7 +528,7 @@ int zygote_serve(int control, void *loop, struct zygote_entry *entry) {
     note_condvar_waits();
     pid_t pid = fork();
     if (pid == 0) {
-      copy_enter(fds, req.proc_count, loop, entry);
+      copy_enter(fds, req.proc_count, loop, entry, fork_worker);
       return 0;
     }
     if (pid < 0) report_failure(fds[1], STEP_enter_fork, errno, -1);

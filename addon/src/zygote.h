@@ -34,8 +34,9 @@ struct zygote_entry {
 /* In the zygote, after its start: serves requests on control until main closes it. Returns 1
  * then (the zygote leaves), -1 with errno on a broken channel, and 0 in a copy that is now the
  * file's worker (PID 3 of its sandbox, fds 0-3 its own, privileges dropped, nothing inherited
- * left but what is on the allowlist, loop re-armed). */
-int zygote_serve(int control, void *uv_loop, struct zygote_entry *entry);
+ * left but what is on the allowlist, loop re-armed). fork_worker (the e2e harness's): the
+ * worker is a fork of PID 2, as where the kernel does not tell glibc's thread registrations. */
+int zygote_serve(int control, void *uv_loop, struct zygote_entry *entry, int fork_worker);
 
 #ifdef __cplusplus
 }

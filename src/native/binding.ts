@@ -168,7 +168,7 @@ export interface NativeAddon {
    * it, then returns null. Returns in a copy, which is then a file's worker: its report pipe
    * and what its plan says an exec'd worker gets.
    */
-  zygoteServe(controlFd: number): ZygoteEntry | null
+  zygoteServe(controlFd: number, forkWorker?: boolean): ZygoteEntry | null
   /** A copy: says ready on the report pipe and closes it. */
   zygoteReady(reportFd: number): void
   /** Main: one request to the zygote on its channel: [init's pidfd, report pipe, plan, ...cgroup.procs fds]. */

@@ -53,3 +53,11 @@ export const PROBE_MAIN_ENV = 'VITEST_ISOLATED_ZYGOTE_PROBE_MAIN'
  * outside the harness.
  */
 export const ZYGOTE_WAIT_ENV = 'VITEST_ISOLATED_ZYGOTE_WAIT'
+
+/**
+ * The harness's: a copy's worker is a fork of PID 2, the way taken where the kernel does not
+ * tell glibc's thread registrations (addon/src/zygote.c, take_thread_state), instead of a
+ * vfork. Read from main's environment when this module loads, handed to the zygote. Never set
+ * outside the harness.
+ */
+export const FORK_WORKER_ENV = 'VITEST_ISOLATED_ZYGOTE_FORK_WORKER'

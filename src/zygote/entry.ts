@@ -23,7 +23,7 @@ import { webcrypto } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { native, type ZygoteEntry } from '../native/binding.js'
 import { runWorker, save } from '../worker/run.js'
-import { PROBE_ENV, READY, WORKER_MODULE_ENV } from './contract.js'
+import { FORK_WORKER_ENV, PROBE_ENV, READY, WORKER_MODULE_ENV } from './contract.js'
 
 type VitestWorkerModule = typeof import('vitest/worker')
 
@@ -94,10 +94,14 @@ const gc = vm.runInNewContext('gc') as () => void
 v8.setFlagsFromString('--no-expose-gc')
 gc()
 
+// The e2e harness only (contract.ts): copies take the fork way to their worker.
+const forkWorker = process.env[FORK_WORKER_ENV] === '1'
+delete process.env[FORK_WORKER_ENV]
+
 fs.writeSync(CHANNEL_FD, Buffer.of(READY))
 let entry: ZygoteEntry | null = null
 try {
-  entry = addon.zygoteServe(CHANNEL_FD)
+  entry = addon.zygoteServe(CHANNEL_FD, forkWorker)
 } catch (error) {
   fail('serving main', error)
 }

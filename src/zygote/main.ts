@@ -30,7 +30,7 @@ import { ZygoteGone } from '../errors.js'
 import { STEPS } from '../native/steps.js'
 import { FAILURE_RECORD } from '../native/ops.js'
 import { readRecord } from '../ipc/record.js'
-import { ENTER_READY, MAX_PROCS, PROBE_ENV, PROBE_MAIN_ENV, READY, REPORT_SIZE } from './contract.js'
+import { ENTER_READY, FORK_WORKER_ENV, MAX_PROCS, PROBE_ENV, PROBE_MAIN_ENV, READY, REPORT_SIZE } from './contract.js'
 
 const debug = debuglog('vitest-pool-isolated')
 
@@ -52,6 +52,8 @@ export class ZygoteEntryFailed extends ZygoteGone {
 
 /** The e2e harness's compromised-zygote probe (contract.ts), read once, when this module loads. */
 const PROBE = process.env[PROBE_ENV] || undefined
+/** The harness's switch to the fork way of a copy's worker (contract.ts), read once. */
+const FORK_WORKER = process.env[FORK_WORKER_ENV] === '1'
 
 export interface ZygoteStart {
   options: ResolvedIsolatedOptions
@@ -78,7 +80,12 @@ export class Zygote implements NestingZygote {
       options,
       identity,
       argv: [...execArgv, '--single-threaded', ZYGOTE_ENTRY],
-      env: { ...env, NODE_OPTIONS: undefined, ...(PROBE ? { [PROBE_ENV]: PROBE, [PROBE_MAIN_ENV]: String(process.pid) } : {}) },
+      env: {
+        ...env,
+        NODE_OPTIONS: undefined,
+        ...(PROBE ? { [PROBE_ENV]: PROBE, [PROBE_MAIN_ENV]: String(process.pid) } : {}),
+        ...(FORK_WORKER ? { [FORK_WORKER_ENV]: '1' } : {}),
+      },
       hide,
       readOnly: [{ source: addonDir, target: addonDir }],
       role: 'zygote',

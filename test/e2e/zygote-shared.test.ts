@@ -33,19 +33,22 @@ function check(subjects: number[], others: number[]): Shared {
   return JSON.parse(execFileSync('/usr/bin/python3', [CHECKER], { input: JSON.stringify({ subjects, others }) }).toString()) as Shared
 }
 
+// The zygote's copies take a vfork to their worker, or a fork of PID 2 where the kernel does not
+// tell glibc's thread registrations (the harness's switch: addon/src/zygote.c).
 test.each([
-  ['zygote', '1'],
-  ['fresh workers', '0'],
+  ['zygote', '1', {}],
+  ['zygote, the fork way to the worker', '1', { VITEST_ISOLATED_ZYGOTE_FORK_WORKER: '1' }],
+  ['fresh workers', '0', {}],
 ])(
   '%s: no worker shares an open file or a writable shared page with any process outside its sandbox',
-  async (_mode, zygote) => {
+  async (_mode, zygote, way) => {
     let main = 0
     const holding = new Set<string>()
     const run = runVitest({
       root,
       pool: 'isolated',
       // Every file waits for the zygote: all workers are copies (by default the first ones are not).
-      env: { VITEST_ISOLATED_ZYGOTE: zygote, VITEST_ISOLATED_ZYGOTE_WAIT: '1' },
+      env: { VITEST_ISOLATED_ZYGOTE: zygote, VITEST_ISOLATED_ZYGOTE_WAIT: '1', ...way },
       onSpawn: pid => {
         main = pid
       },
