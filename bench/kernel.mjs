@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// The kernel's share of a run under --pool=isolated, from the whole machine's samples (`perf
-// record -a -g`, 4 kHz per CPU): each sample counted as busy (not idle), in the kernel, and
-// under fork's copy of the page tables (dup_mmap), an exit's teardown of them (exit_mmap) or a
-// page fault (exc_page_fault), in ms per test file. With --before, the same for a frozen
-// earlier build, rounds alternated, and the ratios after/before of the medians (issue 21: what
-// a copy of the zygote costs the kernel).
+// The kernel's share of a run, from the whole machine's samples (`perf record -a -g`, 4 kHz per
+// CPU): each sample counted as busy (not idle), in the kernel, and under fork's copy of the page
+// tables (dup_mmap), an exit's teardown of them (exit_mmap) or a page fault (exc_page_fault), in
+// ms per test file. With --before, the same for a frozen earlier build under --pool=isolated,
+// rounds alternated, and the ratios after/before of the medians (issue 21: what a copy of the
+// zygote costs the kernel). --pools adds other pools for comparison (forks-noiso: forks with
+// --no-isolate, one reused worker per slot).
 //
-//   node bench/kernel.mjs [--major 5] [--files 40] [--workers 2] [--rounds 3] [--before DIR] [--freeze]
+//   node bench/kernel.mjs [--major 5] [--files 40] [--workers 2] [--rounds 3] [--pools isolated,forks-noiso]
+//                         [--before DIR] [--freeze]
 //
 // Needs perf (Debian: linux-perf) and root or perf_event_paranoid <= 0 for -a.
 import { execFileSync } from 'node:child_process'
@@ -22,6 +24,7 @@ const { values: opts } = parseArgs({
     files: { type: 'string', default: '40' },
     workers: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '3' },
+    pools: { type: 'string', default: 'isolated' },
     before: { type: 'string' },
     freeze: { type: 'boolean', default: false },
   },
@@ -34,11 +37,15 @@ const workers = Number(opts.workers)
 const majors = list(opts.major).map(majorOf)
 const plugin = opts.freeze ? freezeBuild().plugin : undefined
 if (!plugin) checkBuilt()
-const variants = [{ name: 'now', plugin }]
+const POOLS = { isolated: { pool: 'isolated', args: [] }, forks: { pool: 'forks', args: [] }, 'forks-noiso': { pool: 'forks', args: ['--no-isolate'] } }
+const variants = list(opts.pools).map(name => {
+  if (!POOLS[name]) throw new Error(`unknown pool ${name}; one of ${Object.keys(POOLS).join(', ')}`)
+  return { name: name === 'isolated' ? 'now' : name, plugin, ...POOLS[name] }
+})
 if (opts.before) {
   const before = pathToFileURL(path.resolve(opts.before, 'dist', 'index.js')).href
   if (!fs.existsSync(new URL(before))) throw new Error(`--before ${opts.before}: no dist/index.js there`)
-  variants.unshift({ name: 'before', plugin: before })
+  variants.unshift({ name: 'before', plugin: before, ...POOLS.isolated })
 }
 try {
   execFileSync('perf', ['--version'], { stdio: 'ignore' })
@@ -98,8 +105,9 @@ for (let r = 0; r < rounds; r++) {
     const c = cells[(k + r) % cells.length]
     const run = await runVitest({
       suite: c.suite,
-      pool: 'isolated',
+      pool: c.v.pool,
       workers,
+      vitestArgs: c.v.args,
       major: c.major,
       plugin: c.v.plugin,
       cmd: 'perf',
@@ -137,7 +145,9 @@ for (const major of majors) {
   })
   for (const [i, row] of rows.entries())
     console.log(`| ${major.vitestVersion} / ${major.nodeVersion} | ${variants[i].name} | ${row.map(x => x.toFixed(1)).join(' | ')} |`)
-  if (rows.length === 2) console.log(`| | now/before | ${rows[1].map((x, i) => (x / rows[0][i]).toFixed(2)).join(' | ')} |`)
+  const at = name => variants.findIndex(v => v.name === name)
+  if (at('before') >= 0 && at('now') >= 0)
+    console.log(`| | now/before | ${rows[at('now')].map((x, i) => (x / rows[at('before')][i]).toFixed(2)).join(' | ')} |`)
 }
 if (failed) {
   console.error(`!! ${failed} FAILED RUNS (left out of the medians)`)
